@@ -1,0 +1,141 @@
+"""Lowering a plan to runner source: every decision is made here, the template only renders.
+
+`emit_runner` returns a `RunnerSource` (text plus metadata); `write_output` puts it on disk with the
+plan, atomically. The runtime (`sticc/runtime.py`) is inlined verbatim; the generated part is the
+literal tables (store extents, load list) and the schedule, one block per compute node of the
+shard graph, each block commented with the graph node it came from.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+import sticc.runtime as runtime_module
+from sticc.graph import ComputeStep, build_graph, linear_schedule
+from sticc.plan import Plan, memory_model
+from sticc.store import Store
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class LoadLine:
+    """One literal LoadItem of the generated LOADS table."""
+
+    key: int
+    what: str
+    offset: int
+    layout: str  # a blob_layout(...) call with literal arguments
+    crc32: str
+    preloaded: bool
+
+
+@dataclass(frozen=True)
+class BlockLines:
+    """One schedule block: the compute node, its loads' keys, and its describing comment."""
+
+    node: str
+    layer: int
+    part: str
+    keys: tuple[int, ...]
+    comment: str
+
+
+@dataclass(frozen=True)
+class RunnerSource:
+    text: str
+    plan_hash: str
+    plan_json: dict
+
+
+def _runtime_body() -> str:
+    """runtime.py without its module docstring (the runner has its own)."""
+    source = Path(runtime_module.__file__).read_text(encoding="utf-8")
+    docstring_end = ast.parse(source).body[0].end_lineno
+    return "\n".join(source.splitlines()[docstring_end:]).strip("\n")
+
+
+def _layout_call(layout) -> str:
+    return f"blob_layout({layout.rows}, {layout.cols}, {layout.bits}, {layout.group_size}, {layout.bias_len})"
+
+
+def _describe(step: ComputeStep, shards_per_layer: int) -> str:
+    what = "attention" if step.part == "attn" else "FFN"
+    if not step.loads:
+        return f"layer {step.layer} {what}: every shard dropped, only the bias and the join remain"
+    bits = sorted({load.bits for load in step.loads})
+    preloaded = sum(load.preload for load in step.loads)
+    return (
+        f"layer {step.layer} {what}: {len(step.loads)}/{shards_per_layer} shards kept, "
+        f"bits {'/'.join(map(str, bits))}" + (f", {preloaded} preloaded" if preloaded else "")
+    )
+
+
+def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
+    """The runner for `plan` over `store`; identical inputs give identical bytes."""
+    steps = linear_schedule(build_graph(store, plan))
+    loads: list[LoadLine] = []
+    blocks: list[BlockLines] = []
+    for step in steps:
+        keys = []
+        for load in step.loads:
+            version = store.version(load.layer, load.index, load.part, load.bits)
+            key = len(loads)
+            loads.append(LoadLine(
+                key, version.key.describe(), version.extent.offset, _layout_call(version.layout),
+                f"0x{version.extent.crc32:08x}", load.preload,
+            ))
+            keys.append(key)
+        blocks.append(BlockLines(repr(step.node), step.layer, step.part, tuple(keys), _describe(step, store.shards_per_layer)))
+    plan_json = plan.to_json()
+    spec = store.spec
+    memory = memory_model(store, plan.shards, plan.targets.seq_len)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, autoescape=False,
+    )
+    text = environment.get_template("runner.py.j2").render(
+        spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"],
+        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks,
+        runtime_body=_runtime_body(), kept=sum(1 for c in plan.shards if c.bits),
+        preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
+        bits_histogram=_bits_histogram(plan), data_file=store.data_path.name,
+        arena_bytes=memory.arena_bytes(plan.memory_budget_bytes), staging_bytes=memory.staging_bytes,
+    )
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return RunnerSource(text, plan_json["plan_hash"], plan_json)
+
+
+def _bits_histogram(plan: Plan) -> str:
+    counts: dict[int, int] = {}
+    for choice in plan.shards:
+        counts[choice.bits] = counts.get(choice.bits, 0) + 1
+    return ", ".join(f"{n}x{'dropped' if b == 0 else f'{b}b'}" for b, n in sorted(counts.items(), reverse=True))
+
+
+def write_output(out_dir: str | Path, source: RunnerSource) -> Path:
+    """Write runner.py and plan.json into `out_dir`, replacing both atomically (a staged rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "runner.py": source.text,
+        "plan.json": json.dumps(source.plan_json, indent=1, sort_keys=True) + "\n",
+    }
+    staging = Path(tempfile.mkdtemp(prefix=".sticc-compile-", dir=out_dir))
+    try:
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        for name in files:
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "runner.py"

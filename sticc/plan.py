@@ -1,0 +1,280 @@
+"""Plan: the one contract between planners, reports and codegen (schema: docs/plan-schema.md).
+
+A plan gives every shard a bitwidth (0 = dropped) and a preload flag, the targets it was made for,
+the weight-pool budget the runner enforces, and what it predicts. Plans come from a solver
+(`solvers/`) or from a hand-written JSON file; both go through `validate_choices`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sticc.errors import UserError
+from sticc.runtime import arena_nbytes, piece_arena_nbytes, piece_staging_nbytes
+from sticc.sharding import PARTS
+from sticc.store import Store
+
+PLAN_FORMAT_VERSION = 1
+DEFAULT_SEQ_LEN = 128
+
+
+@dataclass(frozen=True, order=True)
+class ShardChoice:
+    layer: int
+    index: int
+    bits: int  # 0: dropped
+    preload: bool = False
+
+
+@dataclass(frozen=True)
+class Targets:
+    latency_s: float | None
+    memory_bytes: int | None
+    seq_len: int
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    name: str  # "uniform" | "hand" | a solver's name
+    status: str  # "GIVEN" for plans not found by a solver
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    wall_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Predicted:
+    latency_s: float | None  # needs a device profile
+    peak_weight_bytes: int  # upper bound: the pool budget, or everything in flight if smaller
+    preload_bytes: int
+    io_bytes: int  # per call at targets.seq_len (batch 1, all tokens distinct)
+    fidelity_loss: float | None  # needs an importance profile
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """The weight bytes a plan's runner holds, by kind (see `sticc.runtime.WeightPool`)."""
+
+    pinned_bytes: int  # headers + preload set, held for the runner's lifetime
+    staging_bytes: int  # the largest stored piece read from disk and dequantized
+    embed_bytes: int  # arena bytes of one call's embedding rows at seq_len
+    largest_piece_bytes: int  # arena bytes of the largest fp32 piece
+    all_pieces_bytes: int  # arena bytes of every piece of one call together
+    layer_window_bytes: int  # arena bytes of the largest `shards_per_layer` pieces
+
+    @property
+    def minimum_budget_bytes(self) -> int:
+        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, self.largest_piece_bytes)
+
+    @property
+    def default_budget_bytes(self) -> int:
+        window = max(self.embed_bytes, min(self.layer_window_bytes, self.all_pieces_bytes))
+        return self.pinned_bytes + self.staging_bytes + window
+
+    def arena_bytes(self, budget_bytes: int) -> int:
+        return budget_bytes - self.pinned_bytes - self.staging_bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    store_id: str
+    model: str
+    targets: Targets
+    solver: SolverInfo
+    memory_budget_bytes: int  # the runner's weight pool capacity
+    shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
+    predicted: Predicted
+
+    def choice(self, layer: int, index: int) -> ShardChoice:
+        return self._index()[(layer, index)]
+
+    def _index(self) -> dict[tuple[int, int], ShardChoice]:
+        return {(c.layer, c.index): c for c in self.shards}
+
+    def to_json(self) -> dict:
+        data = {
+            "format_version": PLAN_FORMAT_VERSION,
+            "store_id": self.store_id,
+            "model": self.model,
+            "targets": asdict(self.targets),
+            "solver": asdict(self.solver),
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "predicted": asdict(self.predicted),
+            "shards": [asdict(c) for c in self.shards],
+            "load_order": [list(step) for step in load_order(self)],
+        }
+        data["plan_hash"] = plan_hash(data)
+        return data
+
+    @property
+    def hash(self) -> str:
+        return self.to_json()["plan_hash"]
+
+
+def plan_hash(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != "plan_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_order(plan: Plan) -> list[tuple[int, int, str]]:
+    """(layer, index, part) of every kept piece in the order compute consumes them."""
+    layers = sorted({c.layer for c in plan.shards})
+    kept = sorted((c.layer, c.index) for c in plan.shards if c.bits)
+    return [(layer, index, part) for layer in layers for part in PARTS for (lay, index) in kept if lay == layer]
+
+
+# ----------------------------------------------------------------------------------------------
+# Building plans
+# ----------------------------------------------------------------------------------------------
+
+
+def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardChoice, ...]:
+    """Check a complete set of shard choices against the store; return them sorted."""
+    spec = store.spec
+    seen: dict[tuple[int, int], ShardChoice] = {}
+    for choice in choices:
+        where = f"shard (layer {choice.layer}, index {choice.index})"
+        if not (0 <= choice.layer < spec.layers and 0 <= choice.index < store.shards_per_layer):
+            raise UserError(f"{where} does not exist: the store has {spec.layers} layers x {store.shards_per_layer} shards")
+        if (choice.layer, choice.index) in seen:
+            raise UserError(f"{where} appears twice in the plan")
+        if choice.bits != 0 and choice.bits not in store.bits:
+            raise UserError(f"{where}: bits {choice.bits} not in the store (has {list(store.bits)}; 0 drops)")
+        if choice.preload and choice.bits == 0:
+            raise UserError(f"{where} is dropped and preloaded at once")
+        seen[(choice.layer, choice.index)] = choice
+    missing = [(l, i) for l in range(spec.layers) for i in range(store.shards_per_layer) if (l, i) not in seen]
+    if missing:
+        raise UserError(f"plan leaves {len(missing)} shards unspecified, first (layer {missing[0][0]}, index {missing[0][1]}); give default_bits")
+    return tuple(sorted(seen.values()))
+
+
+def memory_model(store: Store, shards: tuple[ShardChoice, ...], seq_len: int) -> MemoryModel:
+    spec = store.spec
+    pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
+    staging = 0
+    footprints = []
+    for choice in shards:
+        if not choice.bits:
+            continue
+        for part in PARTS:
+            layout = store.version(choice.layer, choice.index, part, choice.bits).layout
+            if choice.preload:
+                pinned += layout.nbytes
+            staging = max(staging, piece_staging_nbytes(layout, choice.preload))
+            footprints.append(piece_arena_nbytes(layout, choice.preload))
+    # embedding rows: batch 1, every token distinct, plus one position row per token
+    embed = arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
+    window = sum(sorted(footprints, reverse=True)[: store.shards_per_layer])
+    return MemoryModel(pinned, staging, embed, max(footprints, default=0), sum(footprints), window)
+
+
+def make_plan(
+    store: Store,
+    shards: tuple[ShardChoice, ...],
+    solver: SolverInfo,
+    seq_len: int | None = None,
+    memory_bytes: int | None = None,
+    latency_s: float | None = None,
+) -> Plan:
+    """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
+
+    `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer.
+    """
+    shards = validate_choices(store, list(shards))
+    seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
+    if seq_len <= 0 or seq_len > store.spec.max_positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
+    memory = memory_model(store, shards, seq_len)
+    if memory_bytes is None:
+        budget = memory.default_budget_bytes
+    elif memory_bytes < memory.minimum_budget_bytes:
+        raise UserError(
+            f"memory budget {memory_bytes} B is below this plan's minimum {memory.minimum_budget_bytes} B "
+            f"(headers and preload {memory.pinned_bytes} B, staging {memory.staging_bytes} B, "
+            f"largest piece or embedding rows {memory.minimum_budget_bytes - memory.pinned_bytes - memory.staging_bytes} B)"
+        )
+    else:
+        budget = memory_bytes
+    preload = sum(
+        store.version(c.layer, c.index, part, c.bits).layout.nbytes for c in shards if c.preload for part in PARTS
+    )
+    streamed = sum(
+        store.version(c.layer, c.index, part, c.bits).layout.nbytes
+        for c in shards if c.bits and not c.preload for part in PARTS
+    )
+    predicted = Predicted(
+        latency_s=None,
+        peak_weight_bytes=min(
+            budget, memory.pinned_bytes + memory.staging_bytes + max(memory.embed_bytes, memory.all_pieces_bytes)
+        ),
+        preload_bytes=preload,
+        io_bytes=streamed + memory.embed_bytes,
+        fidelity_loss=None,
+    )
+    targets = Targets(latency_s, memory_bytes, seq_len)
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards, predicted)
+
+
+_PLAN_KEYS = {
+    "format_version", "store_id", "model", "targets", "solver", "memory_budget_bytes", "predicted",
+    "shards", "load_order", "plan_hash", "default_bits",
+}
+
+
+def read_plan(store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None) -> Plan:
+    """A hand-written (or previously emitted) plan file, validated against `store`.
+
+    Accepted keys: `shards` (list of {layer, index, bits, preload?}), `default_bits` for shards not
+    listed, optional `targets` {seq_len, memory_bytes, latency_s}; the outputs of an emitted
+    plan.json (`predicted`, `solver`, `load_order`, ...) are accepted and recomputed.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"plan file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"plan file {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"plan file {path} must hold a JSON object")
+    unknown = set(data) - _PLAN_KEYS
+    if unknown:
+        raise UserError(f"plan file {path}: unknown keys {sorted(unknown)}")
+    if "store_id" in data and data["store_id"] != store.store_id:
+        raise UserError(f"plan file {path} was made for another store (store_id differs)")
+    choices: dict[tuple[int, int], ShardChoice] = {}
+    for n, entry in enumerate(data.get("shards", [])):
+        if not isinstance(entry, dict) or not {"layer", "index", "bits"} <= set(entry) or set(entry) - {"layer", "index", "bits", "preload"}:
+            raise UserError(f"plan file {path}: shards[{n}] must be {{layer, index, bits, preload?}}")
+        values = [entry["layer"], entry["index"], entry["bits"]]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values) or not isinstance(entry.get("preload", False), bool):
+            raise UserError(f"plan file {path}: shards[{n}] has a non-integer layer/index/bits or non-boolean preload")
+        choice = ShardChoice(*values, entry.get("preload", False))
+        if (choice.layer, choice.index) in choices:
+            raise UserError(f"plan file {path}: shard (layer {choice.layer}, index {choice.index}) appears twice")
+        choices[(choice.layer, choice.index)] = choice
+    default_bits = data.get("default_bits")
+    if default_bits is not None:
+        if not isinstance(default_bits, int) or isinstance(default_bits, bool):
+            raise UserError(f"plan file {path}: default_bits must be an integer")
+        for layer in range(store.spec.layers):
+            for index in range(store.shards_per_layer):
+                choices.setdefault((layer, index), ShardChoice(layer, index, default_bits))
+    targets = data.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise UserError(f"plan file {path}: targets must be an object")
+    plan = make_plan(
+        store, tuple(choices.values()), SolverInfo("hand", "GIVEN"),
+        seq_len=seq_len or targets.get("seq_len"),
+        memory_bytes=memory_bytes if memory_bytes is not None else targets.get("memory_bytes"),
+        latency_s=targets.get("latency_s"),
+    )
+    if "load_order" in data and [list(s) for s in load_order(plan)] != data["load_order"]:
+        raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")
+    return plan
+

@@ -1,0 +1,878 @@
+"""sticc runtime: the static half of every generated runner.
+
+Codegen inlines this module's source verbatim above the generated schedule, so it may import only
+the standard library, numpy and torch. sticc itself imports it too (blob layouts, dequantization,
+kernels), so the store writer, the tests and every runner share one implementation.
+
+Contents, in data-flow order:
+- `blob_layout`: where codes, scales, zeros and bias live inside one stored shard piece.
+- `WeightPool`: every weight byte a runner holds is allocated here; `peak_bytes` is exact.
+- `StoreReader`: checked preads from the store's data file, with an optional emulated bandwidth cap.
+- `dequantize_into`: packed codes -> fp32 weights, written into a pool buffer.
+- `Loader`: the background IO thread of one call: read, check, dequantize, hand over, in plan order.
+- encoder kernels: embeddings, attention and FFN over the kept shards of a layer, pooling.
+
+Unlike the rest of sticc this module does not use `from __future__ import annotations`: a runner
+loaded with `importlib.util.spec_from_file_location` but not registered in `sys.modules` must still
+define its dataclasses, which string annotations would prevent.
+"""
+
+import json
+import os
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+STORE_FORMAT_VERSION = 1
+SEGMENT_ALIGN_BYTES = 64  # segments inside a blob start on this boundary (aligned tensor views)
+FULL_PRECISION_BITS = (16, 32)
+
+
+class StoreError(RuntimeError):
+    """The store on disk does not match what the runner was generated for (or is corrupt)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Blob layout: one stored piece = weight matrix [rows, cols] at some bitwidth, plus an fp32 bias.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobLayout:
+    """Byte layout of one stored piece. Offsets are relative to the blob start."""
+
+    rows: int
+    cols: int
+    bits: int
+    group_size: int  # weights sharing one (scale, zero) pair; 0 for 16/32 bits
+    bias_len: int
+    weight_offset: int  # packed codes, or the fp16/fp32 matrix
+    weight_nbytes: int
+    scales_offset: int  # fp16 per group (empty for 16/32 bits)
+    zeros_offset: int  # fp16 per group (empty for 16/32 bits)
+    groups: int
+    bias_offset: int  # fp32 [bias_len]
+    nbytes: int
+
+    @property
+    def weight_count(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def dequantized_nbytes(self) -> int:
+        """fp32 bytes of the weight matrix and bias once dequantized."""
+        return 4 * (self.weight_count + self.bias_len)
+
+
+def _align(value: int, alignment: int) -> int:
+    return -(-value // alignment) * alignment
+
+
+def blob_layout(rows: int, cols: int, bits: int, group_size: int, bias_len: int) -> BlobLayout:
+    """The byte layout of a piece; the store writer and every runner derive offsets from this."""
+    count = rows * cols
+    if bits in FULL_PRECISION_BITS:
+        weight_nbytes = count * bits // 8
+        groups = 0
+        group_size = 0
+    else:
+        if not 1 <= bits <= 8:
+            raise ValueError(f"unsupported bitwidth {bits}")
+        if count % 8 or count % group_size:
+            raise ValueError(f"{rows}x{cols} weights do not split into bytes and groups of {group_size}")
+        # codes: 8 codes of `bits` bits pack into exactly `bits` bytes
+        weight_nbytes = count * bits // 8
+        groups = count // group_size
+    weight_offset = 0
+    # scales: one fp16 per group; zeros: one fp16 per group
+    scales_offset = _align(weight_offset + weight_nbytes, SEGMENT_ALIGN_BYTES)
+    zeros_offset = _align(scales_offset + 2 * groups, SEGMENT_ALIGN_BYTES)
+    # bias: fp32, never quantized (a few hundred values per piece)
+    bias_offset = _align(zeros_offset + 2 * groups, SEGMENT_ALIGN_BYTES)
+    nbytes = bias_offset + 4 * bias_len
+    return BlobLayout(
+        rows, cols, bits, group_size, bias_len, weight_offset, weight_nbytes,
+        scales_offset, zeros_offset, groups, bias_offset, nbytes,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight pool: exact accounting of every weight byte held, with an optional capacity.
+# ----------------------------------------------------------------------------------------------
+
+
+def arena_nbytes(nbytes: int) -> int:
+    """Bytes an allocation of `nbytes` takes in the arena (rounded up for aligned views)."""
+    return _align(nbytes, SEGMENT_ALIGN_BYTES)
+
+
+def piece_arena_nbytes(layout: BlobLayout, preloaded: bool) -> int:
+    """Arena bytes a piece holds from load to free: its fp32 form (0 for an fp32 preload)."""
+    if preloaded and layout.bits == 32:
+        return 0
+    if layout.bits == 32:
+        return arena_nbytes(layout.nbytes)  # read straight into the arena: fp32 weight then bias
+    return arena_nbytes(layout.dequantized_nbytes)
+
+
+def piece_staging_nbytes(layout: BlobLayout, preloaded: bool) -> int:
+    """Staging bytes a piece's stored form needs while it is read and dequantized."""
+    return 0 if preloaded or layout.bits == 32 else layout.nbytes
+
+
+class WeightPool:
+    """Every weight byte a runner holds, accounted exactly, in memory allocated once.
+
+    - pinned: headers and the preload set, held for the runner's lifetime;
+    - staging: one buffer for a piece's stored bytes between pread and dequantization;
+    - arena: a ring of `arena_bytes` for one call's embedding rows and fp32 pieces. Pieces are
+      allocated in load order and freed in the same order (compute consumes them in load order),
+      so a FIFO ring never fragments; `allocate` waits while the ring is full.
+    An allocation larger than the whole ring (an input longer than planned) is made outside it and
+    still counted, so the peak honestly exceeds the budget instead of deadlocking.
+    """
+
+    def __init__(self, arena_bytes: int, staging_bytes: int) -> None:
+        self.arena_bytes = arena_bytes
+        self._arena = torch.empty(arena_bytes, dtype=torch.uint8)
+        self._staging = torch.empty(staging_bytes, dtype=torch.uint8)
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._head = 0  # next free arena offset
+        self._fifo: list[tuple[int, int]] = []  # live allocations (start, arena bytes), oldest first
+        self._fifo_start = 0
+        self._stopped = False
+        self._cond = threading.Condition()
+
+    def _count(self, nbytes: int) -> None:
+        self.live_bytes += nbytes
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+
+    def pin(self, nbytes: int) -> torch.Tensor:
+        """A buffer held for the runner's lifetime."""
+        with self._cond:
+            self._count(nbytes)
+        return torch.empty(nbytes, dtype=torch.uint8)
+
+    def staging(self, nbytes: int) -> torch.Tensor:
+        """The staging buffer (IO thread only); counted until `release_staging`."""
+        assert nbytes <= self._staging.numel(), "staging buffer smaller than a stored piece"
+        with self._cond:
+            self._count(nbytes)
+        return self._staging[:nbytes]
+
+    def release_staging(self, nbytes: int) -> None:
+        with self._cond:
+            self.live_bytes -= nbytes
+
+    def allocate(self, nbytes: int) -> torch.Tensor:
+        """`nbytes` of the arena (waiting for the compute side to free older pieces)."""
+        size = arena_nbytes(nbytes)
+        with self._cond:
+            if size > self.arena_bytes:
+                self._fifo.append((-1, size))
+                self._count(size)
+                return torch.empty(size, dtype=torch.uint8)
+            while True:
+                if self._stopped:
+                    raise StoreError("load cancelled")
+                start = self._fit(size)
+                if start is not None:
+                    break
+                self._cond.wait()
+            self._head = start + size
+            self._fifo.append((start, size))
+            self._count(size)
+            return self._arena[start : start + size]
+
+    def _fit(self, size: int) -> int | None:
+        """Where a FIFO ring can place `size` bytes now, or None."""
+        inside = [(start, n) for start, n in self._fifo[self._fifo_start :] if start >= 0]
+        if not inside:
+            self._head = 0
+            return 0
+        oldest = inside[0][0]
+        if self._head > oldest:
+            # live region is [oldest, head): free space after head, then before oldest
+            if self._head + size <= self.arena_bytes:
+                return self._head
+            return 0 if size <= oldest else None
+        # wrapped (or exactly full): live region is [oldest, end) + [0, head), free is [head, oldest)
+        return self._head if self._head + size <= oldest else None
+
+    def free_oldest(self, nbytes: int) -> None:
+        """Free the oldest live arena allocation (of `nbytes`): frees come in allocation order."""
+        size = arena_nbytes(nbytes)
+        with self._cond:
+            start, held = self._fifo[self._fifo_start]
+            assert held == size, "arena frees must come in allocation order"
+            self._fifo_start += 1
+            if self._fifo_start == len(self._fifo):
+                self._fifo.clear()
+                self._fifo_start = 0
+            self.live_bytes -= size
+            self._cond.notify_all()
+
+    def end_call(self) -> None:
+        """Drop every arena allocation of the call (after its loader has stopped)."""
+        with self._cond:
+            for _, size in self._fifo[self._fifo_start :]:
+                self.live_bytes -= size
+            self._fifo.clear()
+            self._fifo_start = 0
+            self._head = 0
+            self._stopped = False
+
+    def stop(self) -> None:
+        """Wake and cancel an allocation waiting for space (the call is being abandoned)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def reset_peak(self) -> None:
+        with self._cond:
+            self.peak_bytes = self.live_bytes
+
+
+# ----------------------------------------------------------------------------------------------
+# Store reads: checked preads, optional emulated bandwidth cap.
+# ----------------------------------------------------------------------------------------------
+
+
+class StoreReader:
+    """Reads byte ranges of the store's data file into caller-provided buffers and checks them.
+
+    `bandwidth_cap_Bps` emulates slower flash: reads are delayed so that the bytes read since the
+    cap's clock was started never exceed cap x elapsed time. It is an emulation, labelled as such
+    wherever it is reported.
+    """
+
+    def __init__(self, path: str, bandwidth_cap_Bps: float | None = None) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        self.bandwidth_cap_Bps = bandwidth_cap_Bps
+        self.bytes_read = 0
+        self._cap_lock = threading.Lock()
+        self._cap_start_s = time.perf_counter()
+        self._cap_bytes = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def start_cap_clock(self) -> None:
+        with self._cap_lock:
+            self._cap_start_s = time.perf_counter()
+            self._cap_bytes = 0
+
+    def read_into(self, buffer: torch.Tensor, offset: int, nbytes: int, crc32: int, what: str) -> None:
+        """pread `nbytes` at `offset` into the uint8 tensor `buffer` and verify its crc32."""
+        view = memoryview(buffer.numpy()).cast("B")[:nbytes]
+        done = 0
+        while done < nbytes:
+            got = os.preadv(self._fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise StoreError(f"store data file is truncated: cannot read {what}")
+            done += got
+        self._throttle(nbytes)
+        self.bytes_read += nbytes
+        if zlib.crc32(view) != crc32:
+            raise StoreError(f"checksum mismatch in {what}: the store is corrupt (run `sticc verify`)")
+
+    def _throttle(self, nbytes: int) -> None:
+        if not self.bandwidth_cap_Bps:
+            return
+        with self._cap_lock:
+            self._cap_bytes += nbytes
+            due_s = self._cap_start_s + self._cap_bytes / self.bandwidth_cap_Bps
+        delay_s = due_s - time.perf_counter()
+        if delay_s > 0:
+            time.sleep(delay_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dequantization: w = code * scale + zero per group of `group_size` consecutive weights.
+# ----------------------------------------------------------------------------------------------
+
+
+def unpack_codes_into(packed: torch.Tensor, bits: int, out: torch.Tensor) -> None:
+    """Write the integer codes packed in `packed` (uint8) into the flat float tensor `out`.
+
+    Packing: every 8 consecutive codes occupy `bits` bytes, little-endian, code k at bit k*bits.
+    """
+    if bits == 8:
+        out.copy_(packed)
+    elif bits == 4:
+        pairs = out.view(-1, 2)
+        pairs[:, 0] = packed & 0x0F
+        pairs[:, 1] = packed >> 4
+    elif bits == 2:
+        quads = out.view(-1, 4)
+        for k in range(4):
+            quads[:, k] = (packed >> (2 * k)) & 0x03
+    else:
+        octets = packed.view(-1, bits).to(torch.int64)
+        word = octets[:, 0].clone()
+        for j in range(1, bits):
+            word |= octets[:, j] << (8 * j)
+        mask = (1 << bits) - 1
+        eights = out.view(-1, 8)
+        for k in range(8):
+            eights[:, k] = (word >> (bits * k)) & mask
+
+
+def dequantize_into(blob: torch.Tensor, layout: BlobLayout, out: torch.Tensor) -> None:
+    """Dequantize one piece from its stored bytes into `out` (fp32, weight then bias, flat)."""
+    count = layout.weight_count
+    weight = out[:count]
+    raw = blob[layout.weight_offset : layout.weight_offset + layout.weight_nbytes]
+    if layout.bits == 32:
+        weight.copy_(raw.view(torch.float32))
+    elif layout.bits == 16:
+        weight.copy_(raw.view(torch.float16))
+    else:
+        unpack_codes_into(raw, layout.bits, weight)
+        scales = blob[layout.scales_offset : layout.scales_offset + 2 * layout.groups].view(torch.float16)
+        zeros = blob[layout.zeros_offset : layout.zeros_offset + 2 * layout.groups].view(torch.float16)
+        grouped = weight.view(layout.groups, layout.group_size)
+        grouped.mul_(scales.float().unsqueeze(1)).add_(zeros.float().unsqueeze(1))
+    bias = blob[layout.bias_offset : layout.bias_offset + 4 * layout.bias_len].view(torch.float32)
+    out[count:].copy_(bias)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A dequantized piece handed from the loader to the compute side."""
+
+    weight: torch.Tensor  # fp32 [rows, cols]
+    bias: torch.Tensor  # fp32 [bias_len]
+    nbytes: int  # pool bytes to release when done (0 for pinned fp32 preloads)
+
+
+@dataclass(frozen=True)
+class LoadItem:
+    """One entry of a plan's load list, all literals in the generated runner."""
+
+    key: int
+    what: str  # human-readable: "layer 3 shard 7 attn @4b"
+    offset: int
+    layout: BlobLayout
+    crc32: int
+    preloaded: bool
+
+
+def piece_from_buffer(out: torch.Tensor, layout: BlobLayout, nbytes: int) -> Piece:
+    count = layout.weight_count
+    return Piece(out[:count].view(layout.rows, layout.cols), out[count:], nbytes)
+
+
+class Loader:
+    """The background IO thread of one call.
+
+    For each item in plan order: take arena space for its fp32 form (waiting while the arena is
+    full), pread its stored bytes into the staging buffer, check the crc32, dequantize into the
+    arena, and hand the piece to the compute side. fp32 pieces are read straight into the arena.
+    Preloaded items skip the read: their stored bytes are pinned (fp32 preloads are used in place).
+    """
+
+    def __init__(
+        self,
+        items: tuple[LoadItem, ...],
+        reader: StoreReader,
+        pool: WeightPool,
+        preloaded: dict[int, torch.Tensor],
+    ) -> None:
+        self._items = items
+        self._reader = reader
+        self._pool = pool
+        self._preloaded = preloaded
+        self._ready: dict[int, Piece] = {}
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="sticc-io", daemon=True)
+
+    def start(self) -> "Loader":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if self._stop:
+                    return
+                piece = self._load(item)
+                with self._cond:
+                    self._ready[item.key] = piece
+                    self._cond.notify_all()
+        except BaseException as error:  # handed to the waiting compute thread
+            with self._cond:
+                self._error = error
+                self._cond.notify_all()
+
+    def _load(self, item: LoadItem) -> Piece:
+        layout = item.layout
+        arena = piece_arena_nbytes(layout, item.preloaded)
+        if item.preloaded and layout.bits == 32:
+            return piece_from_buffer(self._preloaded[item.key].view(torch.float32), layout, 0)
+        out = self._pool.allocate(arena)
+        if layout.bits == 32:
+            self._reader.read_into(out, item.offset, layout.nbytes, item.crc32, item.what)
+            return piece_from_buffer(out[: layout.nbytes].view(torch.float32), layout, arena)
+        weights = out[: layout.dequantized_nbytes].view(torch.float32)
+        if item.preloaded:
+            dequantize_into(self._preloaded[item.key], layout, weights)
+        else:
+            stored = self._pool.staging(layout.nbytes)
+            try:
+                self._reader.read_into(stored, item.offset, layout.nbytes, item.crc32, item.what)
+                dequantize_into(stored, layout, weights)
+            finally:
+                self._pool.release_staging(layout.nbytes)
+        return piece_from_buffer(weights, layout, arena)
+
+    def wait(self, key: int) -> Piece:
+        """Block until the piece `key` is loaded; re-raise the IO thread's error if it failed."""
+        with self._cond:
+            while key not in self._ready:
+                if self._error is not None:
+                    raise self._error
+                self._cond.wait()
+            return self._ready.pop(key)
+
+    def free(self, piece: Piece) -> None:
+        """The compute side is done with `piece`: its arena bytes go back to the pool."""
+        if piece.nbytes:
+            self._pool.free_oldest(piece.nbytes)
+
+    def close(self) -> None:
+        """Stop loading (waking a wait for arena space) and drop the call's arena allocations."""
+        self._stop = True
+        self._pool.stop()
+        self._thread.join()
+        self._ready.clear()
+        self._pool.end_call()
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedding rows: read only the rows of the tokens seen, each row checked.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """A row-addressable fp32 table in the store, with one crc32 per row."""
+
+    offset: int
+    rows: int
+    row_nbytes: int
+
+
+def read_rows(
+    reader: StoreReader,
+    table: RowTable,
+    row_crc32: np.ndarray,
+    row_ids: torch.Tensor,
+    out: torch.Tensor,
+    what: str,
+    io_threads: ThreadPoolExecutor,
+) -> None:
+    """Read rows `row_ids` (unique, sorted) of `table` into `out` [len(row_ids), row_nbytes/4]."""
+    raw = out.view(torch.uint8).view(len(row_ids), table.row_nbytes)
+
+    def read_one(i: int) -> None:
+        row = int(row_ids[i])
+        reader.read_into(
+            raw[i], table.offset + row * table.row_nbytes, table.row_nbytes,
+            int(row_crc32[row]), f"{what} row {row}",
+        )
+
+    # several reads in flight: a cold flash read is latency-bound, not bandwidth-bound
+    list(io_threads.map(read_one, range(len(row_ids))))
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoder kernels (post-LayerNorm BERT-style blocks; parameters come from the model spec).
+# ----------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def attention_shard(
+    acc: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, piece: Piece, heads: int, head_dim: int
+) -> None:
+    """Add one attention shard's contribution to `acc` [B*L, hidden].
+
+    The piece's weight rows are [Wq; Wk; Wv] rows of its heads then the output projection's
+    columns of those heads, transposed; its bias is the q/k/v bias of those heads.
+    """
+    batch, length, _ = x.shape
+    width = heads * head_dim
+    qkv = F.linear(x, piece.weight[: 3 * width], piece.bias)
+    q, k, v = (
+        t.view(batch, length, heads, head_dim).transpose(1, 2) for t in qkv.split(width, dim=-1)
+    )
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    context = context.transpose(1, 2).reshape(batch * length, width)
+    acc.addmm_(context, piece.weight[3 * width :])
+
+
+def ffn_shard(acc: torch.Tensor, x: torch.Tensor, piece: Piece, width: int, activation: str) -> None:
+    """Add one FFN slice's contribution: act(x Wup_s^T + b_s) Wdown_s^T, into `acc` [B*L, hidden]."""
+    hidden = ACTIVATIONS[activation](F.linear(x.view(-1, x.shape[-1]), piece.weight[:width], piece.bias))
+    acc.addmm_(hidden, piece.weight[width:])
+
+
+def residual_norm(
+    acc: torch.Tensor, x: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor, eps: float,
+) -> torch.Tensor:
+    """LayerNorm(acc + bias + x): the join after a block's shards (post-LN)."""
+    y = acc.view(x.shape).add_(bias).add_(x)
+    return F.layer_norm(y, (x.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def attention_mask_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, 1, L] key mask for scaled_dot_product_attention."""
+    return attention_mask.bool()[:, None, None, :]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Attention-mask mean pooling of the last hidden state (not normalized)."""
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def position_ids_for(input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str, pad_id: int) -> torch.Tensor:
+    """Position ids as the family computes them ("absolute": 0..L-1; "roberta": offset past pad)."""
+    length = input_ids.shape[1]
+    if kind == "absolute":
+        return torch.arange(length).expand(input_ids.shape[0], length)
+    if kind == "roberta":
+        not_pad = (input_ids != pad_id).to(torch.int64)
+        return torch.cumsum(not_pad, dim=1) * not_pad + pad_id
+    raise ValueError(f"unknown position kind {kind}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantities on the command line ("200MB/s", "2MB", "40ms").
+# ----------------------------------------------------------------------------------------------
+
+_SCALES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30}
+
+
+def parse_quantity(text: str, unit: str) -> float:
+    """Parse "200MB/s" (unit "B/s"), "2MiB" (unit "B") or "40ms" (unit "s") into base units."""
+    body = text.strip().replace(" ", "")
+    if unit == "s":
+        for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+            if body.endswith(suffix):
+                return _positive(float(body[: -len(suffix)]) * factor, text) if body[: -len(suffix)] else _bad(text, unit)
+        return _positive(float(body), text) if _is_number(body) else _bad(text, unit)
+    if not body.lower().endswith(unit.lower()):
+        return _positive(float(body), text) if _is_number(body) else _bad(text, unit)
+    number = body[: -len(unit)]
+    prefix = ""
+    while number and not (number[-1].isdigit() or number[-1] == "."):
+        prefix = number[-1] + prefix
+        number = number[:-1]
+    if prefix.lower() not in _SCALES or not _is_number(number):
+        return _bad(text, unit)
+    return _positive(float(number) * _SCALES[prefix.lower()], text)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _positive(value: float, text: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{text!r} must be positive")
+    return value
+
+
+def _bad(text: str, unit: str) -> float:
+    examples = {"B/s": "200MB/s", "B": "2MB", "s": "40ms"}
+    raise ValueError(f"cannot read {text!r} as a quantity in {unit} (e.g. {examples.get(unit, unit)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# The runner: construction preloads; forward runs the generated schedule with a fresh Loader.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """What the kernels need to know of the model (from the store's model spec)."""
+
+    layers: int
+    hidden: int
+    heads: int
+    head_dim: int
+    ffn: int
+    shards_per_layer: int
+    vocab: int
+    type_vocab: int
+    max_positions: int
+    position_kind: str
+    pad_token_id: int
+    layer_norm_eps: float
+    activation: str
+
+    @property
+    def heads_per_shard(self) -> int:
+        return self.heads // self.shards_per_layer
+
+    @property
+    def ffn_per_shard(self) -> int:
+        return self.ffn // self.shards_per_layer
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A checked byte range of the store's data file."""
+
+    offset: int
+    nbytes: int
+    crc32: int
+
+
+# per-layer header: these fp32 vectors of `hidden` values, in this order, in one blob
+LAYER_HEADER_VECTORS = (
+    "attn_out_bias", "attn_norm_weight", "attn_norm_bias",
+    "ffn_out_bias", "ffn_norm_weight", "ffn_norm_bias",
+)
+# global header: embedding LayerNorm weight and bias [hidden] each, then token types [type_vocab, hidden]
+GLOBAL_HEADER_VECTORS = ("embed_norm_weight", "embed_norm_bias")
+
+
+class RunnerBase:
+    """Everything of a runner but its schedule; the generated subclass fills in the literals."""
+
+    MODEL_NAME: str
+    PLAN_HASH: str
+    STORE_ID: str
+    DEFAULT_STORE: str
+    DATA_FILE: str
+    SHAPE: EncoderShape
+    WORD_ROWS: RowTable
+    WORD_CRC: Extent
+    POSITION_ROWS: RowTable
+    POSITION_CRC: Extent
+    GLOBAL_HEADER: Extent
+    LAYER_HEADERS: tuple[Extent, ...]
+    LOADS: tuple[LoadItem, ...]
+    MEMORY_BUDGET_BYTES: int  # pinned + staging + arena, as planned
+    ARENA_BYTES: int
+    STAGING_BYTES: int
+    IO_BANDWIDTH_CAP_BPS: float | None
+    EMBED_IO_THREADS = 8
+
+    def __init__(self, store_dir: str | None = None, io_bandwidth_Bps: float | None = None) -> None:
+        self.store_dir = store_dir or self.DEFAULT_STORE
+        self._check_manifest()
+        cap = io_bandwidth_Bps if io_bandwidth_Bps is not None else self.IO_BANDWIDTH_CAP_BPS
+        self.io_bandwidth_cap_Bps = cap
+        self.reader = StoreReader(os.path.join(self.store_dir, self.DATA_FILE), cap)
+        self.pool = WeightPool(self.ARENA_BYTES, self.STAGING_BYTES)
+        self._io_threads = ThreadPoolExecutor(self.EMBED_IO_THREADS, thread_name_prefix="sticc-rows")
+        self._tokenizer = None
+        self.last_stats: dict | None = None
+        # checksum tables of the row-addressable embeddings (metadata, not weights)
+        self._word_crc = self._read_metadata(self.WORD_CRC, "word embedding checksums").view(np.uint32)
+        self._position_crc = self._read_metadata(self.POSITION_CRC, "position embedding checksums").view(np.uint32)
+        # headers: small unsplittable parameters, held for the runner's lifetime
+        shape = self.SHAPE
+        globals_ = self._read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32)
+        self.embed_norm_weight = globals_[: shape.hidden]
+        self.embed_norm_bias = globals_[shape.hidden : 2 * shape.hidden]
+        self.token_types = globals_[2 * shape.hidden :].view(shape.type_vocab, shape.hidden)
+        self.layer_headers = []
+        for layer, extent in enumerate(self.LAYER_HEADERS):
+            vectors = self._read_pinned(extent, f"layer {layer} header").view(torch.float32)
+            self.layer_headers.append(dict(zip(LAYER_HEADER_VECTORS, vectors.view(-1, shape.hidden))))
+        # the preload set: stored bytes held for the runner's lifetime, dequantized per call
+        self.preloaded = {
+            item.key: self._read_pinned(Extent(item.offset, item.layout.nbytes, item.crc32), item.what)
+            for item in self.LOADS
+            if item.preloaded
+        }
+        self.reader.bytes_read = 0
+
+    def _check_manifest(self) -> None:
+        path = os.path.join(self.store_dir, "manifest.json")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                manifest = json.load(handle)
+        except FileNotFoundError:
+            raise StoreError(f"no sticc store at {self.store_dir} (missing manifest.json)") from None
+        except (OSError, ValueError) as error:
+            raise StoreError(f"cannot read {path}: {error}") from None
+        if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise StoreError(f"{path}: store format {manifest.get('format_version')}, runner expects {STORE_FORMAT_VERSION}")
+        if manifest.get("store_id") != self.STORE_ID:
+            raise StoreError(f"{self.store_dir} is not the store this runner was compiled for (store id differs)")
+
+    def _read_metadata(self, extent: Extent, what: str) -> np.ndarray:
+        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
+        self.reader.read_into(buffer, extent.offset, extent.nbytes, extent.crc32, what)
+        return buffer.numpy()
+
+    def _read_pinned(self, extent: Extent, what: str) -> torch.Tensor:
+        buffer = self.pool.pin(extent.nbytes)
+        self.reader.read_into(buffer, extent.offset, extent.nbytes, extent.crc32, what)
+        return buffer
+
+    # -- per call ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`."""
+        input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = torch.as_tensor(attention_mask, dtype=torch.int64)
+        start_s = time.perf_counter()
+        self.pool.reset_peak()
+        read_before = self.reader.bytes_read
+        self.reader.start_cap_clock()
+        with torch.inference_mode():
+            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded)
+            try:
+                # the embedding rows take the arena first; the IO thread starts while they are read
+                x = self._embed(input_ids, attention_mask, token_type_ids, loads.start)
+                x = self.schedule(x, attention_mask_bias(attention_mask), loads)
+            finally:
+                loads.close()
+        self.last_stats = {
+            "latency_s": time.perf_counter() - start_s,
+            "peak_weight_bytes": self.pool.peak_bytes,
+            "io_bytes": self.reader.bytes_read - read_before,
+        }
+        return x
+
+    def schedule(self, x: torch.Tensor, mask: torch.Tensor, loads: Loader) -> torch.Tensor:
+        raise NotImplementedError("generated runners define the schedule")
+
+    def _embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None,
+        after_allocating: Callable[[], object],
+    ) -> torch.Tensor:
+        shape = self.SHAPE
+        if input_ids.ndim != 2:
+            raise ValueError("input_ids must be [batch, length]")
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= shape.vocab:
+            raise ValueError(f"token ids must lie in [0, {shape.vocab})")
+        position_ids = position_ids_for(input_ids, attention_mask, shape.position_kind, shape.pad_token_id)
+        if int(position_ids.max()) >= shape.max_positions:
+            raise ValueError(f"sequence too long: the model has {shape.max_positions} positions")
+        words, word_index = torch.unique(input_ids, sorted=True, return_inverse=True)
+        positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
+        nbytes = 4 * shape.hidden * (len(words) + len(positions))
+        rows = self.pool.allocate(nbytes)[:nbytes].view(torch.float32).view(-1, shape.hidden)
+        after_allocating()
+        try:
+            read_rows(self.reader, self.WORD_ROWS, self._word_crc, words, rows[: len(words)], "word embedding", self._io_threads)
+            read_rows(self.reader, self.POSITION_ROWS, self._position_crc, positions, rows[len(words) :], "position embedding", self._io_threads)
+            x = rows[: len(words)][word_index] + rows[len(words) :][position_index]
+        finally:
+            del rows
+            self.pool.free_oldest(nbytes)
+        if shape.type_vocab:
+            types = torch.zeros_like(input_ids) if token_type_ids is None else torch.as_tensor(token_type_ids, dtype=torch.int64)
+            x += self.token_types[types]
+        return F.layer_norm(x, (shape.hidden,), self.embed_norm_weight, self.embed_norm_bias, shape.layer_norm_eps)
+
+    def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
+        """Residual add and LayerNorm closing block `part` ("attn" or "ffn") of `layer`."""
+        header = self.layer_headers[layer]
+        return residual_norm(
+            acc, x, header[f"{part}_out_bias"], header[f"{part}_norm_weight"],
+            header[f"{part}_norm_bias"], self.SHAPE.layer_norm_eps,
+        )
+
+    # -- text ----------------------------------------------------------------------------------
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
+        if self._tokenizer is None:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
+            path = os.path.join(self.store_dir, "tokenizer.json")
+            if not os.path.exists(path):
+                raise StoreError(f"{self.store_dir} has no tokenizer.json; pass token ids instead")
+            tokenizer = Tokenizer.from_file(path)
+            limit = self.SHAPE.max_positions - (self.SHAPE.pad_token_id + 1 if self.SHAPE.position_kind == "roberta" else 0)
+            tokenizer.enable_truncation(max_length=limit)
+            tokenizer.enable_padding(pad_id=self.SHAPE.pad_token_id)
+            self._tokenizer = tokenizer
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
+        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
+        types = torch.tensor([e.type_ids for e in encodings], dtype=torch.int64)
+        return ids, mask, types
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Mean-pooled embeddings [n, hidden] of `texts` (one call; `last_stats` covers the forward)."""
+        ids, mask, types = self.tokenize(texts)
+        hidden = self.forward(ids, mask, types)
+        return mean_pool(hidden, mask)
+
+    def close(self) -> None:
+        self._io_threads.shutdown()
+        self.reader.close()
+
+
+def runner_main(runner_class: type[RunnerBase], argv: list[str] | None = None) -> int:
+    """The runner's command line: one JSON object per input text, then optional stats."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
+    parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
+    parser.add_argument("--stats", action="store_true", help="print a last line with latency, peak weight bytes and IO bytes")
+    parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
+    args = parser.parse_args(argv)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
+        if not texts:
+            raise ValueError("no input texts (give them as arguments or on stdin)")
+        runner = runner_class(args.store, io_bandwidth_Bps=cap)
+        embeddings = runner.encode(texts)
+    except (StoreError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for text, embedding in zip(texts, embeddings.tolist()):
+        print(json.dumps({"text": text, "embedding": embedding}))
+    if args.stats:
+        stats = dict(runner.last_stats)
+        if runner.io_bandwidth_cap_Bps:
+            stats["emulated_io_bandwidth_Bps"] = runner.io_bandwidth_cap_Bps
+        print(json.dumps({"stats": stats}))
+    runner.close()
+    return 0

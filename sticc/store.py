@@ -1,0 +1,385 @@
+"""The shard store: a directory with manifest.json and one data file in safetensors layout.
+
+Data file (`weights.safetensors`): a valid safetensors file whose tensors are the global header, the
+per-layer headers, the row-addressable embedding tables with their per-row crc32 tables, and one
+U8 blob per (layer, shard, part, bits). Every tensor starts on a 4096-byte boundary (explicit
+`__pad__.N` tensors fill the gaps, since safetensors allows no holes), blobs of one bitwidth are
+contiguous in load order. manifest.json records the model spec, every blob's offset, length,
+layout and crc32, and `store_id`: the sha256 of the manifest's own canonical JSON.
+
+A store is written into a temporary sibling directory and renamed into place at the end, so an
+interrupted `sticc shard` never leaves a directory that loads as a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sticc.checkpoint import Checkpoint
+from sticc.errors import UserError
+from sticc.quant import QUANTIZER_NAME, encode_piece
+from sticc.runtime import STORE_FORMAT_VERSION, BlobLayout, Extent, blob_layout
+from sticc.sharding import PARTS, check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
+from sticc.spec import ModelSpec
+
+DATA_FILE = "weights.safetensors"
+ALIGNMENT_BYTES = 4096
+DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 16, 32)
+SUPPORTED_BITS = frozenset(range(2, 9)) | {16, 32}
+DEFAULT_GROUP_SIZE = 64
+
+
+def extent_json(extent: Extent) -> dict:
+    return {"offset": extent.offset, "nbytes": extent.nbytes, "crc32": extent.crc32}
+
+
+@dataclass(frozen=True)
+class VersionKey:
+    layer: int
+    index: int
+    part: str
+    bits: int
+
+    def describe(self) -> str:
+        return f"layer {self.layer} shard {self.index} {self.part} @{self.bits}b"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored piece version: where it is and how its bytes are laid out."""
+
+    key: VersionKey
+    extent: Extent
+    layout: BlobLayout
+
+
+@dataclass(frozen=True)
+class RowTableEntry:
+    """A row-addressable fp32 table and the extent of its per-row crc32 table."""
+
+    offset: int
+    rows: int
+    row_nbytes: int
+    crc_table: Extent
+
+
+@dataclass(frozen=True)
+class Store:
+    """An opened store (manifest only; data is read by runners and `verify`)."""
+
+    path: Path
+    store_id: str
+    spec: ModelSpec
+    shards_per_layer: int
+    bits: tuple[int, ...]
+    group_size: int
+    quantizer: str
+    global_header: Extent
+    layer_headers: tuple[Extent, ...]
+    word_embeddings: RowTableEntry
+    position_embeddings: RowTableEntry
+    versions: dict[VersionKey, Version]
+    has_tokenizer: bool
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / DATA_FILE
+
+    def version(self, layer: int, index: int, part: str, bits: int) -> Version:
+        return self.versions[VersionKey(layer, index, part, bits)]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        path = Path(path)
+        manifest_path = path / "manifest.json"
+        if not path.is_dir():
+            raise UserError(f"store {path} does not exist")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path} is not a sticc store (no manifest.json)") from None
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{manifest_path} is not valid JSON: {error}") from None
+        try:
+            return cls._from_manifest(path, manifest)
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{manifest_path} is malformed: {error!r}") from None
+
+    @classmethod
+    def _from_manifest(cls, path: Path, manifest: dict) -> Store:
+        if manifest.get("format") != "sticc-store":
+            raise UserError(f"{path}/manifest.json is not a sticc store manifest")
+        if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise UserError(f"{path}: store format {manifest.get('format_version')}, this sticc reads {STORE_FORMAT_VERSION}")
+        if manifest_id(manifest) != manifest["store_id"]:
+            raise UserError(f"{path}/manifest.json was modified after the store was written (store id mismatch)")
+
+        def extent(d: dict) -> Extent:
+            return Extent(int(d["offset"]), int(d["nbytes"]), int(d["crc32"]))
+
+        def table(d: dict) -> RowTableEntry:
+            return RowTableEntry(int(d["offset"]), int(d["rows"]), int(d["row_nbytes"]), extent(d["crc_table"]))
+
+        versions = {}
+        for entry in manifest["versions"]:
+            key = VersionKey(entry["layer"], entry["index"], entry["part"], entry["bits"])
+            lay = entry["layout"]
+            layout = blob_layout(lay["rows"], lay["cols"], key.bits, lay["group_size"], lay["bias_len"])
+            versions[key] = Version(key, extent(entry), layout)
+        return cls(
+            path=path, store_id=manifest["store_id"], spec=ModelSpec.from_json(manifest["spec"]),
+            shards_per_layer=manifest["shards_per_layer"], bits=tuple(manifest["bits"]),
+            group_size=manifest["quantizer"]["group_size"], quantizer=manifest["quantizer"]["method"],
+            global_header=extent(manifest["global_header"]),
+            layer_headers=tuple(extent(e) for e in manifest["layer_headers"]),
+            word_embeddings=table(manifest["word_embeddings"]),
+            position_embeddings=table(manifest["position_embeddings"]),
+            versions=versions, has_tokenizer=bool(manifest.get("tokenizer")),
+        )
+
+
+def manifest_id(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its `store_id`."""
+    body = {k: v for k, v in manifest.items() if k != "store_id"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One tensor of the data file: its safetensors entry and its absolute offset."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    offset: int  # absolute, in the data file
+
+
+def _parse_bits(bits: tuple[int, ...]) -> tuple[int, ...]:
+    unsupported = sorted(set(bits) - SUPPORTED_BITS)
+    if unsupported or not bits:
+        raise UserError(f"unsupported bitwidths {unsupported}: choose from 2-8, 16, 32")
+    return tuple(sorted(set(bits)))
+
+
+def write_store(
+    model_dir: str | Path,
+    out: str | Path,
+    bits: tuple[int, ...] = DEFAULT_BITS,
+    shards_per_layer: int | None = None,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    progress: Callable[[Iterator, int, str], Iterator] = lambda it, total, what: it,
+) -> Store:
+    """Shard, quantize and store the checkpoint at `model_dir` into the store directory `out`."""
+    checkpoint = Checkpoint.open(model_dir)
+    spec = checkpoint.spec
+    bits = _parse_bits(bits)
+    shards_per_layer = spec.heads if shards_per_layer is None else shards_per_layer
+    check_shards_per_layer(spec, shards_per_layer)
+    for part in PARTS:
+        shape = piece_shape(spec, shards_per_layer, part)
+        if (shape.rows * shape.cols) % group_size or group_size % 8:
+            raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece's {shape.rows * shape.cols} weights")
+    out = Path(out)
+    if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not a sticc store; refusing to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging.chmod(0o755)
+    try:
+        manifest = _write_data(checkpoint, staging, bits, shards_per_layer, group_size, progress)
+        tokenizer = Path(model_dir) / "tokenizer.json"
+        if tokenizer.exists():
+            shutil.copyfile(tokenizer, staging / "tokenizer.json")
+            manifest["tokenizer"] = "tokenizer.json"
+        shutil.copyfile(Path(model_dir) / "config.json", staging / "source_config.json")
+        manifest["store_id"] = manifest_id(manifest)
+        _write_synced(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Store.open(out)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Move the finished store into place; an old store at `out` is replaced."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, group_size: int):
+    """Every tensor of the data file with its size, in file order, before any data is computed."""
+    hidden = spec.hidden
+    entries: list[tuple[str, str, tuple[int, ...], int]] = []
+    entries.append(("header.global", "U8", (4 * (2 * hidden + spec.type_vocab * hidden),), 0))
+    for layer in range(spec.layers):
+        entries.append((f"header.layer.{layer}", "U8", (4 * 6 * hidden,), 0))
+    entries.append(("embed.word.crc32", "U32", (spec.vocab,), 0))
+    entries.append(("embed.position.crc32", "U32", (spec.max_positions,), 0))
+    entries.append(("embed.word", "F32", (spec.vocab, hidden), 0))
+    entries.append(("embed.position", "F32", (spec.max_positions, hidden), 0))
+    layouts: dict[VersionKey, BlobLayout] = {}
+    # one bitwidth's blobs contiguous, in load order: a uniform plan reads the file front to back
+    for b in bits:
+        for layer in range(spec.layers):
+            for part in PARTS:
+                shape = piece_shape(spec, shards_per_layer, part)
+                for index in range(shards_per_layer):
+                    key = VersionKey(layer, index, part, b)
+                    layouts[key] = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
+                    entries.append((f"shard.{layer}.{index}.{part}.{b}", "U8", (layouts[key].nbytes,), 0))
+    itemsize = {"U8": 1, "U32": 4, "F32": 4}
+    # safetensors: tensors must tile the data buffer; pad tensors align each to ALIGNMENT_BYTES
+    tiled: list[tuple[str, str, tuple[int, ...], int]] = []
+    cursor = 0
+    for pad_index, (name, dtype, shape, _) in enumerate(entries):
+        gap = -cursor % ALIGNMENT_BYTES
+        if gap:
+            tiled.append((f"__pad__.{pad_index}", "U8", (gap,), cursor))
+            cursor += gap
+        nbytes = int(np.prod(shape)) * itemsize[dtype]
+        tiled.append((name, dtype, shape, cursor))
+        cursor += nbytes
+    header = {"__metadata__": {"format": "sticc-store"}}
+    for name, dtype, shape, start in tiled:
+        nbytes = int(np.prod(shape)) * itemsize[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [start, start + nbytes]}
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-(8 + len(header_bytes)) % ALIGNMENT_BYTES)
+    base = 8 + len(header_bytes)
+    slots = {
+        name: _Slot(name, dtype, shape, int(np.prod(shape)) * itemsize[dtype], base + start)
+        for name, dtype, shape, start in tiled
+    }
+    return header_bytes, slots, layouts, base + cursor
+
+
+def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, group_size, progress) -> dict:
+    spec = checkpoint.spec
+    header_bytes, slots, layouts, total_nbytes = _plan_slots(spec, bits, shards_per_layer, group_size)
+    path = staging / DATA_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, total_nbytes)
+        os.pwrite(fd, len(header_bytes).to_bytes(8, "little") + header_bytes, 0)
+
+        def put(name: str, data: bytes) -> Extent:
+            slot = slots[name]
+            assert len(data) == slot.nbytes, name
+            os.pwrite(fd, data, slot.offset)
+            return Extent(slot.offset, slot.nbytes, zlib.crc32(data))
+
+        manifest: dict = {
+            "format": "sticc-store", "format_version": STORE_FORMAT_VERSION, "data_file": DATA_FILE,
+            "alignment_bytes": ALIGNMENT_BYTES, "spec": spec.to_json(), "shards_per_layer": shards_per_layer,
+            "bits": list(bits), "quantizer": {"method": QUANTIZER_NAME, "group_size": group_size},
+            "source": {"model_dir": str(Path(checkpoint.model_dir).resolve())}, "tokenizer": None,
+        }
+        manifest["global_header"] = extent_json(put("header.global", _f32_bytes(global_header(checkpoint))))
+        manifest["layer_headers"] = [
+            extent_json(put(f"header.layer.{layer}", _f32_bytes(layer_header(checkpoint, layer))))
+            for layer in range(spec.layers)
+        ]
+        for table, role in (("word", "embed.word"), ("position", "embed.position")):
+            rows = checkpoint.tensor(role).contiguous()
+            raw = rows.numpy().view(np.uint8).reshape(rows.shape[0], -1)
+            crcs = np.array([zlib.crc32(row) for row in raw], dtype=np.uint32)
+            crc_extent = put(f"embed.{table}.crc32", crcs.tobytes())
+            data_extent = put(f"embed.{table}", raw.tobytes())
+            manifest[f"{table}_embeddings"] = {
+                "offset": data_extent.offset, "rows": rows.shape[0], "row_nbytes": raw.shape[1],
+                "crc_table": extent_json(crc_extent),
+            }
+        versions = []
+        for layer in progress(iter(range(spec.layers)), spec.layers, "quantizing layers"):
+            pieces = layer_pieces(checkpoint, layer, shards_per_layer)
+            for (index, part), (matrix, bias) in sorted(pieces.items()):
+                for b in bits:
+                    layout, blob = encode_piece(matrix, bias, b, group_size)
+                    assert layout == layouts[VersionKey(layer, index, part, b)]
+                    extent = put(f"shard.{layer}.{index}.{part}.{b}", blob)
+                    versions.append({
+                        "layer": layer, "index": index, "part": part, "bits": b, **extent_json(extent),
+                        "layout": {"rows": layout.rows, "cols": layout.cols, "group_size": group_size, "bias_len": layout.bias_len},
+                    })
+        manifest["versions"] = sorted(versions, key=lambda v: (v["layer"], v["index"], v["part"], v["bits"]))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return manifest
+
+
+def _f32_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.to(torch.float32).contiguous().numpy().tobytes()
+
+
+# ----------------------------------------------------------------------------------------------
+# Verifying
+# ----------------------------------------------------------------------------------------------
+
+
+def verify_store(store: Store, progress: Callable[[Iterator, int, str], Iterator] = lambda it, total, what: it) -> list[str]:
+    """Check every blob, header and embedding row against its crc32; return the problems found."""
+    problems: list[str] = []
+    try:
+        size = store.data_path.stat().st_size
+    except FileNotFoundError:
+        return [f"{store.data_path} is missing"]
+    with open(store.data_path, "rb") as handle:
+
+        def read(offset: int, nbytes: int) -> bytes:
+            handle.seek(offset)
+            return handle.read(nbytes)
+
+        def check(extent: Extent, what: str) -> None:
+            if extent.offset + extent.nbytes > size:
+                problems.append(f"{what}: data file is truncated")
+            elif zlib.crc32(read(extent.offset, extent.nbytes)) != extent.crc32:
+                problems.append(f"{what}: checksum mismatch")
+
+        check(store.global_header, "global header")
+        for layer, extent in enumerate(store.layer_headers):
+            check(extent, f"layer {layer} header")
+        for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
+            check(table.crc_table, f"{name} checksum table")
+            nbytes = table.rows * table.row_nbytes
+            if table.offset + nbytes > size:
+                problems.append(f"{name} table: data file is truncated")
+                continue
+            crcs = np.frombuffer(read(table.crc_table.offset, table.crc_table.nbytes), dtype=np.uint32)
+            rows = np.frombuffer(read(table.offset, nbytes), dtype=np.uint8).reshape(table.rows, -1)
+            for row in range(table.rows):
+                if zlib.crc32(rows[row]) != int(crcs[row]):
+                    problems.append(f"{name} row {row}: checksum mismatch")
+        for version in progress(iter(sorted(store.versions.values(), key=lambda v: v.extent.offset)), len(store.versions), "verifying shards"):
+            check(version.extent, version.key.describe())
+    return problems

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny random checkpoints of each family, MiniLM, and stores built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import build_tiny_checkpoint
+from sticc.default_model import minilm_dir
+from sticc.store import write_store
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    return minilm_dir()
+
+
+@pytest.fixture(scope="session")
+def minilm_store(tmp_path_factory: pytest.TempPathFactory, minilm: Path) -> Path:
+    out = tmp_path_factory.mktemp("stores") / "minilm"
+    write_store(minilm, out, bits=(4, 8, 32))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-bert", "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_store(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    out = tmp_path_factory.mktemp("stores") / "tiny-bert"
+    write_store(tiny_bert, out, bits=(2, 3, 4, 5, 6, 8, 16, 32))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
