@@ -8,5 +8,5 @@ from sticc.store import Store
 
 def uniform_plan(store: Store, bits: int, seq_len: int | None = None, memory_bytes: int | None = None) -> Plan:
     spec = store.spec
-    shards = tuple(ShardChoice(l, i, bits) for l in range(spec.layers) for i in range(store.shards_per_layer))
+    shards = tuple(ShardChoice(layer, i, bits) for layer in range(spec.layers) for i in range(store.shards_per_layer))
     return make_plan(store, shards, SolverInfo("uniform", "GIVEN"), seq_len, memory_bytes)

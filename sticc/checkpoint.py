@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from sticc.errors import UserError
 from sticc.families import LAYER_ROLES, Family, family_for
@@ -48,7 +48,7 @@ class Checkpoint:
         try:
             with safe_open(self.files[name], framework="pt") as handle:
                 return handle.get_tensor(name).to(torch.float32)
-        except Exception as error:  # safetensors raises its own error types for corrupt data
+        except (SafetensorError, OSError) as error:  # corrupt data
             raise UserError(f"cannot read tensor {name!r} from {self.files[name].name}: {error}") from None
 
     def has(self, role: str) -> bool:
@@ -109,8 +109,8 @@ def _header(path: Path) -> dict[str, list[int]]:
     """Tensor shapes from a safetensors header, validating the file's structure and length."""
     try:
         with safe_open(path, framework="pt") as handle:
-            return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except Exception as error:  # SafetensorError, OSError: truncated or malformed
+            return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 - safe_open is not a mapping
+    except (SafetensorError, OSError) as error:  # truncated or malformed
         raise UserError(f"{path.name} is not a valid safetensors file (truncated or malformed): {error}") from None
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
-import click
 import typer
+from typer import Abort, Exit
+
+try:  # recent typer vendors click and raises its own usage errors; older releases use click's
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -55,7 +60,7 @@ def shard(
     model_dir: Annotated[Path, typer.Argument(help="HF checkpoint directory (config.json + safetensors)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="store directory to write")],
     bits: Annotated[str, typer.Option(help="bitwidths to store every shard at")] = "2,3,4,5,6,8,16,32",
-    shards_per_layer: Annotated[Optional[int], typer.Option(help="shards per layer (default: one per head)")] = None,
+    shards_per_layer: Annotated[int | None, typer.Option(help="shards per layer (default: one per head)")] = None,
     group_size: Annotated[int, typer.Option(help="weights per quantization group")] = 64,
 ) -> None:
     """Cut a checkpoint into shards, quantize each at every bitwidth, and write a store."""
@@ -71,10 +76,10 @@ def shard(
 def compile_(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output directory for runner.py and plan.json")],
-    bits: Annotated[Optional[int], typer.Option(help="uniform plan: every shard at this bitwidth, nothing preloaded")] = None,
-    plan: Annotated[Optional[Path], typer.Option(help="a hand-written plan JSON (see docs/plan-schema.md)")] = None,
-    memory: Annotated[Optional[str], typer.Option(help="weight memory budget the runner enforces, e.g. 8MB")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(help="sequence length the plan is sized for (default 128)")] = None,
+    bits: Annotated[int | None, typer.Option(help="uniform plan: every shard at this bitwidth, nothing preloaded")] = None,
+    plan: Annotated[Path | None, typer.Option(help="a hand-written plan JSON (see docs/plan-schema.md)")] = None,
+    memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 8MB")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is sized for (default 128)")] = None,
 ) -> None:
     """Generate a runner for a uniform or hand-written plan."""
     from codegen import emit_runner, write_output
@@ -108,7 +113,7 @@ def verify(store_dir: Annotated[Path, typer.Argument(help="a store written by `s
     if problems:
         for problem in problems[:20]:
             print(f"corrupt: {problem}", file=sys.stderr)
-        more = f" (first 20 shown)" if len(problems) > 20 else ""
+        more = " (first 20 shown)" if len(problems) > 20 else ""
         raise UserError(f"{store_dir}: {len(problems)} corrupt blobs{more}")
     print(f"{store_dir}: {len(store.versions)} shard versions, headers and embedding rows all match their checksums")
 
@@ -120,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except click.exceptions.UsageError as error:
+    except ClickException as error:  # usage errors: unknown flags, missing arguments
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `sticc`: the help was printed
+            return 0
         print(f"error: {error.format_message()}", file=sys.stderr)
         return 1
-    except click.exceptions.Abort:
+    except Abort:
         print("error: aborted", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as done:
+    except Exit as done:
         return done.exit_code
     return 0
 

@@ -147,7 +147,7 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
         if choice.preload and choice.bits == 0:
             raise UserError(f"{where} is dropped and preloaded at once")
         seen[(choice.layer, choice.index)] = choice
-    missing = [(l, i) for l in range(spec.layers) for i in range(store.shards_per_layer) if (l, i) not in seen]
+    missing = [(layer, i) for layer in range(spec.layers) for i in range(store.shards_per_layer) if (layer, i) not in seen]
     if missing:
         raise UserError(f"plan leaves {len(missing)} shards unspecified, first (layer {missing[0][0]}, index {missing[0][1]}); give default_bits")
     return tuple(sorted(seen.values()))
@@ -268,8 +268,14 @@ def read_plan(store: Store, path: str | Path, seq_len: int | None = None, memory
     targets = data.get("targets") or {}
     if not isinstance(targets, dict):
         raise UserError(f"plan file {path}: targets must be an object")
+    solver = SolverInfo("hand", "GIVEN")
+    if "solver" in data:  # an emitted plan.json keeps the record of who made it
+        try:
+            solver = SolverInfo(**data["solver"])
+        except TypeError:
+            raise UserError(f"plan file {path}: solver must be {{name, status, objective, bound, gap, wall_s}}") from None
     plan = make_plan(
-        store, tuple(choices.values()), SolverInfo("hand", "GIVEN"),
+        store, tuple(choices.values()), solver,
         seq_len=seq_len or targets.get("seq_len"),
         memory_bytes=memory_bytes if memory_bytes is not None else targets.get("memory_bytes"),
         latency_s=targets.get("latency_s"),

@@ -22,8 +22,8 @@ import os
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,7 +211,7 @@ class WeightPool:
         """Free the oldest live arena allocation (of `nbytes`): frees come in allocation order."""
         size = arena_nbytes(nbytes)
         with self._cond:
-            start, held = self._fifo[self._fifo_start]
+            _, held = self._fifo[self._fifo_start]
             assert held == size, "arena frees must come in allocation order"
             self._fifo_start += 1
             if self._fifo_start == len(self._fifo):
@@ -707,7 +707,7 @@ class RunnerBase:
         self.layer_headers = []
         for layer, extent in enumerate(self.LAYER_HEADERS):
             vectors = self._read_pinned(extent, f"layer {layer} header").view(torch.float32)
-            self.layer_headers.append(dict(zip(LAYER_HEADER_VECTORS, vectors.view(-1, shape.hidden))))
+            self.layer_headers.append(dict(zip(LAYER_HEADER_VECTORS, vectors.view(-1, shape.hidden), strict=True)))
         # the preload set: stored bytes held for the runner's lifetime, dequantized per call
         self.preloaded = {
             item.key: self._read_pinned(Extent(item.offset, item.layout.nbytes, item.crc32), item.what)
@@ -867,7 +867,7 @@ def runner_main(runner_class: type[RunnerBase], argv: list[str] | None = None) -
     except (StoreError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for text, embedding in zip(texts, embeddings.tolist()):
+    for text, embedding in zip(texts, embeddings.tolist(), strict=True):
         print(json.dumps({"text": text, "embedding": embedding}))
     if args.stats:
         stats = dict(runner.last_stats)

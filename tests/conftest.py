@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import build_tiny_checkpoint
+
 from sticc.default_model import minilm_dir
 from sticc.store import write_store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from helpers import build_tiny_checkpoint, compile_runner, hf_hidden, hf_model, pooled, zero_dropped
+
 from solvers.uniform import uniform_plan
 from sticc.plan import ShardChoice, SolverInfo, make_plan
 from sticc.store import Store, write_store

@@ -1,0 +1,59 @@
+"""Codegen: determinism, a golden schedule, and the shard graph it is rendered from."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from codegen import emit_runner
+from solvers.uniform import uniform_plan
+from sticc.graph import NodeKind, build_graph, linear_schedule
+from sticc.plan import ShardChoice, SolverInfo, make_plan
+from sticc.store import Store
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny_bert_schedule.py.txt"
+
+
+def _mixed_plan(store: Store):
+    bits = {(0, 0): 8, (0, 1): 0, (0, 2): 4, (0, 3): 32, (1, 0): 0, (1, 1): 0, (1, 2): 0, (1, 3): 0}
+    shards = tuple(ShardChoice(layer, i, b, preload=(layer, i) == (0, 3)) for (layer, i), b in bits.items())
+    return make_plan(store, shards, SolverInfo("hand", "GIVEN"))
+
+
+def test_same_inputs_give_identical_runner_bytes(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    first = emit_runner(store, uniform_plan(store, 4), tiny_bert_store).text
+    second = emit_runner(Store.open(tiny_bert_store), uniform_plan(Store.open(tiny_bert_store), 4), tiny_bert_store).text
+    assert first == second
+    assert emit_runner(store, uniform_plan(store, 8), tiny_bert_store).text != first
+
+
+def test_generated_schedule_matches_golden(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    text = emit_runner(store, _mixed_plan(store), tiny_bert_store).text
+    generated = text.index("class Runner(RunnerBase):")
+    schedule = text[text.index("    def schedule(", generated) : text.index('\n\nif __name__ == "__main__":')]
+    if os.environ.get("STICC_UPDATE_GOLDEN"):
+        GOLDEN.write_text(schedule + "\n")
+    assert schedule + "\n" == GOLDEN.read_text()
+
+
+def test_generated_runner_is_valid_python_with_the_plan_in_its_header(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    plan = _mixed_plan(store)
+    source = emit_runner(store, plan, tiny_bert_store)
+    compile(source.text, "runner.py", "exec")
+    assert source.plan_hash in source.text and store.store_id in source.text
+    assert "3/8 shards kept" in source.text and "1 preloaded" in source.text
+
+
+def test_graph_has_loads_only_for_kept_shards(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    graph = build_graph(store, _mixed_plan(store))
+    loads = sorted(n for n, d in graph.nodes(data=True) if d["kind"] is NodeKind.LOAD and n[0] == "load")
+    assert loads == sorted(("load", 0, i, p) for i in (0, 2, 3) for p in ("attn", "ffn"))
+    assert graph.nodes[("load", 0, 3, "ffn")]["preload"] is True
+    assert set(graph.successors(("load", 0, 2, "attn"))) == {("compute", 0, "attn")}
+    steps = linear_schedule(graph)
+    assert [(s.layer, s.part) for s in steps] == [(0, "attn"), (0, "ffn"), (1, "attn"), (1, "ffn")]
+    assert [load.index for load in steps[0].loads] == [0, 2, 3] and steps[2].loads == ()

@@ -1,0 +1,76 @@
+"""Weight memory: exact accounting, the budget the runner enforces, and the 4-bit MiniLM bar."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from helpers import compile_runner
+from safetensors import safe_open
+
+from solvers.uniform import uniform_plan
+from sticc.checkpoint import Checkpoint
+from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.sharding import PARTS
+from sticc.store import Store
+
+SENTENCE = "Streaming shards keeps only a few percent of the weights in memory at any moment."
+
+
+def test_spec_counts_every_weight_the_runner_uses(minilm):
+    spec = Checkpoint.open(minilm).spec
+    with safe_open(minilm / "model.safetensors", framework="pt") as handle:
+        used = sum(
+            math.prod(handle.get_slice(name).get_shape())
+            for name in handle.keys()  # noqa: SIM118 - safe_open is not a mapping
+            if not name.startswith("pooler") and "position_ids" not in name
+        )
+    assert spec.weight_count == used
+
+
+def test_uniform_4bit_minilm_peak_is_under_10_percent_of_fp32(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    runner = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "out")
+    ids = torch.randint(1000, 30000, (1, 128), generator=torch.Generator().manual_seed(0))
+    runner.forward(ids)
+    peak = runner.last_stats["peak_weight_bytes"]
+    assert peak <= 0.10 * store.spec.fp32_weight_nbytes
+    assert peak <= runner.MEMORY_BUDGET_BYTES
+
+
+def test_tightest_budget_is_enforced_and_still_correct(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    loose = compile_runner(minilm_store, uniform_plan(store, 8), tmp_path / "loose")
+    minimum = memory_model(store, uniform_plan(store, 8).shards, 128).minimum_budget_bytes
+    tight = compile_runner(minilm_store, uniform_plan(store, 8, memory_bytes=minimum), tmp_path / "tight")
+    ids, mask, types = tight.tokenize([SENTENCE, "and a second input"])
+    expected = loose.forward(ids, mask, types)
+    got = tight.forward(ids, mask, types)
+    assert torch.equal(got, expected)
+    assert tight.last_stats["peak_weight_bytes"] <= minimum < loose.last_stats["peak_weight_bytes"]
+
+
+def test_io_bytes_and_pool_are_exact(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    plan = uniform_plan(store, 4)
+    runner = compile_runner(minilm_store, plan, tmp_path / "out")
+    ids, mask, types = runner.tokenize([SENTENCE])
+    runner.forward(ids, mask, types)
+    blobs = sum(store.version(c.layer, c.index, part, c.bits).layout.nbytes for c in plan.shards for part in PARTS)
+    rows = 4 * store.spec.hidden * (len(torch.unique(ids)) + ids.shape[1])
+    assert runner.last_stats["io_bytes"] == blobs + rows
+    pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
+    assert runner.pool.live_bytes == pinned  # every call-scoped byte went back
+    runner.forward(ids, mask, types)
+    assert runner.pool.live_bytes == pinned
+
+
+def test_preloaded_shards_cost_no_io(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    shards = tuple(ShardChoice(layer, i, 4, preload=layer == 0) for layer in range(6) for i in range(12))
+    plan = make_plan(store, shards, SolverInfo("hand", "GIVEN"))
+    runner = compile_runner(minilm_store, plan, tmp_path / "out")
+    reference = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "ref")
+    ids, mask, types = runner.tokenize([SENTENCE])
+    assert torch.equal(runner.forward(ids, mask, types), reference.forward(ids, mask, types))
+    assert reference.last_stats["io_bytes"] - runner.last_stats["io_bytes"] == plan.predicted.preload_bytes
