@@ -715,6 +715,26 @@ class RunnerBase:
             if item.preloaded
         }
         self.reader.bytes_read = 0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run every kernel once on small synthetic tensors: torch's one-time lazy initialisation
+        (thread pools, kernel selection) then happens at construction, not in the first call."""
+        shape = self.SHAPE
+        width = shape.heads_per_shard * shape.head_dim
+        units = shape.ffn_per_shard
+        with torch.inference_mode():
+            x = torch.zeros(1, 8, shape.hidden)
+            mask = attention_mask_bias(torch.ones(1, 8, dtype=torch.int64))
+            acc = torch.zeros(8, shape.hidden)
+            attention_shard(acc, x, mask, Piece(torch.zeros(4 * width, shape.hidden), torch.zeros(3 * width), 0), shape.heads_per_shard, shape.head_dim)
+            ffn_shard(acc, x, Piece(torch.zeros(2 * units, shape.hidden), torch.zeros(units), 0), units, shape.activation)
+            ones = torch.ones(shape.hidden)
+            residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
+            for bits in sorted({item.layout.bits for item in self.LOADS}):
+                layout = blob_layout(8, 8, bits, 64, 0)
+                dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64))
+            torch.unique(torch.arange(4), sorted=True, return_inverse=True)
 
     def _check_manifest(self) -> None:
         path = os.path.join(self.store_dir, "manifest.json")

@@ -1,0 +1,94 @@
+"""Measuring protocol: cold page cache, fresh processes, min/median/max (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sticc.errors import UserError
+
+
+def evict_from_page_cache(path: str | Path) -> None:
+    """Drop a file's pages from the page cache (no root needed), so the next read is cold."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """min / median / max of repeated measurements."""
+
+    min: float
+    median: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(min(values), statistics.median(values), max(values))
+
+
+@dataclass(frozen=True)
+class RunnerResult:
+    embeddings: list[list[float]]
+    latency_s: float
+    peak_weight_bytes: int
+    io_bytes: int
+
+
+def run_runner_process(
+    runner: str | Path,
+    texts: list[str],
+    store: str | Path,
+    cold: bool = True,
+    io_bandwidth: str | None = None,
+) -> RunnerResult:
+    """Run a generated runner in a fresh process on `texts`, evicting the store first if `cold`."""
+    data_files = [p for p in Path(store).iterdir() if p.suffix == ".safetensors"]
+    if cold:
+        for path in data_files:
+            evict_from_page_cache(path)
+    command = [sys.executable, str(runner), "--store", str(store), "--stats", *texts]
+    if io_bandwidth:
+        command += ["--io-bandwidth", io_bandwidth]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise UserError(f"{runner} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    stats = lines[-1]["stats"]
+    return RunnerResult(
+        [line["embedding"] for line in lines[:-1]], stats["latency_s"], stats["peak_weight_bytes"], stats["io_bytes"],
+    )
+
+
+def time_io_lane(runner, cap_Bps: float | None) -> float:
+    """Seconds for a runner's IO thread to read, check and dequantize one call's pieces, with no compute."""
+    runner.reader.bandwidth_cap_Bps = cap_Bps
+    loader_class = type(runner).forward.__globals__["Loader"]  # the runner's own inlined runtime
+    start_s = time.perf_counter()
+    runner.reader.start_cap_clock()
+    loads = loader_class(runner.LOADS, runner.reader, runner.pool, runner.preloaded).start()
+    try:
+        for item in runner.LOADS:
+            loads.free(loads.wait(item.key))
+    finally:
+        loads.close()
+    return time.perf_counter() - start_s
+
+
+def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool) -> float:
+    """One call's latency as the runner reports it, optionally after evicting its store."""
+    runner.reader.bandwidth_cap_Bps = cap_Bps
+    if cold:
+        evict_from_page_cache(Path(runner.store_dir) / runner.DATA_FILE)
+    runner.forward(input_ids)
+    return runner.last_stats["latency_s"]
