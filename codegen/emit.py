@@ -21,22 +21,29 @@ import jinja2
 
 import sticc.runtime as runtime_module
 from sticc.graph import ComputeStep, build_graph, linear_schedule
-from sticc.plan import Plan, memory_model
+from sticc.plan import Plan, chunks, memory_model
 from sticc.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass(frozen=True)
-class LoadLine:
-    """One literal LoadItem of the generated LOADS table."""
+class MemberLine:
+    """One literal Member (a stored piece) of a chunk in the generated LOADS table."""
 
-    key: int
     what: str
     offset: int
     layout: str  # a blob_layout(...) call with literal arguments
     crc32: str
     preloaded: bool
+
+
+@dataclass(frozen=True)
+class ChunkLine:
+    """One literal ChunkLoad of the generated LOADS table."""
+
+    key: int
+    members: tuple[MemberLine, ...]
 
 
 @dataclass(frozen=True)
@@ -83,22 +90,26 @@ def _describe(step: ComputeStep, shards_per_layer: int) -> str:
 def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
     """The runner for `plan` over `store`; identical inputs give identical bytes."""
     steps = linear_schedule(build_graph(store, plan))
-    loads: list[LoadLine] = []
+    loads: list[ChunkLine] = []
     blocks: list[BlockLines] = []
     for step in steps:
         keys = []
-        for load in step.loads:
-            version = store.version(load.layer, load.index, load.part, load.bits)
-            key = len(loads)
-            loads.append(LoadLine(
-                key, version.key.describe(), version.extent.offset, _layout_call(version.layout),
-                f"0x{version.extent.crc32:08x}", load.preload,
-            ))
-            keys.append(key)
+        # a block's kept shards in runs of shards_per_chunk: one arena slot and one kernel call each
+        for start in range(0, len(step.loads), plan.shards_per_chunk):
+            members = []
+            for load in step.loads[start : start + plan.shards_per_chunk]:
+                version = store.version(load.layer, load.index, load.part, load.bits)
+                members.append(MemberLine(
+                    version.key.describe(), version.extent.offset, _layout_call(version.layout),
+                    f"0x{version.extent.crc32:08x}", load.preload,
+                ))
+            keys.append(len(loads))
+            loads.append(ChunkLine(len(loads), tuple(members)))
         blocks.append(BlockLines(repr(step.node), step.layer, step.part, tuple(keys), _describe(step, store.shards_per_layer)))
+    assert [len(c.members) for c in loads] == [len(i) for _, _, i in chunks(plan.shards, plan.shards_per_chunk)]
     plan_json = plan.to_json()
     spec = store.spec
-    memory = memory_model(store, plan.shards, plan.targets.seq_len)
+    memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, autoescape=False,

@@ -6,7 +6,12 @@ from sticc.plan import Plan, ShardChoice, SolverInfo, make_plan
 from sticc.store import Store
 
 
-def uniform_plan(store: Store, bits: int, seq_len: int | None = None, memory_bytes: int | None = None) -> Plan:
+def uniform_plan(
+    store: Store, bits: int, seq_len: int | None = None, memory_bytes: int | None = None,
+    shards_per_chunk: int | None = None,
+) -> Plan:
     spec = store.spec
     shards = tuple(ShardChoice(layer, i, bits) for layer in range(spec.layers) for i in range(store.shards_per_layer))
-    return make_plan(store, shards, SolverInfo("uniform", "GIVEN"), seq_len, memory_bytes)
+    return make_plan(
+        store, shards, SolverInfo("uniform", "GIVEN"), seq_len, memory_bytes, shards_per_chunk=shards_per_chunk
+    )

@@ -80,6 +80,9 @@ def compile_(
     plan: Annotated[Path | None, typer.Option(help="a hand-written plan JSON (see docs/plan-schema.md)")] = None,
     memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 8MB")] = None,
     seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is sized for (default 128)")] = None,
+    shards_per_chunk: Annotated[
+        int | None, typer.Option(help="kept shards loaded and computed together (default: a whole layer; fewer need less memory)")
+    ] = None,
 ) -> None:
     """Generate a runner for a uniform or hand-written plan."""
     from codegen import emit_runner, write_output
@@ -93,9 +96,9 @@ def compile_(
     memory_bytes = None if memory_bytes is None else int(memory_bytes)
     store = Store.open(store_dir)
     if bits is not None:
-        the_plan = uniform_plan(store, bits, seq_len, memory_bytes)
+        the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk)
     else:
-        the_plan = read_plan(store, plan, seq_len, memory_bytes)
+        the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk)
     source = emit_runner(store, the_plan, store_dir)
     runner = write_output(out, source)
     predicted = the_plan.predicted

@@ -8,13 +8,14 @@ the weight-pool budget the runner enforces, and what it predicts. Plans come fro
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sticc.errors import UserError
-from sticc.runtime import arena_nbytes, piece_arena_nbytes, piece_staging_nbytes
-from sticc.sharding import PARTS
+from sticc.runtime import arena_nbytes, chunk_arena_nbytes, piece_staging_nbytes
+from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
 PLAN_FORMAT_VERSION = 1
@@ -62,18 +63,23 @@ class MemoryModel:
     pinned_bytes: int  # headers + preload set, held for the runner's lifetime
     staging_bytes: int  # the largest stored piece read from disk and dequantized
     embed_bytes: int  # arena bytes of one call's embedding rows at seq_len
-    largest_piece_bytes: int  # arena bytes of the largest fp32 piece
-    all_pieces_bytes: int  # arena bytes of every piece of one call together
-    layer_window_bytes: int  # arena bytes of the largest `shards_per_layer` pieces
+    chunk_bytes: tuple[int, ...]  # arena bytes of each chunk, in load order
 
     @property
     def minimum_budget_bytes(self) -> int:
-        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, self.largest_piece_bytes)
+        """Enough for the largest chunk (or the embedding rows) alone: correct, but IO and compute
+        then take turns."""
+        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, max(self.chunk_bytes, default=0))
 
     @property
     def default_budget_bytes(self) -> int:
-        window = max(self.embed_bytes, min(self.layer_window_bytes, self.all_pieces_bytes))
-        return self.pinned_bytes + self.staging_bytes + window
+        """Enough for any two consecutive chunks: one computed while the next is loaded."""
+        pairs = [a + b for a, b in itertools.pairwise(self.chunk_bytes)] or list(self.chunk_bytes)
+        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, max(pairs, default=0))
+
+    @property
+    def all_chunks_bytes(self) -> int:
+        return sum(self.chunk_bytes)
 
     def arena_bytes(self, budget_bytes: int) -> int:
         return budget_bytes - self.pinned_bytes - self.staging_bytes
@@ -86,6 +92,7 @@ class Plan:
     targets: Targets
     solver: SolverInfo
     memory_budget_bytes: int  # the runner's weight pool capacity
+    shards_per_chunk: int  # kept shards of a layer block loaded and computed together
     shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
     predicted: Predicted
 
@@ -103,6 +110,7 @@ class Plan:
             "targets": asdict(self.targets),
             "solver": asdict(self.solver),
             "memory_budget_bytes": self.memory_budget_bytes,
+            "shards_per_chunk": self.shards_per_chunk,
             "predicted": asdict(self.predicted),
             "shards": [asdict(c) for c in self.shards],
             "load_order": [list(step) for step in load_order(self)],
@@ -122,9 +130,19 @@ def plan_hash(data: dict) -> str:
 
 def load_order(plan: Plan) -> list[tuple[int, int, str]]:
     """(layer, index, part) of every kept piece in the order compute consumes them."""
-    layers = sorted({c.layer for c in plan.shards})
-    kept = sorted((c.layer, c.index) for c in plan.shards if c.bits)
-    return [(layer, index, part) for layer in layers for part in PARTS for (lay, index) in kept if lay == layer]
+    return [(layer, index, part) for layer, part, chunk in chunks(plan.shards, plan.shards_per_chunk) for index in chunk]
+
+
+def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
+    """(layer, part, shard indices) of every chunk, in load order: per layer and block, the kept
+    shards by index, cut into runs of at most `shards_per_chunk`."""
+    out = []
+    for layer in sorted({c.layer for c in shards}):
+        kept = tuple(sorted(c.index for c in shards if c.layer == layer and c.bits))
+        for part in PARTS:
+            for start in range(0, len(kept), shards_per_chunk):
+                out.append((layer, part, kept[start : start + shards_per_chunk]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,24 +171,23 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
     return tuple(sorted(seen.values()))
 
 
-def memory_model(store: Store, shards: tuple[ShardChoice, ...], seq_len: int) -> MemoryModel:
+def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
     spec = store.spec
+    bits = {(c.layer, c.index): c for c in shards}
     pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
     staging = 0
-    footprints = []
-    for choice in shards:
-        if not choice.bits:
-            continue
-        for part in PARTS:
-            layout = store.version(choice.layer, choice.index, part, choice.bits).layout
-            if choice.preload:
-                pinned += layout.nbytes
+    chunk_bytes = []
+    for layer, part, indices in chunks(shards, shards_per_chunk):
+        for index in indices:
+            choice = bits[(layer, index)]
+            layout = store.version(layer, index, part, choice.bits).layout
+            pinned += layout.nbytes if choice.preload else 0
             staging = max(staging, piece_staging_nbytes(layout, choice.preload))
-            footprints.append(piece_arena_nbytes(layout, choice.preload))
+        shape = piece_shape(spec, store.shards_per_layer, part)
+        chunk_bytes.append(chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, len(indices)))
     # embedding rows: batch 1, every token distinct, plus one position row per token
     embed = arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
-    window = sum(sorted(footprints, reverse=True)[: store.shards_per_layer])
-    return MemoryModel(pinned, staging, embed, max(footprints, default=0), sum(footprints), window)
+    return MemoryModel(pinned, staging, embed, tuple(chunk_bytes))
 
 
 def make_plan(
@@ -180,23 +197,29 @@ def make_plan(
     seq_len: int | None = None,
     memory_bytes: int | None = None,
     latency_s: float | None = None,
+    shards_per_chunk: int | None = None,
 ) -> Plan:
     """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
 
-    `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer.
+    `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer;
+    `shards_per_chunk` defaults to all shards of a layer (fewest kernel calls, most memory).
     """
     shards = validate_choices(store, list(shards))
     seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
     if seq_len <= 0 or seq_len > store.spec.max_positions:
         raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
-    memory = memory_model(store, shards, seq_len)
+    shards_per_chunk = store.shards_per_layer if shards_per_chunk is None else shards_per_chunk
+    if not 1 <= shards_per_chunk <= store.shards_per_layer:
+        raise UserError(f"--shards-per-chunk {shards_per_chunk} must lie in [1, {store.shards_per_layer}]")
+    memory = memory_model(store, shards, shards_per_chunk, seq_len)
     if memory_bytes is None:
         budget = memory.default_budget_bytes
     elif memory_bytes < memory.minimum_budget_bytes:
         raise UserError(
             f"memory budget {memory_bytes} B is below this plan's minimum {memory.minimum_budget_bytes} B "
-            f"(headers and preload {memory.pinned_bytes} B, staging {memory.staging_bytes} B, "
-            f"largest piece or embedding rows {memory.minimum_budget_bytes - memory.pinned_bytes - memory.staging_bytes} B)"
+            f"(headers and preload {memory.pinned_bytes} B, staging {memory.staging_bytes} B, largest chunk or "
+            f"embedding rows {memory.minimum_budget_bytes - memory.pinned_bytes - memory.staging_bytes} B; "
+            f"a smaller --shards-per-chunk lowers it)"
         )
     else:
         budget = memory_bytes
@@ -210,23 +233,26 @@ def make_plan(
     predicted = Predicted(
         latency_s=None,
         peak_weight_bytes=min(
-            budget, memory.pinned_bytes + memory.staging_bytes + max(memory.embed_bytes, memory.all_pieces_bytes)
+            budget, memory.pinned_bytes + memory.staging_bytes + max(memory.embed_bytes, memory.all_chunks_bytes)
         ),
         preload_bytes=preload,
         io_bytes=streamed + memory.embed_bytes,
         fidelity_loss=None,
     )
     targets = Targets(latency_s, memory_bytes, seq_len)
-    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards, predicted)
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, predicted)
 
 
 _PLAN_KEYS = {
     "format_version", "store_id", "model", "targets", "solver", "memory_budget_bytes", "predicted",
-    "shards", "load_order", "plan_hash", "default_bits",
+    "shards", "load_order", "plan_hash", "default_bits", "shards_per_chunk",
 }
 
 
-def read_plan(store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None) -> Plan:
+def read_plan(
+    store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None,
+    shards_per_chunk: int | None = None,
+) -> Plan:
     """A hand-written (or previously emitted) plan file, validated against `store`.
 
     Accepted keys: `shards` (list of {layer, index, bits, preload?}), `default_bits` for shards not
@@ -279,6 +305,7 @@ def read_plan(store: Store, path: str | Path, seq_len: int | None = None, memory
         seq_len=seq_len or targets.get("seq_len"),
         memory_bytes=memory_bytes if memory_bytes is not None else targets.get("memory_bytes"),
         latency_s=targets.get("latency_s"),
+        shards_per_chunk=shards_per_chunk or data.get("shards_per_chunk"),
     )
     if "load_order" in data and [list(s) for s in load_order(plan)] != data["load_order"]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")

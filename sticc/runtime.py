@@ -113,17 +113,14 @@ def arena_nbytes(nbytes: int) -> int:
     return _align(nbytes, SEGMENT_ALIGN_BYTES)
 
 
-def piece_arena_nbytes(layout: BlobLayout, preloaded: bool) -> int:
-    """Arena bytes a piece holds from load to free: its fp32 form (0 for an fp32 preload)."""
-    if preloaded and layout.bits == 32:
-        return 0
-    if layout.bits == 32:
-        return arena_nbytes(layout.nbytes)  # read straight into the arena: fp32 weight then bias
-    return arena_nbytes(layout.dequantized_nbytes)
+def chunk_arena_nbytes(rows: int, cols: int, bias_len: int, count: int) -> int:
+    """Arena bytes of a chunk of `count` pieces in fp32: weights [count, rows, cols], biases [count, bias_len]."""
+    return arena_nbytes(4 * count * (rows * cols + bias_len))
 
 
 def piece_staging_nbytes(layout: BlobLayout, preloaded: bool) -> int:
-    """Staging bytes a piece's stored form needs while it is read and dequantized."""
+    """Staging bytes a piece's stored form needs while it is read and dequantized (fp32 reads go
+    straight into the arena, preloads are dequantized from their pinned bytes)."""
     return 0 if preloaded or layout.bits == 32 else layout.nbytes
 
 
@@ -273,18 +270,30 @@ class StoreReader:
             self._cap_start_s = time.perf_counter()
             self._cap_bytes = 0
 
-    def read_into(self, buffer: torch.Tensor, offset: int, nbytes: int, crc32: int, what: str) -> None:
-        """pread `nbytes` at `offset` into the uint8 tensor `buffer` and verify its crc32."""
-        view = memoryview(buffer.numpy()).cast("B")[:nbytes]
+    def read_into(self, buffers: list[torch.Tensor], offset: int, crc32: int, what: str) -> None:
+        """Read consecutive bytes at `offset` into the uint8 tensors `buffers` (one scattered
+        pread) and check the crc32 of all of them together."""
+        views = [memoryview(b.numpy()).cast("B") for b in buffers]
+        nbytes = sum(len(v) for v in views)
         done = 0
         while done < nbytes:
-            got = os.preadv(self._fd, [view[done:]], offset + done)
+            pending, skip = [], done
+            for view in views:
+                if skip >= len(view):
+                    skip -= len(view)
+                    continue
+                pending.append(view[skip:])
+                skip = 0
+            got = os.preadv(self._fd, pending, offset + done)
             if got <= 0:
                 raise StoreError(f"store data file is truncated: cannot read {what}")
             done += got
         self._throttle(nbytes)
         self.bytes_read += nbytes
-        if zlib.crc32(view) != crc32:
+        crc = 0
+        for view in views:
+            crc = zlib.crc32(view, crc)
+        if crc != crc32:
             raise StoreError(f"checksum mismatch in {what}: the store is corrupt (run `sticc verify`)")
 
     def _throttle(self, nbytes: int) -> None:
@@ -329,10 +338,8 @@ def unpack_codes_into(packed: torch.Tensor, bits: int, out: torch.Tensor) -> Non
             eights[:, k] = (word >> (bits * k)) & mask
 
 
-def dequantize_into(blob: torch.Tensor, layout: BlobLayout, out: torch.Tensor) -> None:
-    """Dequantize one piece from its stored bytes into `out` (fp32, weight then bias, flat)."""
-    count = layout.weight_count
-    weight = out[:count]
+def dequantize_into(blob: torch.Tensor, layout: BlobLayout, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Dequantize one stored piece into fp32 `weight` (flat, rows*cols) and `bias` (bias_len)."""
     raw = blob[layout.weight_offset : layout.weight_offset + layout.weight_nbytes]
     if layout.bits == 32:
         weight.copy_(raw.view(torch.float32))
@@ -344,24 +351,22 @@ def dequantize_into(blob: torch.Tensor, layout: BlobLayout, out: torch.Tensor) -
         zeros = blob[layout.zeros_offset : layout.zeros_offset + 2 * layout.groups].view(torch.float16)
         grouped = weight.view(layout.groups, layout.group_size)
         grouped.mul_(scales.float().unsqueeze(1)).add_(zeros.float().unsqueeze(1))
-    bias = blob[layout.bias_offset : layout.bias_offset + 4 * layout.bias_len].view(torch.float32)
-    out[count:].copy_(bias)
+    bias.copy_(blob[layout.bias_offset : layout.bias_offset + 4 * layout.bias_len].view(torch.float32))
 
 
 @dataclass(frozen=True)
-class Piece:
-    """A dequantized piece handed from the loader to the compute side."""
+class Chunk:
+    """Consecutive kept shards of one layer block, dequantized, handed from the loader to compute."""
 
-    weight: torch.Tensor  # fp32 [rows, cols]
-    bias: torch.Tensor  # fp32 [bias_len]
-    nbytes: int  # pool bytes to release when done (0 for pinned fp32 preloads)
+    weight: torch.Tensor  # fp32 [shards, rows, cols]
+    bias: torch.Tensor  # fp32 [shards, bias_len]
+    nbytes: int  # arena bytes to free when done
 
 
 @dataclass(frozen=True)
-class LoadItem:
-    """One entry of a plan's load list, all literals in the generated runner."""
+class Member:
+    """One stored piece of a chunk (literals in the generated runner)."""
 
-    key: int
     what: str  # human-readable: "layer 3 shard 7 attn @4b"
     offset: int
     layout: BlobLayout
@@ -369,32 +374,40 @@ class LoadItem:
     preloaded: bool
 
 
-def piece_from_buffer(out: torch.Tensor, layout: BlobLayout, nbytes: int) -> Piece:
-    count = layout.weight_count
-    return Piece(out[:count].view(layout.rows, layout.cols), out[count:], nbytes)
+@dataclass(frozen=True)
+class ChunkLoad:
+    """One entry of the load list: the pieces of one chunk, loaded into one arena allocation."""
+
+    key: int
+    members: tuple[Member, ...]
+
+    @property
+    def arena_nbytes(self) -> int:
+        first = self.members[0].layout
+        return chunk_arena_nbytes(first.rows, first.cols, first.bias_len, len(self.members))
 
 
 class Loader:
     """The background IO thread of one call.
 
-    For each item in plan order: take arena space for its fp32 form (waiting while the arena is
-    full), pread its stored bytes into the staging buffer, check the crc32, dequantize into the
-    arena, and hand the piece to the compute side. fp32 pieces are read straight into the arena.
-    Preloaded items skip the read: their stored bytes are pinned (fp32 preloads are used in place).
+    For each chunk in plan order: take arena space for its fp32 form (waiting while the arena is
+    full); for each of its pieces, pread the stored bytes into the staging buffer, check the crc32
+    and dequantize into the chunk's slot (fp32 pieces are read straight into their slot; preloaded
+    pieces are dequantized from their pinned bytes); then hand the chunk to the compute side.
     """
 
     def __init__(
         self,
-        items: tuple[LoadItem, ...],
+        loads: tuple[ChunkLoad, ...],
         reader: StoreReader,
         pool: WeightPool,
         preloaded: dict[int, torch.Tensor],
     ) -> None:
-        self._items = items
+        self._loads = loads
         self._reader = reader
         self._pool = pool
         self._preloaded = preloaded
-        self._ready: dict[int, Piece] = {}
+        self._ready: dict[int, Chunk] = {}
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._stop = False
@@ -405,42 +418,49 @@ class Loader:
         return self
 
     def _run(self) -> None:
+        # one thread of intra-op work here (a thread-local setting): an OpenMP team in the IO thread
+        # would compete with the compute thread's team for the same cores and stall both at barriers
+        torch.set_num_threads(1)
         try:
-            for item in self._items:
+            for load in self._loads:
                 if self._stop:
                     return
-                piece = self._load(item)
+                chunk = self._load(load)
                 with self._cond:
-                    self._ready[item.key] = piece
+                    self._ready[load.key] = chunk
                     self._cond.notify_all()
         except BaseException as error:  # handed to the waiting compute thread
             with self._cond:
                 self._error = error
                 self._cond.notify_all()
 
-    def _load(self, item: LoadItem) -> Piece:
-        layout = item.layout
-        arena = piece_arena_nbytes(layout, item.preloaded)
-        if item.preloaded and layout.bits == 32:
-            return piece_from_buffer(self._preloaded[item.key].view(torch.float32), layout, 0)
-        out = self._pool.allocate(arena)
-        if layout.bits == 32:
-            self._reader.read_into(out, item.offset, layout.nbytes, item.crc32, item.what)
-            return piece_from_buffer(out[: layout.nbytes].view(torch.float32), layout, arena)
-        weights = out[: layout.dequantized_nbytes].view(torch.float32)
-        if item.preloaded:
-            dequantize_into(self._preloaded[item.key], layout, weights)
-        else:
-            stored = self._pool.staging(layout.nbytes)
-            try:
-                self._reader.read_into(stored, item.offset, layout.nbytes, item.crc32, item.what)
-                dequantize_into(stored, layout, weights)
-            finally:
-                self._pool.release_staging(layout.nbytes)
-        return piece_from_buffer(weights, layout, arena)
+    def _load(self, load: ChunkLoad) -> Chunk:
+        first = load.members[0].layout
+        count, weight_count = len(load.members), first.weight_count
+        nbytes = load.arena_nbytes
+        out = self._pool.allocate(nbytes)
+        weights = out[: 4 * count * weight_count].view(torch.float32).view(count, weight_count)
+        biases = out[4 * count * weight_count : 4 * count * (weight_count + first.bias_len)].view(torch.float32)
+        biases = biases.view(count, first.bias_len)
+        for i, member in enumerate(load.members):
+            layout = member.layout
+            if member.preloaded:
+                dequantize_into(self._preloaded[member.offset], layout, weights[i], biases[i])
+            elif layout.bits == 32:
+                gap = torch.empty(layout.bias_offset - layout.weight_nbytes, dtype=torch.uint8)
+                parts = [weights[i].view(torch.uint8), gap, biases[i].view(torch.uint8)]
+                self._reader.read_into(parts, member.offset, member.crc32, member.what)
+            else:
+                stored = self._pool.staging(layout.nbytes)
+                try:
+                    self._reader.read_into([stored], member.offset, member.crc32, member.what)
+                    dequantize_into(stored, layout, weights[i], biases[i])
+                finally:
+                    self._pool.release_staging(layout.nbytes)
+        return Chunk(weights.view(count, first.rows, first.cols), biases, nbytes)
 
-    def wait(self, key: int) -> Piece:
-        """Block until the piece `key` is loaded; re-raise the IO thread's error if it failed."""
+    def wait(self, key: int) -> Chunk:
+        """Block until chunk `key` is loaded; re-raise the IO thread's error if it failed."""
         with self._cond:
             while key not in self._ready:
                 if self._error is not None:
@@ -448,10 +468,9 @@ class Loader:
                 self._cond.wait()
             return self._ready.pop(key)
 
-    def free(self, piece: Piece) -> None:
-        """The compute side is done with `piece`: its arena bytes go back to the pool."""
-        if piece.nbytes:
-            self._pool.free_oldest(piece.nbytes)
+    def free(self, chunk: Chunk) -> None:
+        """The compute side is done with `chunk`: its arena bytes go back to the pool."""
+        self._pool.free_oldest(chunk.nbytes)
 
     def close(self) -> None:
         """Stop loading (waking a wait for arena space) and drop the call's arena allocations."""
@@ -490,10 +509,7 @@ def read_rows(
 
     def read_one(i: int) -> None:
         row = int(row_ids[i])
-        reader.read_into(
-            raw[i], table.offset + row * table.row_nbytes, table.row_nbytes,
-            int(row_crc32[row]), f"{what} row {row}",
-        )
+        reader.read_into([raw[i]], table.offset + row * table.row_nbytes, int(row_crc32[row]), f"{what} row {row}")
 
     # several reads in flight: a cold flash read is latency-bound, not bandwidth-bound
     list(io_threads.map(read_one, range(len(row_ids))))
@@ -511,29 +527,32 @@ ACTIVATIONS = {
 }
 
 
-def attention_shard(
-    acc: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, piece: Piece, heads: int, head_dim: int
+def attention_chunk(
+    acc: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, chunk: Chunk, heads: int, head_dim: int
 ) -> None:
-    """Add one attention shard's contribution to `acc` [B*L, hidden].
+    """Add the attention output of a chunk of S shards to `acc` [B*L, hidden], in batched kernels.
 
-    The piece's weight rows are [Wq; Wk; Wv] rows of its heads then the output projection's
+    Each shard's weight rows are [Wq; Wk; Wv] rows of its heads then the output projection's
     columns of those heads, transposed; its bias is the q/k/v bias of those heads.
     """
-    batch, length, _ = x.shape
-    width = heads * head_dim
-    qkv = F.linear(x, piece.weight[: 3 * width], piece.bias)
-    q, k, v = (
-        t.view(batch, length, heads, head_dim).transpose(1, 2) for t in qkv.split(width, dim=-1)
-    )
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    context = context.transpose(1, 2).reshape(batch * length, width)
-    acc.addmm_(context, piece.weight[3 * width :])
+    batch, length, hidden = x.shape
+    shards, width = chunk.weight.shape[0], heads * head_dim
+    qkv = torch.matmul(x.view(1, batch * length, hidden), chunk.weight[:, : 3 * width].transpose(1, 2))
+    qkv += chunk.bias.unsqueeze(1)  # [S, B*L, 3w]
+    qkv = qkv.view(shards, batch, length, 3, heads, head_dim).permute(3, 1, 0, 4, 2, 5)
+    q, k, v = qkv.reshape(3, batch, shards * heads, length, head_dim)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, S*heads, L, d]
+    context = context.view(batch, shards, heads, length, head_dim).permute(1, 0, 3, 2, 4)
+    context = context.reshape(shards, batch * length, width)
+    acc += torch.bmm(context, chunk.weight[:, 3 * width :]).sum(0)
 
 
-def ffn_shard(acc: torch.Tensor, x: torch.Tensor, piece: Piece, width: int, activation: str) -> None:
-    """Add one FFN slice's contribution: act(x Wup_s^T + b_s) Wdown_s^T, into `acc` [B*L, hidden]."""
-    hidden = ACTIVATIONS[activation](F.linear(x.view(-1, x.shape[-1]), piece.weight[:width], piece.bias))
-    acc.addmm_(hidden, piece.weight[width:])
+def ffn_chunk(acc: torch.Tensor, x: torch.Tensor, chunk: Chunk, units: int, activation: str) -> None:
+    """Add a chunk of S FFN slices: sum_s act(x Wup_s^T + b_s) Wdown_s^T, into `acc` [B*L, hidden]."""
+    tokens = x.view(1, -1, x.shape[-1])
+    hidden = torch.matmul(tokens, chunk.weight[:, :units].transpose(1, 2))
+    hidden += chunk.bias.unsqueeze(1)  # [S, B*L, units]
+    acc += torch.bmm(ACTIVATIONS[activation](hidden), chunk.weight[:, units:]).sum(0)
 
 
 def residual_norm(
@@ -678,15 +697,23 @@ class RunnerBase:
     POSITION_CRC: Extent
     GLOBAL_HEADER: Extent
     LAYER_HEADERS: tuple[Extent, ...]
-    LOADS: tuple[LoadItem, ...]
+    LOADS: tuple[ChunkLoad, ...]
     MEMORY_BUDGET_BYTES: int  # pinned + staging + arena, as planned
     ARENA_BYTES: int
     STAGING_BYTES: int
     IO_BANDWIDTH_CAP_BPS: float | None
     EMBED_IO_THREADS = 8
 
-    def __init__(self, store_dir: str | None = None, io_bandwidth_Bps: float | None = None) -> None:
+    def __init__(
+        self, store_dir: str | None = None, io_bandwidth_Bps: float | None = None, threads: int | None = None,
+    ) -> None:
+        """Open the store, check it is the one compiled for, preload, warm up.
+
+        `io_bandwidth_Bps` emulates slower flash; `threads` sets torch's compute threads (process-wide).
+        """
         self.store_dir = store_dir or self.DEFAULT_STORE
+        if threads is not None:
+            torch.set_num_threads(threads)
         self._check_manifest()
         cap = io_bandwidth_Bps if io_bandwidth_Bps is not None else self.IO_BANDWIDTH_CAP_BPS
         self.io_bandwidth_cap_Bps = cap
@@ -710,9 +737,10 @@ class RunnerBase:
             self.layer_headers.append(dict(zip(LAYER_HEADER_VECTORS, vectors.view(-1, shape.hidden), strict=True)))
         # the preload set: stored bytes held for the runner's lifetime, dequantized per call
         self.preloaded = {
-            item.key: self._read_pinned(Extent(item.offset, item.layout.nbytes, item.crc32), item.what)
-            for item in self.LOADS
-            if item.preloaded
+            member.offset: self._read_pinned(Extent(member.offset, member.layout.nbytes, member.crc32), member.what)
+            for load in self.LOADS
+            for member in load.members
+            if member.preloaded
         }
         self.reader.bytes_read = 0
         self._warm_up()
@@ -727,13 +755,13 @@ class RunnerBase:
             x = torch.zeros(1, 8, shape.hidden)
             mask = attention_mask_bias(torch.ones(1, 8, dtype=torch.int64))
             acc = torch.zeros(8, shape.hidden)
-            attention_shard(acc, x, mask, Piece(torch.zeros(4 * width, shape.hidden), torch.zeros(3 * width), 0), shape.heads_per_shard, shape.head_dim)
-            ffn_shard(acc, x, Piece(torch.zeros(2 * units, shape.hidden), torch.zeros(units), 0), units, shape.activation)
+            attention_chunk(acc, x, mask, Chunk(torch.zeros(2, 4 * width, shape.hidden), torch.zeros(2, 3 * width), 0), shape.heads_per_shard, shape.head_dim)
+            ffn_chunk(acc, x, Chunk(torch.zeros(2, 2 * units, shape.hidden), torch.zeros(2, units), 0), units, shape.activation)
             ones = torch.ones(shape.hidden)
             residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
-            for bits in sorted({item.layout.bits for item in self.LOADS}):
-                layout = blob_layout(8, 8, bits, 64, 0)
-                dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64))
+            for bits in sorted({member.layout.bits for load in self.LOADS for member in load.members}):
+                layout = blob_layout(8, 8, bits, 64, 1)
+                dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64), torch.empty(1))
             torch.unique(torch.arange(4), sorted=True, return_inverse=True)
 
     def _check_manifest(self) -> None:
@@ -752,12 +780,12 @@ class RunnerBase:
 
     def _read_metadata(self, extent: Extent, what: str) -> np.ndarray:
         buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
-        self.reader.read_into(buffer, extent.offset, extent.nbytes, extent.crc32, what)
+        self.reader.read_into([buffer], extent.offset, extent.crc32, what)
         return buffer.numpy()
 
     def _read_pinned(self, extent: Extent, what: str) -> torch.Tensor:
         buffer = self.pool.pin(extent.nbytes)
-        self.reader.read_into(buffer, extent.offset, extent.nbytes, extent.crc32, what)
+        self.reader.read_into([buffer], extent.offset, extent.crc32, what)
         return buffer
 
     # -- per call ----------------------------------------------------------------------------
@@ -876,13 +904,16 @@ def runner_main(runner_class: type[RunnerBase], argv: list[str] | None = None) -
     parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
     parser.add_argument("--stats", action="store_true", help="print a last line with latency, peak weight bytes and IO bytes")
     parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
+    parser.add_argument("--threads", type=int, help="torch compute threads (default: torch's default)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:
         cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
         if not texts:
             raise ValueError("no input texts (give them as arguments or on stdin)")
-        runner = runner_class(args.store, io_bandwidth_Bps=cap)
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        runner = runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
         embeddings = runner.encode(texts)
     except (StoreError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

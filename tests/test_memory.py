@@ -41,13 +41,26 @@ def test_uniform_4bit_minilm_peak_is_under_10_percent_of_fp32(minilm_store, tmp_
 def test_tightest_budget_is_enforced_and_still_correct(minilm_store, tmp_path):
     store = Store.open(minilm_store)
     loose = compile_runner(minilm_store, uniform_plan(store, 8), tmp_path / "loose")
-    minimum = memory_model(store, uniform_plan(store, 8).shards, 128).minimum_budget_bytes
+    minimum = memory_model(store, uniform_plan(store, 8).shards, store.shards_per_layer, 128).minimum_budget_bytes
     tight = compile_runner(minilm_store, uniform_plan(store, 8, memory_bytes=minimum), tmp_path / "tight")
     ids, mask, types = tight.tokenize([SENTENCE, "and a second input"])
     expected = loose.forward(ids, mask, types)
     got = tight.forward(ids, mask, types)
     assert torch.equal(got, expected)
     assert tight.last_stats["peak_weight_bytes"] <= minimum < loose.last_stats["peak_weight_bytes"]
+
+
+def test_smaller_chunks_need_less_memory_and_give_the_same_output(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    whole = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "whole")
+    plan = uniform_plan(store, 4, shards_per_chunk=1)
+    minimum = memory_model(store, plan.shards, 1, 128).minimum_budget_bytes
+    single = compile_runner(minilm_store, uniform_plan(store, 4, memory_bytes=minimum, shards_per_chunk=1), tmp_path / "one")
+    ids, mask, types = single.tokenize([SENTENCE])
+    expected = whole.forward(ids, mask, types)
+    assert torch.allclose(single.forward(ids, mask, types), expected, atol=1e-5)
+    assert single.last_stats["peak_weight_bytes"] <= minimum
+    assert single.last_stats["peak_weight_bytes"] < 0.2 * whole.last_stats["peak_weight_bytes"]
 
 
 def test_io_bytes_and_pool_are_exact(minilm_store, tmp_path):

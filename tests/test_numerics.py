@@ -50,13 +50,15 @@ def test_minilm_encode_is_mean_pooled_forward(minilm_store, tmp_path):
     assert torch.allclose(runner.encode(SENTENCES[:2]), expected, atol=1e-6)
 
 
-def _dropped_plan(store: Store, dropped: list[tuple[int, int]], preload: list[tuple[int, int]] = ()) -> object:
+def _dropped_plan(
+    store: Store, dropped: list[tuple[int, int]], preload: list[tuple[int, int]] = (), shards_per_chunk: int | None = None
+) -> object:
     shards = [
         ShardChoice(layer, index, 0 if (layer, index) in dropped else 32, (layer, index) in preload)
         for layer in range(store.spec.layers)
         for index in range(store.shards_per_layer)
     ]
-    return make_plan(store, tuple(shards), SolverInfo("hand", "GIVEN"))
+    return make_plan(store, tuple(shards), SolverInfo("hand", "GIVEN"), shards_per_chunk=shards_per_chunk)
 
 
 def test_minilm_dropped_shards_match_masked_reference(minilm, minilm_store, tmp_path):
@@ -64,19 +66,19 @@ def test_minilm_dropped_shards_match_masked_reference(minilm, minilm_store, tmp_
     dropped = [(0, 3), (0, 11), (2, 0), (5, 7), (5, 8)] + [(4, i) for i in range(12)]  # layer 4 entirely
     reference_model = hf_model(minilm)
     zero_dropped(reference_model, "bert", dropped, store.shards_per_layer)
-    plan = _dropped_plan(store, dropped, preload=[(0, 0), (1, 5)])
+    plan = _dropped_plan(store, dropped, preload=[(0, 0), (1, 5)], shards_per_chunk=5)  # chunks of 5, 5, 1
     hidden, reference, mask, _ = _minilm_outputs(minilm, minilm_store, tmp_path, plan, reference_model)
     assert (hidden - reference)[mask.bool()].abs().max().item() <= 1e-4
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
-@pytest.mark.parametrize("shards_per_layer", [4, 2])
-def test_tiny_families_match_transformers(family, shards_per_layer, tmp_path):
+@pytest.mark.parametrize(("shards_per_layer", "shards_per_chunk"), [(4, None), (4, 1), (4, 2), (2, 1)])
+def test_tiny_families_match_transformers(family, shards_per_layer, shards_per_chunk, tmp_path):
     checkpoint = build_tiny_checkpoint(tmp_path / family, family)
     store_dir = tmp_path / "store"
     store = write_store(checkpoint, store_dir, bits=(4, 32), shards_per_layer=shards_per_layer)
     dropped = [(0, 1), (1, 0)]
-    plan = _dropped_plan(store, dropped)
+    plan = _dropped_plan(store, dropped, preload=[(1, 1)], shards_per_chunk=shards_per_chunk)
     runner = compile_runner(store_dir, plan, tmp_path / "out")
     generator = torch.Generator().manual_seed(1)
     pad = 1 if family == "roberta" else 0
