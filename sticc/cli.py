@@ -81,7 +81,7 @@ def compile_(
     memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 8MB")] = None,
     seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is sized for (default 128)")] = None,
     shards_per_chunk: Annotated[
-        int | None, typer.Option(help="kept shards loaded and computed together (default: a whole layer; fewer need less memory)")
+        int | None, typer.Option(help="kept shards loaded and computed together (default: a quarter of a layer; fewer need less memory)")
     ] = None,
 ) -> None:
     """Generate a runner for a uniform or hand-written plan."""

@@ -20,6 +20,10 @@ from sticc.store import Store
 
 PLAN_FORMAT_VERSION = 1
 DEFAULT_SEQ_LEN = 128
+# a layer block is loaded and computed in this many chunks by default: on the 2-core machine this
+# was measured on, whole-layer chunks were no faster than quarter-layer ones but held 3x the
+# memory (docs/performance.md)
+DEFAULT_CHUNKS_PER_BLOCK = 4
 
 
 @dataclass(frozen=True, order=True)
@@ -202,13 +206,14 @@ def make_plan(
     """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
 
     `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer;
-    `shards_per_chunk` defaults to all shards of a layer (fewest kernel calls, most memory).
+    `shards_per_chunk` defaults to a quarter of a layer's shards (see DEFAULT_CHUNK_FRACTION).
     """
     shards = validate_choices(store, list(shards))
     seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
     if seq_len <= 0 or seq_len > store.spec.max_positions:
         raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
-    shards_per_chunk = store.shards_per_layer if shards_per_chunk is None else shards_per_chunk
+    if shards_per_chunk is None:
+        shards_per_chunk = max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
     if not 1 <= shards_per_chunk <= store.shards_per_layer:
         raise UserError(f"--shards-per-chunk {shards_per_chunk} must lie in [1, {store.shards_per_layer}]")
     memory = memory_model(store, shards, shards_per_chunk, seq_len)

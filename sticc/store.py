@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
 from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
 from sticc.quant import QUANTIZER_NAME, encode_piece
@@ -301,7 +302,7 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
         manifest: dict = {
             "format": "sticc-store", "format_version": STORE_FORMAT_VERSION, "data_file": DATA_FILE,
             "alignment_bytes": ALIGNMENT_BYTES, "spec": spec.to_json(), "shards_per_layer": shards_per_layer,
-            "bits": list(bits), "quantizer": {"method": QUANTIZER_NAME, "group_size": group_size},
+            "bits": list(bits), "quantizer": {"method": QUANTIZER_NAME, "group_size": group_size, "calibration": f"{len(CALIBRATION_SENTENCES)} built-in sentences"},
             "source": {"model_dir": str(Path(checkpoint.model_dir).resolve())}, "tokenizer": None,
         }
         manifest["global_header"] = extent_json(put("header.global", _f32_bytes(global_header(checkpoint))))
@@ -320,11 +321,14 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
                 "crc_table": extent_json(crc_extent),
             }
         versions = []
+        # input statistics of every piece from a calibration pass: the quantizer minimizes the
+        # error of each piece's output, not of its weights (docs/quantization.md)
+        calibration = piece_calibration(checkpoint, shards_per_layer) if any(b < 16 for b in bits) else {}
         for layer in progress(iter(range(spec.layers)), spec.layers, "quantizing layers"):
             pieces = layer_pieces(checkpoint, layer, shards_per_layer)
             for (index, part), (matrix, bias) in sorted(pieces.items()):
                 for b in bits:
-                    layout, blob = encode_piece(matrix, bias, b, group_size)
+                    layout, blob = encode_piece(matrix, bias, b, group_size, calibration=calibration.get((layer, index, part)))
                     assert layout == layouts[VersionKey(layer, index, part, b)]
                     extent = put(f"shard.{layer}.{index}.{part}.{b}", blob)
                     versions.append({

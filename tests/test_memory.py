@@ -41,7 +41,8 @@ def test_uniform_4bit_minilm_peak_is_under_10_percent_of_fp32(minilm_store, tmp_
 def test_tightest_budget_is_enforced_and_still_correct(minilm_store, tmp_path):
     store = Store.open(minilm_store)
     loose = compile_runner(minilm_store, uniform_plan(store, 8), tmp_path / "loose")
-    minimum = memory_model(store, uniform_plan(store, 8).shards, store.shards_per_layer, 128).minimum_budget_bytes
+    plan = uniform_plan(store, 8)
+    minimum = memory_model(store, plan.shards, plan.shards_per_chunk, 128).minimum_budget_bytes
     tight = compile_runner(minilm_store, uniform_plan(store, 8, memory_bytes=minimum), tmp_path / "tight")
     ids, mask, types = tight.tokenize([SENTENCE, "and a second input"])
     expected = loose.forward(ids, mask, types)
@@ -52,7 +53,7 @@ def test_tightest_budget_is_enforced_and_still_correct(minilm_store, tmp_path):
 
 def test_smaller_chunks_need_less_memory_and_give_the_same_output(minilm_store, tmp_path):
     store = Store.open(minilm_store)
-    whole = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "whole")
+    whole = compile_runner(minilm_store, uniform_plan(store, 4, shards_per_chunk=12), tmp_path / "whole")
     plan = uniform_plan(store, 4, shards_per_chunk=1)
     minimum = memory_model(store, plan.shards, 1, 128).minimum_budget_bytes
     single = compile_runner(minilm_store, uniform_plan(store, 4, memory_bytes=minimum, shards_per_chunk=1), tmp_path / "one")
