@@ -91,7 +91,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r["read"] for r in rows]
+    labels = [r["read"].replace(" (emulated)", "\n(emulated)") for r in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ms = lambda key: [r[key]["median"] * 1e3 for r in rows]  # noqa: E731

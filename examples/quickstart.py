@@ -58,7 +58,7 @@ def main() -> None:
         console.print(f"ran {out}/runner.py x{args.runs}")
     reference = torch.tensor(results[32][0].embeddings) if 32 in results else None
     table = Table(title=f"all-MiniLM-L6-v2, {len(SENTENCES)} sentences per call, cold cache, {args.runs} fresh processes each")
-    for column in ("bits", "cosine vs fp32 (min / mean)", "latency ms (min / median / max)", "peak weight MB", "% of fp32 weights", "IO MB per call"):
+    for column in ("bits", "cosine vs fp32\nmin / mean", "latency ms\nmin / med / max", "peak weight\nMB (% fp32)", "IO MB\nper call"):
         table.add_column(column, justify="right")
     for bits, runs in results.items():
         embeddings = torch.tensor(runs[0].embeddings)
@@ -70,8 +70,8 @@ def main() -> None:
         latency = Spread.of([r.latency_s * 1e3 for r in runs])
         peak = statistics.median(r.peak_weight_bytes for r in runs)
         table.add_row(
-            str(bits), fidelity, f"{latency.min:.1f} / {latency.median:.1f} / {latency.max:.1f}",
-            f"{peak / 1e6:.2f}", f"{100 * peak / fp32_nbytes:.1f}%", f"{runs[0].io_bytes / 1e6:.2f}",
+            str(bits), fidelity, f"{latency.min:.0f} / {latency.median:.0f} / {latency.max:.0f}",
+            f"{peak / 1e6:.2f} ({100 * peak / fp32_nbytes:.1f}%)", f"{runs[0].io_bytes / 1e6:.2f}",
         )
     console.print(table)
     console.print(f"fp32 weights: {fp32_nbytes / 1e6:.1f} MB. Runners and plans: {args.work}/runner-*b/")

@@ -76,7 +76,7 @@ def time_io_lane(runner, cap_Bps: float | None) -> float:
     loader_class = type(runner).forward.__globals__["Loader"]  # the runner's own inlined runtime
     start_s = time.perf_counter()
     runner.reader.start_cap_clock()
-    loads = loader_class(runner.LOADS, runner.reader, runner.pool, runner.preloaded).start()
+    loads = loader_class(runner.LOADS, runner.reader, runner.pool, runner.preloaded, runner.pinned_chunks).start()
     try:
         for item in runner.LOADS:
             loads.free(loads.wait(item.key))

@@ -182,13 +182,17 @@ def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk
     staging = 0
     chunk_bytes = []
     for layer, part, indices in chunks(shards, shards_per_chunk):
+        shape = piece_shape(spec, store.shards_per_layer, part)
+        arena = chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, len(indices))
+        if all(bits[(layer, i)].preload and bits[(layer, i)].bits == 32 for i in indices):
+            pinned += arena  # pinned in its final fp32 form, used in place: no arena, no staging
+            continue
         for index in indices:
             choice = bits[(layer, index)]
             layout = store.version(layer, index, part, choice.bits).layout
             pinned += layout.nbytes if choice.preload else 0
             staging = max(staging, piece_staging_nbytes(layout, choice.preload))
-        shape = piece_shape(spec, store.shards_per_layer, part)
-        chunk_bytes.append(chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, len(indices)))
+        chunk_bytes.append(arena)
     # embedding rows: batch 1, every token distinct, plus one position row per token
     embed = arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
     return MemoryModel(pinned, staging, embed, tuple(chunk_bytes))

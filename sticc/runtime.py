@@ -386,6 +386,26 @@ class ChunkLoad:
         first = self.members[0].layout
         return chunk_arena_nbytes(first.rows, first.cols, first.bias_len, len(self.members))
 
+    @property
+    def pinned_in_place(self) -> bool:
+        """Every member a preloaded fp32 piece: the chunk is pinned in its final form, used in place."""
+        return all(m.preloaded and m.layout.bits == 32 for m in self.members)
+
+
+def chunk_views(out: torch.Tensor, first: BlobLayout, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat weights [count, rows*cols] and biases [count, bias_len] of a chunk buffer."""
+    weight_count = first.weight_count
+    weights = out[: 4 * count * weight_count].view(torch.float32).view(count, weight_count)
+    biases = out[4 * count * weight_count : 4 * count * (weight_count + first.bias_len)].view(torch.float32)
+    return weights, biases.view(count, first.bias_len)
+
+
+def read_fp32_member(reader: StoreReader, member: Member, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Read a stored fp32 piece straight into its chunk slot (skipping the alignment gap)."""
+    layout = member.layout
+    gap = torch.empty(layout.bias_offset - layout.weight_nbytes, dtype=torch.uint8)
+    reader.read_into([weight.view(torch.uint8), gap, bias.view(torch.uint8)], member.offset, member.crc32, member.what)
+
 
 class Loader:
     """The background IO thread of one call.
@@ -402,11 +422,13 @@ class Loader:
         reader: StoreReader,
         pool: WeightPool,
         preloaded: dict[int, torch.Tensor],
+        pinned_chunks: dict[int, Chunk],
     ) -> None:
         self._loads = loads
         self._reader = reader
         self._pool = pool
         self._preloaded = preloaded
+        self._pinned_chunks = pinned_chunks
         self._ready: dict[int, Chunk] = {}
         self._error: BaseException | None = None
         self._cond = threading.Condition()
@@ -435,21 +457,18 @@ class Loader:
                 self._cond.notify_all()
 
     def _load(self, load: ChunkLoad) -> Chunk:
+        if load.pinned_in_place:
+            return self._pinned_chunks[load.key]
         first = load.members[0].layout
-        count, weight_count = len(load.members), first.weight_count
+        count = len(load.members)
         nbytes = load.arena_nbytes
-        out = self._pool.allocate(nbytes)
-        weights = out[: 4 * count * weight_count].view(torch.float32).view(count, weight_count)
-        biases = out[4 * count * weight_count : 4 * count * (weight_count + first.bias_len)].view(torch.float32)
-        biases = biases.view(count, first.bias_len)
+        weights, biases = chunk_views(self._pool.allocate(nbytes), first, count)
         for i, member in enumerate(load.members):
             layout = member.layout
             if member.preloaded:
                 dequantize_into(self._preloaded[member.offset], layout, weights[i], biases[i])
             elif layout.bits == 32:
-                gap = torch.empty(layout.bias_offset - layout.weight_nbytes, dtype=torch.uint8)
-                parts = [weights[i].view(torch.uint8), gap, biases[i].view(torch.uint8)]
-                self._reader.read_into(parts, member.offset, member.crc32, member.what)
+                read_fp32_member(self._reader, member, weights[i], biases[i])
             else:
                 stored = self._pool.staging(layout.nbytes)
                 try:
@@ -470,7 +489,8 @@ class Loader:
 
     def free(self, chunk: Chunk) -> None:
         """The compute side is done with `chunk`: its arena bytes go back to the pool."""
-        self._pool.free_oldest(chunk.nbytes)
+        if chunk.nbytes:  # 0: a chunk pinned for the runner's lifetime
+            self._pool.free_oldest(chunk.nbytes)
 
     def close(self) -> None:
         """Stop loading (waking a wait for arena space) and drop the call's arena allocations."""
@@ -739,9 +759,11 @@ class RunnerBase:
         self.preloaded = {
             member.offset: self._read_pinned(Extent(member.offset, member.layout.nbytes, member.crc32), member.what)
             for load in self.LOADS
+            if not load.pinned_in_place
             for member in load.members
             if member.preloaded
         }
+        self.pinned_chunks = {load.key: self._pin_chunk(load) for load in self.LOADS if load.pinned_in_place}
         self.reader.bytes_read = 0
         self._warm_up()
 
@@ -763,6 +785,13 @@ class RunnerBase:
                 layout = blob_layout(8, 8, bits, 64, 1)
                 dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64), torch.empty(1))
             torch.unique(torch.arange(4), sorted=True, return_inverse=True)
+
+    def _pin_chunk(self, load: ChunkLoad) -> Chunk:
+        first = load.members[0].layout
+        weights, biases = chunk_views(self.pool.pin(load.arena_nbytes), first, len(load.members))
+        for i, member in enumerate(load.members):
+            read_fp32_member(self.reader, member, weights[i], biases[i])
+        return Chunk(weights.view(len(load.members), first.rows, first.cols), biases, 0)
 
     def _check_manifest(self) -> None:
         path = os.path.join(self.store_dir, "manifest.json")
@@ -806,7 +835,7 @@ class RunnerBase:
         read_before = self.reader.bytes_read
         self.reader.start_cap_clock()
         with torch.inference_mode():
-            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded)
+            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks)
             try:
                 # the embedding rows take the arena first; the IO thread starts while they are read
                 x = self._embed(input_ids, attention_mask, token_type_ids, loads.start)

@@ -88,3 +88,18 @@ def test_preloaded_shards_cost_no_io(minilm_store, tmp_path):
     ids, mask, types = runner.tokenize([SENTENCE])
     assert torch.equal(runner.forward(ids, mask, types), reference.forward(ids, mask, types))
     assert reference.last_stats["io_bytes"] - runner.last_stats["io_bytes"] == plan.predicted.preload_bytes
+
+
+def test_fp32_preloaded_chunks_are_pinned_in_place_and_accounted_exactly(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    shards = tuple(ShardChoice(c.layer, c.index, 32, preload=c.layer < 2) for c in uniform_plan(store, 32).shards)
+    plan = make_plan(store, shards, SolverInfo("hand", "GIVEN"))
+    runner = compile_runner(minilm_store, plan, tmp_path / "out")
+    memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
+    assert runner.pool.live_bytes == memory.pinned_bytes  # the runner pins exactly what the plan says
+    assert len(runner.pinned_chunks) == 2 * 2 * 4  # layers 0-1, two blocks, four chunks of three shards
+    reference = compile_runner(minilm_store, uniform_plan(store, 32), tmp_path / "ref")
+    ids, mask, types = runner.tokenize([SENTENCE])
+    assert torch.equal(runner.forward(ids, mask, types), reference.forward(ids, mask, types))
+    assert reference.last_stats["io_bytes"] - runner.last_stats["io_bytes"] == plan.predicted.preload_bytes
+    assert runner.pool.live_bytes == memory.pinned_bytes
