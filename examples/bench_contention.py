@@ -1,8 +1,9 @@
 """What slows the compute lane when something else runs on the other core?
 
 Runs a MiniLM runner with every shard preloaded at fp32 (kernels only, no IO work; 1 torch thread)
-while another process keeps the second core busy: idle, a CPU-only Python loop, or numpy copying
-32 MB buffers (memory traffic). Medians of 9 calls each, sequence length 128.
+while the second core is kept busy: idle, a CPU-only Python loop or numpy copying 32 MB buffers in
+another process (CPU, memory traffic), or a thread of this process dequantizing 4-bit pieces in a
+loop as the IO thread does (shares the GIL). Medians of 9 calls each, sequence length 128.
 Run: python examples/bench_contention.py
 """
 
@@ -13,6 +14,7 @@ import importlib.util
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from solvers.uniform import uniform_plan
 from sticc.cli import progress_bar
 from sticc.default_model import minilm_dir
 from sticc.plan import ShardChoice, SolverInfo, make_plan
+from sticc.quant import encode_piece
+from sticc.runtime import dequantize_into
 from sticc.store import Store, write_store
 
 BACKGROUNDS = {
@@ -49,14 +53,33 @@ def main() -> None:
     for name, code in BACKGROUNDS.items():
         background = subprocess.Popen([sys.executable, "-c", code]) if code else None
         time.sleep(0.5)
-        latencies = []
-        for _ in range(9):
-            runner.forward(ids)
-            latencies.append(runner.last_stats["latency_s"] * 1e3)
+        report(runner, ids, name)
         if background:
             background.kill()
             background.wait()
-        print(f"compute lane, 1 thread, other core {name}: median {statistics.median(latencies):.1f} ms")
+    stop = threading.Event()
+    dequantizer = threading.Thread(target=dequantize_until, args=(stop,))
+    dequantizer.start()
+    report(runner, ids, "dequantizing in a thread of this process")
+    stop.set()
+    dequantizer.join()
+
+
+def report(runner, ids: torch.Tensor, name: str) -> None:
+    latencies = []
+    for _ in range(9):
+        runner.forward(ids)
+        latencies.append(runner.last_stats["latency_s"] * 1e3)
+    print(f"compute lane, 1 thread, other core {name}: median {statistics.median(latencies):.1f} ms")
+
+
+def dequantize_until(stop: threading.Event) -> None:
+    torch.set_num_threads(1)  # as the runner's IO thread
+    layout, blob = encode_piece(torch.randn(256, 384), torch.randn(128), 4, 64, method="rtn")
+    stored = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+    weight, bias = torch.empty(layout.weight_count), torch.empty(layout.bias_len)
+    while not stop.is_set():
+        dequantize_into(stored, layout, weight, bias)
 
 
 if __name__ == "__main__":
