@@ -9,6 +9,7 @@ shard graph, each block commented with the graph node it came from.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import jinja2
 
@@ -131,6 +133,15 @@ def _bits_histogram(plan: Plan) -> str:
     for choice in plan.shards:
         counts[choice.bits] = counts.get(choice.bits, 0) + 1
     return ", ".join(f"{n}x{'dropped' if b == 0 else f'{b}b'}" for b, n in sorted(counts.items(), reverse=True))
+
+
+def load_runner(path: str | Path) -> ModuleType:
+    """Import a generated runner.py from its path (the plain importlib recipe; nothing registered)."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"sticc_runner_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_output(out_dir: str | Path, source: RunnerSource) -> Path:

@@ -8,18 +8,15 @@ Run: python examples/bench_chunks.py [--bits 4]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 from pathlib import Path
 
 import torch
 
-from codegen import emit_runner, write_output
+from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_dir
+from sticc.default_model import minilm_store
 from sticc.measure import time_forward
-from sticc.store import Store, write_store
 
 
 def main() -> None:
@@ -28,15 +25,12 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--chunks", default="1,2,3,4,6,12")
     args = parser.parse_args()
-    store_dir = args.work / "minilm-store"
-    store = Store.open(store_dir) if (store_dir / "manifest.json").exists() else write_store(minilm_dir(), store_dir, progress=progress_bar)
+    store, store_dir = minilm_store(args.work)
     ids = torch.randint(1000, store.spec.vocab, (1, 128), generator=torch.Generator().manual_seed(0))
     for shards_per_chunk in [int(c) for c in args.chunks.split(",")]:
         out = args.work / f"chunks-{args.bits}b-{shards_per_chunk}"
         write_output(out, emit_runner(store, uniform_plan(store, args.bits, shards_per_chunk=shards_per_chunk), store_dir))
-        spec = importlib.util.spec_from_file_location(f"chunks_{shards_per_chunk}", out / "runner.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_runner(out / "runner.py")
         runner = module.Runner(str(store_dir))
         for threads in (1, 2):
             torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ Same process, same token ids (batch 1, sequence length 128), medians of 15 calls
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import time
 from pathlib import Path
@@ -15,12 +14,10 @@ from pathlib import Path
 import torch
 import transformers
 
-from codegen import emit_runner, write_output
+from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_dir
+from sticc.default_model import minilm_dir, minilm_store
 from sticc.plan import ShardChoice, SolverInfo, make_plan
-from sticc.store import Store, write_store
 
 
 def median_ms(call, repeats: int = 15) -> float:
@@ -38,15 +35,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("work"))
     parser.add_argument("--shards-per-chunk", type=int, default=12)
     args = parser.parse_args()
-    store_dir = args.work / "minilm-store"
-    store = Store.open(store_dir) if (store_dir / "manifest.json").exists() else write_store(minilm_dir(), store_dir, progress=progress_bar)
+    store, store_dir = minilm_store(args.work)
     every = tuple(ShardChoice(c.layer, c.index, 32, preload=True) for c in uniform_plan(store, 32).shards)
     plan = make_plan(store, every, SolverInfo("hand", "GIVEN"), shards_per_chunk=args.shards_per_chunk)
     out = args.work / "compute-preloaded"
     write_output(out, emit_runner(store, plan, store_dir))
-    spec = importlib.util.spec_from_file_location("compute_runner", out / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_runner(out / "runner.py")
     runner = module.Runner(str(store_dir))
     reference = transformers.BertModel.from_pretrained(minilm_dir()).eval()
     ids = torch.randint(1000, store.spec.vocab, (1, 128), generator=torch.Generator().manual_seed(0))

@@ -10,7 +10,6 @@ Run: python examples/bench_contention.py
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import subprocess
 import sys
@@ -20,14 +19,12 @@ from pathlib import Path
 
 import torch
 
-from codegen import emit_runner, write_output
+from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_dir
+from sticc.default_model import minilm_store
 from sticc.plan import ShardChoice, SolverInfo, make_plan
 from sticc.quant import encode_piece
 from sticc.runtime import dequantize_into
-from sticc.store import Store, write_store
 
 BACKGROUNDS = {
     "idle": None,
@@ -40,14 +37,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("work"))
     args = parser.parse_args()
-    store_dir = args.work / "minilm-store"
-    store = Store.open(store_dir) if (store_dir / "manifest.json").exists() else write_store(minilm_dir(), store_dir, progress=progress_bar)
+    store, store_dir = minilm_store(args.work)
     every = tuple(ShardChoice(c.layer, c.index, 32, preload=True) for c in uniform_plan(store, 32).shards)
     out = args.work / "contention-preloaded"
     write_output(out, emit_runner(store, make_plan(store, every, SolverInfo("hand", "GIVEN")), store_dir))
-    spec = importlib.util.spec_from_file_location("contention_runner", out / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_runner(out / "runner.py")
     runner = module.Runner(str(store_dir), threads=1)
     ids = torch.randint(1000, store.spec.vocab, (1, 128), generator=torch.Generator().manual_seed(0))
     for name, code in BACKGROUNDS.items():

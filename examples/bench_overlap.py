@@ -20,24 +20,19 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from codegen import emit_runner, write_output
+from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
 from sticc.cli import progress_bar
-from sticc.default_model import minilm_dir
+from sticc.default_model import minilm_store
 from sticc.measure import Spread, evict_from_page_cache, time_forward, time_io_lane
 from sticc.plan import ShardChoice, SolverInfo, make_plan
 from sticc.runtime import parse_quantity
-from sticc.store import Store, write_store
+from sticc.store import Store
 
 
-def load_runner(store: Store, plan, store_dir: Path, out: Path):
-    import importlib.util
-
+def compiled_runner(store: Store, plan, store_dir: Path, out: Path):
     write_output(out, emit_runner(store, plan, store_dir))
-    spec = importlib.util.spec_from_file_location(f"bench_{out.name}", out / "runner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Runner(str(store_dir))
+    return load_runner(out / "runner.py").Runner(str(store_dir))
 
 
 def main() -> None:
@@ -49,11 +44,10 @@ def main() -> None:
     parser.add_argument("--caps", default="disk,400MB/s,200MB/s,100MB/s,50MB/s")
     parser.add_argument("--out", type=Path, default=Path("docs/figures/overlap"))
     args = parser.parse_args()
-    store_dir = args.work / "minilm-store"
-    store = Store.open(store_dir) if (store_dir / "manifest.json").exists() else write_store(minilm_dir(), store_dir, progress=progress_bar)
-    streamed = load_runner(store, uniform_plan(store, args.bits, args.seq_len), store_dir, args.work / f"overlap-{args.bits}b")
+    store, store_dir = minilm_store(args.work)
+    streamed = compiled_runner(store, uniform_plan(store, args.bits, args.seq_len), store_dir, args.work / f"overlap-{args.bits}b")
     every = tuple(ShardChoice(c.layer, c.index, 32, preload=True) for c in uniform_plan(store, 32).shards)
-    compute_only = load_runner(store, make_plan(store, every, SolverInfo("hand", "GIVEN"), args.seq_len), store_dir, args.work / "overlap-preloaded")
+    compute_only = compiled_runner(store, make_plan(store, every, SolverInfo("hand", "GIVEN"), args.seq_len), store_dir, args.work / "overlap-preloaded")
     input_ids = torch.randint(1000, store.spec.vocab, (1, args.seq_len), generator=torch.Generator().manual_seed(0))
     data = store.data_path
     rows = []

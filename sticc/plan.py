@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sticc.errors import UserError
+from sticc.jsonfile import read_json_object
 from sticc.runtime import arena_nbytes, chunk_arena_nbytes, piece_staging_nbytes
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
@@ -269,14 +270,7 @@ def read_plan(
     plan.json (`predicted`, `solver`, `load_order`, ...) are accepted and recomputed.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"plan file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"plan file {path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"plan file {path} must hold a JSON object")
+    data = read_json_object(path, f"plan file {path} does not exist")
     unknown = set(data) - _PLAN_KEYS
     if unknown:
         raise UserError(f"plan file {path}: unknown keys {sorted(unknown)}")

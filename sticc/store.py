@@ -29,6 +29,7 @@ import torch
 from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
 from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
+from sticc.jsonfile import read_json_object
 from sticc.quant import QUANTIZER_NAME, encode_piece
 from sticc.runtime import STORE_FORMAT_VERSION, BlobLayout, Extent, blob_layout
 from sticc.sharding import PARTS, check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
@@ -106,12 +107,7 @@ class Store:
         manifest_path = path / "manifest.json"
         if not path.is_dir():
             raise UserError(f"store {path} does not exist")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path} is not a sticc store (no manifest.json)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{manifest_path} is not valid JSON: {error}") from None
+        manifest = read_json_object(manifest_path, f"{path} is not a sticc store (no manifest.json)")
         try:
             return cls._from_manifest(path, manifest)
         except (KeyError, TypeError, ValueError) as error:

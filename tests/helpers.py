@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import torch
 import transformers
 
-from codegen import emit_runner, write_output
+from codegen import emit_runner, load_runner, write_output
 from sticc.plan import Plan
 from sticc.store import Store
 
@@ -47,19 +45,11 @@ def build_tiny_checkpoint(path: Path, family: str, seed: int = 0) -> Path:
     return path
 
 
-def load_runner_module(path: Path) -> ModuleType:
-    """Load a generated runner the plain importlib way (deliberately not registered in sys.modules)."""
-    spec = importlib.util.spec_from_file_location(f"runner_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def compile_runner(store_dir: Path, plan: Plan, out: Path):
     """Generate `plan`'s runner into `out` and construct it."""
     store = Store.open(store_dir)
     write_output(out, emit_runner(store, plan, store_dir))
-    return load_runner_module(out / "runner.py").Runner(str(store_dir))
+    return load_runner(out / "runner.py").Runner(str(store_dir))
 
 
 def hf_model(model_dir: Path):
