@@ -85,10 +85,10 @@ def time_io_lane(runner, cap_Bps: float | None) -> float:
     return time.perf_counter() - start_s
 
 
-def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool) -> float:
+def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool, overlap: bool = True) -> float:
     """One call's latency as the runner reports it, optionally after evicting its store."""
     runner.reader.bandwidth_cap_Bps = cap_Bps
     if cold:
         evict_from_page_cache(Path(runner.store_dir) / runner.DATA_FILE)
-    runner.forward(input_ids)
+    runner.forward(input_ids, overlap=overlap)
     return runner.last_stats["latency_s"]

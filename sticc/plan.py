@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sticc.errors import UserError
 from sticc.jsonfile import read_json_object
-from sticc.runtime import arena_nbytes, chunk_arena_nbytes, piece_staging_nbytes
+from sticc.runtime import arena_nbytes, chunk_arena_nbytes, staging_nbytes
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
@@ -66,7 +66,7 @@ class MemoryModel:
     """The weight bytes a plan's runner holds, by kind (see `sticc.runtime.WeightPool`)."""
 
     pinned_bytes: int  # headers + preload set, held for the runner's lifetime
-    staging_bytes: int  # the largest stored piece read from disk and dequantized
+    staging_bytes: int  # the largest run of same-layout stored pieces of a chunk, read then decoded together
     embed_bytes: int  # arena bytes of one call's embedding rows at seq_len
     chunk_bytes: tuple[int, ...]  # arena bytes of each chunk, in load order
 
@@ -188,11 +188,11 @@ def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk
         if all(bits[(layer, i)].preload and bits[(layer, i)].bits == 32 for i in indices):
             pinned += arena  # pinned in its final fp32 form, used in place: no arena, no staging
             continue
-        for index in indices:
-            choice = bits[(layer, index)]
-            layout = store.version(layer, index, part, choice.bits).layout
-            pinned += layout.nbytes if choice.preload else 0
-            staging = max(staging, piece_staging_nbytes(layout, choice.preload))
+        pieces = [
+            (store.version(layer, i, part, bits[(layer, i)].bits).layout, bits[(layer, i)].preload) for i in indices
+        ]
+        pinned += sum(layout.nbytes for layout, preloaded in pieces if preloaded)
+        staging = max(staging, staging_nbytes(pieces))
         chunk_bytes.append(arena)
     # embedding rows: batch 1, every token distinct, plus one position row per token
     embed = arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))

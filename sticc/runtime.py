@@ -270,9 +270,9 @@ class StoreReader:
             self._cap_start_s = time.perf_counter()
             self._cap_bytes = 0
 
-    def read_into(self, buffers: list[torch.Tensor], offset: int, crc32: int, what: str) -> None:
+    def read_into(self, buffers: list[torch.Tensor], offset: int, crc32: int | None, what: str) -> None:
         """Read consecutive bytes at `offset` into the uint8 tensors `buffers` (one scattered
-        pread) and check the crc32 of all of them together."""
+        pread) and check the crc32 of all of them together (None: the caller checks)."""
         views = [memoryview(b.numpy()).cast("B") for b in buffers]
         nbytes = sum(len(v) for v in views)
         done = 0
@@ -290,6 +290,8 @@ class StoreReader:
             done += got
         self._throttle(nbytes)
         self.bytes_read += nbytes
+        if crc32 is None:
+            return
         crc = 0
         for view in views:
             crc = zlib.crc32(view, crc)
@@ -338,20 +340,47 @@ def unpack_codes_into(packed: torch.Tensor, bits: int, out: torch.Tensor) -> Non
             eights[:, k] = (word >> (bits * k)) & mask
 
 
-def dequantize_into(blob: torch.Tensor, layout: BlobLayout, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Dequantize one stored piece into fp32 `weight` (flat, rows*cols) and `bias` (bias_len)."""
-    raw = blob[layout.weight_offset : layout.weight_offset + layout.weight_nbytes]
-    if layout.bits == 32:
+def decode_weights_into(raw: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, bits: int, group_size: int, weight: torch.Tensor) -> None:
+    """Stored weights (packed codes with fp16 scales and zeros, or an fp16/fp32 matrix) of one or
+    more pieces laid end to end -> fp32 `weight` (flat). The one place where w = code * scale + zero."""
+    if bits == 32:
         weight.copy_(raw.view(torch.float32))
-    elif layout.bits == 16:
+    elif bits == 16:
         weight.copy_(raw.view(torch.float16))
     else:
-        unpack_codes_into(raw, layout.bits, weight)
-        scales = blob[layout.scales_offset : layout.scales_offset + 2 * layout.groups].view(torch.float16)
-        zeros = blob[layout.zeros_offset : layout.zeros_offset + 2 * layout.groups].view(torch.float16)
-        grouped = weight.view(layout.groups, layout.group_size)
-        grouped.mul_(scales.float().unsqueeze(1)).add_(zeros.float().unsqueeze(1))
+        unpack_codes_into(raw, bits, weight)
+        grouped = weight.view(-1, group_size)
+        grouped.mul_(scales.view(torch.float16).float().unsqueeze(1)).add_(zeros.view(torch.float16).float().unsqueeze(1))
+
+
+def dequantize_into(blob: torch.Tensor, layout: BlobLayout, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Dequantize one stored piece into fp32 `weight` (flat, rows*cols) and `bias` (bias_len)."""
+    decode_weights_into(
+        blob[layout.weight_offset : layout.weight_offset + layout.weight_nbytes],
+        blob[layout.scales_offset : layout.scales_offset + 2 * layout.groups],
+        blob[layout.zeros_offset : layout.zeros_offset + 2 * layout.groups],
+        layout.bits, layout.group_size, weight,
+    )
     bias.copy_(blob[layout.bias_offset : layout.bias_offset + 4 * layout.bias_len].view(torch.float32))
+
+
+def staged_runs(pieces: list[tuple[BlobLayout, bool]]) -> list[tuple[int, int]]:
+    """[start, stop) runs of consecutive (layout, preloaded) pieces that are streamed through the
+    staging buffer with one layout: each run is read with scattered preads and decoded at once."""
+    runs: list[tuple[int, int]] = []
+    for i, (layout, preloaded) in enumerate(pieces):
+        if piece_staging_nbytes(layout, preloaded) == 0:
+            continue
+        if runs and runs[-1][1] == i and pieces[runs[-1][0]][0] == layout:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+def staging_nbytes(pieces: list[tuple[BlobLayout, bool]]) -> int:
+    """Staging bytes a chunk needs: its largest run of staged pieces, whole."""
+    return max((sum(pieces[i][0].nbytes for i in range(a, b)) for a, b in staged_runs(pieces)), default=0)
 
 
 @dataclass(frozen=True)
@@ -464,19 +493,52 @@ class Loader:
         nbytes = load.arena_nbytes
         weights, biases = chunk_views(self._pool.allocate(nbytes), first, count)
         for i, member in enumerate(load.members):
-            layout = member.layout
             if member.preloaded:
-                dequantize_into(self._preloaded[member.offset], layout, weights[i], biases[i])
-            elif layout.bits == 32:
+                dequantize_into(self._preloaded[member.offset], member.layout, weights[i], biases[i])
+            elif member.layout.bits == 32:
                 read_fp32_member(self._reader, member, weights[i], biases[i])
-            else:
-                stored = self._pool.staging(layout.nbytes)
-                try:
-                    self._reader.read_into([stored], member.offset, member.crc32, member.what)
-                    dequantize_into(stored, layout, weights[i], biases[i])
-                finally:
-                    self._pool.release_staging(layout.nbytes)
+        for start, stop in staged_runs([(m.layout, m.preloaded) for m in load.members]):
+            self._load_run(load.members[start:stop], weights[start:stop], biases[start:stop])
         return Chunk(weights.view(count, first.rows, first.cols), biases, nbytes)
+
+    def _load_run(self, members: tuple[Member, ...], weights: torch.Tensor, biases: torch.Tensor) -> None:
+        """Pieces of one layout: scattered preads put every member's codes, scales and zeros end to
+        end in the staging buffer (biases straight into the chunk), then one decode for them all."""
+        layout, count = members[0].layout, len(members)
+        nbytes = count * layout.nbytes
+        staged = self._pool.staging(nbytes)
+        try:
+            scales_nbytes = 2 * layout.groups
+            codes, rest = staged[: count * layout.weight_nbytes], staged[count * layout.weight_nbytes :]
+            scales, rest = rest[: count * scales_nbytes], rest[count * scales_nbytes :]
+            zeros, gaps = rest[: count * scales_nbytes], rest[count * scales_nbytes :]
+            gap_sizes = (
+                layout.scales_offset - layout.weight_nbytes,
+                layout.zeros_offset - layout.scales_offset - scales_nbytes,
+                layout.bias_offset - layout.zeros_offset - scales_nbytes,
+            )
+            gap = gaps[: max(gap_sizes)]  # alignment padding: read (the crc covers it), then dropped
+            for i, member in enumerate(members):
+                parts = [
+                    codes[i * layout.weight_nbytes : (i + 1) * layout.weight_nbytes], gap[: gap_sizes[0]],
+                    scales[i * scales_nbytes : (i + 1) * scales_nbytes], gap[: gap_sizes[1]],
+                    zeros[i * scales_nbytes : (i + 1) * scales_nbytes], gap[: gap_sizes[2]],
+                    biases[i].view(torch.uint8),
+                ]
+                self._reader.read_into(parts, member.offset, member.crc32, member.what)
+            decode_weights_into(codes, scales, zeros, layout.bits, layout.group_size, weights.view(-1))
+        finally:
+            self._pool.release_staging(nbytes)
+
+    def wait_all(self) -> None:
+        """Block until every chunk is loaded (load-then-compute mode)."""
+        with self._cond:
+            while len(self._ready) < len(self._loads) and self._thread.is_alive():
+                if self._error is not None:
+                    raise self._error
+                self._cond.wait(timeout=0.1)
+            if self._error is not None:
+                raise self._error
 
     def wait(self, key: int) -> Chunk:
         """Block until chunk `key` is loaded; re-raise the IO thread's error if it failed."""
@@ -523,16 +585,32 @@ def read_rows(
     out: torch.Tensor,
     what: str,
     io_threads: ThreadPoolExecutor,
+    threads: int,
 ) -> None:
-    """Read rows `row_ids` (unique, sorted) of `table` into `out` [len(row_ids), row_nbytes/4]."""
+    """Read rows `row_ids` (unique, sorted) of `table` into `out` [len(row_ids), row_nbytes/4].
+
+    Consecutive ids are read with one pread (position rows always are); every row is checked
+    against its own crc32. The ranges are spread over the pool's threads, several reads in flight:
+    a cold flash read is latency-bound, not bandwidth-bound.
+    """
     raw = out.view(torch.uint8).view(len(row_ids), table.row_nbytes)
+    ranges: list[tuple[int, int, int]] = []  # (first index in out, first row, row count)
+    for i, row in enumerate(row_ids.tolist()):
+        if ranges and ranges[-1][1] + ranges[-1][2] == row:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1], ranges[-1][2] + 1)
+        else:
+            ranges.append((i, row, 1))
 
-    def read_one(i: int) -> None:
-        row = int(row_ids[i])
-        reader.read_into([raw[i]], table.offset + row * table.row_nbytes, int(row_crc32[row]), f"{what} row {row}")
+    def read_ranges(batch: list[tuple[int, int, int]]) -> None:
+        for index, row, count in batch:
+            rows = raw[index : index + count]
+            reader.read_into([rows], table.offset + row * table.row_nbytes, None, f"{what} rows {row}-{row + count - 1}")
+            for k in range(count):
+                if zlib.crc32(memoryview(rows[k].numpy())) != int(row_crc32[row + k]):
+                    raise StoreError(f"checksum mismatch in {what} row {row + k}: the store is corrupt (run `sticc verify`)")
 
-    # several reads in flight: a cold flash read is latency-bound, not bandwidth-bound
-    list(io_threads.map(read_one, range(len(row_ids))))
+    workers = max(1, min(threads, len(ranges)))
+    list(io_threads.map(read_ranges, [ranges[w::workers] for w in range(workers)]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -824,8 +902,15 @@ class RunnerBase:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        overlap: bool = True,
     ) -> torch.Tensor:
-        """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`."""
+        """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`.
+
+        `overlap=False` lets the IO thread finish every load before compute starts (load, then
+        compute: a baseline for measurements); the arena must then hold every chunk of the call.
+        """
+        if not overlap and sum(load.arena_nbytes for load in self.LOADS if not load.pinned_in_place) > self.ARENA_BYTES:
+            raise ValueError("overlap=False needs an arena that holds every chunk: compile with a larger --memory")
         input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -839,6 +924,8 @@ class RunnerBase:
             try:
                 # the embedding rows take the arena first; the IO thread starts while they are read
                 x = self._embed(input_ids, attention_mask, token_type_ids, loads.start)
+                if not overlap:
+                    loads.wait_all()
                 x = self.schedule(x, attention_mask_bias(attention_mask), loads)
             finally:
                 loads.close()
@@ -870,8 +957,8 @@ class RunnerBase:
         rows = self.pool.allocate(nbytes)[:nbytes].view(torch.float32).view(-1, shape.hidden)
         after_allocating()
         try:
-            read_rows(self.reader, self.WORD_ROWS, self._word_crc, words, rows[: len(words)], "word embedding", self._io_threads)
-            read_rows(self.reader, self.POSITION_ROWS, self._position_crc, positions, rows[len(words) :], "position embedding", self._io_threads)
+            read_rows(self.reader, self.WORD_ROWS, self._word_crc, words, rows[: len(words)], "word embedding", self._io_threads, self.EMBED_IO_THREADS)
+            read_rows(self.reader, self.POSITION_ROWS, self._position_crc, positions, rows[len(words) :], "position embedding", self._io_threads, self.EMBED_IO_THREADS)
             x = rows[: len(words)][word_index] + rows[len(words) :][position_index]
         finally:
             del rows

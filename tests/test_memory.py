@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from helpers import compile_runner
 from safetensors import safe_open
@@ -103,3 +104,13 @@ def test_fp32_preloaded_chunks_are_pinned_in_place_and_accounted_exactly(minilm_
     assert torch.equal(runner.forward(ids, mask, types), reference.forward(ids, mask, types))
     assert reference.last_stats["io_bytes"] - runner.last_stats["io_bytes"] == plan.predicted.preload_bytes
     assert runner.pool.live_bytes == memory.pinned_bytes
+
+
+def test_load_then_compute_mode_gives_the_same_output_and_needs_the_room(minilm_store, tmp_path):
+    store = Store.open(minilm_store)
+    streamed = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "streamed")
+    roomy = compile_runner(minilm_store, uniform_plan(store, 4, memory_bytes=store.spec.fp32_weight_nbytes), tmp_path / "roomy")
+    ids, mask, types = roomy.tokenize([SENTENCE])
+    assert torch.equal(roomy.forward(ids, mask, types, overlap=False), streamed.forward(ids, mask, types))
+    with pytest.raises(ValueError, match="larger --memory"):
+        streamed.forward(ids, mask, types, overlap=False)
