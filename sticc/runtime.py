@@ -695,10 +695,11 @@ def parse_quantity(text: str, unit: str) -> float:
     """Parse "200MB/s" (unit "B/s"), "2MiB" (unit "B") or "40ms" (unit "s") into base units."""
     body = text.strip().replace(" ", "")
     if unit == "s":
-        for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
-            if body.endswith(suffix):
-                return _positive(float(body[: -len(suffix)]) * factor, text) if body[: -len(suffix)] else _bad(text, unit)
-        return _positive(float(body), text) if _is_number(body) else _bad(text, unit)
+        for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("", 1.0)):
+            number = body[: len(body) - len(suffix)]
+            if body.endswith(suffix) and _is_number(number):
+                return _positive(float(number) * factor, text)
+        return _bad(text, unit)
     if not body.lower().endswith(unit.lower()):
         return _positive(float(body), text) if _is_number(body) else _bad(text, unit)
     number = body[: -len(unit)]

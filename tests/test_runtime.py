@@ -131,3 +131,8 @@ def test_parse_quantity(text, unit, value):
 def test_parse_quantity_rejects(text, unit):
     with pytest.raises(ValueError):
         parse_quantity(text, unit)
+
+
+def test_parse_quantity_names_the_expected_form():
+    with pytest.raises(ValueError, match=r"e\.g\. 40ms"):
+        parse_quantity("fortyms", "s")
