@@ -18,7 +18,7 @@ from enum import Enum
 
 import networkx as nx
 
-from sticc.plan import Plan
+from sticc.plan import Plan, by_position
 from sticc.sharding import PARTS
 from sticc.store import Store
 
@@ -30,6 +30,7 @@ class NodeKind(Enum):
 
 def build_graph(store: Store, plan: Plan) -> nx.DiGraph:
     graph = nx.DiGraph()
+    choices = by_position(plan.shards)
     graph.add_node(("embed",), kind=NodeKind.COMPUTE, op="embed")
     previous = ("embed",)
     for layer in range(store.spec.layers):
@@ -41,7 +42,7 @@ def build_graph(store: Store, plan: Plan) -> nx.DiGraph:
             graph.add_edge(previous, compute)
             graph.add_edge(header, compute)
             for index in range(store.shards_per_layer):
-                choice = plan.choice(layer, index)
+                choice = choices[(layer, index)]
                 if not choice.bits:
                     continue
                 version = store.version(layer, index, part, choice.bits)

@@ -101,12 +101,6 @@ class Plan:
     shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
     predicted: Predicted
 
-    def choice(self, layer: int, index: int) -> ShardChoice:
-        return self._index()[(layer, index)]
-
-    def _index(self) -> dict[tuple[int, int], ShardChoice]:
-        return {(c.layer, c.index): c for c in self.shards}
-
     def to_json(self) -> dict:
         data = {
             "format_version": PLAN_FORMAT_VERSION,
@@ -123,10 +117,6 @@ class Plan:
         data["plan_hash"] = plan_hash(data)
         return data
 
-    @property
-    def hash(self) -> str:
-        return self.to_json()["plan_hash"]
-
 
 def plan_hash(data: dict) -> str:
     body = {k: v for k, v in data.items() if k != "plan_hash"}
@@ -136,6 +126,11 @@ def plan_hash(data: dict) -> str:
 def load_order(plan: Plan) -> list[tuple[int, int, str]]:
     """(layer, index, part) of every kept piece in the order compute consumes them."""
     return [(layer, index, part) for layer, part, chunk in chunks(plan.shards, plan.shards_per_chunk) for index in chunk]
+
+
+def by_position(shards: tuple[ShardChoice, ...]) -> dict[tuple[int, int], ShardChoice]:
+    """{(layer, index): choice} for looking shards up by position."""
+    return {(c.layer, c.index): c for c in shards}
 
 
 def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
@@ -178,7 +173,7 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
 
 def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
     spec = store.spec
-    bits = {(c.layer, c.index): c for c in shards}
+    bits = by_position(shards)
     pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
     staging = 0
     chunk_bytes = []

@@ -39,6 +39,10 @@ class StoreError(RuntimeError):
     """The store on disk does not match what the runner was generated for (or is corrupt)."""
 
 
+def checksum_error(what: str) -> StoreError:
+    return StoreError(f"checksum mismatch in {what}: the store is corrupt (run `sticc verify`)")
+
+
 # ----------------------------------------------------------------------------------------------
 # Blob layout: one stored piece = weight matrix [rows, cols] at some bitwidth, plus an fp32 bias.
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +300,7 @@ class StoreReader:
         for view in views:
             crc = zlib.crc32(view, crc)
         if crc != crc32:
-            raise StoreError(f"checksum mismatch in {what}: the store is corrupt (run `sticc verify`)")
+            raise checksum_error(what)
 
     def _throttle(self, nbytes: int) -> None:
         if not self.bandwidth_cap_Bps:
@@ -607,7 +611,7 @@ def read_rows(
             reader.read_into([rows], table.offset + row * table.row_nbytes, None, f"{what} rows {row}-{row + count - 1}")
             for k in range(count):
                 if zlib.crc32(memoryview(rows[k].numpy())) != int(row_crc32[row + k]):
-                    raise StoreError(f"checksum mismatch in {what} row {row + k}: the store is corrupt (run `sticc verify`)")
+                    raise checksum_error(f"{what} row {row + k}")
 
     workers = max(1, min(threads, len(ranges)))
     list(io_threads.map(read_ranges, [ranges[w::workers] for w in range(workers)]))

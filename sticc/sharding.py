@@ -23,12 +23,6 @@ from sticc.spec import ModelSpec
 PARTS = ("attn", "ffn")
 
 
-@dataclass(frozen=True, order=True)
-class ShardId:
-    layer: int
-    index: int
-
-
 @dataclass(frozen=True)
 class PieceShape:
     rows: int
