@@ -23,7 +23,7 @@ import jinja2
 
 import sticc.runtime as runtime_module
 from sticc.graph import ComputeStep, build_graph, linear_schedule
-from sticc.plan import Plan, chunks, memory_model
+from sticc.plan import Plan, by_position, chunks, memory_model
 from sticc.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -92,23 +92,28 @@ def _describe(step: ComputeStep, shards_per_layer: int) -> str:
 def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
     """The runner for `plan` over `store`; identical inputs give identical bytes."""
     steps = linear_schedule(build_graph(store, plan))
+    choices = by_position(plan.shards)
+    planned = {}  # (layer, part) -> that block's chunks, each its shard indices in member order
+    for layer, part, indices in chunks(plan.shards, plan.shards_per_chunk):
+        planned.setdefault((layer, part), []).append(indices)
     loads: list[ChunkLine] = []
     blocks: list[BlockLines] = []
     for step in steps:
+        assert sorted(i for c in planned.get((step.layer, step.part), []) for i in c) == [load.index for load in step.loads]
         keys = []
-        # a block's kept shards in runs of shards_per_chunk: one arena slot and one kernel call each
-        for start in range(0, len(step.loads), plan.shards_per_chunk):
+        # the block's kept shards by chunk: one arena allocation and one kernel call each
+        for indices in planned.get((step.layer, step.part), []):
             members = []
-            for load in step.loads[start : start + plan.shards_per_chunk]:
-                version = store.version(load.layer, load.index, load.part, load.bits)
+            for index in indices:
+                choice = choices[(step.layer, index)]
+                version = store.version(step.layer, index, step.part, choice.bits)
                 members.append(MemberLine(
                     version.key.describe(), version.extent.offset, _layout_call(version.layout),
-                    f"0x{version.extent.crc32:08x}", load.preload,
+                    f"0x{version.extent.crc32:08x}", choice.preload,
                 ))
             keys.append(len(loads))
             loads.append(ChunkLine(len(loads), tuple(members)))
         blocks.append(BlockLines(repr(step.node), step.layer, step.part, tuple(keys), _describe(step, store.shards_per_layer)))
-    assert [len(c.members) for c in loads] == [len(i) for _, _, i in chunks(plan.shards, plan.shards_per_chunk)]
     plan_json = plan.to_json()
     spec = store.spec
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)

@@ -133,16 +133,46 @@ def by_position(shards: tuple[ShardChoice, ...]) -> dict[tuple[int, int], ShardC
     return {(c.layer, c.index): c for c in shards}
 
 
+def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int, ...]]:
+    """The fixed index groups of a layer block: a chunk holds the kept shards of one group, so
+    which chunk a shard lands in never depends on which other shards are dropped."""
+    return [
+        tuple(range(start, min(start + shards_per_chunk, shards_per_layer)))
+        for start in range(0, shards_per_layer, shards_per_chunk)
+    ]
+
+
+def member_order(members: list[ShardChoice]) -> list[ShardChoice]:
+    """A chunk's kept shards in the order the runner loads and stacks them: by bits, streamed
+    before preloaded, then by index, so the streamed pieces of one bitwidth are read into staging
+    and decoded in one run."""
+    return sorted(members, key=lambda c: (c.bits, c.preload, c.index))
+
+
 def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
-    """(layer, part, shard indices) of every chunk, in load order: per layer and block, the kept
-    shards by index, cut into runs of at most `shards_per_chunk`."""
+    """(layer, part, shard indices in member order) of every non-empty chunk, in load order: per
+    layer and block, one chunk per group of `slot_groups` that keeps at least one shard."""
+    positions = by_position(shards)
+    layers = sorted({c.layer for c in shards})
+    per_layer = sum(1 for c in shards if c.layer == layers[0]) if layers else 0
     out = []
-    for layer in sorted({c.layer for c in shards}):
-        kept = tuple(sorted(c.index for c in shards if c.layer == layer and c.bits))
+    for layer in layers:
         for part in PARTS:
-            for start in range(0, len(kept), shards_per_chunk):
-                out.append((layer, part, kept[start : start + shards_per_chunk]))
+            for group in slot_groups(per_layer, shards_per_chunk):
+                kept = [positions[(layer, i)] for i in group if positions[(layer, i)].bits]
+                if kept:
+                    out.append((layer, part, tuple(c.index for c in member_order(kept))))
     return out
+
+
+def header_nbytes(store: Store) -> int:
+    """The global and per-layer headers: pinned for a runner's lifetime."""
+    return store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
+
+
+def embed_arena_nbytes(spec, seq_len: int) -> int:
+    """Arena bytes of one call's embedding rows: batch 1, every token distinct, one position row per token."""
+    return arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,7 +204,7 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
 def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
     spec = store.spec
     bits = by_position(shards)
-    pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
+    pinned = header_nbytes(store)
     staging = 0
     chunk_bytes = []
     for layer, part, indices in chunks(shards, shards_per_chunk):
@@ -189,9 +219,7 @@ def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk
         pinned += sum(layout.nbytes for layout, preloaded in pieces if preloaded)
         staging = max(staging, staging_nbytes(pieces))
         chunk_bytes.append(arena)
-    # embedding rows: batch 1, every token distinct, plus one position row per token
-    embed = arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
-    return MemoryModel(pinned, staging, embed, tuple(chunk_bytes))
+    return MemoryModel(pinned, staging, embed_arena_nbytes(spec, seq_len), tuple(chunk_bytes))
 
 
 def make_plan(

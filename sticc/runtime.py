@@ -129,25 +129,25 @@ def piece_staging_nbytes(layout: BlobLayout, preloaded: bool) -> int:
 
 
 class WeightPool:
-    """Every weight byte a runner holds, accounted exactly, in memory allocated once.
+    """Every weight byte a runner holds, accounted exactly.
 
     - pinned: headers and the preload set, held for the runner's lifetime;
-    - staging: one buffer for a piece's stored bytes between pread and dequantization;
-    - arena: a ring of `arena_bytes` for one call's embedding rows and fp32 pieces. Pieces are
-      allocated in load order and freed in the same order (compute consumes them in load order),
-      so a FIFO ring never fragments; `allocate` waits while the ring is full.
-    An allocation larger than the whole ring (an input longer than planned) is made outside it and
+    - staging: one buffer for the stored bytes of a run of pieces between pread and dequantization;
+    - arena: at most `arena_bytes` of one call's embedding rows and fp32 chunks. Allocations are
+      freed in the order they were made (compute consumes chunks in load order), and `allocate`
+      waits while the live allocations plus the new one would exceed `arena_bytes`. That rule, and
+      nothing finer (no placement, no fragmentation), is what the planner's latency model assumes.
+    An allocation larger than the whole arena (an input longer than planned) is made at once and
     still counted, so the peak honestly exceeds the budget instead of deadlocking.
     """
 
     def __init__(self, arena_bytes: int, staging_bytes: int) -> None:
         self.arena_bytes = arena_bytes
-        self._arena = torch.empty(arena_bytes, dtype=torch.uint8)
         self._staging = torch.empty(staging_bytes, dtype=torch.uint8)
         self.live_bytes = 0
         self.peak_bytes = 0
-        self._head = 0  # next free arena offset
-        self._fifo: list[tuple[int, int]] = []  # live allocations (start, arena bytes), oldest first
+        self._arena_live = 0
+        self._fifo: list[int] = []  # sizes of live arena allocations, oldest first
         self._fifo_start = 0
         self._stopped = False
         self._cond = threading.Condition()
@@ -174,61 +174,40 @@ class WeightPool:
             self.live_bytes -= nbytes
 
     def allocate(self, nbytes: int) -> torch.Tensor:
-        """`nbytes` of the arena (waiting for the compute side to free older pieces)."""
+        """`nbytes` of the arena (waiting for the compute side to free older allocations)."""
         size = arena_nbytes(nbytes)
         with self._cond:
-            if size > self.arena_bytes:
-                self._fifo.append((-1, size))
-                self._count(size)
-                return torch.empty(size, dtype=torch.uint8)
-            while True:
+            while size <= self.arena_bytes and self._arena_live + size > self.arena_bytes:
                 if self._stopped:
                     raise StoreError("load cancelled")
-                start = self._fit(size)
-                if start is not None:
-                    break
                 self._cond.wait()
-            self._head = start + size
-            self._fifo.append((start, size))
+            self._fifo.append(size)
+            self._arena_live += size
             self._count(size)
-            return self._arena[start : start + size]
-
-    def _fit(self, size: int) -> int | None:
-        """Where a FIFO ring can place `size` bytes now, or None."""
-        inside = [(start, n) for start, n in self._fifo[self._fifo_start :] if start >= 0]
-        if not inside:
-            self._head = 0
-            return 0
-        oldest = inside[0][0]
-        if self._head > oldest:
-            # live region is [oldest, head): free space after head, then before oldest
-            if self._head + size <= self.arena_bytes:
-                return self._head
-            return 0 if size <= oldest else None
-        # wrapped (or exactly full): live region is [oldest, end) + [0, head), free is [head, oldest)
-        return self._head if self._head + size <= oldest else None
+        return torch.empty(size, dtype=torch.uint8)
 
     def free_oldest(self, nbytes: int) -> None:
         """Free the oldest live arena allocation (of `nbytes`): frees come in allocation order."""
         size = arena_nbytes(nbytes)
         with self._cond:
-            _, held = self._fifo[self._fifo_start]
+            held = self._fifo[self._fifo_start]
             assert held == size, "arena frees must come in allocation order"
             self._fifo_start += 1
             if self._fifo_start == len(self._fifo):
                 self._fifo.clear()
                 self._fifo_start = 0
+            self._arena_live -= size
             self.live_bytes -= size
             self._cond.notify_all()
 
     def end_call(self) -> None:
         """Drop every arena allocation of the call (after its loader has stopped)."""
         with self._cond:
-            for _, size in self._fifo[self._fifo_start :]:
+            for size in self._fifo[self._fifo_start :]:
                 self.live_bytes -= size
             self._fifo.clear()
             self._fifo_start = 0
-            self._head = 0
+            self._arena_live = 0
             self._stopped = False
 
     def stop(self) -> None:

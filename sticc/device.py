@@ -1,0 +1,233 @@
+"""Device profile: what a machine costs to read, dequantize and compute (schema: docs/device-profile.md).
+
+A profile is measured by `sticc profile device` (sticc/profile_device.py) or written by hand for a
+machine sticc cannot run on; either way it goes through `DeviceProfile.from_json`, which names the
+first bad field. Compute figures depend on the model's piece shapes, so a profile records the shape
+it was measured for and `check_store` refuses a store of another shape.
+
+Cost formulas (every solver, the simulator and the report use these through `sticc.lower`):
+- read of n bytes:        request_latency_s + n / read_bandwidth_Bps (checked with crc32)
+- decode of k weights at b bits in one call: call_s + k / weights_per_s   (b = 32: a copy)
+- one chunk of s shards of `part` at sequence length L: c0 + c1*s*L + c2*s*L^2
+- a block's join (residual + LayerNorm) at L:          j0 + j1*L
+- embedding (cold rows, sum, LayerNorm) at L:           e0 + e1*L
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sticc.errors import UserError
+from sticc.jsonfile import read_json_object
+from sticc.sharding import PARTS, piece_shape
+from sticc.store import Store
+
+DEVICE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Decode:
+    call_s: float  # fixed cost of one decode call
+    weights_per_s: float
+
+
+@dataclass(frozen=True)
+class PartCompute:
+    chunk_s: tuple[float, float, float]  # c0, c1 (per shard-token), c2 (per shard-token^2)
+    join_s: tuple[float, float]  # j0, j1 (per token)
+
+
+@dataclass(frozen=True)
+class FitError:
+    max_rel: float  # worst |fit - measured| / measured over the measured grid
+    rms_rel: float
+    points: int
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    device: str  # free text: host and CPU
+    model_shape: dict[str, int]  # piece shapes the compute figures are for (see `model_shape`)
+    compute_threads: int  # torch intra-op threads of the compute side; the IO thread uses one
+    read_bandwidth_Bps: float  # cold reads of the store's data file
+    request_latency_s: float
+    emulated_bandwidth_Bps: float | None  # runners compiled with this profile cap their reads to it
+    io_chunk_overhead_s: float  # per chunk the IO thread loads (arena, bookkeeping, hand-over)
+    decode: dict[int, Decode]  # by bits (2-8 packed, 16, 32)
+    compute: dict[str, PartCompute]  # by part
+    embed_s: tuple[float, float]  # e0, e1 (per token)
+    fit_error: FitError | None  # of the compute fit, for measured profiles
+    note: str = ""
+
+    # -- costs -----------------------------------------------------------------------------------
+
+    def read_s(self, nbytes: int) -> float:
+        return self.request_latency_s + nbytes / self.read_bandwidth_Bps
+
+    def decode_s(self, bits: int, weights: int) -> float:
+        figures = self.decode[bits]
+        return figures.call_s + weights / figures.weights_per_s
+
+    def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
+        if shards == 0:
+            return 0.0
+        c0, c1, c2 = self.compute[part].chunk_s
+        return c0 + c1 * shards * seq_len + c2 * shards * seq_len * seq_len
+
+    def join_s(self, part: str, seq_len: int) -> float:
+        j0, j1 = self.compute[part].join_s
+        return j0 + j1 * seq_len
+
+    def embed_time_s(self, seq_len: int) -> float:
+        e0, e1 = self.embed_s
+        return e0 + e1 * seq_len
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def check_store(self, store: Store, where: str = "device profile") -> None:
+        """Refuse a store whose piece shapes or bitwidths this profile has no figures for."""
+        shape = model_shape(store)
+        if self.model_shape != shape:
+            raise UserError(
+                f"{where} was measured for pieces {self.model_shape}, the store has {shape}: "
+                f"run `sticc profile device` on this store"
+            )
+        missing = sorted(set(store.bits) - set(self.decode))
+        if missing:
+            raise UserError(f"{where} has no decode figures for bits {missing} of the store")
+
+    # -- JSON ------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["decode"] = {str(bits): asdict(d) for bits, d in sorted(self.decode.items())}
+        data["format_version"] = DEVICE_FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "device profile") -> DeviceProfile:
+        return _parse(data, where)
+
+    @classmethod
+    def read(cls, path: str | Path) -> DeviceProfile:
+        path = Path(path)
+        return _parse(read_json_object(path, f"device profile {path} does not exist"), str(path))
+
+    def write(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_json())
+
+
+def model_shape(store: Store) -> dict[str, int]:
+    """The shape facts compute time depends on: piece rows per part, hidden, heads per shard."""
+    spec = store.spec
+    shape = {"hidden": spec.hidden, "head_dim": spec.head_dim, "heads_per_shard": spec.heads // store.shards_per_layer}
+    for part in PARTS:
+        shape[f"{part}_rows"] = piece_shape(spec, store.shards_per_layer, part).rows
+    return shape
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write JSON to `path` via a temporary sibling and a rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    staging.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation of hand-written profiles: the first problem, named by its JSON path.
+# ----------------------------------------------------------------------------------------------
+
+_KEYS = {
+    "format_version", "device", "model_shape", "compute_threads", "read_bandwidth_Bps", "request_latency_s",
+    "emulated_bandwidth_Bps", "io_chunk_overhead_s", "decode", "compute", "embed_s", "fit_error", "note",
+}
+_REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps"}
+
+
+def _number(value, where: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+        raise UserError(f"{where} must be a number")
+    if value < 0 or (positive and value == 0):
+        raise UserError(f"{where} must be {'positive' if positive else 'non-negative'}")
+    return float(value)
+
+
+def _numbers(value, where: str, count: int) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != count:
+        raise UserError(f"{where} must be a list of {count} numbers")
+    return tuple(_number(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _object(value, where: str, keys: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be an object")
+    missing, unknown = keys - set(value), set(value) - keys
+    if missing:
+        raise UserError(f"{where} lacks {sorted(missing)}")
+    if unknown:
+        raise UserError(f"{where} has unknown keys {sorted(unknown)}")
+    return value
+
+
+def _parse(data: dict, where: str) -> DeviceProfile:
+    unknown, missing = set(data) - _KEYS, _REQUIRED - set(data)
+    if missing:
+        raise UserError(f"{where}: lacks {sorted(missing)} (see docs/device-profile.md)")
+    if unknown:
+        raise UserError(f"{where}: unknown keys {sorted(unknown)}")
+    if data["format_version"] != DEVICE_FORMAT_VERSION:
+        raise UserError(f"{where}: format_version {data['format_version']!r}, this sticc reads {DEVICE_FORMAT_VERSION}")
+    if not isinstance(data["device"], str):
+        raise UserError(f"{where}: device must be a string")
+    shape = data["model_shape"]
+    if not isinstance(shape, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape.values()):
+        raise UserError(f"{where}: model_shape must map names to positive integers")
+    threads = data["compute_threads"]
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise UserError(f"{where}: compute_threads must be a positive integer")
+    decode = data["decode"]
+    if not isinstance(decode, dict) or not decode:
+        raise UserError(f"{where}: decode must map bitwidths to {{call_s, weights_per_s}}")
+    decodes = {}
+    for key, value in decode.items():
+        if not key.isdigit() or int(key) not in set(range(2, 9)) | {16, 32}:
+            raise UserError(f"{where}: decode key {key!r} is not a bitwidth (2-8, 16, 32)")
+        entry = _object(value, f"{where}: decode.{key}", {"call_s", "weights_per_s"})
+        decodes[int(key)] = Decode(
+            _number(entry["call_s"], f"{where}: decode.{key}.call_s"),
+            _number(entry["weights_per_s"], f"{where}: decode.{key}.weights_per_s", positive=True),
+        )
+    compute = _object(data["compute"], f"{where}: compute", set(PARTS))
+    parts = {}
+    for part in PARTS:
+        entry = _object(compute[part], f"{where}: compute.{part}", {"chunk_s", "join_s"})
+        parts[part] = PartCompute(
+            _numbers(entry["chunk_s"], f"{where}: compute.{part}.chunk_s", 3),
+            _numbers(entry["join_s"], f"{where}: compute.{part}.join_s", 2),
+        )
+    fit = data.get("fit_error")
+    if fit is not None:
+        entry = _object(fit, f"{where}: fit_error", {"max_rel", "rms_rel", "points"})
+        fit = FitError(_number(entry["max_rel"], f"{where}: fit_error.max_rel"),
+                       _number(entry["rms_rel"], f"{where}: fit_error.rms_rel"), int(entry["points"]))
+    emulated = data.get("emulated_bandwidth_Bps")
+    if not isinstance(data.get("note", ""), str):
+        raise UserError(f"{where}: note must be a string")
+    return DeviceProfile(
+        device=data["device"],
+        model_shape=dict(shape),
+        compute_threads=threads,
+        read_bandwidth_Bps=_number(data["read_bandwidth_Bps"], f"{where}: read_bandwidth_Bps", positive=True),
+        request_latency_s=_number(data["request_latency_s"], f"{where}: request_latency_s"),
+        emulated_bandwidth_Bps=None if emulated is None else _number(emulated, f"{where}: emulated_bandwidth_Bps", positive=True),
+        io_chunk_overhead_s=_number(data["io_chunk_overhead_s"], f"{where}: io_chunk_overhead_s"),
+        decode=decodes,
+        compute=parts,
+        embed_s=_numbers(data["embed_s"], f"{where}: embed_s", 2),
+        fit_error=fit,
+        note=data.get("note", ""),
+    )

@@ -1,0 +1,177 @@
+"""Lowering: store + device profile + importance profile + targets -> the shard graph with costs.
+
+The result, a `Problem`, is the single input of every solver and of the simulator. Its networkx
+graph has one node per shard (every version's bytes, IO and decode time, and fidelity loss), one
+node per chunk slot (a fixed group of `shards_per_chunk` shard indices of one layer block, with its
+compute time and arena bytes by how many of its shards are kept), one node per block join, and the
+embedding; edges are data dependencies, in the order compute consumes them.
+
+Costs are uniform across the shards of a part (every piece of a part has the same shape), so the
+per-part tables in `PartCosts` are what solvers read; the graph carries them on its nodes for
+inspection and for the report. All times are in seconds, all sizes in bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from sticc.device import DeviceProfile
+from sticc.importance import ImportanceProfile
+from sticc.plan import (
+    DEFAULT_CHUNKS_PER_BLOCK, ShardChoice, embed_arena_nbytes, header_nbytes, member_order, slot_groups,
+)
+from sticc.runtime import chunk_arena_nbytes
+from sticc.sharding import PARTS, piece_shape
+from sticc.store import Store
+
+
+@dataclass(frozen=True)
+class PartCosts:
+    """What one piece of `part` costs at each bitwidth, and one chunk by its number of kept shards."""
+
+    part: str
+    weights: int  # weight count of one piece
+    stored_nbytes: dict[int, int]  # by bits: the stored piece, read when streamed, held when preloaded
+    read_s: dict[int, float]  # by bits: one streamed piece's read (request + transfer, checked)
+    decode_call_s: dict[int, float]  # by bits: fixed cost of one decode call
+    decode_piece_s: dict[int, float]  # by bits: per piece in a decode call
+    arena_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk
+    compute_s: tuple[float, ...]  # by kept shards in a chunk, 0..shards_per_chunk
+    join_s: float  # the block's join (residual + LayerNorm), paid even with every shard dropped
+
+
+@dataclass(frozen=True)
+class ChunkSlot:
+    layer: int
+    part: str
+    indices: tuple[int, ...]  # the shard indices whose kept pieces this chunk holds
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A planning instance: the model's shard graph with costs, and the targets."""
+
+    model: str
+    store_id: str
+    layers: int
+    shards_per_layer: int
+    shards_per_chunk: int
+    bits: tuple[int, ...]  # stored bitwidths, ascending; 0 (dropped) is always allowed too
+    parts: dict[str, PartCosts]
+    slots: tuple[ChunkSlot, ...]  # in load and compute order
+    loss: dict[tuple[int, int], dict[int, float]]  # (layer, index) -> {bits: fidelity loss}; 0 = dropped
+    header_nbytes: int  # pinned for the runner's lifetime
+    embed_arena_nbytes: int  # arena held by the embedding rows until the embedding is computed
+    embed_io_nbytes: int
+    embed_s: float
+    io_chunk_overhead_s: float
+    cap_Bps: float | None  # emulated flash bandwidth, or None
+    latency_s: float | None  # targets
+    memory_bytes: int | None
+    seq_len: int
+    graph: nx.DiGraph
+
+    @property
+    def positions(self) -> list[tuple[int, int]]:
+        return [(layer, index) for layer in range(self.layers) for index in range(self.shards_per_layer)]
+
+    def importance(self, layer: int, index: int, bits: int) -> float:
+        losses = self.loss[(layer, index)]
+        return losses[0] - losses[bits]
+
+    def objective(self, choices: dict[tuple[int, int], ShardChoice]) -> float:
+        """Summed importance of a plan: what solvers maximize."""
+        return sum(self.importance(layer, index, c.bits) for (layer, index), c in choices.items())
+
+    def fidelity_loss(self, choices: dict[tuple[int, int], ShardChoice]) -> float:
+        return sum(self.loss[position][c.bits] for position, c in choices.items())
+
+    @property
+    def full_precision_nbytes(self) -> int:
+        """Every shard's fp32 stored pieces plus the headers: what holding the whole model costs."""
+        top = max(self.bits)
+        per_shard = sum(costs.stored_nbytes[top] for costs in self.parts.values())
+        return self.header_nbytes + per_shard * self.layers * self.shards_per_layer
+
+
+def lower(
+    store: Store,
+    device: DeviceProfile,
+    importance: ImportanceProfile,
+    seq_len: int,
+    latency_s: float | None,
+    memory_bytes: int | None,
+    shards_per_chunk: int | None = None,
+) -> Problem:
+    """The shard graph of `store` with the costs of `device` and the losses of `importance`."""
+    device.check_store(store)
+    importance.check_store(store)
+    spec = store.spec
+    spc = shards_per_chunk or max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
+    parts = {}
+    for part in PARTS:
+        shape = piece_shape(spec, store.shards_per_layer, part)
+        weights = shape.rows * shape.cols
+        stored = {bits: store.version(0, 0, part, bits).layout.nbytes for bits in store.bits}
+        parts[part] = PartCosts(
+            part=part,
+            weights=weights,
+            stored_nbytes=stored,
+            read_s={bits: device.read_s(n) for bits, n in stored.items()},
+            decode_call_s={bits: device.decode[bits].call_s for bits in store.bits},
+            decode_piece_s={bits: weights / device.decode[bits].weights_per_s for bits in store.bits},
+            arena_nbytes=tuple(chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, n) if n else 0 for n in range(spc + 1)),
+            compute_s=tuple(device.chunk_s(part, n, seq_len) for n in range(spc + 1)),
+            join_s=device.join_s(part, seq_len),
+        )
+    slots = tuple(
+        ChunkSlot(layer, part, group)
+        for layer in range(spec.layers) for part in PARTS for group in slot_groups(store.shards_per_layer, spc)
+    )
+    embed_arena = embed_arena_nbytes(spec, seq_len)
+    problem = Problem(
+        model=spec.name, store_id=store.store_id, layers=spec.layers, shards_per_layer=store.shards_per_layer,
+        shards_per_chunk=spc, bits=tuple(sorted(store.bits)), parts=parts, slots=slots,
+        loss={position: dict(losses) for position, losses in importance.loss.items()},
+        header_nbytes=header_nbytes(store), embed_arena_nbytes=embed_arena, embed_io_nbytes=embed_arena,
+        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s,
+        cap_Bps=device.emulated_bandwidth_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
+        graph=nx.DiGraph(),
+    )
+    _build_graph(problem)
+    return problem
+
+
+def _build_graph(problem: Problem) -> None:
+    graph = problem.graph
+    graph.add_node(("embed",), kind="compute", duration_s=problem.embed_s, arena_nbytes=problem.embed_arena_nbytes)
+    for layer, index in problem.positions:
+        versions = {
+            bits: {part: {"stored_nbytes": c.stored_nbytes[bits], "read_s": c.read_s[bits]} for part, c in problem.parts.items()}
+            for bits in problem.bits
+        }
+        graph.add_node(("shard", layer, index), kind="shard", versions=versions, loss=problem.loss[(layer, index)])
+    previous = ("embed",)
+    for layer in range(problem.layers):
+        for part in PARTS:
+            costs = problem.parts[part]
+            block = ("join", layer, part)
+            graph.add_node(block, kind="compute", duration_s=costs.join_s)
+            for slot in (s for s in problem.slots if s.layer == layer and s.part == part):
+                node = ("chunk", layer, part, slot.indices[0])
+                graph.add_node(node, kind="chunk", indices=slot.indices, compute_s=costs.compute_s, arena_nbytes=costs.arena_nbytes)
+                for index in slot.indices:
+                    graph.add_edge(("shard", layer, index), node)
+                graph.add_edge(previous, node)
+                previous = node
+            graph.add_edge(previous, block)
+            previous = block
+    graph.add_node(("output",), kind="compute", duration_s=0.0)
+    graph.add_edge(previous, ("output",))
+
+
+def chunk_members(problem: Problem, slot: ChunkSlot, choices: dict[tuple[int, int], ShardChoice]) -> list[ShardChoice]:
+    """The kept shards of a chunk slot, in the runner's member order (see `sticc.plan.member_order`)."""
+    return member_order([choices[(slot.layer, index)] for index in slot.indices if choices[(slot.layer, index)].bits])
