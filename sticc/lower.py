@@ -20,7 +20,12 @@ import networkx as nx
 from sticc.device import DeviceProfile
 from sticc.importance import ImportanceProfile
 from sticc.plan import (
-    DEFAULT_CHUNKS_PER_BLOCK, ShardChoice, embed_arena_nbytes, header_nbytes, member_order, slot_groups,
+    DEFAULT_CHUNKS_PER_BLOCK,
+    ShardChoice,
+    embed_arena_nbytes,
+    header_nbytes,
+    member_order,
+    slot_groups,
 )
 from sticc.runtime import chunk_arena_nbytes
 from sticc.sharding import PARTS, piece_shape
