@@ -149,13 +149,15 @@ def load_runner(path: str | Path) -> ModuleType:
     return module
 
 
-def write_output(out_dir: str | Path, source: RunnerSource) -> Path:
-    """Write runner.py and plan.json into `out_dir`, replacing both atomically (a staged rename)."""
+def write_output(out_dir: str | Path, source: RunnerSource, extra: dict[str, str] | None = None) -> Path:
+    """Write runner.py, plan.json and the `extra` files (reports) into `out_dir`, each replaced
+    atomically, none until all are written (a staged rename)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "runner.py": source.text,
         "plan.json": json.dumps(source.plan_json, indent=1, sort_keys=True) + "\n",
+        **(extra or {}),
     }
     staging = Path(tempfile.mkdtemp(prefix=".sticc-compile-", dir=out_dir))
     try:

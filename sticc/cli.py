@@ -72,38 +72,171 @@ def shard(
           f"bits {list(store.bits)}, {size / 1e6:.1f} MB")
 
 
+def _duration(text: str | None, flag: str) -> float | None:
+    value = _quantity(text, "s", flag)
+    if value is not None and value <= 0:
+        raise UserError(f"{flag} must be positive")
+    return value
+
+
+def _device_profile(store, path: Path | None, seq_len: int, io_bandwidth: float | None = None):
+    """The profile at `path`, or this machine's, measured and cached on first use."""
+    from sticc.device import DeviceProfile
+    from sticc.profile_device import cached_device
+
+    if path is not None:
+        profile = DeviceProfile.read(path)
+        profile.check_store(store, str(path))
+        return profile
+    profile, cached, hit = cached_device(store, seq_len, io_bandwidth, progress_bar)
+    stderr.print(f"device profile: {'cached' if hit else 'measured'} {cached}")
+    return profile
+
+
+def _importance_profile(store, path: Path | None):
+    from sticc.importance import ImportanceProfile
+    from sticc.profile_importance import cached_importance
+
+    if path is not None:
+        profile = ImportanceProfile.read(path)
+        profile.check_store(store, str(path))
+        return profile
+    profile, cached, hit = cached_importance(store, None, progress_bar)
+    stderr.print(f"importance profile: {'cached' if hit else 'measured'} {cached}")
+    return profile
+
+
 @app.command(name="compile")
 def compile_(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="output directory for runner.py and plan.json")],
-    bits: Annotated[int | None, typer.Option(help="uniform plan: every shard at this bitwidth, nothing preloaded")] = None,
-    plan: Annotated[Path | None, typer.Option(help="a hand-written plan JSON (see docs/plan-schema.md)")] = None,
-    memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 8MB")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is sized for (default 128)")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="output directory: runner.py, plan.json, report.md, timeline.svg")],
+    latency: Annotated[str | None, typer.Option(help="latency target per call, e.g. 40ms (the solver plans for it)")] = None,
+    memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 2MB")] = None,
+    device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
+    importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
+    solver: Annotated[str, typer.Option(help="cpsat (exact) or greedy (STI's heuristic)")] = "cpsat",
+    seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is made for (default 128)")] = None,
+    time_limit: Annotated[str, typer.Option(help="CP-SAT time limit, e.g. 10s")] = "10s",
+    bits: Annotated[int | None, typer.Option(help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
+    plan: Annotated[Path | None, typer.Option(help="no solver: a hand-written plan JSON (see docs/plan-schema.md)")] = None,
     shards_per_chunk: Annotated[
         int | None, typer.Option(help="kept shards loaded and computed together (default: a quarter of a layer; fewer need less memory)")
     ] = None,
 ) -> None:
-    """Generate a runner for a uniform or hand-written plan."""
+    """Plan for a latency target and memory budget (or take a given plan) and generate its runner."""
     from codegen import emit_runner, write_output
     from solvers.uniform import uniform_plan
-    from sticc.plan import read_plan
+    from sticc.plan import DEFAULT_SEQ_LEN, read_plan
+    from sticc.planner import SOLVERS, plan_for_targets, predict_given_plan
+    from sticc.report import render_markdown, render_svg
     from sticc.store import Store
 
-    if (bits is None) == (plan is None):
-        raise UserError("give exactly one of --bits N or --plan FILE")
+    given = [name for name, value in (("--bits", bits), ("--plan", plan)) if value is not None]
+    if len(given) > 1:
+        raise UserError("give at most one of --bits N or --plan FILE")
+    if given and latency is not None:
+        raise UserError(f"--latency asks the solver for a plan; {given[0]} gives one: use one or the other")
+    if not given and latency is None and memory is None:
+        raise UserError("give targets (--latency and/or --memory) for the solver, or --bits N, or --plan FILE")
+    if solver not in SOLVERS:
+        raise UserError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    latency_s = _duration(latency, "--latency")
+    limit_s = _duration(time_limit, "--time-limit")
     memory_bytes = _quantity(memory, "B", "--memory")
     memory_bytes = None if memory_bytes is None else int(memory_bytes)
     store = Store.open(store_dir)
-    if bits is not None:
-        the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk)
+    if given:
+        if bits is not None:
+            the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk)
+        else:
+            the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk)
+        if device is not None:  # predictions need a device; a given plan is never measured for
+            profile = _device_profile(store, device, the_plan.targets.seq_len)
+            the_plan = predict_given_plan(store, the_plan, profile, _importance_profile(store, importance) if importance else None)
     else:
-        the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk)
+        seq_len = seq_len or min(DEFAULT_SEQ_LEN, store.spec.max_positions)
+        profile = _device_profile(store, device, seq_len)
+        the_plan, _ = plan_for_targets(
+            store, profile, _importance_profile(store, importance), seq_len, latency_s, memory_bytes, solver,
+            limit_s, shards_per_chunk,
+        )
     source = emit_runner(store, the_plan, store_dir)
-    runner = write_output(out, source)
-    predicted = the_plan.predicted
-    print(f"wrote {runner} (plan {source.plan_hash[:12]}): pool budget {the_plan.memory_budget_bytes / 1e6:.2f} MB, "
-          f"IO {predicted.io_bytes / 1e6:.2f} MB/call, preload {predicted.preload_bytes / 1e6:.2f} MB")
+    reports = {"report.md": render_markdown(source.plan_json), "timeline.svg": render_svg(source.plan_json)}
+    runner = write_output(out, source, reports)
+    _print_summary(runner, source.plan_hash, the_plan)
+
+
+def _print_summary(runner: Path, plan_hash: str, plan) -> None:
+    predicted = plan.predicted
+    line = (f"wrote {runner} (plan {plan_hash[:12]}, {plan.solver.name} {plan.solver.status}): "
+            f"pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, IO {predicted.io_bytes / 1e6:.2f} MB/call, "
+            f"preload {predicted.preload_bytes / 1e6:.2f} MB")
+    if predicted.latency_s is not None:
+        line += f", predicted {predicted.latency_s * 1e3:.1f} ms"
+    if predicted.fidelity_loss is not None:
+        line += f", fidelity loss {predicted.fidelity_loss:.4f}"
+    if plan.solver.gap is not None:
+        line += f", gap {plan.solver.gap * 100:.2f}%"
+    print(line)
+
+
+profile_app = typer.Typer(no_args_is_help=True, help="Measure the device and importance profiles a plan is made from.")
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command(name="device")
+def profile_device(
+    store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="device profile JSON to write")],
+    seq_len: Annotated[int, typer.Option(help="sequence length to measure around")] = 128,
+    io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash, e.g. 200MB/s: recorded, and enforced by runners")] = None,
+) -> None:
+    """Measure this machine: cold reads, dequantization, compute per chunk, embedding."""
+    from sticc.profile_device import measure_device
+    from sticc.store import Store
+
+    cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
+    store = Store.open(store_dir)
+    if not 1 <= seq_len <= store.spec.max_positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
+    profile = measure_device(store, seq_len, cap, progress_bar)
+    profile.write(out)
+    fit = profile.fit_error
+    print(f"wrote {out}: reads {profile.read_bandwidth_Bps / 1e6:.0f} MB/s + {profile.request_latency_s * 1e6:.0f} us/request"
+          + (f" (runners capped to {cap / 1e6:.0f} MB/s, emulated)" if cap else "")
+          + f", {profile.compute_threads} compute threads"
+          + (f", compute fit error max {fit.max_rel * 100:.1f}% rms {fit.rms_rel * 100:.1f}% over {fit.points} points" if fit else ""))
+
+
+@profile_app.command(name="importance")
+def profile_importance(
+    store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="importance profile JSON to write")],
+    calib: Annotated[Path | None, typer.Option(help="calibration texts, one per line (default: built-in sentences)")] = None,
+) -> None:
+    """Measure every shard version's loss of fidelity against fp32 (cached by store)."""
+    from sticc.profile_importance import cached_importance
+    from sticc.store import Store
+
+    store = Store.open(store_dir)
+    profile, cached, hit = cached_importance(store, calib, progress_bar)
+    profile.write(out)
+    additivity = profile.additivity
+    line = f"wrote {out} ({'from cache ' + str(cached) if hit else 'measured'}): {profile.metric}"
+    if additivity.get("plans"):
+        line += (f"; additive model vs {additivity['plans']} random plans: pearson {additivity.get('pearson', float('nan')):.3f}, "
+                 f"median measured/predicted {additivity.get('median_ratio', float('nan')):.2f}")
+    print(line)
+
+
+@app.command()
+def report(plan_path: Annotated[Path, typer.Argument(help="a plan.json written by `sticc compile`")]) -> None:
+    """Show a compiled plan's report in the terminal."""
+    from rich.console import Console
+
+    from sticc.report import print_report, read_plan_json
+
+    print_report(read_plan_json(plan_path), Console())
 
 
 @app.command()

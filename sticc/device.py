@@ -8,7 +8,7 @@ it was measured for and `check_store` refuses a store of another shape.
 Cost formulas (every solver, the simulator and the report use these through `sticc.lower`):
 - read of n bytes:        request_latency_s + n / read_bandwidth_Bps (checked with crc32)
 - decode of k weights at b bits in one call: call_s + k / weights_per_s   (b = 32: a copy)
-- one chunk of s shards of `part` at sequence length L: c0 + c1*s*L + c2*s*L^2
+- one chunk of s shards of `part` at sequence length L: c0 + cL*L + c1*s*L + c2*s*L^2
 - a block's join (residual + LayerNorm) at L:          j0 + j1*L
 - embedding (cold rows, sum, LayerNorm) at L:           e0 + e1*L
 """
@@ -35,7 +35,7 @@ class Decode:
 
 @dataclass(frozen=True)
 class PartCompute:
-    chunk_s: tuple[float, float, float]  # c0, c1 (per shard-token), c2 (per shard-token^2)
+    chunk_s: tuple[float, float, float, float]  # c0, cL (per token), c1 (per shard-token), c2 (per shard-token^2)
     join_s: tuple[float, float]  # j0, j1 (per token)
 
 
@@ -73,8 +73,8 @@ class DeviceProfile:
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
             return 0.0
-        c0, c1, c2 = self.compute[part].chunk_s
-        return c0 + c1 * shards * seq_len + c2 * shards * seq_len * seq_len
+        c0, c_l, c1, c2 = self.compute[part].chunk_s
+        return c0 + c_l * seq_len + c1 * shards * seq_len + c2 * shards * seq_len * seq_len
 
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
@@ -206,7 +206,7 @@ def _parse(data: dict, where: str) -> DeviceProfile:
     for part in PARTS:
         entry = _object(compute[part], f"{where}: compute.{part}", {"chunk_s", "join_s"})
         parts[part] = PartCompute(
-            _numbers(entry["chunk_s"], f"{where}: compute.{part}.chunk_s", 3),
+            _numbers(entry["chunk_s"], f"{where}: compute.{part}.chunk_s", 4),
             _numbers(entry["join_s"], f"{where}: compute.{part}.join_s", 2),
         )
     fit = data.get("fit_error")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sticc.errors import UserError
@@ -91,6 +91,14 @@ class MemoryModel:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """Settings a plan's runner starts with, from the device profile it was planned for."""
+
+    io_bandwidth_cap_Bps: float | None = None  # emulated flash bandwidth the runner's reads are capped to
+    compute_threads: int | None = None  # torch compute threads (None: torch's default)
+
+
+@dataclass(frozen=True)
 class Plan:
     store_id: str
     model: str
@@ -100,6 +108,10 @@ class Plan:
     shards_per_chunk: int  # kept shards of a layer block loaded and computed together
     shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
     predicted: Predicted
+    runtime: RuntimeSettings = RuntimeSettings()
+    # what the planner found out, for reports (docs/plan-schema.md): memory, timeline, comparison,
+    # device, importance; empty for plans compiled without profiles
+    details: tuple[tuple[str, object], ...] = ()
 
     def to_json(self) -> dict:
         data = {
@@ -113,6 +125,8 @@ class Plan:
             "predicted": asdict(self.predicted),
             "shards": [asdict(c) for c in self.shards],
             "load_order": [list(step) for step in load_order(self)],
+            "runtime": asdict(self.runtime),
+            **dict(self.details),
         }
         data["plan_hash"] = plan_hash(data)
         return data
@@ -278,8 +292,10 @@ def make_plan(
 
 _PLAN_KEYS = {
     "format_version", "store_id", "model", "targets", "solver", "memory_budget_bytes", "predicted",
-    "shards", "load_order", "plan_hash", "default_bits", "shards_per_chunk",
+    "shards", "load_order", "plan_hash", "default_bits", "shards_per_chunk", "runtime",
 }
+# planner findings an emitted plan.json carries; accepted back and dropped (they describe the old run)
+_DETAIL_KEYS = {"memory", "timeline", "comparison", "device", "importance"}
 
 
 def read_plan(
@@ -294,7 +310,7 @@ def read_plan(
     """
     path = Path(path)
     data = read_json_object(path, f"plan file {path} does not exist")
-    unknown = set(data) - _PLAN_KEYS
+    unknown = set(data) - _PLAN_KEYS - _DETAIL_KEYS
     if unknown:
         raise UserError(f"plan file {path}: unknown keys {sorted(unknown)}")
     if "store_id" in data and data["store_id"] != store.store_id:
@@ -335,5 +351,10 @@ def read_plan(
     )
     if "load_order" in data and [list(s) for s in load_order(plan)] != data["load_order"]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")
-    return plan
+    runtime = data.get("runtime") or {}
+    try:
+        settings = RuntimeSettings(**runtime)
+    except TypeError:
+        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads}}") from None
+    return replace(plan, runtime=settings)
 

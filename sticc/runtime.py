@@ -784,6 +784,7 @@ class RunnerBase:
     ARENA_BYTES: int
     STAGING_BYTES: int
     IO_BANDWIDTH_CAP_BPS: float | None
+    COMPUTE_THREADS: int | None  # from the device profile the plan was made for
     EMBED_IO_THREADS = 8
 
     def __init__(
@@ -791,9 +792,11 @@ class RunnerBase:
     ) -> None:
         """Open the store, check it is the one compiled for, preload, warm up.
 
-        `io_bandwidth_Bps` emulates slower flash; `threads` sets torch's compute threads (process-wide).
+        `io_bandwidth_Bps` emulates slower flash; `threads` sets torch's compute threads (process-wide;
+        default: the device profile's setting, if the plan had one).
         """
         self.store_dir = store_dir or self.DEFAULT_STORE
+        threads = threads if threads is not None else self.COMPUTE_THREADS
         if threads is not None:
             torch.set_num_threads(threads)
         self._check_manifest()
@@ -1004,7 +1007,7 @@ def runner_main(runner_class: type[RunnerBase], argv: list[str] | None = None) -
     parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
     parser.add_argument("--stats", action="store_true", help="print a last line with latency, peak weight bytes and IO bytes")
     parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
-    parser.add_argument("--threads", type=int, help="torch compute threads (default: torch's default)")
+    parser.add_argument("--threads", type=int, help="torch compute threads (default: the device profile's, else torch's)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:

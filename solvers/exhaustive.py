@@ -1,0 +1,37 @@
+"""The exhaustive planner: every plan of a tiny instance, simulated; the oracle in tests."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from solvers.base import Solution, evaluate, is_feasible
+from sticc.errors import InfeasibleError, UserError
+from sticc.lower import Problem
+from sticc.plan import ShardChoice, SolverInfo
+
+MAX_PLANS = 200_000
+
+
+def exhaustive_solve(problem: Problem) -> Solution:
+    """The feasible plan of highest summed importance (the first found on ties)."""
+    start_s = time.perf_counter()
+    options = [(0, False)] + [(bits, preload) for bits in problem.bits for preload in (False, True)]
+    positions = problem.positions
+    count = len(options) ** len(positions)
+    if count > MAX_PLANS:
+        raise UserError(f"exhaustive search over {count} plans is too large (limit {MAX_PLANS}): use cpsat")
+    best = None
+    for combo in itertools.product(options, repeat=len(positions)):
+        choices = {p: ShardChoice(p[0], p[1], bits, preload) for p, (bits, preload) in zip(positions, combo, strict=True)}
+        objective = problem.objective(choices)
+        if best is not None and objective <= best[0]:
+            continue
+        simulation = evaluate(problem, choices)
+        if is_feasible(problem, simulation):
+            best = (objective, choices, simulation)
+    if best is None:
+        raise InfeasibleError("no plan meets the targets")
+    objective, choices, simulation = best
+    info = SolverInfo("exhaustive", "OPTIMAL", objective, objective, 0.0, time.perf_counter() - start_s)
+    return Solution(choices, info, objective, simulation)

@@ -1,0 +1,111 @@
+"""STI's greedy planner: the baseline every CP-SAT plan is compared with, and CP-SAT's hint.
+
+Following STI (Guo, Choe, Lin, ASPLOS 2023), in four passes, each checked with the simulator:
+1. the largest submodel whose compute fits: the same number of shards kept per layer, the most
+   important ones (by what dropping them loses), as many as the latency target allows with IO free;
+2. the highest uniform bitwidth whose IO the pipeline hides (the accumulated IO budget stays
+   non-negative): the first bitwidth, from the top, whose plan is feasible; with none, one shard
+   fewer per layer and again;
+3. upgrades: the most important shards, in turn, take the most important version that still fits;
+4. preload: with memory left, the first shards in load order are preloaded while the plan stays
+   feasible, then the upgrade pass runs once more on what that freed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from solvers.base import Choices, Solution, evaluate, is_feasible, solution
+from sticc.errors import InfeasibleError
+from sticc.lower import Problem
+from sticc.plan import ShardChoice, SolverInfo
+from sticc.sharding import PARTS
+
+
+def _compute_only_s(problem: Problem, kept: int) -> float:
+    """Latency with IO free: embedding, every chunk of `kept` shards per layer, every join."""
+    total = problem.embed_s
+    spc = problem.shards_per_chunk
+    for part in PARTS:
+        costs = problem.parts[part]
+        full, rest = divmod(kept, spc)
+        per_layer = full * costs.compute_s[spc] + (costs.compute_s[rest] if rest else 0.0) + costs.join_s
+        total += problem.layers * per_layer
+    return total
+
+
+def _feasible(problem: Problem, choices: Choices) -> bool:
+    return is_feasible(problem, evaluate(problem, choices))
+
+
+def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
+    """`kept` most important shards of every layer at `bits`, the rest dropped."""
+    choices = {}
+    for layer in range(problem.layers):
+        ranked = sorted(range(problem.shards_per_layer), key=lambda i: (-problem.loss[(layer, i)][0], i))
+        keep = set(ranked[:kept])
+        for index in range(problem.shards_per_layer):
+            choices[(layer, index)] = ShardChoice(layer, index, bits if index in keep else 0)
+    return choices
+
+
+def _upgrade(problem: Problem, choices: Choices) -> Choices:
+    """Most important shards first: each takes its most important version that keeps the plan feasible."""
+    choices = dict(choices)
+    order = sorted(choices, key=lambda p: (-problem.loss[p][0], p))
+    for position in order:
+        current = choices[position]
+        if not current.bits:
+            continue
+        better = sorted(
+            (b for b in problem.bits if problem.loss[position][b] < problem.loss[position][current.bits]),
+            key=lambda b: (problem.loss[position][b], b),
+        )
+        for bits in better:
+            trial = dict(choices)
+            trial[position] = ShardChoice(position[0], position[1], bits, current.preload)
+            if _feasible(problem, trial):
+                choices = trial
+                break
+    return choices
+
+
+def _preload(problem: Problem, choices: Choices) -> Choices:
+    """Preload kept shards in load order while the plan stays feasible."""
+    choices = dict(choices)
+    for position in sorted(choices):
+        current = choices[position]
+        if not current.bits or current.preload:
+            continue
+        trial = dict(choices)
+        trial[position] = ShardChoice(position[0], position[1], current.bits, True)
+        if not _feasible(problem, trial):
+            break
+        choices = trial
+    return choices
+
+
+def greedy_solve(problem: Problem) -> Solution:
+    start_s = time.perf_counter()
+    kept = problem.shards_per_layer
+    if problem.latency_s is not None:
+        while kept > 0 and _compute_only_s(problem, kept) > problem.latency_s:
+            kept -= 1
+    choices = None
+    while choices is None and kept > 0:
+        for bits in sorted(problem.bits, reverse=True):
+            trial = _submodel(problem, kept, bits)
+            if _feasible(problem, trial):
+                choices = trial
+                break
+        else:
+            kept -= 1
+    if choices is None:
+        choices = _submodel(problem, 0, min(problem.bits))
+        if not _feasible(problem, choices):
+            raise InfeasibleError("no plan meets the targets: even dropping every shard is too slow or too big")
+    choices = _upgrade(problem, choices)
+    choices = _upgrade(problem, _preload(problem, choices))
+    info = SolverInfo("greedy", "FEASIBLE", wall_s=time.perf_counter() - start_s)
+    result = solution(problem, choices, info)
+    return Solution(result.choices, SolverInfo("greedy", "FEASIBLE", result.objective, None, None, info.wall_s), result.objective, result.simulation)

@@ -1,0 +1,174 @@
+"""Planning for targets: profiles -> lowering -> solvers -> a Plan with predictions and findings.
+
+`compile` calls `plan_for_targets` when a latency or memory target is given. The greedy plan is
+always computed: it is CP-SAT's hint and the report's baseline. Predictions come from the
+simulator (sticc/simulate.py), never from a solver's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+from solvers.base import Solution, budget_bytes, dropped_all, evaluate
+from sticc.device import DeviceProfile
+from sticc.errors import InfeasibleError
+from sticc.importance import ImportanceProfile
+from sticc.lower import Problem, lower
+from sticc.plan import Plan, Predicted, RuntimeSettings, make_plan
+from sticc.simulate import Simulation
+from sticc.store import Store
+
+SOLVERS = ("cpsat", "greedy")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:.2f} MB"
+
+
+def check_reachable(problem: Problem) -> None:
+    """Raise InfeasibleError naming what is reachable when no plan (not even dropping every shard)
+    meets the targets: the smallest latency within the memory, the smallest memory for the latency."""
+    floor = evaluate(problem, dropped_all(problem))
+    # the least memory any plan needs: headers plus the embedding rows, nothing kept
+    least_memory = floor.pinned_nbytes + floor.staging_nbytes + problem.embed_arena_nbytes
+    memory_ok = problem.memory_bytes is None or problem.memory_bytes >= least_memory
+    latency_ok = problem.latency_s is None or floor.latency_s <= problem.latency_s
+    if memory_ok and latency_ok:
+        return
+    asked = []
+    if problem.latency_s is not None:
+        asked.append(_ms(problem.latency_s))
+    if problem.memory_bytes is not None:
+        asked.append(_mb(problem.memory_bytes))
+    fastest = (
+        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)}"
+        if memory_ok and problem.memory_bytes is not None
+        else f"the smallest latency reachable at all is {_ms(floor.latency_s)}"
+        if memory_ok
+        else f"no plan fits in {_mb(problem.memory_bytes)}"
+    )
+    smallest = (
+        f"the smallest memory that reaches {_ms(problem.latency_s)} is {_mb(least_memory)}"
+        if latency_ok and problem.latency_s is not None
+        else f"no memory reaches {_ms(problem.latency_s)}" if not latency_ok
+        else f"the smallest memory any plan needs is {_mb(least_memory)}"
+    )
+    raise InfeasibleError(
+        f"no plan meets {' within '.join(asked)}: {fastest} (every shard dropped); {smallest}"
+    )
+
+
+def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> tuple[Solution, Solution]:
+    """(the chosen solver's solution, the greedy solution)."""
+    from solvers.greedy import greedy_solve
+
+    check_reachable(problem)
+    greedy = greedy_solve(problem)
+    if solver == "greedy":
+        return greedy, greedy
+    from solvers.cpsat import cpsat_solve
+
+    return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices), greedy
+
+
+def _summary(problem: Problem, solution: Solution) -> dict:
+    kept = [c for c in solution.choices.values() if c.bits]
+    return {
+        "objective": solution.objective,
+        "status": solution.info.status,
+        "predicted": asdict(predicted_from(problem, solution.choices, solution.simulation)),
+        "kept": len(kept),
+        "mean_bits": sum(c.bits for c in kept) / len(kept) if kept else 0.0,
+    }
+
+
+def predicted_from(problem: Problem, choices, simulation: Simulation) -> Predicted:
+    preload = sum(
+        problem.parts[part].stored_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.parts
+    )
+    return Predicted(
+        latency_s=simulation.latency_s,
+        peak_weight_bytes=simulation.peak_weight_bytes,
+        preload_bytes=preload,
+        io_bytes=simulation.io_nbytes,
+        fidelity_loss=problem.fidelity_loss(choices),
+    )
+
+
+def finish_plan(
+    store: Store, problem: Problem, plan: Plan, simulation: Simulation, device: DeviceProfile,
+    importance: ImportanceProfile | None, comparison: dict | None = None,
+) -> Plan:
+    """`plan` with the simulator's predictions, the device's runtime settings and the findings."""
+    choices = {(c.layer, c.index): c for c in plan.shards}
+    predicted = predicted_from(problem, choices, simulation)
+    if importance is None:
+        predicted = replace(predicted, fidelity_loss=None)
+    details = {
+        "memory": {
+            "pinned_bytes": simulation.pinned_nbytes,
+            "staging_bytes": simulation.staging_nbytes,
+            "arena_bytes": simulation.arena_nbytes,
+            "full_precision_bytes": store.spec.fp32_weight_nbytes,
+        },
+        "timeline": {
+            "events": [asdict(e) for e in simulation.events],
+            "compute_stall_s": simulation.compute_stall_s,
+            "arena_wait_s": simulation.arena_wait_s,
+        },
+        "comparison": comparison or {},
+        "device": {
+            "device": device.device,
+            "read_bandwidth_Bps": device.read_bandwidth_Bps,
+            "emulated_bandwidth_Bps": device.emulated_bandwidth_Bps,
+            "compute_threads": device.compute_threads,
+        },
+        "importance": None if importance is None else {"metric": importance.metric, "additivity": importance.additivity},
+    }
+    runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
+    return replace(plan, predicted=predicted, runtime=runtime, details=tuple(details.items()))
+
+
+def plan_for_targets(
+    store: Store,
+    device: DeviceProfile,
+    importance: ImportanceProfile,
+    seq_len: int,
+    latency_s: float | None,
+    memory_bytes: int | None,
+    solver: str = "cpsat",
+    time_limit_s: float = 10.0,
+    shards_per_chunk: int | None = None,
+) -> tuple[Plan, Problem]:
+    problem = lower(store, device, importance, seq_len, latency_s, memory_bytes, shards_per_chunk)
+    chosen, greedy = solve(problem, solver, time_limit_s)
+    budget = budget_bytes(problem, chosen.choices)
+    plan = make_plan(
+        store, tuple(chosen.choices.values()), chosen.info, seq_len=seq_len, memory_bytes=budget,
+        latency_s=latency_s, shards_per_chunk=problem.shards_per_chunk,
+    )
+    plan = replace(plan, targets=replace(plan.targets, memory_bytes=memory_bytes))
+    comparison = {} if solver == "greedy" else {"greedy": _summary(problem, greedy)}
+    return finish_plan(store, problem, plan, chosen.simulation, device, importance, comparison), problem
+
+
+def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:
+    """Predictions for a uniform or hand-written plan on a device (and fidelity, given importance)."""
+    from sticc.importance import ImportanceProfile as Profile
+
+    losses = importance or Profile(store.store_id, "", {}, {
+        (layer, index): dict.fromkeys((0, *store.bits), 0.0)
+        for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
+    })
+    problem = lower(
+        store, device, losses, plan.targets.seq_len, plan.targets.latency_s, plan.memory_budget_bytes, plan.shards_per_chunk,
+    )
+    choices = {(c.layer, c.index): c for c in plan.shards}
+    from sticc.simulate import simulate
+
+    simulation = simulate(problem, choices, plan.memory_budget_bytes)
+    return finish_plan(store, problem, plan, simulation, device, importance)

@@ -1,0 +1,386 @@
+"""Measuring a device profile on the machine sticc runs on (`sticc profile device`).
+
+Everything is measured the way a runner does the work, with the runner's own functions:
+- cold reads: `StoreReader.read_into` (pread + crc32) of store blobs at several sizes, the data
+  file evicted from the page cache before each read; fitted to latency + bytes / bandwidth;
+- decoding: `decode_weights_into` on runs of real stored pieces of each bitwidth, one and several
+  pieces per call; fitted to call + weights / throughput. Measured while a thread runs attention
+  kernels, as the compute lane does while the IO thread decodes;
+- compute: `attention_chunk` / `ffn_chunk` on chunks of 1..N shards at several sequence lengths,
+  and the join, measured while a thread decodes as the IO thread does; fitted to
+  c0 + cL*L + c1*s*L + c2*s*L^2 per part, the worst relative fit error reported. The compute thread count
+  (1 or torch's default) is the faster of the two under that contention, and runners compiled
+  with this profile use it;
+- the embedding: a runner's cold `_embed` (row reads and LayerNorm) at several sequence lengths.
+Medians of repeated measurements throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sticc.device import Decode, DeviceProfile, FitError, PartCompute, model_shape
+from sticc.measure import evict_from_page_cache
+from sticc.plan import DEFAULT_CHUNKS_PER_BLOCK
+from sticc.runtime import (
+    Chunk,
+    StoreReader,
+    WeightPool,
+    attention_chunk,
+    attention_mask_bias,
+    chunk_views,
+    decode_weights_into,
+    ffn_chunk,
+    residual_norm,
+)
+from sticc.sharding import PARTS, piece_shape
+from sticc.store import Store
+
+Progress = Callable[[Iterator, int, str], Iterator]
+
+
+def _median_s(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class _Background:
+    """Runs `work` in a loop on another thread with `threads` torch threads (1: like the IO thread)."""
+
+    def __init__(self, work: Callable[[], object], threads: int = 1) -> None:
+        self._work = work
+        self._threads = threads
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        torch.set_num_threads(self._threads)
+        with torch.inference_mode():
+            while not self._stop.is_set():
+                self._work()
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _fit(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Non-negative least squares by active-set trimming (a handful of features): relative errors
+    weigh equally, so each row is scaled by 1/target."""
+    weights = 1.0 / targets
+    active = list(range(features.shape[1]))
+    while True:
+        a = features[:, active] * weights[:, None]
+        solution, *_ = np.linalg.lstsq(a, targets * weights, rcond=None)
+        if (solution >= 0).all() or len(active) == 1:
+            coefficients = np.zeros(features.shape[1])
+            coefficients[active] = np.clip(solution, 0, None)
+            return coefficients
+        active.pop(int(np.argmin(solution)))
+
+
+def _fit_error(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    relative = np.abs(predicted - measured) / measured
+    return float(relative.max()), float(np.sqrt((relative**2).mean()))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def measure_reads(store: Store, repeats: int = 5) -> tuple[float, float]:
+    """(bandwidth B/s, request latency s) of cold checked reads of the store's data file."""
+    reader = StoreReader(str(store.data_path))
+    versions = sorted(store.versions.values(), key=lambda v: v.extent.offset)
+    sizes = [4096, 65536, 262144, 1 << 20, 4 << 20]
+    file_size = store.data_path.stat().st_size
+    rows = []
+    try:
+        for repeat in range(repeats):
+            for size in sizes:
+                size = min(size, file_size)
+                offset = versions[(repeat * 7919 + size) % len(versions)].extent.offset
+                offset = min(offset, file_size - size) // 4096 * 4096
+                buffer = torch.empty(size, dtype=torch.uint8)
+                evict_from_page_cache(store.data_path)
+                start = time.perf_counter()
+                reader.read_into([buffer], offset, None, "profile read")
+                zlib.crc32(memoryview(buffer.numpy()))  # the check every runner read does
+                rows.append((size, time.perf_counter() - start))
+    finally:
+        reader.close()
+    sizes_arr = np.array([r[0] for r in rows], dtype=float)
+    times = np.array([r[1] for r in rows])
+    latency, per_byte = _fit(np.stack([np.ones_like(sizes_arr), sizes_arr], 1), times)
+    return 1.0 / max(per_byte, 1e-12), float(latency)
+
+
+def _stored_run(store: Store, part: str, bits: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """codes, scales, zeros of `count` real stored pieces laid end to end, and their weight count."""
+    version = store.version(0, 0, part, bits)
+    layout = version.layout
+    blob = torch.from_numpy(np.fromfile(store.data_path, np.uint8, layout.nbytes, offset=version.extent.offset).copy())
+    codes = blob[layout.weight_offset : layout.weight_offset + layout.weight_nbytes].repeat(count)
+    scales = blob[layout.scales_offset : layout.scales_offset + 2 * layout.groups].repeat(count)
+    zeros = blob[layout.zeros_offset : layout.zeros_offset + 2 * layout.groups].repeat(count)
+    return codes, scales, zeros, count * layout.weight_count
+
+
+def _chunk(store: Store, part: str, shards: int) -> Chunk:
+    shape = piece_shape(store.spec, store.shards_per_layer, part)
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(shards, shape.rows, shape.cols, generator=generator) * 0.05
+    return Chunk(weight, torch.zeros(shards, shape.bias_len), 0)
+
+
+def _kernel(store: Store, part: str, shards: int, seq_len: int) -> Callable[[], None]:
+    spec = store.spec
+    chunk = _chunk(store, part, shards)
+    x = torch.randn(1, seq_len, spec.hidden)
+    acc = torch.zeros(seq_len, spec.hidden)
+    mask = attention_mask_bias(torch.ones(1, seq_len, dtype=torch.int64))
+    heads = spec.heads // store.shards_per_layer
+    if part == "attn":
+        return lambda: attention_chunk(acc, x, mask, chunk, heads, spec.head_dim)
+    return lambda: ffn_chunk(acc, x, chunk, spec.ffn // store.shards_per_layer, spec.activation)
+
+
+def measure_decode(store: Store, busy: Callable[[], object], busy_threads: int, repeats: int = 7) -> dict[int, Decode]:
+    """Decode cost per bitwidth on one torch thread (as the IO thread decodes), fitted over runs of
+    1 and several pieces, with `busy` running on `busy_threads` on another thread."""
+    spc = max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
+    counts = sorted({1, max(2, spc)})
+    out = {}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with _Background(busy, busy_threads), torch.inference_mode():
+        for bits in sorted(store.bits):
+            rows = []
+            for part in PARTS:
+                for count in counts:
+                    codes, scales, zeros, weights = _stored_run(store, part, bits, count)
+                    target = torch.empty(weights)
+                    group = store.version(0, 0, part, bits).layout.group_size
+                    elapsed = _median_s(
+                        lambda c=codes, s=scales, z=zeros, b=bits, g=group, t=target: decode_weights_into(c, s, z, b, g, t), repeats
+                    )
+                    rows.append((weights, elapsed))
+            weights_arr = np.array([r[0] for r in rows], dtype=float)
+            times = np.array([r[1] for r in rows])
+            call, per_weight = _fit(np.stack([np.ones_like(weights_arr), weights_arr], 1), times)
+            out[bits] = Decode(float(call), 1.0 / max(float(per_weight), 1e-15))
+    torch.set_num_threads(previous)
+    return out
+
+
+def measure_compute(
+    store: Store, seq_lens: list[int], threads: int, busy: Callable[[], object], repeats: int = 5,
+) -> tuple[dict[str, PartCompute], FitError]:
+    """Per-part chunk and join times over shards x sequence length, fitted, with `busy` on another thread."""
+    spec = store.spec
+    shard_counts = sorted({1, 2, max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK), store.shards_per_layer} & set(range(1, store.shards_per_layer + 1)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    results: dict[str, PartCompute] = {}
+    errors = []
+    try:
+        with _Background(busy), torch.inference_mode():
+            for part in PARTS:
+                rows = []
+                for seq_len in seq_lens:
+                    for shards in shard_counts:
+                        kernel = _kernel(store, part, shards, seq_len)
+                        kernel()
+                        rows.append((shards, seq_len, _median_s(kernel, repeats)))
+                s = np.array([r[0] for r in rows], dtype=float)
+                length = np.array([r[1] for r in rows], dtype=float)
+                times = np.array([r[2] for r in rows])
+                features = np.stack([np.ones_like(s), length, s * length, s * length * length], 1)
+                coefficients = _fit(features, times)
+                errors.append((features @ coefficients, times))
+                join_rows = []
+                for seq_len in seq_lens:
+                    x = torch.randn(1, seq_len, spec.hidden)
+                    ones = torch.ones(spec.hidden)
+
+                    def join(x=x, ones=ones, seq_len=seq_len) -> None:
+                        acc = x.new_zeros(seq_len, spec.hidden)
+                        residual_norm(acc, x, ones, ones, ones, spec.layer_norm_eps)
+
+                    join_rows.append((seq_len, _median_s(join, repeats * 3)))
+                lengths = np.array([r[0] for r in join_rows], dtype=float)
+                join_times = np.array([r[1] for r in join_rows])
+                j0, j1 = _fit(np.stack([np.ones_like(lengths), lengths], 1), join_times)
+                results[part] = PartCompute(tuple(float(c) for c in coefficients), (float(j0), float(j1)))
+    finally:
+        torch.set_num_threads(previous)
+    predicted = np.concatenate([p for p, _ in errors])
+    measured = np.concatenate([m for _, m in errors])
+    worst, rms = _fit_error(predicted, measured)
+    return results, FitError(worst, rms, len(measured))
+
+
+def measure_embed(store: Store, seq_lens: list[int], repeats: int = 5) -> tuple[float, float]:
+    """A real runner's cold embedding (row reads + LayerNorm) by sequence length, fitted to e0 + e1*L."""
+    from codegen import emit_runner, load_runner, write_output
+    from solvers.uniform import uniform_plan
+
+    with tempfile.TemporaryDirectory(prefix="sticc-profile-") as tmp:
+        plan = uniform_plan(store, min(store.bits))
+        runner_path = write_output(tmp, emit_runner(store, plan, store.path))
+        runner = load_runner(runner_path).Runner(str(store.path))
+        try:
+            rows = []
+            generator = torch.Generator().manual_seed(1)
+            for seq_len in seq_lens:
+                for _ in range(repeats):
+                    ids = torch.randint(0, store.spec.vocab, (1, seq_len), generator=generator)
+                    mask = torch.ones_like(ids)
+                    evict_from_page_cache(store.data_path)
+                    start = time.perf_counter()
+                    with torch.inference_mode():
+                        runner._embed(ids, mask, None, lambda: None)
+                    rows.append((seq_len, time.perf_counter() - start))
+        finally:
+            runner.close()
+    lengths = np.array([r[0] for r in rows], dtype=float)
+    times = np.array([r[1] for r in rows])
+    e0, e1 = _fit(np.stack([np.ones_like(lengths), lengths], 1), times)
+    return float(e0), float(e1)
+
+
+def measure_chunk_overhead(store: Store, repeats: int = 200) -> float:
+    """The IO thread's per-chunk bookkeeping: arena allocation, views, free."""
+    shape = piece_shape(store.spec, store.shards_per_layer, "attn")
+    pool = WeightPool(1 << 30, 0)
+    nbytes = 4 * (shape.rows * shape.cols + shape.bias_len)
+    layout = store.version(0, 0, "attn", max(store.bits)).layout
+
+    def once() -> None:
+        chunk_views(pool.allocate(nbytes), layout, 1)
+        pool.free_oldest(nbytes)
+
+    return _median_s(once, repeats)
+
+
+def measure_device(
+    store: Store,
+    seq_len: int = 128,
+    io_bandwidth_Bps: float | None = None,
+    progress: Progress = lambda items, total, what: items,
+) -> DeviceProfile:
+    """Measure this machine for `store`'s shapes (see the module docstring)."""
+    spec = store.spec
+    seq_lens = sorted({min(n, spec.max_positions) for n in (16, 64, seq_len, min(2 * seq_len, 512))})
+    attention = _kernel(store, "attn", max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK), seq_len)
+    # what the IO thread does next to compute: decoding runs of the store's smallest bitwidth
+    decode_bits = min(store.bits)
+    group = store.version(0, 0, "attn", decode_bits).layout.group_size
+    codes, scales, zeros, weights = _stored_run(store, "attn", decode_bits, 2)
+    decoded = torch.empty(weights)
+
+    def busy_decoding() -> None:
+        decode_weights_into(codes, scales, zeros, decode_bits, group, decoded)
+
+    steps = ["reads", "threads", "decode", "compute", "embedding", "overhead"]
+    figures: dict = {}
+    for step in progress(iter(steps), len(steps), "profiling device"):
+        if step == "reads":
+            figures["reads"] = measure_reads(store)
+        elif step == "threads":
+            figures["threads"] = _pick_threads(store, seq_len, busy_decoding)
+        elif step == "decode":
+            figures["decode"] = measure_decode(store, attention, figures["threads"])
+        elif step == "compute":
+            figures["compute"] = measure_compute(store, seq_lens, figures["threads"], busy_decoding)
+        elif step == "embedding":
+            figures["embed"] = measure_embed(store, seq_lens)
+        else:
+            figures["overhead"] = measure_chunk_overhead(store)
+    bandwidth, latency = figures["reads"]
+    compute, fit_error = figures["compute"]
+    return DeviceProfile(
+        device=f"{platform.node()}: {_cpu_name()}, {os.cpu_count()} cores",
+        model_shape=model_shape(store),
+        compute_threads=figures["threads"],
+        read_bandwidth_Bps=bandwidth,
+        request_latency_s=latency,
+        emulated_bandwidth_Bps=io_bandwidth_Bps,
+        io_chunk_overhead_s=figures["overhead"],
+        decode=figures["decode"],
+        compute=compute,
+        embed_s=figures["embed"],
+        fit_error=fit_error,
+        note=f"measured by sticc profile device on {store.spec.name}, sequence lengths {seq_lens}",
+    )
+
+
+def _pick_threads(store: Store, seq_len: int, busy: Callable[[], object]) -> int:
+    """1 or torch's default compute threads, whichever runs a chunk faster next to the IO thread."""
+    default = torch.get_num_threads()
+    if default == 1:
+        return 1
+    spc = max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
+    kernels = [_kernel(store, part, spc, seq_len) for part in PARTS]
+    timings = {}
+    with _Background(busy), torch.inference_mode():
+        for threads in (1, default):
+            torch.set_num_threads(threads)
+            for kernel in kernels:
+                kernel()
+            timings[threads] = sum(_median_s(kernel, 7) for kernel in kernels)
+    torch.set_num_threads(default)
+    return min(timings, key=lambda t: (timings[t], t))
+
+
+def cached_device(
+    store: Store, seq_len: int, io_bandwidth_Bps: float | None, progress: Progress = lambda items, total, what: items,
+) -> tuple[DeviceProfile, Path, bool]:
+    """This machine's profile for `store` from the cache, measured and cached first if absent.
+
+    Keyed by store, host, sequence length and emulated bandwidth; (profile, cache path, hit)."""
+    from sticc.cache import cache_dir, read_cached_json
+    from sticc.errors import UserError
+
+    cap = "disk" if io_bandwidth_Bps is None else f"{io_bandwidth_Bps:.0f}Bps"
+    path = cache_dir(store.store_id) / f"device-{platform.node() or 'host'}-L{seq_len}-{cap}.json"
+    data = read_cached_json(path)
+    if data is not None:
+        try:
+            profile = DeviceProfile.from_json(data, str(path))
+            profile.check_store(store)
+            return profile, path, True
+        except UserError:
+            pass  # stale or corrupt: measure again
+    profile = measure_device(store, seq_len, io_bandwidth_Bps, progress)
+    profile.write(path)
+    return profile, path, False

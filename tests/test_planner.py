@@ -1,0 +1,153 @@
+"""Planner: lowering, the simulator, the greedy and exhaustive solvers, profiles, infeasible targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+
+import pytest
+from planning_helpers import synthetic_device, synthetic_importance
+
+from solvers.base import dropped_all, evaluate, is_feasible
+from solvers.exhaustive import exhaustive_solve
+from solvers.greedy import greedy_solve
+from sticc.device import DeviceProfile
+from sticc.errors import InfeasibleError, UserError
+from sticc.lower import lower
+from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.planner import check_reachable
+from sticc.simulate import simulate
+from sticc.store import Store, write_store
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory, tiny_bert) -> Store:
+    """2 layers x 2 shards, bits 4 and 8: small enough to enumerate every plan."""
+    out = tmp_path_factory.mktemp("stores") / "tiny-2x2"
+    write_store(tiny_bert, out, bits=(4, 8), shards_per_layer=2)
+    return Store.open(out)
+
+
+def _random_choices(problem, rng: random.Random) -> dict:
+    choices = {}
+    for layer, index in problem.positions:
+        bits = rng.choice([0, *problem.bits])
+        choices[(layer, index)] = ShardChoice(layer, index, bits, bool(bits) and rng.random() < 0.3)
+    return choices
+
+
+def _span(problem):
+    """Latency of the all-dropped and the all-top-bits plans (the range worth targeting)."""
+    top = {p: ShardChoice(p[0], p[1], max(problem.bits)) for p in problem.positions}
+    return evaluate(problem, dropped_all(problem)).latency_s, evaluate(problem, top).latency_s
+
+
+@pytest.mark.parametrize("cap", [None, 2e6])
+def test_simulated_memory_matches_the_runner_memory_model(tiny_bert_store, cap):
+    store = Store.open(tiny_bert_store)
+    problem = lower(store, synthetic_device(store, cap_Bps=cap), synthetic_importance(store), 32, None, None)
+    rng = random.Random(0)
+    for _ in range(20):
+        choices = _random_choices(problem, rng)
+        plan = make_plan(store, tuple(choices.values()), SolverInfo("t", "GIVEN"), seq_len=32)
+        memory = memory_model(store, plan.shards, plan.shards_per_chunk, 32)
+        simulation = simulate(problem, choices, plan.memory_budget_bytes)
+        assert (simulation.pinned_nbytes, simulation.staging_nbytes) == (memory.pinned_bytes, memory.staging_bytes)
+        assert simulation.fits
+        assert simulation.peak_weight_bytes <= plan.memory_budget_bytes
+        assert simulation.io_nbytes == plan.predicted.io_bytes
+
+
+def test_simulator_on_a_hand_computed_pipeline(small_store):
+    """One kept shard streamed at 8 bits: every step of its timeline computed by hand."""
+    device = synthetic_device(small_store)
+    problem = lower(small_store, device, synthetic_importance(small_store), 16, None, None, shards_per_chunk=1)
+    choices = dropped_all(problem)
+    choices[(0, 0)] = ShardChoice(0, 0, 8)
+    simulation = simulate(problem, choices, 10**9)
+    attn, ffn = problem.parts["attn"], problem.parts["ffn"]
+
+    def io(costs):
+        return problem.io_chunk_overhead_s + costs.read_s[8] + costs.decode_call_s[8] + costs.decode_piece_s[8]
+
+    # IO loads attn then ffn back to back from time 0; compute runs the embedding, then each chunk
+    # once it is loaded, then its join
+    attn_ready, ffn_ready = io(attn), io(attn) + io(ffn)
+    t = max(problem.embed_s, attn_ready) + attn.compute_s[1] + attn.join_s
+    t = max(t, ffn_ready) + ffn.compute_s[1] + ffn.join_s
+    t += attn.join_s + ffn.join_s  # layer 1: nothing kept, joins only
+    assert simulation.latency_s == pytest.approx(t, rel=1e-12)
+
+
+def test_a_smaller_arena_delays_io_and_the_simulator_says_so(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    problem = lower(store, synthetic_device(store, bandwidth_Bps=5e6), synthetic_importance(store), 32, None, None, shards_per_chunk=1)
+    choices = {p: ShardChoice(p[0], p[1], 8) for p in problem.positions}
+    roomy = simulate(problem, choices, 10**9)
+    minimum = memory_model(store, make_plan(store, tuple(choices.values()), SolverInfo("t", "GIVEN"), seq_len=32, shards_per_chunk=1).shards, 1, 32).minimum_budget_bytes
+    tight = simulate(problem, choices, minimum)
+    assert tight.arena_wait_s > 0 and roomy.arena_wait_s == 0
+    assert tight.latency_s > roomy.latency_s
+    assert tight.peak_weight_bytes <= minimum
+
+
+@pytest.mark.parametrize("cap", [None, 3e6])
+@pytest.mark.parametrize("fraction", [0.25, 0.6, 0.95])
+@pytest.mark.parametrize("memory", [None, 16_000])
+def test_greedy_is_feasible_and_never_beats_the_exhaustive_optimum(small_store, cap, fraction, memory):
+    base = lower(small_store, synthetic_device(small_store, cap_Bps=cap), synthetic_importance(small_store, seed=3), 16, None, None)
+    low, high = _span(base)
+    problem = dataclasses.replace(base, latency_s=low + fraction * (high - low), memory_bytes=memory)
+    greedy = greedy_solve(problem)
+    best = exhaustive_solve(problem)
+    assert is_feasible(problem, greedy.simulation) and is_feasible(problem, best.simulation)
+    assert greedy.objective <= best.objective + 1e-12
+    assert best.objective == pytest.approx(problem.objective(best.choices))
+
+
+def test_unreachable_targets_name_what_is_reachable(small_store):
+    base = lower(small_store, synthetic_device(small_store), synthetic_importance(small_store), 16, None, None)
+    floor = evaluate(base, dropped_all(base)).latency_s
+    with pytest.raises(InfeasibleError, match=r"smallest latency reachable with .* is .*; no memory reaches"):
+        check_reachable(dataclasses.replace(base, latency_s=floor / 2, memory_bytes=10**6))
+    with pytest.raises(InfeasibleError, match=r"no plan fits in .*; the smallest memory that reaches .* is"):
+        check_reachable(dataclasses.replace(base, latency_s=floor * 2, memory_bytes=1000))
+    check_reachable(dataclasses.replace(base, latency_s=floor * 1.01, memory_bytes=10**6))
+    with pytest.raises(InfeasibleError):
+        greedy_solve(dataclasses.replace(base, latency_s=floor / 2))
+
+
+def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
+    device = synthetic_device(small_store, cap_Bps=2e8)
+    path = tmp_path / "device.json"
+    device.write(path)
+    assert DeviceProfile.read(path) == device
+    good = json.loads(path.read_text())
+    cases = [
+        ({"request_latency_s": -1}, "request_latency_s must be non-negative"),
+        ({"read_bandwidth_Bps": 0}, "read_bandwidth_Bps must be positive"),
+        ({"decode": {"7x": {"call_s": 0, "weights_per_s": 1}}}, "not a bitwidth"),
+        ({"decode": {"4": {"call_s": 0}}}, "decode.4 lacks ['weights_per_s']"),
+        ({"compute": {"attn": good["compute"]["attn"]}}, "compute lacks ['ffn']"),
+        ({"compute": {**good["compute"], "ffn": {"chunk_s": [1, 2], "join_s": [0, 0]}}}, "compute.ffn.chunk_s must be a list of 4 numbers"),
+        ({"format_version": 9}, "format_version 9"),
+        ({"surprise": 1}, "unknown keys ['surprise']"),
+    ]
+    for change, message in cases:
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(UserError, match=re.escape(message)):
+            DeviceProfile.read(path)
+    del good["embed_s"]
+    path.write_text(json.dumps(good))
+    with pytest.raises(UserError, match="lacks"):
+        DeviceProfile.read(path)
+
+
+def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
+    other = Store.open(tiny_bert_store)
+    with pytest.raises(UserError, match="measured for pieces"):
+        synthetic_device(other).check_store(small_store)
+    with pytest.raises(UserError, match="another store"):
+        synthetic_importance(other).check_store(small_store)
