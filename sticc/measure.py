@@ -92,3 +92,33 @@ def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool, overlap: 
         evict_from_page_cache(Path(runner.store_dir) / runner.DATA_FILE)
     runner.forward(input_ids, overlap=overlap)
     return runner.last_stats["latency_s"]
+
+
+# a fresh process: build the runner (preloads happen here), evict the store, time one forward of
+# `seq_len` distinct token ids (batch 1), print the runner's stats as JSON
+_FORWARD_DRIVER = """
+import importlib.util, json, os, sys
+import torch
+path, store, seq_len, cold = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "cold"
+spec = importlib.util.spec_from_file_location("sticc_runner", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+runner = module.Runner(store)
+vocab = runner.SHAPE.vocab
+ids = (torch.randperm(vocab - 1000, generator=torch.Generator().manual_seed(seq_len))[:seq_len] + 999)[None]
+if cold:
+    fd = os.open(os.path.join(store, runner.DATA_FILE), os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+runner.forward(ids)
+print(json.dumps(runner.last_stats))
+"""
+
+
+def time_forward_process(runner: str | Path, store: str | Path, seq_len: int, cold: bool = True) -> dict:
+    """One forward of `seq_len` distinct tokens in a fresh process: the runner's `last_stats`."""
+    command = [sys.executable, "-c", _FORWARD_DRIVER, str(runner), str(store), str(seq_len), "cold" if cold else "warm"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise UserError(f"{runner} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
