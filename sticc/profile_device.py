@@ -207,7 +207,10 @@ def measure_compute(
 ) -> tuple[dict[str, PartCompute], FitError]:
     """Per-part chunk and join times over shards x sequence length, fitted, with `busy` on another thread."""
     spec = store.spec
-    shard_counts = sorted({1, 2, max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK), store.shards_per_layer} & set(range(1, store.shards_per_layer + 1)))
+    # chunk sizes a default plan uses: beyond them the chunk outgrows the caches and time grows
+    # faster than linearly, which one fit over both regimes would blur
+    spc = max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
+    shard_counts = sorted({1, min(2, store.shards_per_layer), spc})
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     results: dict[str, PartCompute] = {}
