@@ -1,0 +1,350 @@
+"""Plan reports: report.md, timeline.svg and the terminal view, from hand-built and compiled plan.json."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+
+import pytest
+from helpers import compile_runner
+from planning_helpers import synthetic_device, synthetic_importance
+from rich.console import Console
+
+from solvers.uniform import uniform_plan
+from sticc.errors import UserError
+from sticc.lower import lower
+from sticc.plan import by_position
+from sticc.report import (
+    NO_TIMELINE,
+    lane_bars,
+    print_report,
+    read_plan_json,
+    render_markdown,
+    render_svg,
+    timeline_summary,
+    write_reports,
+)
+from sticc.simulate import Event, simulate
+from sticc.store import Store
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def sample_timeline(chunks: int, load_s: float, compute_s: float) -> dict:
+    """A plausible two-lane timeline: loads back to back, compute waiting for each (stalls), and an
+    arena wait whenever the IO lane runs two chunks ahead."""
+    events = [Event("compute", "embed", "embedding", 0.0, compute_s)]
+    io_free, compute_free = 0.0, compute_s
+    computed_end: list[float] = []
+    for n in range(chunks):
+        start = io_free
+        if n >= 2 and computed_end[n - 2] > start:  # the arena holds two chunks
+            events.append(Event("io", "wait", "arena full", start, computed_end[n - 2]))
+            start = computed_end[n - 2]
+        duration = load_s * (2.5 if n % 4 == 0 else 0.5)  # a slow chunk stalls compute, fast ones fill the arena
+        events.append(Event("io", "load", f"L{n // 8} attn x3 @4b", start, start + duration))
+        io_free = start + duration
+        begin = max(compute_free, io_free)
+        if begin > compute_free:
+            events.append(Event("compute", "stall", "waiting for IO", compute_free, begin))
+        events.append(Event("compute", "compute", f"L{n // 8} attn x3 @4b", begin, begin + compute_s))
+        compute_free = begin + compute_s
+        computed_end.append(compute_free)
+        if n % 4 == 3:
+            events.append(Event("compute", "join", f"layer {n // 8} join", compute_free, compute_free + compute_s / 4))
+            compute_free += compute_s / 4
+    events.sort(key=lambda e: (e.lane, e.start_s))
+    return {
+        "events": [asdict(e) for e in events],
+        "compute_stall_s": sum(e.end_s - e.start_s for e in events if e.kind == "stall"),
+        "arena_wait_s": sum(e.end_s - e.start_s for e in events if e.kind == "wait"),
+    }
+
+
+def sample_plan(layers: int = 6, per_layer: int = 12, timeline: dict | None = None) -> dict:
+    """A MiniLM-sized plan.json with every optional key filled in."""
+    shards = []
+    for layer in range(layers):
+        for index in range(per_layer):
+            bits = 0 if (layer + index) % 7 == 0 else (8 if index % 3 == 0 else 4)
+            shards.append({"layer": layer, "index": index, "bits": bits, "preload": bits == 8 and index == 0})
+    if timeline is None:
+        timeline = sample_timeline(layers * 8, load_s=1.5e-3, compute_s=0.9e-3)
+    end_s = max(e["end_s"] for e in timeline["events"]) if timeline["events"] else 0.0
+    return {
+        "format_version": 1,
+        "store_id": "ab" * 32,
+        "model": "all-MiniLM-L6-v2",
+        "targets": {"latency_s": 0.08, "memory_bytes": 4_000_000, "seq_len": 128},
+        "solver": {"name": "cpsat", "status": "OPTIMAL", "objective": 1.23456, "bound": 1.2352, "gap": 0.0005, "wall_s": 2.31},
+        "memory_budget_bytes": 4_000_000,
+        "shards_per_chunk": 3,
+        "predicted": {"latency_s": end_s, "peak_weight_bytes": 3_900_000, "preload_bytes": 250_000,
+                      "io_bytes": 11_500_000, "fidelity_loss": 0.0123},
+        "shards": shards,
+        "load_order": [],
+        "plan_hash": "cd" * 32,
+        "memory": {"pinned_bytes": 400_000, "staging_bytes": 100_000, "arena_bytes": 3_500_000,
+                   "full_precision_bytes": 90_900_000},
+        "timeline": timeline,
+        "comparison": {"greedy": {"objective": 1.1, "status": "FEASIBLE",
+                                  "predicted": {"latency_s": 0.079, "peak_weight_bytes": 3_950_000, "preload_bytes": 0,
+                                                "io_bytes": 12_000_000, "fidelity_loss": 0.0201},
+                                  "kept": 58, "mean_bits": 5.1}},
+        "device": {"device": "2-core test box", "emulated_bandwidth_Bps": 20e6, "read_bandwidth_Bps": 400e6},
+        "importance": {"metric": "1 - cosine of mean-pooled output", "additivity": {"plans": 20, "pearson": 0.987}},
+    }
+
+
+def table_rows(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the first pipe table under `## heading`."""
+    block = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("|") and not line.startswith("|-")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def event_rects(svg: str) -> list[ET.Element]:
+    root = ET.fromstring(svg)
+    return [r for r in root.iter(f"{SVG}rect") if r.get("class", "").split()[:1] == ["event"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# report.md
+# ----------------------------------------------------------------------------------------------
+
+
+def test_markdown_states_targets_solver_and_predictions():
+    md = render_markdown(sample_plan())
+    assert md.startswith("# sticc plan: all-MiniLM-L6-v2 (cpsat)\n")
+    targets = dict(tuple(r) for r in table_rows(md, "Targets")[1:])
+    assert targets["latency"] == "80.0 ms"
+    assert targets["memory"] == "4.00 MB (4.4% of fp32)"
+    assert targets["sequence length"] == "128"
+    solver = dict(tuple(r) for r in table_rows(md, "Solver")[1:])
+    assert solver == {"solver": "cpsat", "status": "OPTIMAL", "objective": "1.23456", "bound": "1.2352",
+                      "gap": "0.05%", "wall time": "2.31 s"}
+    predicted = dict(tuple(r) for r in table_rows(md, "Predicted, per call")[1:])
+    assert predicted["peak weight memory"] == "3.90 MB (4.3% of fp32), within the target"
+    assert predicted["latency"].endswith(" ms, within the target")
+    assert predicted["IO per call"] == "11.50 MB" and predicted["preload"] == "250.0 kB"
+    assert predicted["fidelity loss"] == "0.0123 (cosine ≈ 0.9877)"
+    assert "pinned 400.0 kB + staging 100.0 kB + arena 3.50 MB" in predicted["weight pool budget"]
+    assert "2-core test box" in md and "20.0 MB/s (emulated)" in md and "pearson 0.987" in md
+
+
+def test_markdown_names_a_missed_target():
+    plan = sample_plan()
+    plan["targets"]["latency_s"] = plan["predicted"]["latency_s"] - 0.002
+    plan["targets"]["memory_bytes"] = 3_000_000
+    predicted = dict(tuple(r) for r in table_rows(render_markdown(plan), "Predicted, per call")[1:])
+    assert predicted["latency"].endswith(", over the target by 2.00 ms")
+    assert predicted["peak weight memory"].endswith(", over the target by 900.0 kB")
+
+
+def test_markdown_shard_table_has_one_row_per_layer():
+    plan = sample_plan()
+    rows = table_rows(render_markdown(plan), "Shards")
+    assert rows[0] == ["layer", *map(str, range(12)), "kept", "mean bits"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3", "4", "5", "all"]
+    layer0 = rows[1]
+    assert layer0[1] == "-"  # (0 + 0) % 7 == 0: dropped
+    assert layer0[2:5] == ["4", "4", "8"] and layer0[8] == "-"
+    layer1 = rows[2]
+    assert layer1[1] == "8*"  # preloaded
+    kept = [s["bits"] for s in plan["shards"] if s["layer"] == 1 and s["bits"]]
+    assert layer1[-2] == f"{len(kept)}/12" and layer1[-1] == f"{sum(kept) / len(kept):.2f}"
+    assert rows[-1][-2] == f"{sum(1 for s in plan['shards'] if s['bits'])}/72"
+
+
+def test_markdown_compares_with_greedy_and_summarizes_the_timeline():
+    plan = sample_plan()
+    md = render_markdown(plan)
+    rows = {r[0]: r[1:] for r in table_rows(md, "Compared with greedy")}
+    assert rows[""] == ["this plan (cpsat)", "greedy"]
+    assert rows["objective"] == ["1.23456", "1.1"]
+    assert rows["fidelity loss"][1] == "0.0201 (cosine ≈ 0.9799)"
+    assert rows["kept shards"][1] == "58/72" and rows["mean bits"][1] == "5.10"
+    assert "loses 39% less fidelity than greedy" in md
+    summary = timeline_summary(plan)
+    timeline = {r[0]: r[1] for r in table_rows(md, "Timeline")[1:]}
+    stall_ms = plan["timeline"]["compute_stall_s"] * 1e3
+    assert timeline["compute stall (compute waits for IO)"].startswith(f"{stall_ms:.1f} ms")
+    assert timeline["IO busy"].startswith(f"{summary.io_busy_s / summary.end_s:.0%}")
+    assert "![timeline](timeline.svg)" in md
+    assert re.search(r"^IO      \|[=w.]+\|$", md, re.M) and re.search(r"^compute \|[e#+!.]+\|$", md, re.M)
+
+
+def test_markdown_without_the_optional_keys():
+    plan = sample_plan()
+    for key in ("memory", "timeline", "comparison", "device", "importance"):
+        del plan[key]
+    plan["predicted"].update(latency_s=None, fidelity_loss=None)
+    md = render_markdown(plan)
+    assert NO_TIMELINE in md and "Compared with greedy" not in md and "timeline.svg" not in md
+    assert "fp32" not in md and "cosine" not in md
+    assert "n/a (no importance profile)" in md and "n/a (no device profile)" in md
+
+
+# ----------------------------------------------------------------------------------------------
+# timeline.svg
+# ----------------------------------------------------------------------------------------------
+
+
+def test_svg_has_one_rect_per_event_with_tooltips():
+    plan = sample_plan()
+    svg = render_svg(plan)
+    rects = event_rects(svg)
+    events = plan["timeline"]["events"]
+    assert len(rects) == len(events)
+    assert [r.get("class").split()[1] for r in rects] == [e["kind"] for e in events]
+    assert all(r.find(f"{SVG}title").text.startswith(f"{e['kind']}: {e['label']}") for r, e in zip(rects, events, strict=True))
+    assert {"stall", "wait"} <= {e["kind"] for e in events}
+    assert 'fill="url(#hatch-stall)"' in svg and 'id="hatch-wait"' in svg
+    root = ET.fromstring(svg)
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert "target 80.0 ms" in texts and any(t.startswith("predicted ") for t in texts)
+    assert "all-MiniLM-L6-v2" in root.find(f"{SVG}title").text
+    assert root.get("width") == "1200"
+
+
+@pytest.mark.parametrize(("chunks", "load_s", "compute_s"), [(4, 0.1e-3, 0.05e-3), (600, 12e-3, 4e-3)])
+def test_svg_scales_from_a_millisecond_to_seconds(chunks, load_s, compute_s):
+    plan = sample_plan(timeline=sample_timeline(chunks, load_s, compute_s))
+    plan["targets"]["latency_s"] = None
+    svg = render_svg(plan)
+    rects = event_rects(svg)
+    assert len(rects) == len(plan["timeline"]["events"])
+    assert all(float(r.get("x")) >= 90 and float(r.get("x")) + float(r.get("width")) <= 1200 - 20 for r in rects)
+    ticks = [t.text for t in ET.fromstring(svg).iter(f"{SVG}text") if re.fullmatch(r"[\d.]+", t.text or "")]
+    assert 5 <= len(ticks) <= 12, ticks
+
+
+def test_svg_escapes_labels_and_draws_unknown_kinds():
+    plan = sample_plan(timeline=sample_timeline(2, 1e-3, 1e-3))
+    plan["timeline"]["events"][0]["label"] = 'a <b> & "c"'
+    plan["timeline"]["events"][1]["kind"] = 'prefetch "x"'
+    plan["model"] = "<model & co>"
+    rects = event_rects(render_svg(plan))
+    assert len(rects) == len(plan["timeline"]["events"])
+    assert 'a <b> & "c"' in rects[0].find(f"{SVG}title").text
+    assert rects[1].get("class") == 'event prefetch "x"'
+
+
+def test_svg_without_a_timeline_says_so():
+    plan = sample_plan()
+    plan["timeline"] = None
+    svg = render_svg(plan)
+    assert not event_rects(svg)
+    assert NO_TIMELINE in [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")]
+
+
+def test_svg_of_a_simulated_call(tiny_bert_store):
+    store = Store.open(tiny_bert_store)
+    plan = uniform_plan(store, 4)
+    problem = lower(store, synthetic_device(store, cap_Bps=5e6), synthetic_importance(store), 16, 0.01, None)
+    simulation = simulate(problem, by_position(plan.shards), plan.memory_budget_bytes)
+    data = plan.to_json()
+    data["timeline"] = {"events": [asdict(e) for e in simulation.events],
+                        "compute_stall_s": simulation.compute_stall_s, "arena_wait_s": simulation.arena_wait_s}
+    data["predicted"]["latency_s"] = simulation.latency_s
+    assert len(event_rects(render_svg(data))) == len(simulation.events)
+    assert "Timeline" in render_markdown(data)
+
+
+# ----------------------------------------------------------------------------------------------
+# The terminal
+# ----------------------------------------------------------------------------------------------
+
+
+def test_print_report_shows_the_same_values():
+    console = Console(record=True, width=140, file=io.StringIO())
+    print_report(sample_plan(), console)
+    text = console.export_text()
+    for needle in ("all-MiniLM-L6-v2", "OPTIMAL", "80.0 ms", "4.00 MB (4.4% of fp32)", "0.05%", "8*",
+                   "Compared with greedy", "58/72", "cosine ≈ 0.9877", "compute stall", "IO      |", "compute |"):
+        assert needle in text, needle
+
+
+def test_print_report_without_a_timeline():
+    plan = sample_plan()
+    plan["timeline"] = None
+    console = Console(record=True, width=80, file=io.StringIO())
+    print_report(plan, console)
+    assert NO_TIMELINE in console.export_text()
+
+
+def test_lane_bars_pick_the_dominant_kind_per_cell():
+    events = (
+        Event("io", "load", "a", 0.0, 4.0), Event("io", "wait", "arena full", 4.0, 5.0), Event("io", "load", "b", 5.0, 8.0),
+        Event("compute", "embed", "embedding", 0.0, 2.0), Event("compute", "stall", "waiting for IO", 2.0, 4.0),
+        Event("compute", "compute", "a", 4.0, 7.0), Event("compute", "join", "j", 7.0, 8.0),
+    )
+    assert lane_bars(events, 10.0, 10) == {"io": "====w===..", "compute": "ee!!###+.."}
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+
+def test_write_reports_replaces_both_files_atomically(tmp_path):
+    plan = sample_plan()
+    (tmp_path / "report.md").write_text("old")
+    paths = write_reports(tmp_path, plan)
+    assert [p.name for p in paths] == ["report.md", "timeline.svg"]
+    assert paths[0].read_text(encoding="utf-8") == render_markdown(plan)
+    assert paths[1].read_text(encoding="utf-8") == render_svg(plan)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "timeline.svg"]  # no staging left behind
+    assert render_markdown(plan) == render_markdown(sample_plan())  # same plan, same bytes
+
+
+def test_report_of_a_compiled_plan(tiny_bert_store, tmp_path):
+    """plan.json as `sticc compile` writes it today, without the optional keys."""
+    store = Store.open(tiny_bert_store)
+    compile_runner(tiny_bert_store, uniform_plan(store, 4), tmp_path / "out")
+    plan = read_plan_json(tmp_path / "out" / "plan.json")
+    assert read_plan_json(tmp_path / "out") == plan  # the output directory names its plan.json
+    md = render_markdown(plan)
+    assert "(uniform)" in md and "GIVEN" in md and NO_TIMELINE in md
+    rows = table_rows(md, "Shards")
+    assert rows[1] == ["0", "4", "4", "4", "4", "4/4", "4.00"] and rows[-1][-2:] == ["8/8", "4.00"]
+    paths = write_reports(tmp_path / "out", plan)
+    assert not event_rects(paths[1].read_text(encoding="utf-8"))
+    console = Console(record=True, width=100, file=io.StringIO())
+    print_report(plan, console)
+    assert "uniform" in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        (json.dumps({"default_bits": 4}), "no format_version"),
+        (json.dumps({"format_version": 99}), "format_version 99"),
+        (json.dumps({"format_version": 1, "shards": []}), "missing keys"),
+        ("targets", "targets must be an object"),
+        ("timeline", "timeline.events[0]"),
+        ("shards", "shards must be a list"),
+    ],
+)
+def test_bad_plan_files_are_one_line_errors(tmp_path, content, needle):
+    path = tmp_path / "plan.json"
+    if content == "targets":
+        content = json.dumps({**sample_plan(), "targets": [0.08]})
+    elif content == "timeline":
+        plan = sample_plan()
+        plan["timeline"]["events"][0]["end_s"] = -1.0
+        content = json.dumps(plan)
+    elif content == "shards":
+        content = json.dumps({**sample_plan(), "shards": [{"layer": 0, "index": 0, "bits": "4"}]})
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError) as error:
+        read_plan_json(path)
+    message = str(error.value)
+    assert needle in message and "\n" not in message and str(path) in message
