@@ -9,7 +9,7 @@ Everything is measured the way a runner does the work, with the runner's own fun
 - compute: `attention_chunk` / `ffn_chunk` on chunks of 1..N shards at several sequence lengths,
   and the join, measured while a thread decodes as the IO thread does; fitted to
   c0 + cL*L + c1*s*L + c2*s*L^2 per part, the worst relative fit error reported. The compute thread count
-  (1 or torch's default) is the faster of the two under that contention, and runners compiled
+  (1, or all cores but the IO thread's) is the faster of the two under that contention, and runners compiled
   with this profile use it;
 - the embedding: a runner's cold `_embed` (row reads and LayerNorm) at several sequence lengths.
 Medians of repeated measurements throughout.
@@ -348,42 +348,21 @@ def measure_device(
 
 
 def _pick_threads(store: Store, seq_len: int, busy: Callable[[], object]) -> int:
-    """1 or torch's default compute threads, whichever runs a chunk faster next to the IO thread."""
-    default = torch.get_num_threads()
-    if default == 1:
+    """Compute threads for a streamed call: 1 or all cores but the IO thread's, whichever runs a
+    chunk faster next to the IO thread. Never more: an OpenMP team that shares a core with the IO
+    thread spins at its barriers, and calls slow down by 10-40x (measured on the 2-core VM)."""
+    candidates = sorted({1, max(1, (os.cpu_count() or 1) - 1)})
+    if len(candidates) == 1:
         return 1
+    default = torch.get_num_threads()
     spc = max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
     kernels = [_kernel(store, part, spc, seq_len) for part in PARTS]
     timings = {}
     with _Background(busy), torch.inference_mode():
-        for threads in (1, default):
+        for threads in candidates:
             torch.set_num_threads(threads)
             for kernel in kernels:
                 kernel()
             timings[threads] = sum(_median_s(kernel, 7) for kernel in kernels)
     torch.set_num_threads(default)
     return min(timings, key=lambda t: (timings[t], t))
-
-
-def cached_device(
-    store: Store, seq_len: int, io_bandwidth_Bps: float | None, progress: Progress = lambda items, total, what: items,
-) -> tuple[DeviceProfile, Path, bool]:
-    """This machine's profile for `store` from the cache, measured and cached first if absent.
-
-    Keyed by store, host, sequence length and emulated bandwidth; (profile, cache path, hit)."""
-    from sticc.cache import cache_dir, read_cached_json
-    from sticc.errors import UserError
-
-    cap = "disk" if io_bandwidth_Bps is None else f"{io_bandwidth_Bps:.0f}Bps"
-    path = cache_dir(store.store_id) / f"device-{platform.node() or 'host'}-L{seq_len}-{cap}.json"
-    data = read_cached_json(path)
-    if data is not None:
-        try:
-            profile = DeviceProfile.from_json(data, str(path))
-            profile.check_store(store)
-            return profile, path, True
-        except UserError:
-            pass  # stale or corrupt: measure again
-    profile = measure_device(store, seq_len, io_bandwidth_Bps, progress)
-    profile.write(path)
-    return profile, path, False
