@@ -366,3 +366,27 @@ def _pick_threads(store: Store, seq_len: int, busy: Callable[[], object]) -> int
             timings[threads] = sum(_median_s(kernel, 7) for kernel in kernels)
     torch.set_num_threads(default)
     return min(timings, key=lambda t: (timings[t], t))
+
+
+def cached_device(
+    store: Store, seq_len: int, io_bandwidth_Bps: float | None, progress: Progress = lambda items, total, what: items,
+) -> tuple[DeviceProfile, Path, bool]:
+    """This machine's profile for `store` from the cache, measured and cached first if absent.
+
+    Keyed by store, host, sequence length and emulated bandwidth; (profile, cache path, hit)."""
+    from sticc.cache import cache_dir, read_cached_json
+    from sticc.errors import UserError
+
+    cap = "disk" if io_bandwidth_Bps is None else f"{io_bandwidth_Bps:.0f}Bps"
+    path = cache_dir(store.store_id) / f"device-{platform.node() or 'host'}-L{seq_len}-{cap}.json"
+    data = read_cached_json(path)
+    if data is not None:
+        try:
+            profile = DeviceProfile.from_json(data, str(path))
+            profile.check_store(store)
+            return profile, path, True
+        except UserError:
+            pass  # stale or corrupt: measure again
+    profile = measure_device(store, seq_len, io_bandwidth_Bps, progress)
+    profile.write(path)
+    return profile, path, False
