@@ -23,7 +23,6 @@ import statistics
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -94,10 +93,10 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _fit(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Non-negative least squares by active-set trimming (a handful of features): relative errors
-    weigh equally, so each row is scaled by 1/target."""
-    weights = 1.0 / targets
+def _fit(features: np.ndarray, targets: np.ndarray, relative: bool = True) -> np.ndarray:
+    """Non-negative least squares by active-set trimming (a handful of features); with `relative`,
+    relative errors weigh equally (each row is scaled by 1/target)."""
+    weights = 1.0 / targets if relative else np.ones_like(targets)
     active = list(range(features.shape[1]))
     while True:
         a = features[:, active] * weights[:, None]
@@ -117,30 +116,40 @@ def _fit_error(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, floa
 # ----------------------------------------------------------------------------------------------
 
 
-def measure_reads(store: Store, repeats: int = 5) -> tuple[float, float]:
-    """(bandwidth B/s, request latency s) of cold checked reads of the store's data file."""
+def measure_reads(store: Store, sequences: int = 6, reads_per_sequence: int = 48) -> tuple[float, float]:
+    """(bandwidth B/s, request latency s) of cold checked reads as runners issue them.
+
+    Each sequence is the load order of a random plan (random drops, a random bitwidth per shard):
+    the data file is evicted, then its pieces are read one `read_into` (pread + crc32) each, in
+    that order. Pieces of mixed plans lie apart in the file, so readahead rarely helps; uniform
+    plans, whose pieces are adjacent, read faster than this predicts (docs/planner.md). The fit is
+    plain least squares on latency + bytes / bandwidth, which weighs reads by their size: what a
+    call's total IO time depends on."""
+    import random
+
     reader = StoreReader(str(store.data_path))
-    versions = sorted(store.versions.values(), key=lambda v: v.extent.offset)
-    sizes = [4096, 65536, 262144, 1 << 20, 4 << 20]
-    file_size = store.data_path.stat().st_size
+    rng = random.Random(0)
     rows = []
     try:
-        for repeat in range(repeats):
-            for size in sizes:
-                size = min(size, file_size)
-                offset = versions[(repeat * 7919 + size) % len(versions)].extent.offset
-                offset = min(offset, file_size - size) // 4096 * 4096
-                buffer = torch.empty(size, dtype=torch.uint8)
-                evict_from_page_cache(store.data_path)
+        for sequence in range(sequences):
+            keep = (1.0, 0.7, 0.4)[sequence % 3]
+            order = []
+            for layer in range(store.spec.layers):
+                kept = {i: rng.choice(store.bits) for i in range(store.shards_per_layer) if rng.random() < keep}
+                for part in PARTS:
+                    order += [store.version(layer, i, part, bits) for i, bits in sorted(kept.items(), key=lambda kv: (kv[1], kv[0]))]
+            order = order[:reads_per_sequence]
+            buffers = [torch.empty(v.extent.nbytes, dtype=torch.uint8) for v in order]
+            evict_from_page_cache(store.data_path)
+            for version, buffer in zip(order, buffers, strict=True):
                 start = time.perf_counter()
-                reader.read_into([buffer], offset, None, "profile read")
-                zlib.crc32(memoryview(buffer.numpy()))  # the check every runner read does
-                rows.append((size, time.perf_counter() - start))
+                reader.read_into([buffer], version.extent.offset, version.extent.crc32, version.key.describe())
+                rows.append((version.extent.nbytes, time.perf_counter() - start))
     finally:
         reader.close()
-    sizes_arr = np.array([r[0] for r in rows], dtype=float)
+    sizes = np.array([r[0] for r in rows], dtype=float)
     times = np.array([r[1] for r in rows])
-    latency, per_byte = _fit(np.stack([np.ones_like(sizes_arr), sizes_arr], 1), times)
+    latency, per_byte = _fit(np.stack([np.ones_like(sizes), sizes], 1), times, relative=False)
     return 1.0 / max(per_byte, 1e-12), float(latency)
 
 
@@ -252,32 +261,35 @@ def measure_compute(
     return results, FitError(worst, rms, len(measured))
 
 
-def measure_embed(store: Store, seq_lens: list[int], repeats: int = 5) -> tuple[float, float]:
-    """A real runner's cold embedding (row reads + LayerNorm) by sequence length, fitted to e0 + e1*L."""
+def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int = 5) -> tuple[float, float]:
+    """A real runner's cold embedding (row reads + LayerNorm) by sequence length, on `threads`
+    compute threads, fitted to e0 + e1*L over the median of each length."""
     from codegen import emit_runner, load_runner, write_output
     from solvers.uniform import uniform_plan
 
+    previous = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="sticc-profile-") as tmp:
         plan = uniform_plan(store, min(store.bits))
         runner_path = write_output(tmp, emit_runner(store, plan, store.path))
-        runner = load_runner(runner_path).Runner(str(store.path))
+        runner = load_runner(runner_path).Runner(str(store.path), threads=threads)
         try:
-            rows = []
+            medians = []
             generator = torch.Generator().manual_seed(1)
             for seq_len in seq_lens:
-                for _ in range(repeats):
+                times = []
+                for _ in range(repeats + 1):  # the first of each length is not counted
                     ids = torch.randint(0, store.spec.vocab, (1, seq_len), generator=generator)
-                    mask = torch.ones_like(ids)
                     evict_from_page_cache(store.data_path)
                     start = time.perf_counter()
                     with torch.inference_mode():
-                        runner._embed(ids, mask, None, lambda: None)
-                    rows.append((seq_len, time.perf_counter() - start))
+                        runner._embed(ids, torch.ones_like(ids), None, lambda: None)
+                    times.append(time.perf_counter() - start)
+                medians.append((seq_len, statistics.median(times[1:])))
         finally:
             runner.close()
-    lengths = np.array([r[0] for r in rows], dtype=float)
-    times = np.array([r[1] for r in rows])
-    e0, e1 = _fit(np.stack([np.ones_like(lengths), lengths], 1), times)
+            torch.set_num_threads(previous)
+    lengths = np.array([r[0] for r in medians], dtype=float)
+    e0, e1 = _fit(np.stack([np.ones_like(lengths), lengths], 1), np.array([r[1] for r in medians]))
     return float(e0), float(e1)
 
 
@@ -326,7 +338,7 @@ def measure_device(
         elif step == "compute":
             figures["compute"] = measure_compute(store, seq_lens, figures["threads"], busy_decoding)
         elif step == "embedding":
-            figures["embed"] = measure_embed(store, seq_lens)
+            figures["embed"] = measure_embed(store, seq_lens, figures["threads"])
         else:
             figures["overhead"] = measure_chunk_overhead(store)
     bandwidth, latency = figures["reads"]

@@ -850,6 +850,9 @@ class RunnerBase:
                 layout = blob_layout(8, 8, bits, 64, 1)
                 dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64), torch.empty(1))
             torch.unique(torch.arange(4), sorted=True, return_inverse=True)
+        # start every embedding-row reader thread now (the pool creates them lazily)
+        started = threading.Barrier(self.EMBED_IO_THREADS)
+        list(self._io_threads.map(lambda _: started.wait(), range(self.EMBED_IO_THREADS)))
 
     def _pin_chunk(self, load: ChunkLoad) -> Chunk:
         first = load.members[0].layout
