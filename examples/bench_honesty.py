@@ -22,20 +22,20 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quant_fidelity import EVAL_SENTENCES  # noqa: E402
+from quant_fidelity import EVAL_SENTENCES
 
-from codegen import emit_runner, load_runner, write_output  # noqa: E402
-from solvers.base import dropped_all, evaluate  # noqa: E402
-from solvers.uniform import uniform_plan  # noqa: E402
-from sticc.cli import progress_bar  # noqa: E402
-from sticc.default_model import minilm_store  # noqa: E402
-from sticc.lower import lower  # noqa: E402
-from sticc.measure import Spread, time_forward_process  # noqa: E402
-from sticc.plan import ShardChoice  # noqa: E402
-from sticc.planner import plan_for_targets  # noqa: E402
-from sticc.profile_device import cached_device  # noqa: E402
-from sticc.profile_importance import cached_importance  # noqa: E402
-from sticc.runtime import mean_pool, parse_quantity  # noqa: E402
+from codegen import emit_runner, load_runner, write_output
+from solvers.base import dropped_all, evaluate
+from solvers.uniform import uniform_plan
+from sticc.cli import progress_bar
+from sticc.default_model import minilm_store
+from sticc.lower import lower
+from sticc.measure import Spread, time_forward_process
+from sticc.plan import ShardChoice
+from sticc.planner import plan_for_targets
+from sticc.profile_device import cached_device
+from sticc.profile_importance import cached_importance
+from sticc.runtime import parse_quantity
 
 SEQ_LEN = 128
 

@@ -1,0 +1,692 @@
+"""The CP-SAT planner: the plan of highest summed importance, exact with respect to the simulator.
+
+It chooses for every shard a bitwidth (0: dropped) and, for kept shards, a preload flag, so that
+the machine of `sticc.simulate` finishes within the latency target and holds its weights within
+the memory budget. The model encodes the simulator's semantics (docs/solver.md has the formulas):
+
+- Decisions. Per shard a one-hot over {0} + bits. Costs are uniform per part and bitwidth, so a
+  chunk costs the same whichever of its members are preloaded: per *group* (a layer's fixed index
+  group, the members of both its attn and its ffn chunk) the model chooses only how many members
+  at each bitwidth are preloaded, and the plan preloads the lowest indices. A one-hot per group
+  over (members kept, pinned in place) gives the chunk tables (arena, compute) without products.
+- Chunk costs are linear in the group's variables: overhead when non-empty and not pinned in
+  place, a decode per preloaded member, a read per streamed member, a decode call per streamed
+  bitwidth b < 32 (a 0/1 variable equal to [streamed count at b > 0]), a decode per streamed member.
+- Two lanes as precedences: the IO of slot c starts after the IO of slot c-1 ends and lasts its
+  work (with a bandwidth cap, it also ends no earlier than (embedding + bytes read through c) / cap
+  plus its decode calls, from the first slot the IO lane loads on); the compute of c starts after the previous compute step and after c's
+  IO; every block ends with its join. Empty and pinned-in-place slots have no IO work and no arena,
+  so they pass time through unchanged.
+- Arena admission: one interval per slot from its IO start to its compute end, demanding its arena
+  bytes, plus the embedding rows' [0, embedding end), in one cumulative constraint whose capacity
+  is the arena (budget - pinned - staging, a variable). With FIFO frees this is exact: the
+  simulator's schedule satisfies it, and any schedule satisfying it is no earlier than the
+  simulator's, slot by slot (induction over the slots). So the least latency of the model is the
+  simulator's latency (up to rounding up), and a model-feasible plan is simulator-feasible.
+- Memory: pinned = headers + preloaded stored bytes (the whole fp32 chunk instead for a chunk pinned
+  in place); staging >= (streamed count at b) * stored bytes at b, for every group and b < 32.
+
+Cuts (valid inequalities that only tighten the LP relaxation, docs/solver.md says how much):
+- "any n kept members of a group => size >= n" over every subset, and "a member streamed at b => a
+  decode call at b unless a member at b is preloaded": without them the LP mixes chunk sizes to
+  spread the per-chunk fixed costs;
+- the arena's tier, a one-hot over the values where a chunk's fit or an adjacent pair's overlap
+  changes: the LP of `arena >= need` averages over sizes and lets big chunks share a small arena;
+  with the tier fixed by branching, the sizes that fit and the adjacent pairs that must not
+  overlap follow from the sizes alone.
+
+Integers: `Scale` is the one place where seconds, bytes and importance become integers. Bytes are
+exact (in units of the gcd of every byte quantity of the problem); times are in ticks, and every
+duration sum is rounded up once per constraint (K * (end - start) >= the sum in 1/K ticks), the
+latency target down, so a model-feasible plan is simulator-feasible; importance is rounded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from functools import reduce
+
+from ortools.sat.python import cp_model, cp_model_helper
+
+from solvers.base import Choices, Solution, dropped_all, evaluate, is_feasible, solution
+from sticc.errors import InfeasibleError
+from sticc.lower import PartCosts, Problem
+from sticc.plan import ShardChoice, SolverInfo
+
+TIME_RESOLUTION = 100_000  # ticks per reference latency (the target, or an upper bound without one)
+SUB_TICKS = 1_000  # durations are summed in 1/SUB_TICKS ticks and rounded up once per constraint
+IMPORTANCE_RESOLUTION = 1_000_000_000  # objective units for the summed importance of every shard at full bits
+CAP_RESOLUTION = 100_000  # the bandwidth cap as a fraction num/den with num about this large
+TWO_WORKER_SUBSOLVERS = ["max_lp", "lb_tree_search"]
+MAX_SUBSET_CUT_MEMBERS = 6  # groups up to this size get every subset cut (2^k - 1 rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scaling: seconds, bytes and importance to integers, in one place
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How the model's integers map to seconds, bytes and importance."""
+
+    time_unit_s: float  # one tick
+    sub_ticks: int  # duration sums are in 1/sub_ticks ticks
+    byte_unit: int  # divides every byte quantity of the problem, so bytes are exact
+    importance_unit: float  # summed importance per objective unit
+
+    @classmethod
+    def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
+        reference_s = problem.latency_s if problem.latency_s else latency_upper_bound_s(problem)
+        quantities = [problem.header_nbytes, problem.embed_arena_nbytes, problem.embed_io_nbytes]
+        for costs in problem.parts.values():
+            quantities += [*costs.stored_nbytes.values(), *costs.arena_nbytes]
+        most = sum(max(problem.importance(layer, index, b) for b in problem.bits) for layer, index in problem.positions)
+        return cls(
+            time_unit_s=max(reference_s, 1e-9) / time_resolution,
+            sub_ticks=SUB_TICKS,
+            byte_unit=reduce(math.gcd, (q for q in quantities if q), 0) or 1,
+            importance_unit=max(most, 1e-30) / IMPORTANCE_RESOLUTION,
+        )
+
+    def fine(self, seconds: float) -> int:
+        """A duration in 1/sub_ticks ticks, rounded up (1e-12 relative absorbs float noise)."""
+        return max(0, math.ceil(seconds / self.time_unit_s * self.sub_ticks * (1 - 1e-12)))
+
+    def ticks(self, seconds: float) -> int:
+        """A duration or an instant in ticks, rounded up."""
+        return max(0, math.ceil(seconds / self.time_unit_s * (1 - 1e-12)))
+
+    def ticks_down(self, seconds: float) -> int:
+        """A deadline in ticks, rounded down."""
+        return math.floor(seconds / self.time_unit_s * (1 + 1e-12))
+
+    def seconds(self, ticks: float) -> float:
+        return ticks * self.time_unit_s
+
+    def units(self, nbytes: int) -> int:
+        """A byte quantity of the problem, exactly."""
+        assert nbytes % self.byte_unit == 0, (nbytes, self.byte_unit)
+        return nbytes // self.byte_unit
+
+    def units_down(self, nbytes: int) -> int:
+        """A byte capacity: sums of units fit it exactly when they fit its floor."""
+        return nbytes // self.byte_unit
+
+    def nbytes(self, units: int) -> int:
+        return units * self.byte_unit
+
+    def points(self, importance: float) -> int:
+        return round(importance / self.importance_unit)
+
+    def cap_fraction(self, cap_Bps: float) -> tuple[int, int]:
+        """(num, den) with num/den <= byte units per tick at `cap_Bps`: reads never finish early."""
+        per_tick = cap_Bps * self.time_unit_s / self.byte_unit
+        den = max(1, math.ceil(CAP_RESOLUTION / per_tick))
+        return max(1, math.floor(per_tick * den * (1 - 1e-12))), den
+
+
+def latency_upper_bound_s(problem: Problem) -> float:
+    """Every slot full at its most expensive bitwidth, IO and compute one after the other."""
+    total = problem.embed_s + (problem.embed_io_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
+    read_nbytes = 0
+    for slot in problem.slots:
+        costs = problem.parts[slot.part]
+        per_piece = max(
+            costs.read_s[b] + 2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits
+        )
+        total += problem.io_chunk_overhead_s + len(slot.indices) * per_piece + max(costs.compute_s) + costs.join_s
+        read_nbytes += len(slot.indices) * max(costs.stored_nbytes.values())
+    return total + (read_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a fixed plan costs in the model's integers (for hints and checks)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """A group's decisions as the model sees them: members kept and preloaded at each bitwidth."""
+
+    kept: dict[int, int]
+    preloaded: dict[int, int]
+
+    @property
+    def members(self) -> int:
+        return sum(self.kept.values())
+
+    @property
+    def in_place(self) -> bool:
+        return self.members > 0 and self.preloaded.get(32, 0) == self.members
+
+    def streamed(self, b: int) -> int:
+        return self.kept[b] - self.preloaded[b]
+
+
+def group_counts(problem: Problem, layer: int, indices: tuple[int, ...], choices: Choices) -> GroupCounts:
+    kept = {b: 0 for b in problem.bits}
+    preloaded = {b: 0 for b in problem.bits}
+    for i in indices:
+        c = choices[(layer, i)]
+        if c.bits:
+            kept[c.bits] += 1
+            preloaded[c.bits] += int(c.preload)
+    return GroupCounts(kept, preloaded)
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """A layer's fixed index group: the members of its attn chunk and of its ffn chunk."""
+
+    layer: int
+    indices: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}_{self.indices[0]}"
+
+
+class PlanModel:
+    """The CP-SAT model of one problem: decision variables, the timeline, memory, the objective."""
+
+    def __init__(self, problem: Problem, scale: Scale, latency_target: bool = True) -> None:
+        self.problem = problem
+        self.scale = scale
+        self.model = cp_model.CpModel()
+        self.options = (0, *problem.bits)
+        self.streamed_bits = [b for b in problem.bits if b < 32]
+        self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.slots))
+        self.slot_groups = [Group(s.layer, s.indices) for s in problem.slots]
+        self.horizon = scale.ticks(latency_upper_bound_s(problem)) + 2 * len(problem.slots) + 2
+        if latency_target and problem.latency_s is not None:
+            self.horizon = min(self.horizon, scale.ticks_down(problem.latency_s))
+        self._add_decisions()
+        self._add_groups()
+        self._add_timeline()
+        self._add_memory()
+        self._add_objective()
+
+    # -- decisions: one bitwidth per shard, preloaded counts per group --------------------------
+
+    def _add_decisions(self) -> None:
+        m = self.model
+        self.pick = {}  # (layer, index) -> {bits: bool}
+        for layer, index in self.problem.positions:
+            self.pick[(layer, index)] = {b: m.new_bool_var(f"pick_{layer}_{index}_{b}") for b in self.options}
+            m.add_exactly_one(self.pick[(layer, index)].values())
+
+    def _add_groups(self) -> None:
+        """Per group: counts by bitwidth, preloaded counts, decode-call flags, the (kept, pinned) one-hot."""
+        m, bits = self.model, self.problem.bits
+        self.kept, self.preloaded, self.call, self.size, self.in_place = {}, {}, {}, {}, {}
+        for g in self.groups:
+            k = len(g.indices)
+            kept = {b: sum(self.pick[(g.layer, i)][b] for i in g.indices) for b in bits}
+            pre = {b: m.new_int_var(0, k, f"pre_{g.name}_{b}") for b in bits}
+            for b in bits:
+                m.add(pre[b] <= kept[b])
+            # call[b] = [streamed count at b > 0]: one decode call per streamed bitwidth b < 32
+            call = {}
+            for b in self.streamed_bits:
+                call[b] = m.new_bool_var(f"call_{g.name}_{b}")
+                m.add(kept[b] - pre[b] <= k * call[b])
+                m.add(kept[b] - pre[b] >= call[b])
+            # size[n]: n members kept, not pinned in place; in_place[n]: n members, all preloaded at 32
+            size = {n: m.new_bool_var(f"size_{g.name}_{n}") for n in range(k + 1)}
+            in_place = {}
+            if 32 in bits:
+                in_place = {n: m.new_bool_var(f"inplace_{g.name}_{n}") for n in range(1, k + 1)}
+            m.add_exactly_one([*size.values(), *in_place.values()])
+            m.add(sum(n * v for n, v in size.items()) + sum(n * v for n, v in in_place.items()) == sum(kept.values()))
+            if in_place:
+                # in place => every member preloaded at 32 (pre[32] <= kept[32] <= members);
+                # not in place and n > 0 => at least one member is not a preloaded fp32 piece
+                m.add(pre[32] >= sum(n * v for n, v in in_place.items()))
+                m.add(pre[32] <= sum((n - 1) * v for n, v in size.items() if n) + sum(n * v for n, v in in_place.items()))
+            self.kept[g], self.preloaded[g], self.call[g] = kept, pre, call
+            self.size[g], self.in_place[g] = size, in_place
+            self._add_group_cuts(g)
+
+    def _add_group_cuts(self, g: Group) -> None:
+        """Cuts that make the size one-hot and the call flags integral whenever the picks are."""
+        m = self.model
+        kept = {i: 1 - self.pick[(g.layer, i)][0] for i in g.indices}
+        at_least = {
+            n: sum(v for sizes in (self.size[g], self.in_place[g]) for size, v in sizes.items() if size >= n)
+            for n in range(1, len(g.indices) + 1)
+        }
+        if len(g.indices) <= MAX_SUBSET_CUT_MEMBERS:
+            # any n kept members => at least n members
+            for n in at_least:
+                for subset in itertools.combinations(g.indices, n):
+                    m.add(at_least[n] >= sum(kept[i] for i in subset) - (n - 1))
+        else:
+            for i in g.indices:
+                m.add(at_least[1] >= kept[i])
+        # a member streamed at b => a decode call at b, unless a member at b is preloaded
+        for b in self.streamed_bits:
+            for i in g.indices:
+                m.add(self.call[g][b] >= self.pick[(g.layer, i)][b] - self.preloaded[g][b])
+
+    # -- chunk costs: linear in the group's variables (durations in 1/sub_ticks ticks) -----------
+
+    def _streamed(self, g: Group, b: int):
+        return self.kept[g][b] - self.preloaded[g][b]
+
+    def arena_units(self, g: Group, costs: PartCosts):
+        """Arena bytes of the slot (0 when empty or pinned in place)."""
+        return sum(self.scale.units(costs.arena_nbytes[n]) * v for n, v in self.size[g].items() if n)
+
+    def compute_fine(self, g: Group, costs: PartCosts):
+        size, in_place = self.size[g], self.in_place[g]
+        return sum(
+            self.scale.fine(costs.compute_s[n]) * (v + in_place.get(n, 0))
+            for n, v in size.items() if n
+        )
+
+    def io_fine(self, g: Group, costs: PartCosts):
+        """The IO lane's own work on the slot: overhead, preloaded decodes, reads, streamed decodes."""
+        f, bits = self.scale.fine, self.problem.bits
+        overhead = f(self.problem.io_chunk_overhead_s) * sum(v for n, v in self.size[g].items() if n)
+        preloaded = sum(f(costs.decode_call_s[b] + costs.decode_piece_s[b]) * self.preloaded[g][b] for b in bits)
+        reads = sum(f(costs.read_s[b]) * self._streamed(g, b) for b in bits)
+        # a chunk pinned in place has no IO: take back the decodes its preloaded fp32 members added
+        unpinned = 0
+        if self.in_place[g]:
+            unpinned = f(costs.decode_call_s[32] + costs.decode_piece_s[32]) * sum(n * v for n, v in self.in_place[g].items())
+        return overhead + preloaded + reads - unpinned + self.decode_fine(g, costs)
+
+    def decode_fine(self, g: Group, costs: PartCosts):
+        """The decode calls of the streamed runs, which follow the reads."""
+        f = self.scale.fine
+        return sum(f(costs.decode_call_s[b]) * self.call[g][b] + f(costs.decode_piece_s[b]) * self._streamed(g, b) for b in self.streamed_bits)
+
+    def read_units(self, g: Group, costs: PartCosts):
+        return sum(self.scale.units(costs.stored_nbytes[b]) * self._streamed(g, b) for b in self.problem.bits)
+
+    def pinned_units(self, g: Group, costs: PartCosts):
+        u = self.scale.units
+        preloaded = sum(u(costs.stored_nbytes[b]) * self.preloaded[g][b] for b in self.problem.bits)
+        if not self.in_place[g]:
+            return preloaded
+        # pinned in place: the whole fp32 chunk instead of its members' stored bytes
+        return preloaded + sum((u(costs.arena_nbytes[n]) - n * u(costs.stored_nbytes[32])) * v for n, v in self.in_place[g].items())
+
+    # -- the timeline: two lanes, reads capped, joins ---------------------------------------------
+
+    def _add_timeline(self) -> None:
+        m, p, s = self.model, self.problem, self.scale
+        h, k = self.horizon, s.sub_ticks
+        self.embed_end = s.ticks(max(p.embed_s, p.embed_io_nbytes / p.cap_Bps if p.cap_Bps else 0.0))
+        self.io_start, self.io_end, self.compute_start, self.compute_end, self.read_total = [], [], [], [], []
+        self.joins = {}
+        self.cap = s.cap_fraction(p.cap_Bps) if p.cap_Bps else None
+        self.started = []
+        embed_read = s.units(p.embed_io_nbytes)
+        most_read = sum(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].stored_nbytes.values()) for slot, g in zip(p.slots, self.slot_groups, strict=True))
+        read_so_far, started = 0, 0
+        previous_io, previous_step = 0, self.embed_end
+        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
+            costs = p.parts[slot.part]
+            io_start = m.new_int_var(0, h, f"io_start_{c}")
+            io_end = m.new_int_var(0, h, f"io_end_{c}")
+            start = m.new_int_var(0, h, f"compute_start_{c}")
+            end = m.new_int_var(0, h, f"compute_end_{c}")
+            # IO lane, in slot order: io_end - io_start >= the slot's IO work
+            m.add(io_start >= previous_io)
+            m.add(k * (io_end - io_start) >= self.io_fine(g, costs))
+            if self.cap is not None:
+                # reads done >= (embedding + bytes read through this slot) / cap, the decode calls
+                # follow; the IO lane's first chunk is where the embedding's bytes start to count
+                # (a slot before it, empty or pinned in place, is not loaded at all)
+                num, den = self.cap
+                total = m.new_int_var(0, most_read, f"read_total_{c}")
+                m.add(total == read_so_far + self.read_units(g, costs))
+                loaded = sum(v for n, v in self.size[g].items() if n)
+                now_started = m.new_bool_var(f"started_{c}")
+                m.add(now_started >= loaded)
+                m.add(now_started >= started)
+                m.add(now_started <= started + loaded)
+                m.add(num * (k * io_end - self.decode_fine(g, costs)) >= k * den * (total + embed_read * now_started))
+                read_so_far, started = total, now_started
+                self.read_total.append(total)
+                self.started.append(now_started)
+            # compute lane: after the previous step and after this slot's IO
+            m.add(start >= previous_step)
+            m.add(start >= io_end)
+            m.add(k * (end - start) >= self.compute_fine(g, costs))
+            self.io_start.append(io_start)
+            self.io_end.append(io_end)
+            self.compute_start.append(start)
+            self.compute_end.append(end)
+            previous_io, previous_step = io_end, end
+            if _block_ends(p, c):
+                join = m.new_int_var(0, h, f"join_{slot.layer}_{slot.part}")
+                m.add(k * (join - end) >= s.fine(costs.join_s))
+                self.joins[(slot.layer, slot.part)] = join
+                previous_step = join
+        self.latency = previous_step
+
+    # -- memory: pinned + staging + arena within the budget; arena admission ----------------------
+
+    def _add_memory(self) -> None:
+        m, p, s = self.model, self.problem, self.scale
+        self.pinned = s.units(p.header_nbytes) + sum(self.pinned_units(g, p.parts[slot.part]) for slot, g in zip(p.slots, self.slot_groups, strict=True))
+        self.largest_staged = {b: max(s.units(c.stored_nbytes[b]) for c in p.parts.values()) for b in self.streamed_bits}
+        self.most_staging = max((len(g.indices) * self.largest_staged[b] for g in self.groups for b in self.streamed_bits), default=0)
+        self.staging = m.new_int_var(0, self.most_staging, "staging")
+        for g in self.groups:
+            for b in self.streamed_bits:
+                m.add(self.staging >= self.largest_staged[b] * self._streamed(g, b))
+        self.arena = None
+        self.held, self.demand = [], []
+        self.tiers, self.tier_top = {}, {}
+        if p.memory_bytes is None:
+            return  # the budget then holds every chunk of the call at once: memory never delays IO
+        budget = s.units_down(p.memory_bytes)
+        self.arena = m.new_int_var(0, max(budget, 0), "arena")
+        m.add(self.arena == budget - self.pinned - self.staging)
+        # the arena holds the embedding rows and every chunk (`Simulation.fits`)
+        m.add(self.arena >= s.units(p.embed_arena_nbytes))
+        intervals = [m.new_fixed_size_interval_var(0, self.embed_end, "embed_rows")]
+        demands = [s.units(p.embed_arena_nbytes)]
+        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
+            costs = p.parts[slot.part]
+            demand = m.new_int_var(0, s.units(max(costs.arena_nbytes)), f"arena_held_{c}")
+            m.add(demand == self.arena_units(g, costs))
+            m.add(self.arena >= demand)
+            held = m.new_int_var(0, self.horizon, f"held_{c}")
+            intervals.append(m.new_interval_var(self.io_start[c], held, self.compute_end[c], f"arena_{c}"))
+            demands.append(demand)
+            self.held.append(held)
+            self.demand.append(demand)
+        m.add_cumulative(intervals, demands, self.arena)
+        self._add_arena_tiers(budget)
+
+    def _add_arena_tiers(self, budget: int) -> None:
+        """Cuts: the arena's tier, a one-hot over the thresholds where a chunk's fit or an adjacent
+        pair's overlap changes (every arena size and every sum of two). The LP relaxation of
+        `arena >= need` averages over chunk sizes and lets big chunks share a small arena; once the
+        solver fixes the tier, which sizes fit and which adjacent pairs must not overlap follow
+        from the sizes alone."""
+        m, p, s, k = self.model, self.problem, self.scale, self.scale.sub_ticks
+        room = budget - s.units(p.header_nbytes)
+        embed = s.units(p.embed_arena_nbytes)
+        sizes = {s.units(a) for costs in p.parts.values() for a in costs.arena_nbytes if a} | {embed}
+        thresholds = sorted(t for t in sizes | {a + b for a in sizes for b in sizes} if embed <= t <= room)
+        if not thresholds:
+            return
+        self.tiers = {t: m.new_bool_var(f"tier_{t}") for t in thresholds}
+        self.tier_top = {t: (thresholds[i + 1] - 1 if i + 1 < len(thresholds) else room) for i, t in enumerate(thresholds)}
+        m.add_exactly_one(self.tiers.values())
+        # tier t: t <= arena <= (next threshold) - 1
+        m.add(self.arena >= sum(t * v for t, v in self.tiers.items()))
+        m.add(self.arena <= sum(self.tier_top[t] * v for t, v in self.tiers.items()))
+
+        def fits(need: int):
+            return sum(v for t, v in self.tiers.items() if self.tier_top[t] >= need)
+
+        for g in self.groups:
+            for n, v in self.size[g].items():
+                if n:
+                    m.add(v <= fits(max(s.units(c.arena_nbytes[n]) for c in p.parts.values())))
+        # adjacent slots c, c+1 holding >= n1 and >= n2 members whose arenas sum above the tier:
+        # c+1's IO waits for c's compute, so it starts >= c's IO end + c's compute time
+        for c in range(len(p.slots) - 1):
+            first, second = p.parts[p.slots[c].part], p.parts[p.slots[c + 1].part]
+            g1, g2 = self.slot_groups[c], self.slot_groups[c + 1]
+            for n1 in range(1, len(g1.indices) + 1):
+                at_least_1 = sum(v for n, v in self.size[g1].items() if n >= n1)
+                work = min(s.fine(first.compute_s[n]) for n in range(n1, len(g1.indices) + 1))
+                for n2 in range(1, len(g2.indices) + 1):
+                    need = min(s.units(first.arena_nbytes[a]) for a in range(n1, len(g1.indices) + 1))
+                    need += min(s.units(second.arena_nbytes[b]) for b in range(n2, len(g2.indices) + 1))
+                    if need <= self.tier_top[thresholds[0]]:
+                        continue
+                    at_least_2 = sum(v for n, v in self.size[g2].items() if n >= n2)
+                    m.add(k * self.io_start[c + 1] >= k * self.io_end[c] + work * (at_least_1 + at_least_2 - 1 - fits(need)))
+
+    # -- objective --------------------------------------------------------------------------------
+
+    def _add_objective(self) -> None:
+        p, s = self.problem, self.scale
+        self.objective = sum(
+            s.points(p.importance(layer, index, b)) * var
+            for (layer, index), picks in self.pick.items() for b, var in picks.items() if b
+        )
+
+    # -- fixing, hinting, reading back ------------------------------------------------------------
+
+    def decision_values(self, choices: Choices) -> dict[int, int]:
+        """{variable index: value} of the decisions (picks, preloaded counts) encoding `choices`."""
+        values = {}
+        for position, picks in self.pick.items():
+            for b, var in picks.items():
+                values[var.index] = int(choices[position].bits == b)
+        for g in self.groups:
+            counts = group_counts(self.problem, g.layer, g.indices, choices)
+            for b, var in self.preloaded[g].items():
+                values[var.index] = counts.preloaded[b]
+        return values
+
+    def fix(self, choices: Choices) -> None:
+        for index, value in self.decision_values(choices).items():
+            self.model.add(self.model.get_int_var_from_proto_index(index) == value)
+
+    def hint(self, choices: Choices) -> None:
+        """Hint every variable: the plan's decisions and its earliest schedule in the model."""
+        for index, value in self.values(choices).items():
+            self.model.add_hint(self.model.get_int_var_from_proto_index(index), value)
+
+    def values(self, choices: Choices) -> dict[int, int]:
+        """{variable index: value} of every variable for `choices` and its earliest schedule: a
+        complete assignment, model-feasible when the plan meets the targets in the model's integers."""
+        p, s, k = self.problem, self.scale, self.scale.sub_ticks
+        values = self.decision_values(choices)
+        counts = {g: group_counts(p, g.layer, g.indices, choices) for g in self.groups}
+        for g, gc in counts.items():
+            for b, var in self.call[g].items():
+                values[var.index] = int(gc.streamed(b) > 0)
+            for n, var in self.size[g].items():
+                values[var.index] = int(gc.members == n and not gc.in_place)
+            for n, var in self.in_place[g].items():
+                values[var.index] = int(gc.members == n and gc.in_place)
+
+        def value(expr) -> int:
+            return _evaluate(expr, values)
+
+        staging = max((self.largest_staged[b] * counts[g].streamed(b) for g in self.groups for b in self.streamed_bits), default=0)
+        values[self.staging.index] = staging
+        arena, demands = None, []
+        if self.arena is not None:
+            arena = s.units_down(p.memory_bytes) - value(self.pinned) - staging
+            values[self.arena.index] = arena
+            for t, var in self.tiers.items():
+                values[var.index] = int(t <= arena <= self.tier_top[t])
+            for c, var in enumerate(self.demand):
+                values[var.index] = value(self.arena_units(self.slot_groups[c], p.parts[p.slots[c].part]))
+                demands.append(values[var.index])
+        # the earliest schedule: the simulator's rules in ticks, FIFO arena admission
+        live = [(s.units(p.embed_arena_nbytes), self.embed_end)]  # (demand, freed at), in allocation order
+        previous_io, previous_step = 0, self.embed_end
+        read_so_far, started = 0, 0
+        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
+            costs = p.parts[slot.part]
+            io_start = previous_io
+            if arena is not None and demands[c]:
+                live = [(d, free) for d, free in live if free > io_start]
+                while live and sum(d for d, _ in live) + demands[c] > arena:
+                    io_start = live[0][1]
+                    live = [(d, free) for d, free in live if free > io_start]
+            io_end = io_start + _ceil_div(value(self.io_fine(g, costs)), k)
+            if self.cap is not None:
+                num, den = self.cap
+                read_so_far += value(self.read_units(g, costs))
+                started = max(started, int(counts[g].members > 0 and not counts[g].in_place))
+                values[self.read_total[c].index] = read_so_far
+                values[self.started[c].index] = started
+                total = read_so_far + s.units(p.embed_io_nbytes) * started
+                io_end = max(io_end, _ceil_div(k * den * total + num * value(self.decode_fine(g, costs)), num * k))
+            start = max(previous_step, io_end)
+            end = start + _ceil_div(value(self.compute_fine(g, costs)), k)
+            for var, v in ((self.io_start[c], io_start), (self.io_end[c], io_end), (self.compute_start[c], start), (self.compute_end[c], end)):
+                values[var.index] = v
+            if arena is not None:
+                values[self.held[c].index] = end - io_start
+                if demands[c]:
+                    live.append((demands[c], end))
+            previous_io, previous_step = io_end, end
+            if _block_ends(p, c):
+                previous_step = end + _ceil_div(s.fine(costs.join_s), k)
+                values[self.joins[(slot.layer, slot.part)].index] = previous_step
+        return values
+
+    def choices(self, solver: cp_model.CpSolver) -> Choices:
+        out = {}
+        for g in self.groups:
+            for i in g.indices:
+                bits = next(b for b, var in self.pick[(g.layer, i)].items() if solver.boolean_value(var))
+                out[(g.layer, i)] = ShardChoice(g.layer, i, bits)
+            for b, var in self.preloaded[g].items():
+                for i in [i for i in g.indices if out[(g.layer, i)].bits == b][: solver.value(var)]:
+                    out[(g.layer, i)] = ShardChoice(g.layer, i, b, True)
+        return out
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _block_ends(problem: Problem, c: int) -> bool:
+    """Whether slot c is the last of its block (its join follows)."""
+    slots = problem.slots
+    return c + 1 == len(slots) or (slots[c + 1].layer, slots[c + 1].part) != (slots[c].layer, slots[c].part)
+
+
+def _evaluate(expr, values: dict[int, int]) -> int:
+    """The value of a linear expression under {variable index: value}."""
+    if isinstance(expr, int):
+        return expr
+    flat = cp_model_helper.FlatIntExpr(expr)
+    return flat.offset + sum(coeff * values[var.index] for var, coeff in zip(flat.vars, flat.coeffs, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# Solving
+# ----------------------------------------------------------------------------------------------
+
+
+def _solver(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    # measured on the benchmark instances: the bound comes from LP tree search (branching on the
+    # arena tiers), so both workers keep the full LP (the default pairs one with heuristics)
+    if workers == 2:
+        solver.parameters.subsolvers.extend(TWO_WORKER_SUBSOLVERS)
+    return solver
+
+
+def cpsat_solve(
+    problem: Problem,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+    hint: Choices | None = None,
+) -> Solution:
+    """The plan of highest summed importance that meets the problem's targets (CP-SAT).
+
+    `hint` (a plan, typically the greedy one) seeds the search; when it meets the targets the
+    result is never worse than it."""
+    start_s = time.perf_counter()
+    _check_reachable(problem)
+    scale = Scale.for_problem(problem)
+    plan = PlanModel(problem, scale)
+    plan.model.maximize(plan.objective)
+    start = _best_start(problem, [hint])
+    plan.hint(start)
+    solver = _solver(max(0.0, time_limit_s - (time.perf_counter() - start_s)), workers, seed)
+    status = solver.solve(plan.model)
+    name = solver.status_name(status)
+    if status == cp_model.INFEASIBLE:
+        raise InfeasibleError(
+            f"no plan meets the targets within the solver's time resolution ({scale.time_unit_s * 1e6:.3g} µs): "
+            "loosen the latency or memory target slightly"
+        )
+    found = plan.choices(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+    fallback = start if is_feasible(problem, evaluate(problem, start)) else None
+    if found is None or (fallback is not None and problem.objective(fallback) > problem.objective(found)):
+        if fallback is None:
+            raise InfeasibleError(f"CP-SAT found no plan within {time_limit_s:g} s ({name}): give it more time")
+        found, name = fallback, "FEASIBLE"
+    objective = problem.objective(found)
+    bound = max(solver.best_objective_bound * scale.importance_unit, objective)
+    gap = (bound - objective) / max(abs(bound), 1e-12)
+    info = SolverInfo("cpsat", name, objective, bound, gap, time.perf_counter() - start_s)
+    return solution(problem, found, info)
+
+
+def _best_start(problem: Problem, candidates: list[Choices | None]) -> Choices:
+    """The feasible candidate of highest objective, or the plan that drops every shard."""
+    best = dropped_all(problem)
+    for choices in candidates:
+        better = choices is not None and problem.objective(choices) > problem.objective(best)
+        if better and is_feasible(problem, evaluate(problem, choices)):
+            best = choices
+    return best
+
+
+def _check_reachable(problem: Problem) -> None:
+    """Raise when even the plan that drops every shard misses a target (then every plan does)."""
+    simulation = evaluate(problem, dropped_all(problem))
+    if not simulation.fits:
+        least = problem.header_nbytes + problem.embed_arena_nbytes
+        raise InfeasibleError(
+            f"memory budget {problem.memory_bytes} B is below the least any plan needs, {least} B "
+            f"(headers {problem.header_nbytes} B + embedding rows {problem.embed_arena_nbytes} B)"
+        )
+    if not is_feasible(problem, simulation):
+        raise InfeasibleError(
+            f"latency target {problem.latency_s * 1e3:.3f} ms is below the least any plan needs, "
+            f"{simulation.latency_s * 1e3:.3f} ms (embedding and joins with every shard dropped)"
+        )
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """What the model predicts for a fixed plan: its least latency and its memory terms."""
+
+    latency_s: float
+    pinned_nbytes: int
+    staging_nbytes: int
+    status: str
+
+
+def model_check(problem: Problem, choices: Choices, time_limit_s: float = 10.0, scale: Scale | None = None) -> ModelCheck:
+    """The model with `choices` fixed and the latency minimized (the target ignored): for checking
+    the model against the simulator."""
+    scale = scale or Scale.for_problem(problem)
+    plan = PlanModel(problem, scale, latency_target=False)
+    plan.fix(choices)
+    pinned = plan.model.new_int_var(0, 1 << 50, "pinned_total")
+    plan.model.add(pinned == plan.pinned)
+    # staging is only bounded below in the model; minimize it second, after the latency
+    plan.model.minimize(plan.latency * (plan.most_staging + 1) + plan.staging)
+    solver = _solver(time_limit_s, 1, 0)
+    status = solver.solve(plan.model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return ModelCheck(math.inf, 0, 0, solver.status_name(status))
+    return ModelCheck(
+        scale.seconds(solver.value(plan.latency)), scale.nbytes(solver.value(pinned)),
+        scale.nbytes(solver.value(plan.staging)), solver.status_name(status),
+    )
