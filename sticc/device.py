@@ -47,6 +47,21 @@ class FitError:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Scales fitted on traced runner calls, where both lanes and the embedding run at once.
+
+    The isolated measurements miss what the lanes do to each other on shared cores, caches, disk
+    queue and GIL; each figure of a lane is multiplied by its lane's scale."""
+
+    io_scale: float  # reads, decodes and chunk overhead
+    compute_scale: float  # chunks and joins
+    embed_scale: float
+    plans: int  # calibration plans traced
+    latency_error_before: float  # median |simulated / measured - 1| over their calls, unscaled
+    latency_error_after: float  # the same with the scales
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     device: str  # free text: host and CPU
     model_shape: dict[str, int]  # piece shapes the compute figures are for (see `model_shape`)
@@ -60,29 +75,41 @@ class DeviceProfile:
     embed_s: tuple[float, float]  # e0, e1 (per token)
     fit_error: FitError | None  # of the compute fit, for measured profiles
     note: str = ""
+    calibration: Calibration | None = None  # None: every scale 1
 
-    # -- costs -----------------------------------------------------------------------------------
+    # -- costs (isolated figures times the calibration's lane scales) ---------------------------
+
+    @property
+    def _scales(self) -> tuple[float, float, float]:
+        c = self.calibration
+        return (1.0, 1.0, 1.0) if c is None else (c.io_scale, c.compute_scale, c.embed_scale)
+
+    @property
+    def io_chunk_s(self) -> float:
+        return self.io_chunk_overhead_s * self._scales[0]
 
     def read_s(self, nbytes: int) -> float:
-        return self.request_latency_s + nbytes / self.read_bandwidth_Bps
+        return (self.request_latency_s + nbytes / self.read_bandwidth_Bps) * self._scales[0]
 
-    def decode_s(self, bits: int, weights: int) -> float:
-        figures = self.decode[bits]
-        return figures.call_s + weights / figures.weights_per_s
+    def decode_call_s(self, bits: int) -> float:
+        return self.decode[bits].call_s * self._scales[0]
+
+    def decode_weight_s(self, bits: int) -> float:
+        return self._scales[0] / self.decode[bits].weights_per_s
 
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
             return 0.0
         c0, c_l, c1, c2 = self.compute[part].chunk_s
-        return c0 + c_l * seq_len + c1 * shards * seq_len + c2 * shards * seq_len * seq_len
+        return (c0 + c_l * seq_len + c1 * shards * seq_len + c2 * shards * seq_len * seq_len) * self._scales[1]
 
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
-        return j0 + j1 * seq_len
+        return (j0 + j1 * seq_len) * self._scales[1]
 
     def embed_time_s(self, seq_len: int) -> float:
         e0, e1 = self.embed_s
-        return e0 + e1 * seq_len
+        return (e0 + e1 * seq_len) * self._scales[2]
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -103,6 +130,8 @@ class DeviceProfile:
     def to_json(self) -> dict:
         data = asdict(self)
         data["decode"] = {str(bits): asdict(d) for bits, d in sorted(self.decode.items())}
+        if self.calibration is None:
+            del data["calibration"]
         data["format_version"] = DEVICE_FORMAT_VERSION
         return data
 
@@ -144,8 +173,10 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
 _KEYS = {
     "format_version", "device", "model_shape", "compute_threads", "read_bandwidth_Bps", "request_latency_s",
     "emulated_bandwidth_Bps", "io_chunk_overhead_s", "decode", "compute", "embed_s", "fit_error", "note",
+    "calibration",
 }
-_REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps"}
+_REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps", "calibration"}
+_CALIBRATION_KEYS = {"io_scale", "compute_scale", "embed_scale", "plans", "latency_error_before", "latency_error_after"}
 
 
 def _number(value, where: str, positive: bool = False) -> float:
@@ -214,6 +245,15 @@ def _parse(data: dict, where: str) -> DeviceProfile:
         entry = _object(fit, f"{where}: fit_error", {"max_rel", "rms_rel", "points"})
         fit = FitError(_number(entry["max_rel"], f"{where}: fit_error.max_rel"),
                        _number(entry["rms_rel"], f"{where}: fit_error.rms_rel"), int(entry["points"]))
+    calibration = data.get("calibration")
+    if calibration is not None:
+        entry = _object(calibration, f"{where}: calibration", _CALIBRATION_KEYS)
+        calibration = Calibration(
+            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("io_scale", "compute_scale", "embed_scale")),
+            int(_number(entry["plans"], f"{where}: calibration.plans")),
+            _number(entry["latency_error_before"], f"{where}: calibration.latency_error_before"),
+            _number(entry["latency_error_after"], f"{where}: calibration.latency_error_after"),
+        )
     emulated = data.get("emulated_bandwidth_Bps")
     if not isinstance(data.get("note", ""), str):
         raise UserError(f"{where}: note must be a string")
@@ -230,4 +270,5 @@ def _parse(data: dict, where: str) -> DeviceProfile:
         embed_s=_numbers(data["embed_s"], f"{where}: embed_s", 2),
         fit_error=fit,
         note=data.get("note", ""),
+        calibration=calibration,
     )

@@ -38,6 +38,15 @@ class ImportanceProfile:
         """The additive model's loss of a plan: the sum of its shards' losses."""
         return sum(self.loss[(c.layer, c.index)][c.bits] for c in choices)
 
+    @classmethod
+    def flat(cls, store: Store) -> ImportanceProfile:
+        """Every version loses nothing: for simulating a plan when fidelity is not the question."""
+        loss = {
+            (layer, index): dict.fromkeys((0, *store.bits), 0.0)
+            for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
+        }
+        return cls(store.store_id, "none (flat)", {}, loss)
+
     def check_store(self, store: Store, where: str = "importance profile") -> None:
         if self.store_id != store.store_id:
             raise UserError(f"{where} was measured on another store (store_id differs): run `sticc profile importance`")

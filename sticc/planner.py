@@ -158,12 +158,7 @@ def plan_for_targets(
 
 def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:
     """Predictions for a uniform or hand-written plan on a device (and fidelity, given importance)."""
-    from sticc.importance import ImportanceProfile as Profile
-
-    losses = importance or Profile(store.store_id, "", {}, {
-        (layer, index): dict.fromkeys((0, *store.bits), 0.0)
-        for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
-    })
+    losses = importance or ImportanceProfile.flat(store)
     problem = lower(
         store, device, losses, plan.targets.seq_len, plan.targets.latency_s, plan.memory_budget_bytes, plan.shards_per_chunk,
     )

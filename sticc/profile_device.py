@@ -24,12 +24,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sticc.device import Decode, DeviceProfile, FitError, PartCompute, model_shape
+from sticc.device import Calibration, Decode, DeviceProfile, FitError, PartCompute, model_shape
 from sticc.measure import evict_from_page_cache
 from sticc.plan import DEFAULT_CHUNKS_PER_BLOCK
 from sticc.runtime import (
@@ -293,6 +294,85 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
     return float(e0), float(e1)
 
 
+def _calibration_plans(store: Store, count: int) -> list:
+    """Random mixed plans like a planner makes: some shards dropped, mixed bitwidths."""
+    import random
+
+    from sticc.plan import ShardChoice
+
+    rng = random.Random(7)
+    plans = []
+    for n in range(count):
+        keep = (1.0, 0.75, 0.5)[n % 3]
+        plans.append({
+            (layer, index): ShardChoice(layer, index, rng.choice(store.bits) if rng.random() < keep else 0)
+            for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
+        })
+    return plans
+
+
+def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3, calls: int = 4) -> Calibration:
+    """Lane scales from traced calls of random plans (see `Calibration`), reads not capped."""
+    from codegen import emit_runner, load_runner, write_output
+    from sticc.importance import ImportanceProfile
+    from sticc.lower import lower
+    from sticc.plan import SolverInfo, make_plan
+    from sticc.simulate import simulate
+
+    base = replace(profile, emulated_bandwidth_Bps=None, calibration=None)
+    previous = torch.get_num_threads()
+    ids = (torch.randperm(store.spec.vocab - 1000, generator=torch.Generator().manual_seed(seq_len))[:seq_len] + 999)[None]
+    ratios: dict[str, list[float]] = {"io": [], "compute": [], "embed": []}
+    cases = []
+    with tempfile.TemporaryDirectory(prefix="sticc-calibrate-") as tmp:
+        for n, choices in enumerate(_calibration_plans(store, plans)):
+            plan = make_plan(store, tuple(choices.values()), SolverInfo("calibration", "GIVEN"), seq_len=seq_len)
+            problem = lower(store, base, ImportanceProfile.flat(store), seq_len, None, None, plan.shards_per_chunk)
+            simulation = simulate(problem, choices, plan.memory_budget_bytes)
+            lanes = {
+                "io": sum(e.end_s - e.start_s for e in simulation.events if e.kind == "load"),
+                "compute": sum(e.end_s - e.start_s for e in simulation.events if e.kind == "compute"),
+                "embed": next(e.end_s for e in simulation.events if e.kind == "embed"),
+            }
+            runner = load_runner(write_output(Path(tmp) / str(n), emit_runner(store, plan, store.path))).Runner(
+                str(store.path), threads=profile.compute_threads,
+            )
+            try:
+                for call in range(calls + 1):  # the first call is not counted
+                    trace: list = []
+                    evict_from_page_cache(store.data_path)
+                    runner.forward(ids, trace=trace)
+                    if call == 0:
+                        continue
+                    for lane, value in zip(("io", "compute", "embed"), _trace_lanes(trace), strict=True):
+                        ratios[lane].append(value / lanes[lane])
+                    cases.append((plan, choices, runner.last_stats["latency_s"], simulation.latency_s))
+            finally:
+                runner.close()
+                torch.set_num_threads(previous)
+        # medians over calls: one disturbed call must not set a lane's scale
+        io_scale, compute_scale, embed_scale = (float(statistics.median(ratios[lane])) for lane in ("io", "compute", "embed"))
+        scaled = replace(base, calibration=Calibration(io_scale, compute_scale, embed_scale, plans, 0.0, 0.0))
+        after = []
+        for plan, choices, latency_s, _ in cases:
+            problem = lower(store, scaled, ImportanceProfile.flat(store), seq_len, None, None, plan.shards_per_chunk)
+            after.append(abs(simulate(problem, choices, plan.memory_budget_bytes).latency_s / latency_s - 1))
+    before = [abs(simulated / latency_s - 1) for _, _, latency_s, simulated in cases]
+    return Calibration(io_scale, compute_scale, embed_scale, plans, float(statistics.median(before)), float(statistics.median(after)))
+
+
+def _trace_lanes(trace: list) -> tuple[float, float, float]:
+    """(IO lane busy s, compute lane kernel s, embedding s) of one traced call."""
+    start = {key: t for event, key, t in trace if event == "io_start"}
+    io = sum(t - start[key] for event, key, t in trace if event == "io_end" and key in start)
+    begins = [t for event, _, t in trace if event == "compute_start"]
+    ends = [t for event, _, t in trace if event == "compute_end"]
+    compute = sum(e - b for b, e in zip(begins, ends, strict=True))
+    call = next(t for event, _, t in trace if event == "call_start")
+    embed = next(t for event, _, t in trace if event == "embed_end") - call
+    return io, compute, embed
+
+
 def measure_chunk_overhead(store: Store, repeats: int = 200) -> float:
     """The IO thread's per-chunk bookkeeping: arena allocation, views, free."""
     shape = piece_shape(store.spec, store.shards_per_layer, "attn")
@@ -326,7 +406,7 @@ def measure_device(
     def busy_decoding() -> None:
         decode_weights_into(codes, scales, zeros, decode_bits, group, decoded)
 
-    steps = ["reads", "threads", "decode", "compute", "embedding", "overhead"]
+    steps = ["reads", "threads", "decode", "compute", "embedding", "overhead", "calibration"]
     figures: dict = {}
     for step in progress(iter(steps), len(steps), "profiling device"):
         if step == "reads":
@@ -339,8 +419,15 @@ def measure_device(
             figures["compute"] = measure_compute(store, seq_lens, figures["threads"], busy_decoding)
         elif step == "embedding":
             figures["embed"] = measure_embed(store, seq_lens, figures["threads"])
-        else:
+        elif step == "overhead":
             figures["overhead"] = measure_chunk_overhead(store)
+        else:
+            figures["calibration"] = calibrate(store, _profile(store, figures, io_bandwidth_Bps, seq_lens), seq_len)
+    profile = _profile(store, figures, io_bandwidth_Bps, seq_lens)
+    return replace(profile, calibration=figures["calibration"])
+
+
+def _profile(store: Store, figures: dict, io_bandwidth_Bps: float | None, seq_lens: list[int]) -> DeviceProfile:
     bandwidth, latency = figures["reads"]
     compute, fit_error = figures["compute"]
     return DeviceProfile(

@@ -435,8 +435,10 @@ class Loader:
         pool: WeightPool,
         preloaded: dict[int, torch.Tensor],
         pinned_chunks: dict[int, Chunk],
+        trace: list | None = None,
     ) -> None:
         self._loads = loads
+        self._trace = trace  # (event, chunk key, perf_counter seconds) when tracing
         self._reader = reader
         self._pool = pool
         self._preloaded = preloaded
@@ -460,6 +462,8 @@ class Loader:
                 if self._stop:
                     return
                 chunk = self._load(load)
+                if self._trace is not None:
+                    self._trace.append(("io_end", load.key, time.perf_counter()))
                 with self._cond:
                     self._ready[load.key] = chunk
                     self._cond.notify_all()
@@ -475,6 +479,8 @@ class Loader:
         count = len(load.members)
         nbytes = load.arena_nbytes
         weights, biases = chunk_views(self._pool.allocate(nbytes), first, count)
+        if self._trace is not None:
+            self._trace.append(("io_start", load.key, time.perf_counter()))
         for i, member in enumerate(load.members):
             if member.preloaded:
                 dequantize_into(self._preloaded[member.offset], member.layout, weights[i], biases[i])
@@ -530,10 +536,14 @@ class Loader:
                 if self._error is not None:
                     raise self._error
                 self._cond.wait()
+            if self._trace is not None:
+                self._trace.append(("compute_start", key, time.perf_counter()))
             return self._ready.pop(key)
 
     def free(self, chunk: Chunk) -> None:
         """The compute side is done with `chunk`: its arena bytes go back to the pool."""
+        if self._trace is not None:
+            self._trace.append(("compute_end", -1, time.perf_counter()))
         if chunk.nbytes:  # 0: a chunk pinned for the runner's lifetime
             self._pool.free_oldest(chunk.nbytes)
 
@@ -893,11 +903,15 @@ class RunnerBase:
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         overlap: bool = True,
+        trace: list | None = None,
     ) -> torch.Tensor:
         """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`.
 
         `overlap=False` lets the IO thread finish every load before compute starts (load, then
         compute: a baseline for measurements); the arena must then hold every chunk of the call.
+        `trace`, a list, receives (event, chunk key, perf_counter seconds) tuples: "call_start",
+        "embed_end", and per loaded chunk "io_start" (arena space taken), "io_end", "compute_start"
+        and "compute_end" (key -1: chunks are freed in load order).
         """
         if not overlap and sum(load.arena_nbytes for load in self.LOADS if not load.pinned_in_place) > self.ARENA_BYTES:
             raise ValueError("overlap=False needs an arena that holds every chunk: compile with a larger --memory")
@@ -909,11 +923,15 @@ class RunnerBase:
         self.pool.reset_peak()
         read_before = self.reader.bytes_read
         self.reader.start_cap_clock()
+        if trace is not None:
+            trace.append(("call_start", -1, start_s))
         with torch.inference_mode():
-            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks)
+            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks, trace)
             try:
                 # the embedding rows take the arena first; the IO thread starts while they are read
                 x = self._embed(input_ids, attention_mask, token_type_ids, loads.start)
+                if trace is not None:
+                    trace.append(("embed_end", -1, time.perf_counter()))
                 if not overlap:
                     loads.wait_all()
                 x = self.schedule(x, attention_mask_bias(attention_mask), loads)

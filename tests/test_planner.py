@@ -13,7 +13,7 @@ from planning_helpers import synthetic_device, synthetic_importance
 from solvers.base import dropped_all, evaluate, is_feasible
 from solvers.exhaustive import exhaustive_solve
 from solvers.greedy import greedy_solve
-from sticc.device import DeviceProfile
+from sticc.device import Calibration, DeviceProfile
 from sticc.errors import InfeasibleError, UserError
 from sticc.lower import lower
 from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
@@ -120,7 +120,7 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    device = synthetic_device(small_store, cap_Bps=2e8)
+    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, 1.2, 2.0, 3, 0.4, 0.05))
     path = tmp_path / "device.json"
     device.write(path)
     assert DeviceProfile.read(path) == device
@@ -134,6 +134,7 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
         ({"compute": {**good["compute"], "ffn": {"chunk_s": [1, 2], "join_s": [0, 0]}}}, "compute.ffn.chunk_s must be a list of 4 numbers"),
         ({"format_version": 9}, "format_version 9"),
         ({"surprise": 1}, "unknown keys ['surprise']"),
+        ({"calibration": {**good["calibration"], "io_scale": 0}}, "calibration.io_scale must be positive"),
     ]
     for change, message in cases:
         path.write_text(json.dumps({**good, **change}))
@@ -151,3 +152,13 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
         synthetic_device(other).check_store(small_store)
     with pytest.raises(UserError, match="another store"):
         synthetic_importance(other).check_store(small_store)
+
+
+def test_calibration_scales_each_lane(small_store):
+    device = synthetic_device(small_store)
+    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 3.0, 4.0, 1, 0.0, 0.0))
+    assert scaled.read_s(1000) == pytest.approx(2 * device.read_s(1000))
+    assert scaled.decode_call_s(4) == pytest.approx(2 * device.decode[4].call_s)
+    assert scaled.chunk_s("attn", 2, 16) == pytest.approx(3 * device.chunk_s("attn", 2, 16))
+    assert scaled.join_s("ffn", 16) == pytest.approx(3 * device.join_s("ffn", 16))
+    assert scaled.embed_time_s(16) == pytest.approx(4 * device.embed_time_s(16))

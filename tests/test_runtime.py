@@ -134,3 +134,22 @@ def test_parse_quantity_rejects(text, unit):
 def test_parse_quantity_names_the_expected_form():
     with pytest.raises(ValueError, match=r"e\.g\. 40ms"):
         parse_quantity("fortyms", "s")
+
+
+def test_trace_records_every_chunk_in_order(tiny_bert_store, tmp_path):
+    from helpers import compile_runner
+
+    from solvers.uniform import uniform_plan
+    from sticc.store import Store
+
+    store = Store.open(tiny_bert_store)
+    runner = compile_runner(tiny_bert_store, uniform_plan(store, 4), tmp_path)
+    trace: list = []
+    runner.forward(torch.tensor([[1, 5, 9, 2]]), trace=trace)
+    events = [event for event, _, _ in trace]
+    keys = len(runner.LOADS)
+    assert events[0] == "call_start" and "embed_end" in events
+    assert [events.count(e) for e in ("io_start", "io_end", "compute_start", "compute_end")] == [keys] * 4
+    times = [t for _, _, t in trace]
+    assert [k for e, k, _ in trace if e == "io_end"] == list(range(keys))
+    assert all(t >= trace[0][2] for t in times)
