@@ -205,7 +205,16 @@ def profile_device(
     print(f"wrote {out}: reads {profile.read_bandwidth_Bps / 1e6:.0f} MB/s + {profile.request_latency_s * 1e6:.0f} us/request"
           + (f" (runners capped to {cap / 1e6:.0f} MB/s, emulated)" if cap else "")
           + f", {profile.compute_threads} compute threads"
-          + (f", compute fit error max {fit.max_rel * 100:.1f}% rms {fit.rms_rel * 100:.1f}% over {fit.points} points" if fit else ""))
+          + (f", compute fit error max {fit.max_rel * 100:.1f}% rms {fit.rms_rel * 100:.1f}% over {fit.points} points" if fit else "")
+          + _calibration_summary(profile.calibration))
+
+
+def _calibration_summary(calibration) -> str:
+    if calibration is None:
+        return ""
+    return (f"; calibrated on {calibration.plans} traced plans: IO x{calibration.io_scale:.2f}, compute x{calibration.compute_scale:.2f}, "
+            f"embedding x{calibration.embed_scale:.2f}, latency error {calibration.latency_error_before * 100:.0f}% -> "
+            f"{calibration.latency_error_after * 100:.0f}%")
 
 
 @profile_app.command(name="importance")
