@@ -173,3 +173,60 @@ def test_console_script_and_runner_processes(tmp_path, minilm_store):
         capture_output=True, text=True, env=env, check=False,
     )
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+@pytest.fixture
+def profiled_store(tmp_path, tiny_bert_store):
+    """The tiny store with hand-written (synthetic) device and importance profiles on disk."""
+    from planning_helpers import synthetic_device, synthetic_importance
+
+    from sticc.store import Store
+
+    store = Store.open(tiny_bert_store)
+    synthetic_device(store, cap_Bps=4e6).write(tmp_path / "device.json")
+    synthetic_importance(store).write(tmp_path / "importance.json")
+    return tiny_bert_store, tmp_path / "device.json", tmp_path / "importance.json"
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "greedy"])
+def test_compile_for_targets_writes_runner_plan_and_reports(capsys, tmp_path, profiled_store, solver):
+    store, device, importance = profiled_store
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        capsys, "compile", store, "-o", out, "--latency", "3ms", "--memory", "60kB", "--device", device,
+        "--importance", importance, "--solver", solver, "--seq-len", "16", "--time-limit", "5s",
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "report.md", "runner.py", "timeline.svg"]
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["solver"]["name"] == solver and plan["solver"]["status"] in ("OPTIMAL", "FEASIBLE")
+    assert plan["targets"] == {"latency_s": 0.003, "memory_bytes": 60000, "seq_len": 16}
+    assert plan["predicted"]["latency_s"] <= 0.003 and plan["predicted"]["peak_weight_bytes"] <= 60000
+    assert plan["runtime"] == {"io_bandwidth_cap_Bps": 4e6, "compute_threads": 1}
+    assert set(plan["shards"][0]) == {"layer", "index", "bits", "preload"}
+    assert ("greedy" in plan["comparison"]) == (solver == "cpsat")
+    assert "predicted" in stdout and "IO_BANDWIDTH_CAP_BPS = 4000000.0" in (out / "runner.py").read_text()
+    code, stdout, _ = run_cli(capsys, "report", out / "plan.json")
+    assert code == 0 and solver in stdout
+
+
+def test_unreachable_targets_exit_2_naming_what_is_reachable(capsys, tmp_path, profiled_store):
+    store, device, importance = profiled_store
+    code, _, err = run_cli(
+        capsys, "compile", store, "-o", tmp_path / "out", "--latency", "10us", "--memory", "60kB",
+        "--device", device, "--importance", importance, "--seq-len", "16",
+    )
+    assert code == 2
+    assert_one_line_error(code, err, "no plan meets 10 us within 60.0 kB: the smallest latency reachable with 60.0 kB is")
+    assert "(every shard dropped); no memory reaches 10 us" in err and not (tmp_path / "out").exists()
+    code, _, err = run_cli(
+        capsys, "compile", store, "-o", tmp_path / "out", "--latency", "50ms", "--memory", "1kB",
+        "--device", device, "--importance", importance, "--seq-len", "16",
+    )
+    assert code == 2 and "no plan fits in 1.0 kB; the smallest memory that reaches 50.0 ms is" in err
+
+
+def test_profiles_for_another_store_are_one_line_errors(capsys, tmp_path, profiled_store, minilm_store):
+    _, device, _ = profiled_store
+    code, _, err = run_cli(capsys, "compile", minilm_store, "-o", tmp_path / "out", "--latency", "50ms", "--device", device)
+    assert_one_line_error(code, err, "measured for pieces")
