@@ -22,11 +22,11 @@ SOLVERS = ("cpsat", "greedy")
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} us" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
 
 
 def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e6:.2f} MB"
+    return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.2f} MB"
 
 
 def check_reachable(problem: Problem) -> None:
@@ -45,9 +45,9 @@ def check_reachable(problem: Problem) -> None:
     if problem.memory_bytes is not None:
         asked.append(_mb(problem.memory_bytes))
     fastest = (
-        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)}"
+        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)} (every shard dropped)"
         if memory_ok and problem.memory_bytes is not None
-        else f"the smallest latency reachable at all is {_ms(floor.latency_s)}"
+        else f"the smallest latency reachable at all is {_ms(floor.latency_s)} (every shard dropped)"
         if memory_ok
         else f"no plan fits in {_mb(problem.memory_bytes)}"
     )
@@ -57,9 +57,7 @@ def check_reachable(problem: Problem) -> None:
         else f"no memory reaches {_ms(problem.latency_s)}" if not latency_ok
         else f"the smallest memory any plan needs is {_mb(least_memory)}"
     )
-    raise InfeasibleError(
-        f"no plan meets {' within '.join(asked)}: {fastest} (every shard dropped); {smallest}"
-    )
+    raise InfeasibleError(f"no plan meets {' within '.join(asked)}: {fastest}; {smallest}")
 
 
 def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> tuple[Solution, Solution]:
