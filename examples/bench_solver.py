@@ -9,7 +9,8 @@ latency lies between the all-dropped and the all-8-bit latency, so shards must b
 
 Prints a table (instance, targets, status, objective, bound, gap, wall) and, with --write, puts it
 into docs/solver.md between the benchmark markers.
-Run: python examples/bench_solver.py [--time-limit-base 2] [--time-limit-large 10] [--write]
+Run: python examples/bench_solver.py [--shapes bert-base] [--instances 0,2] [--time-limit-base 2]
+[--time-limit-large 10] [--write]
 """
 
 from __future__ import annotations
@@ -178,12 +179,15 @@ def main() -> None:
     parser.add_argument("--hint", choices=("greedy", "none"), default="greedy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instances", default="", help="comma-separated row numbers (0-based) to run, in table order; default all")
     parser.add_argument("--write", action="store_true", help="put the table into docs/solver.md")
     args = parser.parse_args()
     limits = {"bert-base": args.time_limit_base, "bert-large": args.time_limit_large}
     shapes = {name: limits[name] for name in args.shapes.split(",")}
     caps = tuple(None if c == "none" else float(c) for c in args.caps.split(","))
     cases = instances(shapes, _fractions(args.memory), _fractions(args.latency), caps, args.seed)
+    if args.instances:
+        cases = [cases[int(i)] for i in args.instances.split(",")]
     header = "| instance | targets | hint | status | objective | bound | gap | wall s |"
     rows = [header, "|---|---|---:|---|---:|---:|---:|---:|"]
     print(header, flush=True)

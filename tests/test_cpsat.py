@@ -132,3 +132,31 @@ def test_infeasible_targets_raise(tiny_stores) -> None:
     least = loose.header_nbytes + loose.embed_arena_nbytes
     with pytest.raises(InfeasibleError, match="memory budget"):
         cpsat_solve(replace(loose, memory_bytes=least - 1), workers=1)
+
+
+@pytest.mark.parametrize("cap_Bps", [None, CAP_BPS])
+@pytest.mark.parametrize(("store_name", "shards_per_chunk"), CASES)
+def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_chunk, cap_Bps) -> None:
+    """The greedy planner's fast feasibility check answers as the simulator does (the same latency,
+    to the last bit), and the greedy plan is the same with either check."""
+    from solvers.greedy import _Checker, _latency, greedy_solve
+
+    loose = _problem(tiny_stores[store_name], shards_per_chunk, cap_Bps)
+    rng = random.Random(f"greedy-{store_name}-{shards_per_chunk}-{cap_Bps}")
+    for trial in range(20):
+        choices = _random_plan(loose, rng)
+        work = plan_work(loose, choices)
+        pinned, staging = memory_of(loose, work)
+        largest = max([loose.embed_arena_nbytes, *(w.arena_nbytes for w in work)])
+        budget = None if trial % 4 == 0 else pinned + staging + largest + rng.randrange(-largest // 4, 2 * largest + 1)
+        simulation = evaluate(replace(loose, memory_bytes=budget), choices)
+        for latency_s in (None, simulation.latency_s, simulation.latency_s * 0.999):
+            problem = replace(loose, memory_bytes=budget, latency_s=latency_s)
+            checker = _Checker(problem)
+            assert checker.feasible(choices) == is_feasible(problem, simulation)
+            if simulation.fits:
+                numbered = checker.work(choices)
+                assert _latency(problem, numbered, checker.steps_after, simulation.arena_nbytes) == simulation.latency_s
+    for latency_s, memory_bytes in _targets(loose):
+        problem = replace(loose, latency_s=latency_s, memory_bytes=memory_bytes)
+        assert greedy_solve(problem).choices == greedy_solve(problem, fast=False).choices
