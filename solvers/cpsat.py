@@ -12,7 +12,8 @@ the memory budget. The model encodes the simulator's semantics (docs/solver.md h
 - Chunk costs are linear in the group's variables: overhead when non-empty and not pinned in
   place, a decode per preloaded member, a read per streamed member, a decode call per streamed
   bitwidth b < 32 (a 0/1 variable equal to [streamed count at b > 0]), a decode per streamed member.
-- Two lanes as precedences: the IO of slot c starts after the IO of slot c-1 ends and lasts its
+- Two lanes as precedences: the IO lane starts when the embedding ends; the IO of slot c starts
+  after the IO of slot c-1 ends and lasts its
   work (with a bandwidth cap, it also ends no earlier than (embedding + bytes read through c) / cap
   plus its decode calls, from the first slot the IO lane loads on); the compute of c starts after the previous compute step and after c's
   IO; every block ends with its join. Empty and pinned-in-place slots have no IO work and no arena,
@@ -335,7 +336,7 @@ class PlanModel:
         embed_read = s.units(p.embed_io_nbytes)
         most_read = sum(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].stored_nbytes.values()) for slot, g in zip(p.slots, self.slot_groups, strict=True))
         read_so_far, started = 0, 0
-        previous_io, previous_step = 0, self.embed_end
+        previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
         for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
             costs = p.parts[slot.part]
             io_start = m.new_int_var(0, h, f"io_start_{c}")
@@ -518,7 +519,7 @@ class PlanModel:
                 demands.append(values[var.index])
         # the earliest schedule: the simulator's rules in ticks, FIFO arena admission
         live = [(s.units(p.embed_arena_nbytes), self.embed_end)]  # (demand, freed at), in allocation order
-        previous_io, previous_step = 0, self.embed_end
+        previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
         read_so_far, started = 0, 0
         for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
             costs = p.parts[slot.part]

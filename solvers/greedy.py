@@ -158,7 +158,6 @@ def _latency(
 
     heapq.heappush(heap, (embed_end, counter, embed_done, -1))
     counter += 1
-    try_io(0.0)
     latency = embed_end
     while heap:
         now, _, kind, item = heapq.heappop(heap)
@@ -175,7 +174,7 @@ def _latency(
             live -= work[item].arena_nbytes if kind == compute_done else problem.embed_arena_nbytes
             if kind == compute_done:
                 comp_next += 1
-            if io_blocked:
+            if io_blocked or kind == embed_done:  # the IO lane starts when the embedding ends
                 try_io(now)
             advance_compute(now)
         else:

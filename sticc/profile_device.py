@@ -283,7 +283,7 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
                     evict_from_page_cache(store.data_path)
                     start = time.perf_counter()
                     with torch.inference_mode():
-                        runner._embed(ids, torch.ones_like(ids), None, lambda: None)
+                        runner._embed(ids, torch.ones_like(ids), None)
                     times.append(time.perf_counter() - start)
                 medians.append((seq_len, statistics.median(times[1:])))
         finally:

@@ -22,7 +22,6 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -928,10 +927,12 @@ class RunnerBase:
         with torch.inference_mode():
             loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks, trace)
             try:
-                # the embedding rows take the arena first; the IO thread starts while they are read
-                x = self._embed(input_ids, attention_mask, token_type_ids, loads.start)
+                # the embedding first, alone: its cold row reads gate every kernel, so they do not
+                # queue behind the IO thread's; its rows are freed before any chunk is loaded
+                x = self._embed(input_ids, attention_mask, token_type_ids)
                 if trace is not None:
                     trace.append(("embed_end", -1, time.perf_counter()))
+                loads.start()
                 if not overlap:
                     loads.wait_all()
                 x = self.schedule(x, attention_mask_bias(attention_mask), loads)
@@ -949,7 +950,6 @@ class RunnerBase:
 
     def _embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None,
-        after_allocating: Callable[[], object],
     ) -> torch.Tensor:
         shape = self.SHAPE
         if input_ids.ndim != 2:
@@ -963,7 +963,6 @@ class RunnerBase:
         positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
         nbytes = 4 * shape.hidden * (len(words) + len(positions))
         rows = self.pool.allocate(nbytes)[:nbytes].view(torch.float32).view(-1, shape.hidden)
-        after_allocating()
         try:
             read_rows(self.reader, self.WORD_ROWS, self._word_crc, words, rows[: len(words)], "word embedding", self._io_threads, self.EMBED_IO_THREADS)
             read_rows(self.reader, self.POSITION_ROWS, self._position_crc, positions, rows[len(words) :], "position embedding", self._io_threads, self.EMBED_IO_THREADS)

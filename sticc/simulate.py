@@ -4,13 +4,14 @@ It is the reference for what a plan costs; solvers model the same machine in the
 tests check that their predictions equal the simulator's. The machine, as the runner behaves:
 
 - Two lanes. The compute lane runs the embedding, then for every layer block its chunks in order
-  (each waits until the IO lane has handed it over) and the block's join. The IO lane walks the
-  same chunks in order: it takes arena space for the chunk's fp32 form, then reads, checks and
-  dequantizes its pieces.
+  (each waits until the IO lane has handed it over) and the block's join. The IO lane starts when
+  the embedding ends (its cold row reads gate every kernel, so they do not queue behind chunk
+  reads) and walks the same chunks in order: it takes arena space for the chunk's fp32 form, then
+  reads, checks and dequantizes its pieces.
 - The arena holds `budget - pinned - staging` bytes. The embedding rows take `embed_arena_nbytes`
-  of it at time 0 until the embedding is computed; a chunk's space is taken when the IO lane
-  starts it and given back when its compute ends. The IO lane waits while the live allocations
-  plus the next chunk would exceed the arena.
+  of it until the embedding is computed; a chunk's space is taken when the IO lane starts it and
+  given back when its compute ends. The IO lane waits while the live allocations plus the next
+  chunk would exceed the arena.
 - A chunk's IO time: a fixed overhead, plus for preloaded pieces one decode each (their stored
   bytes are pinned), plus for streamed fp32 pieces one read each, plus for each bitwidth b < 32 of
   its streamed pieces one read per piece and one decode call for all of them. With an emulated
@@ -139,7 +140,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     peak_arena = live
     read_so_far = problem.embed_io_nbytes
     ready: dict[int, float] = {}
-    io_next, io_idle_since, io_blocked = 0, 0.0, False
+    io_next, io_idle_since, io_blocked = 0, embed_end, False
     comp_next, comp_waiting_since = 0, None
 
     def try_io(now: float) -> None:
@@ -188,7 +189,6 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
         push(end, "compute_done", item)
 
     push(embed_end, "embed_done")
-    try_io(0.0)
     latency = embed_end
     while heap:
         now, _, kind, item = heapq.heappop(heap)
@@ -204,7 +204,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
             live -= work[item].arena_nbytes if kind == "compute_done" else problem.embed_arena_nbytes
             if kind == "compute_done":
                 comp_next += 1
-            if io_blocked:
+            if io_blocked or kind == "embed_done":  # the IO lane starts when the embedding ends
                 try_io(now)
             advance_compute(now)
         elif kind == "join_done":

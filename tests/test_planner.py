@@ -72,10 +72,11 @@ def test_simulator_on_a_hand_computed_pipeline(small_store):
     def io(costs):
         return problem.io_chunk_overhead_s + costs.read_s[8] + costs.decode_call_s[8] + costs.decode_piece_s[8]
 
-    # IO loads attn then ffn back to back from time 0; compute runs the embedding, then each chunk
+    # compute runs the embedding; then IO loads attn and ffn back to back, compute runs each chunk
     # once it is loaded, then its join
-    attn_ready, ffn_ready = io(attn), io(attn) + io(ffn)
-    t = max(problem.embed_s, attn_ready) + attn.compute_s[1] + attn.join_s
+    attn_ready = problem.embed_s + io(attn)
+    ffn_ready = attn_ready + io(ffn)
+    t = attn_ready + attn.compute_s[1] + attn.join_s
     t = max(t, ffn_ready) + ffn.compute_s[1] + ffn.join_s
     t += attn.join_s + ffn.join_s  # layer 1: nothing kept, joins only
     assert simulation.latency_s == pytest.approx(t, rel=1e-12)
