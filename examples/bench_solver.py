@@ -107,7 +107,7 @@ def synthetic_problem(
         model=f"synthetic {layers}x{shards} h{hidden} f{ffn}", store_id="synthetic", layers=layers,
         shards_per_layer=shards, shards_per_chunk=shards_per_chunk, bits=tuple(sorted(bits)), parts=parts,
         slots=slots, loss=loss, header_nbytes=headers, embed_arena_nbytes=embed, embed_io_nbytes=embed,
-        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s, cap_Bps=cap_Bps,
+        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s, handover_s=device.handover_s, cap_Bps=cap_Bps,
         latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len, graph=nx.DiGraph(),
     )
 

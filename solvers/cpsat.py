@@ -329,6 +329,7 @@ class PlanModel:
         m, p, s = self.model, self.problem, self.scale
         h, k = self.horizon, s.sub_ticks
         self.embed_end = s.ticks(max(p.embed_s, p.embed_io_nbytes / p.cap_Bps if p.cap_Bps else 0.0))
+        self.handover = s.ticks(p.handover_s)
         self.io_start, self.io_end, self.compute_start, self.compute_end, self.read_total = [], [], [], [], []
         self.joins = {}
         self.cap = s.cap_fraction(p.cap_Bps) if p.cap_Bps else None
@@ -364,7 +365,8 @@ class PlanModel:
                 self.started.append(now_started)
             # compute lane: after the previous step and after this slot's IO
             m.add(start >= previous_step)
-            m.add(start >= io_end)
+            # a loaded chunk reaches the compute lane a hand-over later (empty and pinned slots: at once)
+            m.add(start >= io_end + self.handover * sum(v for n, v in self.size[g].items() if n))
             m.add(k * (end - start) >= self.compute_fine(g, costs))
             self.io_start.append(io_start)
             self.io_end.append(io_end)
@@ -538,7 +540,8 @@ class PlanModel:
                 values[self.started[c].index] = started
                 total = read_so_far + s.units(p.embed_io_nbytes) * started
                 io_end = max(io_end, _ceil_div(k * den * total + num * value(self.decode_fine(g, costs)), num * k))
-            start = max(previous_step, io_end)
+            loaded = int(counts[g].members > 0 and not counts[g].in_place)
+            start = max(previous_step, io_end + self.handover * loaded)
             end = start + _ceil_div(value(self.compute_fine(g, costs)), k)
             for var, v in ((self.io_start[c], io_start), (self.io_end[c], io_end), (self.compute_start[c], start), (self.compute_end[c], end)):
                 values[var.index] = v

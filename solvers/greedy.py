@@ -111,7 +111,7 @@ def _latency(
         if join_after[c]:
             steps.append((False, -1, problem.parts[slot.part].join_s))
     heap: list[tuple[float, int, int, int]] = []  # (time, counter, kind, item); kinds as below
-    io_done, compute_done, embed_done, join_done = 0, 1, 2, 3
+    io_done, compute_done, embed_done, join_done, handed_over = 0, 1, 2, 3, 4
     counter = 0
     live = problem.embed_arena_nbytes
     read_so_far = problem.embed_io_nbytes
@@ -165,9 +165,12 @@ def _latency(
         if latency > limit:
             return latency
         if kind == io_done:
-            ready.add(item)
             io_next += 1
             try_io(now)
+            heapq.heappush(heap, (now + problem.handover_s, counter, handed_over, item))
+            counter += 1
+        elif kind == handed_over:
+            ready.add(item)
             if comp_waiting:
                 advance_compute(now)
         elif kind in (compute_done, embed_done):

@@ -53,9 +53,11 @@ class Calibration:
     The isolated measurements miss what the lanes do to each other on shared cores, caches, disk
     queue and GIL; each figure of a lane is multiplied by its lane's scale."""
 
-    io_scale: float  # reads, decodes and chunk overhead
+    read_scale: float  # reads and the IO thread's per-chunk overhead
+    decode_scale: float  # decode calls
     compute_scale: float  # chunks and joins
     embed_scale: float
+    handover_s: float  # from the IO thread handing a chunk over to a waiting compute thread starting it
     plans: int  # calibration plans traced
     latency_error_before: float  # median |simulated / measured - 1| over their calls, unscaled
     latency_error_after: float  # the same with the scales
@@ -80,9 +82,10 @@ class DeviceProfile:
     # -- costs (isolated figures times the calibration's lane scales) ---------------------------
 
     @property
-    def _scales(self) -> tuple[float, float, float]:
+    def _scales(self) -> tuple[float, float, float, float]:
+        """(read, compute, embed, decode) scales."""
         c = self.calibration
-        return (1.0, 1.0, 1.0) if c is None else (c.io_scale, c.compute_scale, c.embed_scale)
+        return (1.0, 1.0, 1.0, 1.0) if c is None else (c.read_scale, c.compute_scale, c.embed_scale, c.decode_scale)
 
     @property
     def io_chunk_s(self) -> float:
@@ -92,10 +95,10 @@ class DeviceProfile:
         return (self.request_latency_s + nbytes / self.read_bandwidth_Bps) * self._scales[0]
 
     def decode_call_s(self, bits: int) -> float:
-        return self.decode[bits].call_s * self._scales[0]
+        return self.decode[bits].call_s * self._scales[3]
 
     def decode_weight_s(self, bits: int) -> float:
-        return self._scales[0] / self.decode[bits].weights_per_s
+        return self._scales[3] / self.decode[bits].weights_per_s
 
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
@@ -106,6 +109,10 @@ class DeviceProfile:
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
         return (j0 + j1 * seq_len) * self._scales[1]
+
+    @property
+    def handover_s(self) -> float:
+        return 0.0 if self.calibration is None else self.calibration.handover_s
 
     def embed_time_s(self, seq_len: int) -> float:
         e0, e1 = self.embed_s
@@ -176,7 +183,7 @@ _KEYS = {
     "calibration",
 }
 _REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps", "calibration"}
-_CALIBRATION_KEYS = {"io_scale", "compute_scale", "embed_scale", "plans", "latency_error_before", "latency_error_after"}
+_CALIBRATION_KEYS = {"read_scale", "decode_scale", "compute_scale", "embed_scale", "handover_s", "plans", "latency_error_before", "latency_error_after"}
 
 
 def _number(value, where: str, positive: bool = False) -> float:
@@ -249,7 +256,8 @@ def _parse(data: dict, where: str) -> DeviceProfile:
     if calibration is not None:
         entry = _object(calibration, f"{where}: calibration", _CALIBRATION_KEYS)
         calibration = Calibration(
-            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("io_scale", "compute_scale", "embed_scale")),
+            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("read_scale", "decode_scale", "compute_scale", "embed_scale")),
+            _number(entry["handover_s"], f"{where}: calibration.handover_s"),
             int(_number(entry["plans"], f"{where}: calibration.plans")),
             _number(entry["latency_error_before"], f"{where}: calibration.latency_error_before"),
             _number(entry["latency_error_after"], f"{where}: calibration.latency_error_after"),

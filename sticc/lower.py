@@ -72,6 +72,7 @@ class Problem:
     embed_io_nbytes: int
     embed_s: float
     io_chunk_overhead_s: float
+    handover_s: float  # a loaded chunk reaches a waiting compute thread this much later
     cap_Bps: float | None  # emulated flash bandwidth, or None
     latency_s: float | None  # targets
     memory_bytes: int | None
@@ -141,7 +142,7 @@ def lower(
         shards_per_chunk=spc, bits=tuple(sorted(store.bits)), parts=parts, slots=slots,
         loss={position: dict(losses) for position, losses in importance.loss.items()},
         header_nbytes=header_nbytes(store), embed_arena_nbytes=embed_arena, embed_io_nbytes=embed_arena,
-        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_s,
+        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_s, handover_s=device.handover_s,
         cap_Bps=device.emulated_bandwidth_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
         graph=nx.DiGraph(),
     )

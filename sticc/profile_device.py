@@ -295,45 +295,47 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
 
 
 def _calibration_plans(store: Store, count: int) -> list:
-    """Random mixed plans like a planner makes: some shards dropped, mixed bitwidths."""
+    """Random plans like a planner makes, some shards dropped: all bitwidths mixed, mostly wide
+    ones (reads dominate), mostly narrow ones (decoding dominates), so the two IO scales separate."""
     import random
 
     from sticc.plan import ShardChoice
 
     rng = random.Random(7)
+    wide = [b for b in store.bits if b >= 8] or list(store.bits)
+    narrow = [b for b in store.bits if b <= 8] or list(store.bits)
     plans = []
     for n in range(count):
-        keep = (1.0, 0.75, 0.5)[n % 3]
+        keep, bits = ((1.0, list(store.bits)), (0.75, wide), (0.6, narrow))[n % 3]
         plans.append({
-            (layer, index): ShardChoice(layer, index, rng.choice(store.bits) if rng.random() < keep else 0)
+            (layer, index): ShardChoice(layer, index, rng.choice(bits) if rng.random() < keep else 0)
             for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
         })
     return plans
 
 
 def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3, calls: int = 4) -> Calibration:
-    """Lane scales from traced calls of random plans (see `Calibration`), reads not capped."""
+    """Scales from traced calls of random plans (see `Calibration`), reads not capped: the read
+    and decode scales by least squares over every loaded chunk of every call (its traced IO time
+    against its simulated reads and decodes), the compute and embedding scales as medians over
+    calls of traced / simulated."""
     from codegen import emit_runner, load_runner, write_output
     from sticc.importance import ImportanceProfile
     from sticc.lower import lower
     from sticc.plan import SolverInfo, make_plan
-    from sticc.simulate import simulate
+    from sticc.simulate import plan_work, simulate
 
     base = replace(profile, emulated_bandwidth_Bps=None, calibration=None)
     previous = torch.get_num_threads()
     ids = (torch.randperm(store.spec.vocab - 1000, generator=torch.Generator().manual_seed(seq_len))[:seq_len] + 999)[None]
-    ratios: dict[str, list[float]] = {"io": [], "compute": [], "embed": []}
-    cases = []
+    io_rows: list[tuple[float, float, float]] = []  # (simulated reads + overhead, simulated decodes, traced)
+    compute_ratios, embed_ratios, cases, handovers = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="sticc-calibrate-") as tmp:
         for n, choices in enumerate(_calibration_plans(store, plans)):
             plan = make_plan(store, tuple(choices.values()), SolverInfo("calibration", "GIVEN"), seq_len=seq_len)
             problem = lower(store, base, ImportanceProfile.flat(store), seq_len, None, None, plan.shards_per_chunk)
             simulation = simulate(problem, choices, plan.memory_budget_bytes)
-            lanes = {
-                "io": sum(e.end_s - e.start_s for e in simulation.events if e.kind == "load"),
-                "compute": sum(e.end_s - e.start_s for e in simulation.events if e.kind == "compute"),
-                "embed": next(e.end_s for e in simulation.events if e.kind == "embed"),
-            }
+            work = plan_work(problem, choices)
             runner = load_runner(write_output(Path(tmp) / str(n), emit_runner(store, plan, store.path))).Runner(
                 str(store.path), threads=profile.compute_threads,
             )
@@ -344,21 +346,47 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
                     runner.forward(ids, trace=trace)
                     if call == 0:
                         continue
-                    for lane, value in zip(("io", "compute", "embed"), _trace_lanes(trace), strict=True):
-                        ratios[lane].append(value / lanes[lane])
+                    started = {key: t for event, key, t in trace if event == "io_start"}
+                    for event, key, t in trace:
+                        if event == "io_end" and key in started:
+                            io_rows.append((work[key].io_cpu_s, work[key].decode_s, t - started[key]))
+                    _, compute, embed = _trace_lanes(trace)
+                    handovers += _handovers(trace)
+                    compute_ratios.append(compute / sum(w.compute_s for w in work))
+                    embed_ratios.append(embed / problem.embed_s)
                     cases.append((plan, choices, runner.last_stats["latency_s"], simulation.latency_s))
             finally:
                 runner.close()
                 torch.set_num_threads(previous)
-        # medians over calls: one disturbed call must not set a lane's scale
-        io_scale, compute_scale, embed_scale = (float(statistics.median(ratios[lane])) for lane in ("io", "compute", "embed"))
-        scaled = replace(base, calibration=Calibration(io_scale, compute_scale, embed_scale, plans, 0.0, 0.0))
+        rows = np.array(io_rows)
+        read_scale, decode_scale = (float(max(x, 0.05)) for x in _fit(rows[:, :2], rows[:, 2], relative=False))
+        compute_scale = float(statistics.median(compute_ratios))
+        embed_scale = float(statistics.median(embed_ratios))
+        handover_s = float(statistics.median(handovers)) if handovers else 0.0
+        scaled = replace(base, calibration=Calibration(
+            read_scale, decode_scale, compute_scale, embed_scale, handover_s, plans, 0.0, 0.0,
+        ))
         after = []
         for plan, choices, latency_s, _ in cases:
             problem = lower(store, scaled, ImportanceProfile.flat(store), seq_len, None, None, plan.shards_per_chunk)
             after.append(abs(simulate(problem, choices, plan.memory_budget_bytes).latency_s / latency_s - 1))
     before = [abs(simulated / latency_s - 1) for _, _, latency_s, simulated in cases]
-    return Calibration(io_scale, compute_scale, embed_scale, plans, float(statistics.median(before)), float(statistics.median(after)))
+    return Calibration(
+        read_scale, decode_scale, compute_scale, embed_scale, handover_s, plans,
+        float(statistics.median(before)), float(statistics.median(after)),
+    )
+
+
+def _handovers(trace: list) -> list[float]:
+    """Seconds from a chunk's io_end to its compute_start, for chunks the compute thread waited for."""
+    io_end = {key: t for event, key, t in trace if event == "io_end"}
+    out, last_free = [], None
+    for event, key, t in trace:
+        if event == "compute_start" and key in io_end and (last_free is None or last_free < io_end[key]):
+            out.append(t - io_end[key])
+        elif event == "compute_end":
+            last_free = t
+    return out
 
 
 def _trace_lanes(trace: list) -> tuple[float, float, float]:

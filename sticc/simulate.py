@@ -17,6 +17,8 @@ tests check that their predictions equal the simulator's. The machine, as the ru
   its streamed pieces one read per piece and one decode call for all of them. With an emulated
   bandwidth cap, a chunk's reads cannot finish before (embedding bytes + bytes read so far,
   this chunk's included) / cap after the call starts; the decode calls follow the reads.
+- A loaded chunk reaches the compute lane `handover_s` after the IO lane finishes it (a thread
+  wake-up); the IO lane goes on at once.
 - A chunk whose kept pieces are all preloaded at 32 bits is pinned in its final form: no IO time,
   no arena.
 """
@@ -194,10 +196,12 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
         now, _, kind, item = heapq.heappop(heap)
         latency = max(latency, now)
         if kind == "io_done":
-            ready[item] = now
             io_next += 1
             io_idle_since = now
             try_io(now)
+            push(now + problem.handover_s, "ready", item)
+        elif kind == "ready":
+            ready[item] = now
             if comp_waiting_since is not None:
                 advance_compute(now)
         elif kind in ("compute_done", "embed_done"):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import random
 
-from sticc.device import Decode, DeviceProfile, PartCompute, model_shape
+from sticc.device import Calibration, Decode, DeviceProfile, PartCompute, model_shape
 from sticc.importance import ImportanceProfile
 from sticc.store import Store
 
 
-def synthetic_device(store: Store, bandwidth_Bps: float = 50e6, cap_Bps: float | None = None, compute_scale: float = 1.0) -> DeviceProfile:
-    """A plausible slow device: 50 MB/s reads, 4/8-bit decode faster than odd bits."""
+def synthetic_device(
+    store: Store, bandwidth_Bps: float = 50e6, cap_Bps: float | None = None, compute_scale: float = 1.0,
+    handover_s: float = 20e-6,
+) -> DeviceProfile:
+    """A plausible slow device: 50 MB/s reads, 4/8-bit decode faster than odd bits, 20 us hand-overs."""
     decode = {
         bits: Decode(call_s=20e-6, weights_per_s=(2e9 if bits in (4, 8) else 0.5e9) if bits < 16 else 4e9)
         for bits in store.bits
@@ -30,6 +33,7 @@ def synthetic_device(store: Store, bandwidth_Bps: float = 50e6, cap_Bps: float |
         },
         embed_s=(200e-6, 2e-6),
         fit_error=None,
+        calibration=Calibration(1.0, 1.0, 1.0, 1.0, handover_s, 0, 0.0, 0.0),
     )
 
 

@@ -74,7 +74,7 @@ def test_simulator_on_a_hand_computed_pipeline(small_store):
 
     # compute runs the embedding; then IO loads attn and ffn back to back, compute runs each chunk
     # once it is loaded, then its join
-    attn_ready = problem.embed_s + io(attn)
+    attn_ready = problem.embed_s + io(attn) + problem.handover_s
     ffn_ready = attn_ready + io(ffn)
     t = attn_ready + attn.compute_s[1] + attn.join_s
     t = max(t, ffn_ready) + ffn.compute_s[1] + ffn.join_s
@@ -121,7 +121,7 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, 1.2, 2.0, 3, 0.4, 0.05))
+    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, 1.1, 1.2, 2.0, 1e-4, 3, 0.4, 0.05))
     path = tmp_path / "device.json"
     device.write(path)
     assert DeviceProfile.read(path) == device
@@ -135,7 +135,7 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
         ({"compute": {**good["compute"], "ffn": {"chunk_s": [1, 2], "join_s": [0, 0]}}}, "compute.ffn.chunk_s must be a list of 4 numbers"),
         ({"format_version": 9}, "format_version 9"),
         ({"surprise": 1}, "unknown keys ['surprise']"),
-        ({"calibration": {**good["calibration"], "io_scale": 0}}, "calibration.io_scale must be positive"),
+        ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale must be positive"),
     ]
     for change, message in cases:
         path.write_text(json.dumps({**good, **change}))
@@ -157,9 +157,11 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
 
 def test_calibration_scales_each_lane(small_store):
     device = synthetic_device(small_store)
-    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 3.0, 4.0, 1, 0.0, 0.0))
+    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 5.0, 3.0, 4.0, 1e-4, 1, 0.0, 0.0))
     assert scaled.read_s(1000) == pytest.approx(2 * device.read_s(1000))
-    assert scaled.decode_call_s(4) == pytest.approx(2 * device.decode[4].call_s)
+    assert scaled.io_chunk_s == pytest.approx(2 * device.io_chunk_overhead_s)
+    assert scaled.decode_call_s(4) == pytest.approx(5 * device.decode[4].call_s)
+    assert scaled.decode_weight_s(4) == pytest.approx(5 / device.decode[4].weights_per_s)
     assert scaled.chunk_s("attn", 2, 16) == pytest.approx(3 * device.chunk_s("attn", 2, 16))
     assert scaled.join_s("ffn", 16) == pytest.approx(3 * device.join_s("ffn", 16))
     assert scaled.embed_time_s(16) == pytest.approx(4 * device.embed_time_s(16))
