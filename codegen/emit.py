@@ -11,10 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +20,7 @@ import jinja2
 
 import sticc.runtime as runtime_module
 from sticc.graph import ComputeStep, build_graph, linear_schedule
+from sticc.jsonfile import write_files_atomic
 from sticc.plan import Plan, by_position, chunks, memory_model
 from sticc.store import Store
 
@@ -152,19 +150,10 @@ def load_runner(path: str | Path) -> ModuleType:
 def write_output(out_dir: str | Path, source: RunnerSource, extra: dict[str, str] | None = None) -> Path:
     """Write runner.py, plan.json and the `extra` files (reports) into `out_dir`, each replaced
     atomically, none until all are written (a staged rename)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "runner.py": source.text,
         "plan.json": json.dumps(source.plan_json, indent=1, sort_keys=True) + "\n",
         **(extra or {}),
     }
-    staging = Path(tempfile.mkdtemp(prefix=".sticc-compile-", dir=out_dir))
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        for name in files:
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir / "runner.py"
+    write_files_atomic(out_dir, files)
+    return Path(out_dir) / "runner.py"

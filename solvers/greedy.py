@@ -17,8 +17,6 @@ shapes, the same plan (`fast=False` runs the full simulator for every check).
 
 from __future__ import annotations
 
-import heapq
-import math
 import time
 
 from solvers.base import Choices, Solution, evaluate, is_feasible, solution
@@ -26,7 +24,7 @@ from sticc.errors import InfeasibleError
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo, member_order
 from sticc.sharding import PARTS
-from sticc.simulate import ChunkWork, chunk_work
+from sticc.simulate import ChunkWork, chunk_work, latency_of
 
 
 def _compute_only_s(problem: Problem, kept: int) -> float:
@@ -44,17 +42,13 @@ def _compute_only_s(problem: Problem, kept: int) -> float:
 class _Checker:
     """`is_feasible(problem, evaluate(problem, choices))`, answered faster and identically: chunk
     costs are cached by (slot, members) (`sticc.simulate.chunk_work` computes them, so every float
-    is the simulator's), and the simulator's event loop runs without recording events. The tests
+    is the simulator's), and the simulator's event loop runs without recording events and stops
+    once it passes the target (`sticc.simulate.latency_of`). The tests
     check it against the simulator on random plans."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
-        self.cache: dict[tuple[str, tuple[tuple[int, bool], ...]], ChunkWork] = {}
-        self.steps_after: list[bool] = []  # per slot: whether its block's join follows it
-        slots = problem.slots
-        for c, slot in enumerate(slots):
-            last = c + 1 == len(slots) or (slots[c + 1].layer, slots[c + 1].part) != (slot.layer, slot.part)
-            self.steps_after.append(last)
+        self.cache: dict[tuple[int, tuple[tuple[int, bool], ...]], ChunkWork] = {}
 
     def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
         """(slot number, work) of every non-empty chunk, in load order (`sticc.simulate.plan_work`)."""
@@ -64,8 +58,8 @@ class _Checker:
             kept = sorted((m.bits, m.preload) for m in members if m.bits)
             if not kept:
                 continue
-            # costs are uniform per part: the work depends on the members' (bits, preload) only
-            key = (slot.part, tuple(kept))
+            # a slot's work depends on its members' (bits, preload) only
+            key = (c, tuple(kept))
             w = self.cache.get(key)
             if w is None:
                 w = chunk_work(self.problem, slot, member_order([m for m in members if m.bits]))
@@ -89,102 +83,7 @@ class _Checker:
         if problem.latency_s is None:
             return True
         limit = problem.latency_s * (1 + 1e-9)
-        return _latency(problem, numbered, self.steps_after, arena, limit) <= limit
-
-
-def _latency(
-    problem: Problem, numbered: list[tuple[int, ChunkWork]], join_after: list[bool], arena: int, limit: float = math.inf
-) -> float:
-    """`sticc.simulate.simulate(...).latency_s` for the chunks `numbered`: the same event loop (the
-    same float operations in the same order), without the events. Events pop in time order, so
-    once one is past `limit` the latency is too: that event's time is returned at once."""
-    work = [w for _, w in numbered]
-    cap = problem.cap_Bps
-    embed_end = problem.embed_s if not cap else max(problem.embed_s, problem.embed_io_nbytes / cap)
-    # compute steps: ("chunk", i) or ("join", join seconds); every block ends with a join
-    steps: list[tuple[bool, int, float]] = []
-    position = 0
-    for c, slot in enumerate(problem.slots):
-        if position < len(numbered) and numbered[position][0] == c:
-            steps.append((True, position, 0.0))
-            position += 1
-        if join_after[c]:
-            steps.append((False, -1, problem.parts[slot.part].join_s))
-    heap: list[tuple[float, int, int, int]] = []  # (time, counter, kind, item); kinds as below
-    io_done, compute_done, embed_done, join_done, handed_over = 0, 1, 2, 3, 4
-    counter = 0
-    live = problem.embed_arena_nbytes
-    read_so_far = problem.embed_io_nbytes
-    ready: set[int] = set()
-    io_next, io_blocked = 0, False
-    comp_next, comp_waiting = 0, False
-    n_work, n_steps = len(work), len(steps)
-
-    def try_io(now: float) -> None:
-        nonlocal io_next, io_blocked, live, read_so_far, counter
-        while io_next < n_work and work[io_next].pinned_in_place:
-            ready.add(io_next)
-            io_next += 1
-        if io_next == n_work:
-            return
-        w = work[io_next]
-        if live + w.arena_nbytes > arena and w.arena_nbytes <= arena:
-            io_blocked = True
-            return
-        io_blocked = False
-        live += w.arena_nbytes
-        read_so_far += w.read_nbytes
-        reads_done = now + w.io_cpu_s
-        if cap:
-            reads_done = max(reads_done, read_so_far / cap)
-        heapq.heappush(heap, (reads_done + w.decode_s, counter, io_done, io_next))
-        counter += 1
-
-    def advance_compute(now: float) -> None:
-        nonlocal comp_waiting, counter
-        if comp_next == n_steps:
-            return
-        is_chunk, item, join_s = steps[comp_next]
-        if not is_chunk:
-            heapq.heappush(heap, (now + join_s, counter, join_done, -1))
-            counter += 1
-            return
-        if item not in ready:
-            comp_waiting = True
-            return
-        comp_waiting = False
-        heapq.heappush(heap, (now + work[item].compute_s, counter, compute_done, item))
-        counter += 1
-
-    heapq.heappush(heap, (embed_end, counter, embed_done, -1))
-    counter += 1
-    latency = embed_end
-    while heap:
-        now, _, kind, item = heapq.heappop(heap)
-        latency = max(latency, now)
-        if latency > limit:
-            return latency
-        if kind == io_done:
-            io_next += 1
-            try_io(now)
-            heapq.heappush(heap, (now + problem.handover_s, counter, handed_over, item))
-            counter += 1
-        elif kind == handed_over:
-            ready.add(item)
-            if comp_waiting:
-                advance_compute(now)
-        elif kind in (compute_done, embed_done):
-            live -= work[item].arena_nbytes if kind == compute_done else problem.embed_arena_nbytes
-            if kind == compute_done:
-                comp_next += 1
-            if io_blocked or kind == embed_done:  # the IO lane starts when the embedding ends
-                try_io(now)
-            advance_compute(now)
-        else:
-            comp_next += 1
-            advance_compute(now)
-    assert comp_next == n_steps, "a plan the arena cannot hold"
-    return latency
+        return latency_of(problem, work, arena, limit) <= limit
 
 
 def _feasible(problem: Problem, choices: Choices, checker: _Checker | None = None) -> bool:

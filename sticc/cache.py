@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from sticc.device import write_json_atomic
+from sticc.jsonfile import write_json_atomic
 
 
 def cache_root() -> Path:

@@ -15,12 +15,11 @@ Cost formulas (every solver, the simulator and the report use these through `sti
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object
+from sticc.jsonfile import read_json_object, write_json_atomic
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
@@ -162,15 +161,6 @@ def model_shape(store: Store) -> dict[str, int]:
     for part in PARTS:
         shape[f"{part}_rows"] = piece_shape(spec, store.shards_per_layer, part).rows
     return shape
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON to `path` via a temporary sibling and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    staging.replace(path)
 
 
 # ----------------------------------------------------------------------------------------------

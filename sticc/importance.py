@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sticc.device import write_json_atomic
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object
+from sticc.jsonfile import read_json_object, write_json_atomic
 from sticc.store import Store
 
 IMPORTANCE_FORMAT_VERSION = 1

@@ -14,9 +14,6 @@ text (no plotting library).
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -27,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object
+from sticc.jsonfile import read_json_object, write_files_atomic
 from sticc.plan import PLAN_FORMAT_VERSION
 from sticc.simulate import Event
 
@@ -769,15 +766,4 @@ def write_reports(out_dir: str | Path, plan: dict) -> list[Path]:
     Both are written into a staging directory beside them, then renamed over the old ones (as
     `codegen.write_output` does): a reader never sees half a file.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {REPORT_MD: render_markdown(plan), TIMELINE_SVG: render_svg(plan)}
-    staging = Path(tempfile.mkdtemp(prefix=".sticc-report-", dir=out_dir))
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        for name in files:
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [out_dir / name for name in files]
+    return write_files_atomic(out_dir, {REPORT_MD: render_markdown(plan), TIMELINE_SVG: render_svg(plan)})

@@ -26,6 +26,7 @@ tests check that their predictions equal the simulator's. The machine, as the ru
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 from sticc.lower import ChunkSlot, Problem, chunk_members
@@ -117,6 +118,30 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     pinned, staging = memory_of(problem, work)
     arena = budget_bytes - pinned - staging
     fits = arena >= max([problem.embed_arena_nbytes, *(w.arena_nbytes for w in work)])
+    events: list[Event] = []
+    latency, peak_arena, read_so_far = _run(problem, work, arena, events, math.inf)
+    stall = sum(e.end_s - e.start_s for e in events if e.kind == "stall")
+    wait = sum(e.end_s - e.start_s for e in events if e.kind == "wait")
+    return Simulation(
+        latency_s=latency, pinned_nbytes=pinned, staging_nbytes=staging, arena_nbytes=arena,
+        peak_weight_bytes=pinned + peak_arena, io_nbytes=read_so_far, compute_stall_s=stall, arena_wait_s=wait,
+        fits=fits, events=tuple(sorted(events, key=lambda e: (e.lane, e.start_s))),
+    )
+
+
+def latency_of(problem: Problem, work: list[ChunkWork], arena_bytes: int, limit_s: float = math.inf) -> float:
+    """`simulate(...).latency_s` of the chunks `work` with an arena of `arena_bytes`, without
+    recording events; once the simulated time passes `limit_s` that time is returned at once
+    (events pop in time order, so the latency can only be later). For planners' inner loops."""
+    return _run(problem, work, arena_bytes, None, limit_s)[0]
+
+
+def _run(
+    problem: Problem, work: list[ChunkWork], arena: int, events: list[Event] | None, limit_s: float,
+) -> tuple[float, int, int]:
+    """The event loop: (latency, peak arena bytes incl. staging, bytes read); `events`, if a list,
+    receives the timeline."""
+    record = events is not None
     cap = problem.cap_Bps
     embed_end = problem.embed_s if not cap else max(problem.embed_s, problem.embed_io_nbytes / cap)
 
@@ -129,7 +154,8 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
                 position += 1
             steps.append(("join", (layer, part)))
 
-    events: list[Event] = [Event("compute", "embed", "embedding", 0.0, embed_end)]
+    if record:
+        events.append(Event("compute", "embed", "embedding", 0.0, embed_end))
     heap: list[tuple[float, int, str, int]] = []
     counter = 0
 
@@ -157,7 +183,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
             io_blocked = True
             return
         io_blocked = False
-        if now > io_idle_since:
+        if record and now > io_idle_since:
             events.append(Event("io", "wait", "arena full", io_idle_since, now))
         live += w.arena_nbytes
         peak_arena = max(peak_arena, live + w.staging_nbytes)
@@ -166,7 +192,8 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
         if cap:
             reads_done = max(reads_done, read_so_far / cap)
         end = reads_done + w.decode_s
-        events.append(Event("io", "load", _label(w), now, end))
+        if record:
+            events.append(Event("io", "load", _label(w), now, end))
         push(end, "io_done", io_next)
 
     def advance_compute(now: float) -> None:
@@ -177,17 +204,19 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
         if kind == "join":
             layer, part = item
             end = now + problem.parts[part].join_s
-            events.append(Event("compute", "join", f"layer {layer} {part} join", now, end))
+            if record:
+                events.append(Event("compute", "join", f"layer {layer} {part} join", now, end))
             push(end, "join_done")
             return
         if item not in ready:
             comp_waiting_since = now if comp_waiting_since is None else comp_waiting_since
             return
-        if comp_waiting_since is not None and now > comp_waiting_since:
+        if record and comp_waiting_since is not None and now > comp_waiting_since:
             events.append(Event("compute", "stall", "waiting for IO", comp_waiting_since, now))
         comp_waiting_since = None
         end = now + work[item].compute_s
-        events.append(Event("compute", "compute", _label(work[item]), now, end))
+        if record:
+            events.append(Event("compute", "compute", _label(work[item]), now, end))
         push(end, "compute_done", item)
 
     push(embed_end, "embed_done")
@@ -195,6 +224,8 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     while heap:
         now, _, kind, item = heapq.heappop(heap)
         latency = max(latency, now)
+        if latency > limit_s:
+            return latency, peak_arena, read_so_far
         if kind == "io_done":
             io_next += 1
             io_idle_since = now
@@ -215,13 +246,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
             comp_next += 1
             advance_compute(now)
     assert comp_next == len(steps), "simulation ended with compute steps left (a plan the arena cannot hold)"
-    stall = sum(e.end_s - e.start_s for e in events if e.kind == "stall")
-    wait = sum(e.end_s - e.start_s for e in events if e.kind == "wait")
-    return Simulation(
-        latency_s=latency, pinned_nbytes=pinned, staging_nbytes=staging, arena_nbytes=arena,
-        peak_weight_bytes=pinned + peak_arena, io_nbytes=read_so_far, compute_stall_s=stall, arena_wait_s=wait,
-        fits=fits, events=tuple(sorted(events, key=lambda e: (e.lane, e.start_s))),
-    )
+    return latency, peak_arena, read_so_far
 
 
 def _label(w: ChunkWork) -> str:

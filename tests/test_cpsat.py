@@ -139,7 +139,8 @@ def test_infeasible_targets_raise(tiny_stores) -> None:
 def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_chunk, cap_Bps) -> None:
     """The greedy planner's fast feasibility check answers as the simulator does (the same latency,
     to the last bit), and the greedy plan is the same with either check."""
-    from solvers.greedy import _Checker, _latency, greedy_solve
+    from solvers.greedy import _Checker, greedy_solve
+    from sticc.simulate import latency_of
 
     loose = _problem(tiny_stores[store_name], shards_per_chunk, cap_Bps)
     rng = random.Random(f"greedy-{store_name}-{shards_per_chunk}-{cap_Bps}")
@@ -156,7 +157,7 @@ def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_
             assert checker.feasible(choices) == is_feasible(problem, simulation)
             if simulation.fits:
                 numbered = checker.work(choices)
-                assert _latency(problem, numbered, checker.steps_after, simulation.arena_nbytes) == simulation.latency_s
+                assert latency_of(problem, [w for _, w in numbered], simulation.arena_nbytes) == simulation.latency_s
     for latency_s, memory_bytes in _targets(loose):
         problem = replace(loose, latency_s=latency_s, memory_bytes=memory_bytes)
         assert greedy_solve(problem).choices == greedy_solve(problem, fast=False).choices
