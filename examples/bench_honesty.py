@@ -24,13 +24,13 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from quant_fidelity import EVAL_SENTENCES
 
-from codegen import emit_runner, load_runner, write_output
+from codegen import emit_runner, write_output
 from solvers.base import dropped_all, evaluate
 from solvers.uniform import uniform_plan
 from sticc.cli import progress_bar
 from sticc.default_model import minilm_store
 from sticc.lower import lower
-from sticc.measure import Spread, time_forward_process
+from sticc.measure import Spread, encode_in_process, time_forward_process
 from sticc.plan import ShardChoice
 from sticc.planner import plan_for_targets
 from sticc.profile_device import cached_device
@@ -38,14 +38,6 @@ from sticc.profile_importance import cached_importance
 from sticc.runtime import parse_quantity
 
 SEQ_LEN = 128
-
-
-def _embeddings(runner_path: Path, store_dir: Path) -> torch.Tensor:
-    runner = load_runner(runner_path).Runner(str(store_dir))
-    try:
-        return runner.encode(EVAL_SENTENCES)
-    finally:
-        runner.close()
 
 
 def main() -> None:
@@ -72,7 +64,7 @@ def main() -> None:
 
     reference_dir = args.work / "honesty" / "fp32"
     write_output(reference_dir, emit_runner(store, uniform_plan(store, 32), store_dir))
-    reference = _embeddings(reference_dir / "runner.py", store_dir)
+    reference = encode_in_process(reference_dir / "runner.py", store_dir, EVAL_SENTENCES)
     rows = []
     for target in targets:
         for solver in args.solvers.split(","):
@@ -81,7 +73,7 @@ def main() -> None:
             write_output(out, emit_runner(store, plan, store_dir))
             runs = [time_forward_process(out / "runner.py", store_dir, SEQ_LEN) for _ in range(args.runs)]
             latency = Spread.of([r["latency_s"] for r in runs])
-            cosine = torch.nn.functional.cosine_similarity(_embeddings(out / "runner.py", store_dir), reference)
+            cosine = torch.nn.functional.cosine_similarity(encode_in_process(out / "runner.py", store_dir, EVAL_SENTENCES), reference)
             rows.append({
                 "solver": solver, "target_s": target, "memory_bytes": memory,
                 "predicted_s": plan.predicted.latency_s, "measured_s": [r["latency_s"] for r in runs],

@@ -21,11 +21,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from codegen import emit_runner, load_runner, write_output
+from codegen import emit_runner, write_output
 from solvers.uniform import uniform_plan
 from sticc.cli import main as sticc_main
 from sticc.default_model import minilm_store
-from sticc.measure import Spread, time_forward_process
+from sticc.measure import Spread, encode_in_process, time_forward_process
 from sticc.report import read_plan_json
 from sticc.runtime import parse_quantity
 
@@ -40,14 +40,6 @@ SENTENCES = [
     "She finished the marathon in just under four hours.",
 ]
 SEQ_LEN = 128
-
-
-def _encode(runner_path: Path, store_dir: Path) -> torch.Tensor:
-    runner = load_runner(runner_path).Runner(str(store_dir))
-    try:
-        return runner.encode(SENTENCES)
-    finally:
-        runner.close()
 
 
 def main() -> None:
@@ -73,7 +65,7 @@ def main() -> None:
         outputs[solver] = out
     reference_dir = args.work / "quickstart-fp32"
     write_output(reference_dir, emit_runner(store, uniform_plan(store, 32), store_dir))
-    reference = _encode(reference_dir / "runner.py", store_dir)
+    reference = encode_in_process(reference_dir / "runner.py", store_dir, SENTENCES)
 
     budget = parse_quantity(memory, "B")
     table = Table(title=f"all-MiniLM-L6-v2, targets {args.latency} and {budget / 1e6:.2f} MB "
@@ -86,7 +78,7 @@ def main() -> None:
         kept = [s["bits"] for s in plan["shards"] if s["bits"]]
         runs = [time_forward_process(out / "runner.py", store_dir, SEQ_LEN) for _ in range(args.runs)]
         latency = Spread.of([r["latency_s"] * 1e3 for r in runs])
-        cosine = torch.nn.functional.cosine_similarity(_encode(out / "runner.py", store_dir), reference)
+        cosine = torch.nn.functional.cosine_similarity(encode_in_process(out / "runner.py", store_dir, SENTENCES), reference)
         peak = max(r["peak_weight_bytes"] for r in runs)
         table.add_row(
             solver, f"{len(kept)}/{len(plan['shards'])} / {sum(kept) / max(len(kept), 1):.1f}",

@@ -122,3 +122,15 @@ def time_forward_process(runner: str | Path, store: str | Path, seq_len: int, co
     if done.returncode != 0:
         raise UserError(f"{runner} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def encode_in_process(runner_path: str | Path, store: str | Path, texts: list[str]):
+    """Pooled embeddings [n, hidden] of `texts` from a generated runner loaded here (for fidelity,
+    not timing)."""
+    from codegen import load_runner
+
+    runner = load_runner(runner_path).Runner(str(store))
+    try:
+        return runner.encode(texts)
+    finally:
+        runner.close()
