@@ -309,7 +309,7 @@ def _targets_section(plan: dict) -> Section:
     targets = plan["targets"]
     full = _full_precision_bytes(plan)
     memory = targets.get("memory_bytes")
-    memory_text = "none (default budget: two consecutive chunks)" if memory is None else _of_fp32(memory, full)
+    memory_text = "none (the weight pool budget below is what the plan needs)" if memory is None else _of_fp32(memory, full)
     rows = [
         ("latency", "none" if targets.get("latency_s") is None else _ms(targets["latency_s"])),
         ("memory", memory_text),
