@@ -794,6 +794,7 @@ class RunnerBase:
     STAGING_BYTES: int
     IO_BANDWIDTH_CAP_BPS: float | None
     COMPUTE_THREADS: int | None  # from the device profile the plan was made for
+    PLANNED_SEQ_LEN: int  # the sequence length the plan was made for (kernels are warmed up at it)
     EMBED_IO_THREADS = 8
 
     def __init__(
@@ -842,23 +843,38 @@ class RunnerBase:
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Run every kernel once on small synthetic tensors: torch's one-time lazy initialisation
-        (thread pools, kernel selection) then happens at construction, not in the first call."""
+        """Run every kernel once, at the planned sequence length and on every chunk shape of the
+        plan, on zeros: torch's one-time lazy work (thread pools, kernel selection and the
+        per-shape setup of its matmul libraries) happens at construction, not in the first call.
+        The chunk-shaped scratch comes from the pool, so it is accounted like any weight."""
         shape = self.SHAPE
         width = shape.heads_per_shard * shape.head_dim
         units = shape.ffn_per_shard
+        length = self.PLANNED_SEQ_LEN
         with torch.inference_mode():
-            x = torch.zeros(1, 8, shape.hidden)
-            mask = attention_mask_bias(torch.ones(1, 8, dtype=torch.int64))
-            acc = torch.zeros(8, shape.hidden)
-            attention_chunk(acc, x, mask, Chunk(torch.zeros(2, 4 * width, shape.hidden), torch.zeros(2, 3 * width), 0), shape.heads_per_shard, shape.head_dim)
-            ffn_chunk(acc, x, Chunk(torch.zeros(2, 2 * units, shape.hidden), torch.zeros(2, units), 0), units, shape.activation)
+            x = torch.zeros(1, length, shape.hidden)
+            mask = attention_mask_bias(torch.ones(1, length, dtype=torch.int64))
+            acc = torch.zeros(length, shape.hidden)
+            for load in {(load.members[0].layout, len(load.members)): load for load in self.LOADS}.values():
+                first, count = load.members[0].layout, len(load.members)
+                buffer = self.pool.allocate(load.arena_nbytes)
+                weights, biases = chunk_views(buffer, first, count)
+                weights.zero_()
+                biases.zero_()
+                chunk = Chunk(weights.view(count, first.rows, first.cols), biases, 0)
+                if first.rows == 4 * width and first.bias_len == 3 * width:
+                    attention_chunk(acc, x, mask, chunk, shape.heads_per_shard, shape.head_dim)
+                if first.rows == 2 * units and first.bias_len == units:
+                    ffn_chunk(acc, x, chunk, units, shape.activation)
+                del weights, biases, chunk, buffer
+                self.pool.free_oldest(load.arena_nbytes)
             ones = torch.ones(shape.hidden)
             residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
+            F.layer_norm(x, (shape.hidden,), ones, ones, shape.layer_norm_eps)
             for bits in sorted({member.layout.bits for load in self.LOADS for member in load.members}):
                 layout = blob_layout(8, 8, bits, 64, 1)
                 dequantize_into(torch.zeros(layout.nbytes, dtype=torch.uint8), layout, torch.empty(64), torch.empty(1))
-            torch.unique(torch.arange(4), sorted=True, return_inverse=True)
+            torch.unique(torch.arange(length), sorted=True, return_inverse=True)
         # start every embedding-row reader thread now (the pool creates them lazily)
         started = threading.Barrier(self.EMBED_IO_THREADS)
         list(self._io_threads.map(lambda _: started.wait(), range(self.EMBED_IO_THREADS)))
