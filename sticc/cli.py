@@ -212,7 +212,7 @@ def profile_device(
 def _calibration_summary(calibration) -> str:
     if calibration is None:
         return ""
-    return (f"; calibrated on {calibration.plans} traced plans: reads x{calibration.read_scale:.2f}, decode x{calibration.decode_scale:.2f}, compute x{calibration.compute_scale:.2f}, "
+    return (f"; calibrated on {calibration.plans} traced plans: reads x{calibration.read_scale:.2f}, decode x{min(calibration.decode_scales.values(), default=1):.2f}-{max(calibration.decode_scales.values(), default=1):.2f}, compute x{calibration.compute_scale:.2f}, "
             f"embedding x{calibration.embed_scale:.2f}, latency error {calibration.latency_error_before * 100:.0f}% -> "
             f"{calibration.latency_error_after * 100:.0f}%")
 

@@ -53,7 +53,7 @@ class Calibration:
     queue and GIL; each figure of a lane is multiplied by its lane's scale."""
 
     read_scale: float  # reads and the IO thread's per-chunk overhead
-    decode_scale: float  # decode calls
+    decode_scales: dict[int, float]  # decode calls, by bitwidth (missing: 1)
     compute_scale: float  # chunks and joins
     embed_scale: float
     handover_s: float  # from the IO thread handing a chunk over to a waiting compute thread starting it
@@ -81,10 +81,13 @@ class DeviceProfile:
     # -- costs (isolated figures times the calibration's lane scales) ---------------------------
 
     @property
-    def _scales(self) -> tuple[float, float, float, float]:
-        """(read, compute, embed, decode) scales."""
+    def _scales(self) -> tuple[float, float, float]:
+        """(read, compute, embed) scales."""
         c = self.calibration
-        return (1.0, 1.0, 1.0, 1.0) if c is None else (c.read_scale, c.compute_scale, c.embed_scale, c.decode_scale)
+        return (1.0, 1.0, 1.0) if c is None else (c.read_scale, c.compute_scale, c.embed_scale)
+
+    def _decode_scale(self, bits: int) -> float:
+        return 1.0 if self.calibration is None else self.calibration.decode_scales.get(bits, 1.0)
 
     @property
     def io_chunk_s(self) -> float:
@@ -94,10 +97,10 @@ class DeviceProfile:
         return (self.request_latency_s + nbytes / self.read_bandwidth_Bps) * self._scales[0]
 
     def decode_call_s(self, bits: int) -> float:
-        return self.decode[bits].call_s * self._scales[3]
+        return self.decode[bits].call_s * self._decode_scale(bits)
 
     def decode_weight_s(self, bits: int) -> float:
-        return self._scales[3] / self.decode[bits].weights_per_s
+        return self._decode_scale(bits) / self.decode[bits].weights_per_s
 
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
@@ -138,6 +141,8 @@ class DeviceProfile:
         data["decode"] = {str(bits): asdict(d) for bits, d in sorted(self.decode.items())}
         if self.calibration is None:
             del data["calibration"]
+        else:
+            data["calibration"]["decode_scales"] = {str(b): v for b, v in sorted(self.calibration.decode_scales.items())}
         data["format_version"] = DEVICE_FORMAT_VERSION
         return data
 
@@ -173,7 +178,7 @@ _KEYS = {
     "calibration",
 }
 _REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps", "calibration"}
-_CALIBRATION_KEYS = {"read_scale", "decode_scale", "compute_scale", "embed_scale", "handover_s", "plans", "latency_error_before", "latency_error_after"}
+_CALIBRATION_KEYS = {"read_scale", "decode_scales", "compute_scale", "embed_scale", "handover_s", "plans", "latency_error_before", "latency_error_after"}
 
 
 def _number(value, where: str, positive: bool = False) -> float:
@@ -245,8 +250,13 @@ def _parse(data: dict, where: str) -> DeviceProfile:
     calibration = data.get("calibration")
     if calibration is not None:
         entry = _object(calibration, f"{where}: calibration", _CALIBRATION_KEYS)
+        scales = entry["decode_scales"]
+        if not isinstance(scales, dict) or not all(k.isdigit() for k in scales):
+            raise UserError(f"{where}: calibration.decode_scales must map bitwidths to numbers")
         calibration = Calibration(
-            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("read_scale", "decode_scale", "compute_scale", "embed_scale")),
+            _number(entry["read_scale"], f"{where}: calibration.read_scale", positive=True),
+            {int(k): _number(v, f"{where}: calibration.decode_scales.{k}", positive=True) for k, v in scales.items()},
+            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("compute_scale", "embed_scale")),
             _number(entry["handover_s"], f"{where}: calibration.handover_s"),
             int(_number(entry["plans"], f"{where}: calibration.plans")),
             _number(entry["latency_error_before"], f"{where}: calibration.latency_error_before"),

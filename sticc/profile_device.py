@@ -328,7 +328,8 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
     base = replace(profile, emulated_bandwidth_Bps=None, calibration=None)
     previous = torch.get_num_threads()
     ids = (torch.randperm(store.spec.vocab - 1000, generator=torch.Generator().manual_seed(seq_len))[:seq_len] + 999)[None]
-    io_rows: list[tuple[float, float, float]] = []  # (simulated reads + overhead, simulated decodes, traced)
+    decode_bits = sorted(b for b in store.bits if b < 32)
+    io_rows: list[list[float]] = []  # simulated reads + overhead, simulated decode calls per bitwidth, traced
     compute_ratios, embed_ratios, cases, handovers = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="sticc-calibrate-") as tmp:
         for n, choices in enumerate(_calibration_plans(store, plans)):
@@ -349,7 +350,7 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
                     started = {key: t for event, key, t in trace if event == "io_start"}
                     for event, key, t in trace:
                         if event == "io_end" and key in started:
-                            io_rows.append((work[key].io_cpu_s, work[key].decode_s, t - started[key]))
+                            io_rows.append([work[key].io_cpu_s, *_decode_by_bits(problem, work[key], decode_bits), t - started[key]])
                     _, compute, embed = _trace_lanes(trace)
                     handovers += _handovers(trace)
                     compute_ratios.append(compute / sum(w.compute_s for w in work))
@@ -359,12 +360,21 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
                 runner.close()
                 torch.set_num_threads(previous)
         rows = np.array(io_rows)
-        read_scale, decode_scale = (float(max(x, 0.05)) for x in _fit(rows[:, :2], rows[:, 2], relative=False))
+        features, traced = rows[:, :-1], rows[:, -1]
+        joint = _fit(np.stack([features[:, 0], features[:, 1:].sum(1)], 1), traced, relative=False)
+        per_bits = _fit(features, traced, relative=False)
+        read_scale = float(max(per_bits[0], 0.05))
+        # a bitwidth the traced chunks barely decoded keeps the joint decode scale
+        weight = features[:, 1:].sum(0) / max(features[:, 1:].sum(), 1e-12)
+        decode_scales = {
+            bits: float(min(max(per_bits[1 + i] if weight[i] > 0.02 else joint[1], 0.25), 8.0))
+            for i, bits in enumerate(decode_bits)
+        }
         compute_scale = float(statistics.median(compute_ratios))
         embed_scale = float(statistics.median(embed_ratios))
         handover_s = float(statistics.median(handovers)) if handovers else 0.0
         scaled = replace(base, calibration=Calibration(
-            read_scale, decode_scale, compute_scale, embed_scale, handover_s, plans, 0.0, 0.0,
+            read_scale, decode_scales, compute_scale, embed_scale, handover_s, plans, 0.0, 0.0,
         ))
         after = []
         for plan, choices, latency_s, _ in cases:
@@ -372,9 +382,19 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
             after.append(abs(simulate(problem, choices, plan.memory_budget_bytes).latency_s / latency_s - 1))
     before = [abs(simulated / latency_s - 1) for _, _, latency_s, simulated in cases]
     return Calibration(
-        read_scale, decode_scale, compute_scale, embed_scale, handover_s, plans,
+        read_scale, decode_scales, compute_scale, embed_scale, handover_s, plans,
         float(statistics.median(before)), float(statistics.median(after)),
     )
+
+
+def _decode_by_bits(problem, work, decode_bits: list[int]) -> list[float]:
+    """A chunk's simulated decode calls of its streamed runs, split by bitwidth (`decode_bits` order)."""
+    costs = problem.parts[work.slot.part]
+    counts: dict[int, int] = {}
+    for m in work.members:
+        if not m.preload and m.bits != 32:
+            counts[m.bits] = counts.get(m.bits, 0) + 1
+    return [costs.decode_call_s[b] + counts[b] * costs.decode_piece_s[b] if b in counts else 0.0 for b in decode_bits]
 
 
 def _handovers(trace: list) -> list[float]:

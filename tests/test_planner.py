@@ -121,7 +121,7 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, 1.1, 1.2, 2.0, 1e-4, 3, 0.4, 0.05))
+    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, {4: 1.1, 8: 1.3}, 1.2, 2.0, 1e-4, 3, 0.4, 0.05))
     path = tmp_path / "device.json"
     device.write(path)
     assert DeviceProfile.read(path) == device
@@ -157,11 +157,12 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
 
 def test_calibration_scales_each_lane(small_store):
     device = synthetic_device(small_store)
-    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 5.0, 3.0, 4.0, 1e-4, 1, 0.0, 0.0))
+    scaled = dataclasses.replace(device, calibration=Calibration(2.0, {4: 5.0}, 3.0, 4.0, 1e-4, 1, 0.0, 0.0))
     assert scaled.read_s(1000) == pytest.approx(2 * device.read_s(1000))
     assert scaled.io_chunk_s == pytest.approx(2 * device.io_chunk_overhead_s)
     assert scaled.decode_call_s(4) == pytest.approx(5 * device.decode[4].call_s)
     assert scaled.decode_weight_s(4) == pytest.approx(5 / device.decode[4].weights_per_s)
+    assert scaled.decode_call_s(8) == pytest.approx(device.decode[8].call_s)  # no scale for 8 bits: 1
     assert scaled.chunk_s("attn", 2, 16) == pytest.approx(3 * device.chunk_s("attn", 2, 16))
     assert scaled.join_s("ffn", 16) == pytest.approx(3 * device.join_s("ffn", 16))
     assert scaled.embed_time_s(16) == pytest.approx(4 * device.embed_time_s(16))
