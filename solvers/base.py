@@ -1,4 +1,5 @@
-"""What every solver shares: the result type and the simulator-backed feasibility check.
+"""What every solver shares: the result type, the simulator-backed feasibility check, and the
+check that some plan meets the targets at all (with the message naming what is reachable).
 
 A solver takes a lowered `sticc.lower.Problem` and returns a `Solution`: one `ShardChoice` per shard
 (bits, 0 = dropped; preload flag), its summed importance, and the simulation of the plan on the
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sticc.errors import InfeasibleError
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo
-from sticc.simulate import Simulation, memory_of, plan_work, simulate
+from sticc.simulate import ChunkWork, Simulation, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]
 
@@ -30,7 +32,13 @@ def budget_bytes(problem: Problem, choices: Choices) -> int:
     every chunk of the call at once (memory then never delays IO)."""
     if problem.memory_bytes is not None:
         return problem.memory_bytes
-    work = plan_work(problem, choices)
+    return budget_for(problem, plan_work(problem, choices))
+
+
+def budget_for(problem: Problem, work: list[ChunkWork]) -> int:
+    """`budget_bytes` of a plan given as its chunks' work (`sticc.simulate.plan_work`)."""
+    if problem.memory_bytes is not None:
+        return problem.memory_bytes
     pinned, staging = memory_of(problem, work)
     return pinned + staging + problem.embed_arena_nbytes + sum(w.arena_nbytes for w in work)
 
@@ -51,3 +59,42 @@ def dropped_all(problem: Problem) -> Choices:
 
 def solution(problem: Problem, choices: Choices, info: SolverInfo) -> Solution:
     return Solution(dict(choices), info, problem.objective(choices), evaluate(problem, choices))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} us" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.2f} MB"
+
+
+def check_reachable(problem: Problem) -> None:
+    """Raise InfeasibleError naming what is reachable when no plan (not even dropping every shard)
+    meets the targets: the smallest latency within the memory, the smallest memory for the latency."""
+    floor = evaluate(problem, dropped_all(problem))
+    # the least memory any plan needs: headers plus the embedding rows, nothing kept
+    least_memory = floor.pinned_nbytes + floor.staging_nbytes + problem.embed_arena_nbytes
+    memory_ok = problem.memory_bytes is None or problem.memory_bytes >= least_memory
+    latency_ok = problem.latency_s is None or floor.latency_s <= problem.latency_s
+    if memory_ok and latency_ok:
+        return
+    asked = []
+    if problem.latency_s is not None:
+        asked.append(_ms(problem.latency_s))
+    if problem.memory_bytes is not None:
+        asked.append(_mb(problem.memory_bytes))
+    fastest = (
+        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)} (every shard dropped)"
+        if memory_ok and problem.memory_bytes is not None
+        else f"the smallest latency reachable at all is {_ms(floor.latency_s)} (every shard dropped)"
+        if memory_ok
+        else f"no plan fits in {_mb(problem.memory_bytes)}"
+    )
+    smallest = (
+        f"the smallest memory that reaches {_ms(problem.latency_s)} is {_mb(least_memory)}"
+        if latency_ok and problem.latency_s is not None
+        else f"no memory reaches {_ms(problem.latency_s)}" if not latency_ok
+        else f"the smallest memory any plan needs is {_mb(least_memory)}"
+    )
+    raise InfeasibleError(f"no plan meets {' within '.join(asked)}: {fastest}; {smallest}")

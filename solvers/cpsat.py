@@ -52,7 +52,7 @@ from functools import reduce
 
 from ortools.sat.python import cp_model, cp_model_helper
 
-from solvers.base import Choices, Solution, dropped_all, evaluate, is_feasible, solution
+from solvers.base import Choices, Solution, check_reachable, dropped_all, evaluate, is_feasible, solution
 from sticc.errors import InfeasibleError
 from sticc.lower import PartCosts, Problem
 from sticc.plan import ShardChoice, SolverInfo
@@ -619,7 +619,7 @@ def cpsat_solve(
     `hint` (a plan, typically the greedy one) seeds the search; when it meets the targets the
     result is never worse than it."""
     start_s = time.perf_counter()
-    _check_reachable(problem)
+    check_reachable(problem)
     scale = Scale.for_problem(problem)
     plan = PlanModel(problem, scale)
     plan.model.maximize(plan.objective)
@@ -679,22 +679,6 @@ def _best_start(problem: Problem, candidates: list[Choices | None]) -> Choices:
         if better and is_feasible(problem, evaluate(problem, choices)):
             best = choices
     return best
-
-
-def _check_reachable(problem: Problem) -> None:
-    """Raise when even the plan that drops every shard misses a target (then every plan does)."""
-    simulation = evaluate(problem, dropped_all(problem))
-    if not simulation.fits:
-        least = problem.header_nbytes + problem.embed_arena_nbytes
-        raise InfeasibleError(
-            f"memory budget {problem.memory_bytes} B is below the least any plan needs, {least} B "
-            f"(headers {problem.header_nbytes} B + embedding rows {problem.embed_arena_nbytes} B)"
-        )
-    if not is_feasible(problem, simulation):
-        raise InfeasibleError(
-            f"latency target {problem.latency_s * 1e3:.3f} ms is below the least any plan needs, "
-            f"{simulation.latency_s * 1e3:.3f} ms (embedding and joins with every shard dropped)"
-        )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from solvers.base import Solution, evaluate, is_feasible
+from solvers.base import Solution, check_reachable, evaluate, is_feasible
 from sticc.errors import InfeasibleError, UserError
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo
@@ -16,6 +16,7 @@ MAX_PLANS = 200_000
 def exhaustive_solve(problem: Problem) -> Solution:
     """The feasible plan of highest summed importance (the first found on ties)."""
     start_s = time.perf_counter()
+    check_reachable(problem)
     options = [(0, False)] + [(bits, preload) for bits in problem.bits for preload in (False, True)]
     positions = problem.positions
     count = len(options) ** len(positions)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import time
 
-from solvers.base import Choices, Solution, evaluate, is_feasible, solution
-from sticc.errors import InfeasibleError
+from solvers.base import Choices, Solution, budget_for, check_reachable, evaluate, is_feasible, solution
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo, member_order
 from sticc.sharding import PARTS
-from sticc.simulate import ChunkWork, chunk_work, latency_of
+from sticc.simulate import ChunkWork, chunk_work, latency_of, memory_of
 
 
 def _compute_only_s(problem: Problem, kept: int) -> float:
@@ -71,13 +70,8 @@ class _Checker:
         problem = self.problem
         numbered = self.work(choices)
         work = [w for _, w in numbered]
-        pinned = problem.header_nbytes + sum(w.pinned_nbytes for w in work)
-        staging = max((w.staging_nbytes for w in work), default=0)
-        if problem.memory_bytes is not None:
-            budget = problem.memory_bytes
-        else:
-            budget = pinned + staging + problem.embed_arena_nbytes + sum(w.arena_nbytes for w in work)
-        arena = budget - pinned - staging
+        pinned, staging = memory_of(problem, work)
+        arena = budget_for(problem, work) - pinned - staging
         if arena < max([problem.embed_arena_nbytes, *(w.arena_nbytes for w in work)]):
             return False
         if problem.latency_s is None:
@@ -143,6 +137,7 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
     """STI's greedy plan. `fast` answers the feasibility checks with `_Checker` (the same answers
     as the simulator, several times faster); `fast=False` runs the simulator for every check."""
     start_s = time.perf_counter()
+    check_reachable(problem)
     checker = _Checker(problem) if fast else None
     kept = problem.shards_per_layer
     if problem.latency_s is not None:
@@ -158,11 +153,8 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
         else:
             kept -= 1
     if choices is None:
-        choices = _submodel(problem, 0, min(problem.bits))
-        if not _feasible(problem, choices, checker):
-            raise InfeasibleError("no plan meets the targets: even dropping every shard is too slow or too big")
+        choices = _submodel(problem, 0, min(problem.bits))  # every shard dropped: reachable, checked above
     choices = _upgrade(problem, choices, checker)
     choices = _upgrade(problem, _preload(problem, choices, checker), checker)
-    info = SolverInfo("greedy", "FEASIBLE", wall_s=time.perf_counter() - start_s)
-    result = solution(problem, choices, info)
-    return Solution(result.choices, SolverInfo("greedy", "FEASIBLE", result.objective, None, None, info.wall_s), result.objective, result.simulation)
+    info = SolverInfo("greedy", "FEASIBLE", problem.objective(choices), None, None, time.perf_counter() - start_s)
+    return solution(problem, choices, info)

@@ -94,13 +94,6 @@ class Problem:
     def fidelity_loss(self, choices: dict[tuple[int, int], ShardChoice]) -> float:
         return sum(self.loss[position][c.bits] for position, c in choices.items())
 
-    @property
-    def full_precision_nbytes(self) -> int:
-        """Every shard's fp32 stored pieces plus the headers: what holding the whole model costs."""
-        top = max(self.bits)
-        per_shard = sum(costs.stored_nbytes[top] for costs in self.parts.values())
-        return self.header_nbytes + per_shard * self.layers * self.shards_per_layer
-
 
 def lower(
     store: Store,

@@ -9,62 +9,24 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-from solvers.base import Solution, budget_bytes, dropped_all, evaluate
+from solvers.base import Solution, budget_bytes, check_reachable
 from sticc.device import DeviceProfile
-from sticc.errors import InfeasibleError
 from sticc.importance import ImportanceProfile
 from sticc.lower import Problem, lower
-from sticc.plan import Plan, Predicted, RuntimeSettings, make_plan
-from sticc.simulate import Simulation
+from sticc.plan import Plan, Predicted, RuntimeSettings, by_position, make_plan
+from sticc.simulate import Simulation, simulate
+
+__all__ = ["SOLVERS", "check_reachable", "plan_for_targets", "predict_given_plan"]
 from sticc.store import Store
 
 SOLVERS = ("cpsat", "greedy")
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e6:.0f} us" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
-
-
-def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.2f} MB"
-
-
-def check_reachable(problem: Problem) -> None:
-    """Raise InfeasibleError naming what is reachable when no plan (not even dropping every shard)
-    meets the targets: the smallest latency within the memory, the smallest memory for the latency."""
-    floor = evaluate(problem, dropped_all(problem))
-    # the least memory any plan needs: headers plus the embedding rows, nothing kept
-    least_memory = floor.pinned_nbytes + floor.staging_nbytes + problem.embed_arena_nbytes
-    memory_ok = problem.memory_bytes is None or problem.memory_bytes >= least_memory
-    latency_ok = problem.latency_s is None or floor.latency_s <= problem.latency_s
-    if memory_ok and latency_ok:
-        return
-    asked = []
-    if problem.latency_s is not None:
-        asked.append(_ms(problem.latency_s))
-    if problem.memory_bytes is not None:
-        asked.append(_mb(problem.memory_bytes))
-    fastest = (
-        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)} (every shard dropped)"
-        if memory_ok and problem.memory_bytes is not None
-        else f"the smallest latency reachable at all is {_ms(floor.latency_s)} (every shard dropped)"
-        if memory_ok
-        else f"no plan fits in {_mb(problem.memory_bytes)}"
-    )
-    smallest = (
-        f"the smallest memory that reaches {_ms(problem.latency_s)} is {_mb(least_memory)}"
-        if latency_ok and problem.latency_s is not None
-        else f"no memory reaches {_ms(problem.latency_s)}" if not latency_ok
-        else f"the smallest memory any plan needs is {_mb(least_memory)}"
-    )
-    raise InfeasibleError(f"no plan meets {' within '.join(asked)}: {fastest}; {smallest}")
-
-
 def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> tuple[Solution, Solution]:
-    """(the chosen solver's solution, the greedy solution)."""
+    """(the chosen solver's solution, the greedy solution); both solvers raise InfeasibleError
+    through `solvers.base.check_reachable` when no plan meets the targets."""
     from solvers.greedy import greedy_solve
 
-    check_reachable(problem)
     greedy = greedy_solve(problem)
     if solver == "greedy":
         return greedy, greedy
@@ -102,8 +64,7 @@ def finish_plan(
     importance: ImportanceProfile | None, comparison: dict | None = None,
 ) -> Plan:
     """`plan` with the simulator's predictions, the device's runtime settings and the findings."""
-    choices = {(c.layer, c.index): c for c in plan.shards}
-    predicted = predicted_from(problem, choices, simulation)
+    predicted = predicted_from(problem, by_position(plan.shards), simulation)
     if importance is None:
         predicted = replace(predicted, fidelity_loss=None)
     details = {
@@ -160,8 +121,5 @@ def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importan
     problem = lower(
         store, device, losses, plan.targets.seq_len, plan.targets.latency_s, plan.memory_budget_bytes, plan.shards_per_chunk,
     )
-    choices = {(c.layer, c.index): c for c in plan.shards}
-    from sticc.simulate import simulate
-
-    simulation = simulate(problem, choices, plan.memory_budget_bytes)
+    simulation = simulate(problem, by_position(plan.shards), plan.memory_budget_bytes)
     return finish_plan(store, problem, plan, simulation, device, importance)
