@@ -37,39 +37,6 @@ class Spread:
         return cls(min(values), statistics.median(values), max(values))
 
 
-@dataclass(frozen=True)
-class RunnerResult:
-    embeddings: list[list[float]]
-    latency_s: float
-    peak_weight_bytes: int
-    io_bytes: int
-
-
-def run_runner_process(
-    runner: str | Path,
-    texts: list[str],
-    store: str | Path,
-    cold: bool = True,
-    io_bandwidth: str | None = None,
-) -> RunnerResult:
-    """Run a generated runner in a fresh process on `texts`, evicting the store first if `cold`."""
-    data_files = [p for p in Path(store).iterdir() if p.suffix == ".safetensors"]
-    if cold:
-        for path in data_files:
-            evict_from_page_cache(path)
-    command = [sys.executable, str(runner), "--store", str(store), "--stats", *texts]
-    if io_bandwidth:
-        command += ["--io-bandwidth", io_bandwidth]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise UserError(f"{runner} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    stats = lines[-1]["stats"]
-    return RunnerResult(
-        [line["embedding"] for line in lines[:-1]], stats["latency_s"], stats["peak_weight_bytes"], stats["io_bytes"],
-    )
-
-
 def time_io_lane(runner, cap_Bps: float | None) -> float:
     """Seconds for a runner's IO thread to read, check and dequantize one call's pieces, with no compute."""
     runner.reader.bandwidth_cap_Bps = cap_Bps
