@@ -19,6 +19,7 @@ from types import ModuleType
 import jinja2
 
 import sticc.runtime as runtime_module
+from sticc.errors import UserError
 from sticc.graph import ComputeStep, build_graph, linear_schedule
 from sticc.jsonfile import write_files_atomic
 from sticc.plan import Plan, by_position, chunks, memory_model
@@ -115,6 +116,8 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     plan_json = plan.to_json()
     spec = store.spec
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
+    if plan.runtime.io_threads > 1 and memory.staging_bytes:
+        raise UserError("runtime.io_threads > 1 needs a plan whose pieces are all fp32 or preloaded (one staging buffer)")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, autoescape=False,

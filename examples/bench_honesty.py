@@ -22,8 +22,6 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quant_fidelity import EVAL_SENTENCES
-
 from codegen import emit_runner, write_output
 from solvers.base import dropped_all, evaluate
 from solvers.uniform import uniform_plan
@@ -36,6 +34,7 @@ from sticc.planner import plan_for_targets
 from sticc.profile_device import cached_device
 from sticc.profile_importance import cached_importance
 from sticc.runtime import parse_quantity
+from sticc.sentences import EVAL_SENTENCES
 
 SEQ_LEN = 128
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,12 +157,16 @@ def compile_(
     else:
         seq_len = seq_len or min(DEFAULT_SEQ_LEN, store.spec.max_positions)
         profile = _device_profile(store, device, seq_len)
+        losses = _importance_profile(store, importance)
         the_plan, _ = plan_for_targets(
-            store, profile, _importance_profile(store, importance), seq_len, latency_s, memory_bytes, solver,
-            limit_s, shards_per_chunk,
+            store, profile, losses, seq_len, latency_s, memory_bytes, solver, limit_s, shards_per_chunk,
         )
+        # the profiles the plan was made from, beside it: `sticc bench` plans its baselines from them
+        profiles = {"device.json": profile.to_json(), "importance.json": losses.to_json()}
     source = emit_runner(store, the_plan, store_dir)
     reports = {"report.md": render_markdown(source.plan_json), "timeline.svg": render_svg(source.plan_json)}
+    if not given:
+        reports.update({name: json.dumps(data, indent=1, sort_keys=True) + "\n" for name, data in profiles.items()})
     runner = write_output(out, source, reports)
     _print_summary(runner, source.plan_hash, the_plan)
 
@@ -178,6 +183,105 @@ def _print_summary(runner: Path, plan_hash: str, plan) -> None:
     if plan.solver.gap is not None:
         line += f", gap {plan.solver.gap * 100:.2f}%"
     print(line)
+
+
+def _names(text: str, flag: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise UserError(f"{flag}: unknown {unknown[0]!r}; choose from {', '.join(allowed)}")
+    return names
+
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Argument(help="a directory written by `sticc compile` (runner.py, plan.json)")],
+    store: Annotated[Path | None, typer.Option(help="the store (default: the one the runner was compiled for)")] = None,
+    runs: Annotated[int, typer.Option(help="timed fresh-process runs per case")] = 7,
+    cold: Annotated[bool, typer.Option("--cold/--warm", help="evict the files each case reads before its call")] = True,
+    io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash for every case, e.g. 200MB/s (default: the plan's)")] = None,
+    baselines: Annotated[str, typer.Option(help="cases beside the runner")] = "preload,load-exec,layerwise,greedy,hf,hf-offload",
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+) -> None:
+    """Run the compiled runner beside the baselines, each in fresh processes: latency, memory, IO, fidelity."""
+    from sticc.bench import BASELINES, Settings, bench, print_table, to_json
+    from sticc.jsonfile import write_json_atomic
+
+    if runs < 1:
+        raise UserError("--runs must be at least 1")
+    settings = Settings(runs, cold, _quantity(io_bandwidth, "B/s", "--io-bandwidth"))
+    subject, settings, results = bench(out, store, settings, _names(baselines, "--baselines", BASELINES), progress_bar)
+    print_table(subject, settings, results, _wide_console())
+    if json_path is not None:
+        write_json_atomic(json_path, to_json(subject, settings, results))
+
+
+def _list(text: str, unit: str, flag: str) -> list[float]:
+    values = [_quantity(part.strip(), unit, flag) for part in text.split(",") if part.strip()]
+    if not values or any(value <= 0 for value in values):
+        raise UserError(f"{flag} must be a comma-separated list of positive quantities, e.g. 20ms,40ms")
+    return values
+
+
+@app.command()
+def sweep(
+    store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
+    latency: Annotated[str, typer.Option(help="latency targets, e.g. 20ms,40ms,80ms")],
+    memory: Annotated[str, typer.Option(help="memory budgets, e.g. 1MB,4MB,16MB")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="directory for sweep.json and the plots")] = Path("sweep"),
+    runs: Annotated[int, typer.Option(help="timed fresh-process runs per case")] = 3,
+    cold: Annotated[bool, typer.Option("--cold/--warm", help="evict the files each case reads before its call")] = True,
+    io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash for every case, e.g. 200MB/s")] = None,
+    baselines: Annotated[str, typer.Option(help="plan-independent cases beside the plans")] = "preload,load-exec,layerwise,hf,hf-offload",
+    fidelity: Annotated[float, typer.Option(help="mean cosine a point needs for the memory-vs-latency plot")] = 0.99,
+    device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
+    importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
+    seq_len: Annotated[int, typer.Option(help="sequence length the plans are made for and timed at")] = 128,
+    time_limit: Annotated[str, typer.Option(help="CP-SAT time limit per plan")] = "10s",
+) -> None:
+    """Plan a grid of latency targets x memory budgets with CP-SAT and greedy, run them beside the baselines, plot."""
+    from rich.table import Table
+
+    from sticc.bench import Settings
+    from sticc.store import Store
+    from sticc.sweep import sweep as run_sweep
+
+    if runs < 1:
+        raise UserError("--runs must be at least 1")
+    cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
+    latencies_s, memories = _list(latency, "s", "--latency"), [int(m) for m in _list(memory, "B", "--memory")]
+    names = _names(baselines, "--baselines", ("preload", "load-exec", "layerwise", "hf", "hf-offload"))
+    store = Store.open(store_dir)
+    if device is None:
+        from sticc.profile_device import cached_device
+
+        profile, cached, hit = cached_device(store, seq_len, cap, progress_bar)
+        stderr.print(f"device profile: {'cached' if hit else 'measured'} {cached}")
+    else:
+        profile = _device_profile(store, device, seq_len)
+    settings = Settings(runs, cold, cap if cap is not None else profile.emulated_bandwidth_Bps)
+    subject, points = run_sweep(
+        store_dir, latencies_s, memories, settings, names, profile, _importance_profile(store, importance), seq_len,
+        _duration(time_limit, "--time-limit"), out, progress_bar, fidelity,
+    )
+    table = Table(title=f"sweep of {subject.model}: {len(points)} points, written to {out}")
+    for column in ("case", "latency target", "memory", "latency ms med", "peak weight MB", "cosine mean", "note"):
+        table.add_column(column)
+    for p in points:
+        r = p.result
+        table.add_row(
+            p.case.split("@")[0], f"{p.latency_target_s * 1e3:g} ms" if p.latency_target_s else "",
+            f"{p.memory_target_bytes / 1e6:g} MB" if p.memory_target_bytes else "",
+            f"{r.latency_s.median * 1e3:.1f}" if r else "", f"{r.peak_weight_bytes / 1e6:.2f}" if r else "",
+            f"{r.cosine_mean:.4f}" if r and r.cosine_mean is not None else "", p.note[:60],
+        )
+    _wide_console().print(table)
+
+
+def _wide_console() -> Console:
+    """The terminal, or 160 columns when output is not a terminal (tables stay one line a row)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 profile_app = typer.Typer(no_args_is_help=True, help="Measure the device and importance profiles a plan is made from.")

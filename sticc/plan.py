@@ -96,6 +96,11 @@ class RuntimeSettings:
 
     io_bandwidth_cap_Bps: float | None = None  # emulated flash bandwidth the runner's reads are capped to
     compute_threads: int | None = None  # torch compute threads (None: torch's default)
+    io_threads: int = 1  # loading threads; more than one needs a plan without staged pieces
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.io_threads, int) or isinstance(self.io_threads, bool) or self.io_threads < 1:
+            raise UserError(f"runtime.io_threads must be a positive integer, not {self.io_threads!r}")
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,6 @@ def read_plan(
     try:
         settings = RuntimeSettings(**runtime)
     except TypeError:
-        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads}}") from None
+        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads, io_threads}}") from None
     return replace(plan, runtime=settings)
 

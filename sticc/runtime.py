@@ -236,6 +236,9 @@ class StoreReader:
     def __init__(self, path: str, bandwidth_cap_Bps: float | None = None) -> None:
         self.path = path
         self._fd = os.open(path, os.O_RDONLY)
+        # every read is sized exactly (a piece, a run of pieces, embedding rows): kernel readahead
+        # would only read bytes no one asked for, which costs flash time
+        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
         self.bandwidth_cap_Bps = bandwidth_cap_Bps
         self.bytes_read = 0
         self._cap_lock = threading.Lock()
@@ -419,12 +422,16 @@ def read_fp32_member(reader: StoreReader, member: Member, weight: torch.Tensor, 
 
 
 class Loader:
-    """The background IO thread of one call.
+    """The background IO thread(s) of one call.
 
     For each chunk in plan order: take arena space for its fp32 form (waiting while the arena is
     full); for each of its pieces, pread the stored bytes into the staging buffer, check the crc32
     and dequantize into the chunk's slot (fp32 pieces are read straight into their slot; preloaded
     pieces are dequantized from their pinned bytes); then hand the chunk to the compute side.
+
+    With `threads` > 1, thread k loads chunks k, k + threads, ... (several reads in flight, as
+    PipeSwitch and PIPELOAD do); arena space is still taken in plan order, so frees stay in
+    allocation order. Several threads need plans without staged pieces (one staging buffer).
     """
 
     def __init__(
@@ -435,6 +442,7 @@ class Loader:
         preloaded: dict[int, torch.Tensor],
         pinned_chunks: dict[int, Chunk],
         trace: list | None = None,
+        threads: int = 1,
     ) -> None:
         self._loads = loads
         self._trace = trace  # (event, chunk key, perf_counter seconds) when tracing
@@ -446,38 +454,63 @@ class Loader:
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="sticc-io", daemon=True)
+        self._next_allocation = 0  # index into `loads` of the next chunk to take arena space
+        threads = max(1, min(threads, len(loads)))
+        self._threads = [
+            threading.Thread(target=self._run, args=(k, threads), name=f"sticc-io-{k}", daemon=True) for k in range(threads)
+        ]
 
     def start(self) -> "Loader":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
-    def _run(self) -> None:
+    def _run(self, first: int, step: int) -> None:
         # one thread of intra-op work here (a thread-local setting): an OpenMP team in the IO thread
         # would compete with the compute thread's team for the same cores and stall both at barriers
         torch.set_num_threads(1)
         try:
-            for load in self._loads:
+            for position in range(first, len(self._loads), step):
                 if self._stop:
                     return
-                chunk = self._load(load)
+                load = self._loads[position]
+                chunk = self._load(load, position)
                 if self._trace is not None:
                     self._trace.append(("io_end", load.key, time.perf_counter()))
                 with self._cond:
                     self._ready[load.key] = chunk
                     self._cond.notify_all()
-        except BaseException as error:  # handed to the waiting compute thread
+        except BaseException as error:  # handed to the waiting compute thread (the first one wins)
             with self._cond:
-                self._error = error
+                self._error = self._error or error
                 self._cond.notify_all()
 
-    def _load(self, load: ChunkLoad) -> Chunk:
+    def _take_turn(self, position: int) -> None:
+        """Wait until every earlier chunk has its arena space (a no-op with one thread)."""
+        with self._cond:
+            while self._next_allocation != position:
+                if self._stop or self._error is not None:
+                    raise StoreError("load cancelled")
+                self._cond.wait()
+
+    def _end_turn(self) -> None:
+        with self._cond:
+            self._next_allocation += 1
+            self._cond.notify_all()
+
+    def _load(self, load: ChunkLoad, position: int) -> Chunk:
+        self._take_turn(position)
         if load.pinned_in_place:
+            self._end_turn()
             return self._pinned_chunks[load.key]
         first = load.members[0].layout
         count = len(load.members)
         nbytes = load.arena_nbytes
-        weights, biases = chunk_views(self._pool.allocate(nbytes), first, count)
+        try:
+            buffer = self._pool.allocate(nbytes)
+        finally:
+            self._end_turn()
+        weights, biases = chunk_views(buffer, first, count)
         if self._trace is not None:
             self._trace.append(("io_start", load.key, time.perf_counter()))
         for i, member in enumerate(load.members):
@@ -521,7 +554,7 @@ class Loader:
     def wait_all(self) -> None:
         """Block until every chunk is loaded (load-then-compute mode)."""
         with self._cond:
-            while len(self._ready) < len(self._loads) and self._thread.is_alive():
+            while len(self._ready) < len(self._loads) and any(t.is_alive() for t in self._threads):
                 if self._error is not None:
                     raise self._error
                 self._cond.wait(timeout=0.1)
@@ -549,8 +582,12 @@ class Loader:
     def close(self) -> None:
         """Stop loading (waking a wait for arena space) and drop the call's arena allocations."""
         self._stop = True
+        with self._cond:
+            self._cond.notify_all()
         self._pool.stop()
-        self._thread.join()
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join()
         self._ready.clear()
         self._pool.end_call()
 
@@ -597,8 +634,9 @@ def read_rows(
         for index, row, count in batch:
             rows = raw[index : index + count]
             reader.read_into([rows], table.offset + row * table.row_nbytes, None, f"{what} rows {row}-{row + count - 1}")
+            view, size = memoryview(rows.numpy()).cast("B"), table.row_nbytes
             for k in range(count):
-                if zlib.crc32(memoryview(rows[k].numpy())) != int(row_crc32[row + k]):
+                if zlib.crc32(view[k * size : (k + 1) * size]) != int(row_crc32[row + k]):
                     raise checksum_error(f"{what} row {row + k}")
 
     workers = max(1, min(threads, len(ranges)))
@@ -794,16 +832,21 @@ class RunnerBase:
     STAGING_BYTES: int
     IO_BANDWIDTH_CAP_BPS: float | None
     COMPUTE_THREADS: int | None  # from the device profile the plan was made for
+    IO_THREADS: int = 1  # loading threads (more than one: plans without staged pieces only)
     PLANNED_SEQ_LEN: int  # the sequence length the plan was made for (kernels are warmed up at it)
     EMBED_IO_THREADS = 8
 
     def __init__(
         self, store_dir: str | None = None, io_bandwidth_Bps: float | None = None, threads: int | None = None,
+        pin_embeddings: bool = False, warm_up: bool = True,
     ) -> None:
         """Open the store, check it is the one compiled for, preload, warm up.
 
         `io_bandwidth_Bps` emulates slower flash; `threads` sets torch's compute threads (process-wide;
-        default: the device profile's setting, if the plan had one).
+        default: the device profile's setting, if the plan had one). `pin_embeddings` reads the
+        whole embedding tables now and holds them (counted in the pool) instead of reading one
+        call's rows per call; `warm_up=False` skips the kernel warm-up (a cold start pays it in
+        its first call).
         """
         self.store_dir = store_dir or self.DEFAULT_STORE
         threads = threads if threads is not None else self.COMPUTE_THREADS
@@ -839,8 +882,14 @@ class RunnerBase:
             if member.preloaded
         }
         self.pinned_chunks = {load.key: self._pin_chunk(load) for load in self.LOADS if load.pinned_in_place}
+        self.embedding_tables = (
+            (self._pin_rows(self.WORD_ROWS, self._word_crc, "word embedding"),
+             self._pin_rows(self.POSITION_ROWS, self._position_crc, "position embedding"))
+            if pin_embeddings else None
+        )
         self.reader.bytes_read = 0
-        self._warm_up()
+        if warm_up:
+            self._warm_up()
 
     def _warm_up(self) -> None:
         """Run every kernel once, at the planned sequence length and on every chunk shape of the
@@ -878,6 +927,12 @@ class RunnerBase:
         # start every embedding-row reader thread now (the pool creates them lazily)
         started = threading.Barrier(self.EMBED_IO_THREADS)
         list(self._io_threads.map(lambda _: started.wait(), range(self.EMBED_IO_THREADS)))
+
+    def _pin_rows(self, table: RowTable, row_crc32: np.ndarray, what: str) -> torch.Tensor:
+        """A whole row table, read and checked row by row, held for the runner's lifetime."""
+        rows = self.pool.pin(table.rows * table.row_nbytes).view(torch.float32).view(table.rows, -1)
+        read_rows(self.reader, table, row_crc32, torch.arange(table.rows), rows, what, self._io_threads, 1)
+        return rows
 
     def _pin_chunk(self, load: ChunkLoad) -> Chunk:
         first = load.members[0].layout
@@ -941,7 +996,7 @@ class RunnerBase:
         if trace is not None:
             trace.append(("call_start", -1, start_s))
         with torch.inference_mode():
-            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks, trace)
+            loads = Loader(self.LOADS, self.reader, self.pool, self.preloaded, self.pinned_chunks, trace, self.IO_THREADS)
             try:
                 # the embedding first, alone: its cold row reads gate every kernel, so they do not
                 # queue behind the IO thread's; its rows are freed before any chunk is loaded
@@ -975,6 +1030,10 @@ class RunnerBase:
         position_ids = position_ids_for(input_ids, attention_mask, shape.position_kind, shape.pad_token_id)
         if int(position_ids.max()) >= shape.max_positions:
             raise ValueError(f"sequence too long: the model has {shape.max_positions} positions")
+        if self.embedding_tables is not None:  # held: no reads
+            word_table, position_table = self.embedding_tables
+            x = word_table[input_ids] + position_table[position_ids]
+            return self._finish_embedding(x, input_ids, token_type_ids)
         words, word_index = torch.unique(input_ids, sorted=True, return_inverse=True)
         positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
         nbytes = 4 * shape.hidden * (len(words) + len(positions))
@@ -986,6 +1045,11 @@ class RunnerBase:
         finally:
             del rows
             self.pool.free_oldest(nbytes)
+        return self._finish_embedding(x, input_ids, token_type_ids)
+
+    def _finish_embedding(self, x: torch.Tensor, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """Token types and the embedding LayerNorm, on the summed word and position rows."""
+        shape = self.SHAPE
         if shape.type_vocab:
             types = torch.zeros_like(input_ids) if token_type_ids is None else torch.as_tensor(token_type_ids, dtype=torch.int64)
             x += self.token_types[types]

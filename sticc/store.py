@@ -93,6 +93,7 @@ class Store:
     position_embeddings: RowTableEntry
     versions: dict[VersionKey, Version]
     has_tokenizer: bool
+    source_dir: Path | None = None  # the checkpoint directory the store was sharded from
 
     @property
     def data_path(self) -> Path:
@@ -143,6 +144,7 @@ class Store:
             word_embeddings=table(manifest["word_embeddings"]),
             position_embeddings=table(manifest["position_embeddings"]),
             versions=versions, has_tokenizer=bool(manifest.get("tokenizer")),
+            source_dir=Path(manifest["source"]["model_dir"]) if manifest.get("source", {}).get("model_dir") else None,
         )
 
 

@@ -197,12 +197,14 @@ def test_compile_for_targets_writes_runner_plan_and_reports(capsys, tmp_path, pr
         "--importance", importance, "--solver", solver, "--seq-len", "16", "--time-limit", "5s",
     )
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "report.md", "runner.py", "timeline.svg"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "device.json", "importance.json", "plan.json", "report.md", "runner.py", "timeline.svg",
+    ]
     plan = json.loads((out / "plan.json").read_text())
     assert plan["solver"]["name"] == solver and plan["solver"]["status"] in ("OPTIMAL", "FEASIBLE")
     assert plan["targets"] == {"latency_s": 0.003, "memory_bytes": 60000, "seq_len": 16}
     assert plan["predicted"]["latency_s"] <= 0.003 and plan["predicted"]["peak_weight_bytes"] <= 60000
-    assert plan["runtime"] == {"io_bandwidth_cap_Bps": 4e6, "compute_threads": 1}
+    assert plan["runtime"] == {"io_bandwidth_cap_Bps": 4e6, "compute_threads": 1, "io_threads": 1}
     assert set(plan["shards"][0]) == {"layer", "index", "bits", "preload"}
     assert ("greedy" in plan["comparison"]) == (solver == "cpsat")
     assert "predicted" in stdout and "IO_BANDWIDTH_CAP_BPS = 4000000.0" in (out / "runner.py").read_text()
