@@ -165,12 +165,12 @@ def plot(subject: Subject, settings: Settings, points: list[Point], threshold: f
                 ax.scatter(p.result.latency_s.median * 1e3, p.result.cosine_mean, marker=markers.get(p.case, "x"), color="gray",
                            label=f"{p.case} ({p.result.peak_weight_bytes / 1e6:.0f} MB)")
         _log_ms_axis(ax.xaxis)
-        ax.set_xlabel("measured median latency (ms); points: target ms")
         ax.set_title(f"memory {memory / 1e6:g} MB" if memory else "no plans", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         if subject.random_weights:
             ax.text(0.5, 0.5, "random weights:\nno fidelity", transform=ax.transAxes, ha="center", va="center")
     axes[0][0].set_ylabel("fidelity: mean cosine vs fp32")
+    fig.supxlabel("measured median latency (ms); each plan's point labelled with its latency target (ms)", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle("fidelity vs latency at fixed memory\n" + title(subject, settings), fontsize=8, y=1.06)
     figures[FIGURES[0]] = fig
