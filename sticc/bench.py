@@ -18,6 +18,7 @@ pages) and it encodes the held-out sentences for fidelity against the fp32 model
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -249,10 +250,11 @@ def run_cases(cases: list[Case], settings: Settings, reference: torch.Tensor | N
     return results
 
 
-def runner_spec(name: str, runner: Path, subject: Subject, settings: Settings, mode: str = "call", **extra) -> dict:
+def runner_spec(name: str, runner: Path, store_dir: Path, settings: Settings, mode: str = "call", **extra) -> dict:
+    """The child's spec for a generated runner (`sticc.bench_case.RunnerCase`); input ids are added by the caller."""
     return {
-        "name": name, "kind": "runner", "runner": str(runner), "store": str(subject.store_dir), "mode": mode,
-        "io_bandwidth_Bps": settings.io_bandwidth_Bps, "cold": settings.cold, "seq_len": subject.seq_len, **extra,
+        "name": name, "kind": "runner", "runner": str(runner), "store": str(store_dir), "mode": mode,
+        "io_bandwidth_Bps": settings.io_bandwidth_Bps, "cold": settings.cold, **extra,
     }
 
 
@@ -261,7 +263,7 @@ def planned_case(name: str, description: str, plan: Plan, store: Store, subject:
     from codegen import emit_runner, write_output
 
     runner = write_output(work_dir / name, emit_runner(store, plan, store.path))
-    return Case(name, description, runner_spec(name, runner, subject, settings))
+    return Case(name, description, runner_spec(name, runner, subject.store_dir, settings))
 
 
 def baseline_cases(
@@ -284,6 +286,9 @@ def baseline_cases(
                 layerwise_plan(store, subject.seq_len, runtime), store, subject, settings, work_dir,
             ))
         elif name in ("hf", "hf-offload"):
+            missing = [m for m in ("transformers", "accelerate") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise UserError(f"the {name} case needs {' and '.join(missing)}: pip install 'sticc[bench]', or leave {name} out of --baselines")
             if subject.checkpoint_dir is None:
                 raise UserError(f"the {name} case needs the checkpoint {store.path} was sharded from; it is gone")
             offload = name == "hf-offload"
@@ -339,7 +344,7 @@ def bench(
     ids = timing_ids(store.spec.vocab, subject.seq_len)
     with tempfile.TemporaryDirectory(prefix="sticc-bench-") as work:
         work_dir = Path(work)
-        cases = [Case("sticc", f"the runner in {out_dir}", runner_spec("sticc", out_dir / "runner.py", subject, settings))]
+        cases = [Case("sticc", f"the runner in {out_dir}", runner_spec("sticc", out_dir / "runner.py", subject.store_dir, settings))]
         if "greedy" in baselines:
             cases.append(planned_case("greedy", "STI's greedy plan for the same targets, same runtime",
                                       greedy_plan(store, out_dir, subject), store, subject, settings, work_dir))

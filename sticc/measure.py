@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from sticc.errors import UserError
 
 
 def evict_from_page_cache(path: str | Path) -> None:
@@ -61,34 +56,15 @@ def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool, overlap: 
     return runner.last_stats["latency_s"]
 
 
-# a fresh process: build the runner (preloads happen here), evict the store, time one forward of
-# `seq_len` distinct token ids (batch 1), print the runner's stats as JSON
-_FORWARD_DRIVER = """
-import importlib.util, json, os, sys
-import torch
-path, store, seq_len, cold = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "cold"
-spec = importlib.util.spec_from_file_location("sticc_runner", path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-runner = module.Runner(store)
-vocab = runner.SHAPE.vocab
-ids = (torch.randperm(vocab - 1000, generator=torch.Generator().manual_seed(seq_len))[:seq_len] + 999)[None]
-if cold:
-    fd = os.open(os.path.join(store, runner.DATA_FILE), os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-runner.forward(ids)
-print(json.dumps(runner.last_stats))
-"""
-
-
 def time_forward_process(runner: str | Path, store: str | Path, seq_len: int, cold: bool = True) -> dict:
-    """One forward of `seq_len` distinct tokens in a fresh process: the runner's `last_stats`."""
-    command = [sys.executable, "-c", _FORWARD_DRIVER, str(runner), str(store), str(seq_len), "cold" if cold else "warm"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise UserError(f"{runner} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """One forward of `seq_len` distinct tokens (batch 1) in a fresh process, as `sticc bench` runs
+    its cases (`sticc.bench_case`): the call's `latency_s`, `peak_weight_bytes`, `disk_read_bytes`."""
+    from sticc.bench import Settings, run_child, runner_spec, timing_ids
+    from sticc.store import Store
+
+    spec = runner_spec(str(runner), Path(runner), Path(store), Settings(1, cold, None))
+    spec["input_ids"] = timing_ids(Store.open(store).spec.vocab, seq_len)
+    return run_child(spec, sample_rss=False)[0]
 
 
 def encode_in_process(runner_path: str | Path, store: str | Path, texts: list[str]):
