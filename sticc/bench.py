@@ -376,10 +376,10 @@ def to_json(subject: Subject, settings: Settings, results: list[CaseResult]) -> 
 def title(subject: Subject, settings: Settings) -> str:
     flash = f"emulated {settings.io_bandwidth_Bps / 1e6:.0f} MB/s flash" if settings.io_bandwidth_Bps else "this disk"
     weights = "RANDOM weights: latency and memory only, no fidelity" if subject.random_weights else "real weights"
-    target = f"deadline {subject.latency_target_s * 1e3:.0f} ms" if subject.latency_target_s else "no deadline"
+    target = f"; deadline {subject.latency_target_s * 1e3:.0f} ms" if subject.latency_target_s else ""
     memory = f", budget {subject.memory_target_bytes / 1e6:.2f} MB" if subject.memory_target_bytes else ""
     return (f"{subject.model} ({weights}), {subject.seq_len} tokens, {flash}, "
-            f"{'cold' if settings.cold else 'warm'} page cache, {settings.runs} fresh processes per case; {target}{memory}")
+            f"{'cold' if settings.cold else 'warm'} page cache, {settings.runs} fresh processes per case{target}{memory}")
 
 
 def print_table(subject: Subject, settings: Settings, results: list[CaseResult], console) -> None:
