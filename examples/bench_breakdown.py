@@ -22,26 +22,26 @@ import torch
 from codegen import emit_runner, load_runner, write_output
 from sticc.bench import preload_plan, timing_ids
 from sticc.measure import evict_from_page_cache, time_io_lane
+from sticc.profile_device import trace_lanes
 from sticc.report import read_plan_json
 from sticc.store import Store
 
 
 def traced_call(runner, ids: torch.Tensor) -> dict:
-    """One cold call with a trace: latency, compute busy and waiting time (seconds)."""
+    """One cold call with a trace: latency, embedding, compute busy and waiting time (seconds)."""
     evict_from_page_cache(Path(runner.store_dir) / runner.DATA_FILE)
     trace: list = []
     runner.forward(ids, trace=trace)
+    _, compute, embed = trace_lanes(trace)
     events = sorted(trace, key=lambda e: e[2])
-    start = next(t for name, _, t in events if name == "call_start")
-    embed_end = next(t for name, _, t in events if name == "embed_end")
-    busy, waits, last_end = 0.0, 0.0, embed_end
-    starts = [t for name, _, t in events if name == "compute_start"]
-    ends = [t for name, _, t in events if name == "compute_end"]
-    for begin, end in zip(starts, ends, strict=True):
-        busy += end - begin
-        waits += max(0.0, begin - last_end)
-        last_end = end
-    return {"latency": runner.last_stats["latency_s"], "embed": embed_end - start, "compute": busy, "wait": waits}
+    last_end = next(t for name, _, t in events if name == "embed_end")
+    waits = 0.0  # gaps before each chunk's compute, after the previous chunk's (or the embedding's) end
+    for name, _, t in events:
+        if name == "compute_start":
+            waits += max(0.0, t - last_end)
+        elif name == "compute_end":
+            last_end = t
+    return {"latency": runner.last_stats["latency_s"], "embed": embed, "compute": compute, "wait": waits}
 
 
 def main() -> None:

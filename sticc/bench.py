@@ -242,7 +242,8 @@ def run_cases(cases: list[Case], settings: Settings, reference: torch.Tensor | N
         results.append(CaseResult(
             case.name, case.description, Spread.of(latencies), Spread.of([r["setup_s"] for r in runs]),
             None if deadline is None else sum(1 for t in latencies if t <= deadline), len(runs),
-            max([profile["peak_weight_bytes"], *(r["peak_weight_bytes"] for r in runs)]), profile["weight_bytes_method"],
+            max(r["peak_weight_bytes"] for r in [profile, *runs] if r["peak_weight_bytes"] is not None),
+            profile["weight_bytes_method"],
             int(Spread.of([r["disk_read_bytes"] for r in runs]).median),
             max(0, profile["peak_rss_bytes"] - profile["rss_baseline"]["total"]), anon, file,
             None if scores is None else float(scores.mean()), None if scores is None else float(scores.min()),
@@ -362,15 +363,16 @@ def bench(
 # ----------------------------------------------------------------------------------------------
 
 
-def to_json(subject: Subject, settings: Settings, results: list[CaseResult]) -> dict:
+def header_json(subject: Subject, settings: Settings) -> dict:
+    """What was benchmarked and how: the head of `bench` and `sweep` JSON files."""
     def plain(value):
         return {k: plain(v) for k, v in value.items()} if isinstance(value, dict) else str(value) if isinstance(value, Path) else value
 
-    return {
-        "subject": plain(asdict(subject)),
-        "settings": asdict(settings),
-        "cases": [asdict(result) for result in results],
-    }
+    return {"subject": plain(asdict(subject)), "settings": asdict(settings)}
+
+
+def to_json(subject: Subject, settings: Settings, results: list[CaseResult]) -> dict:
+    return {**header_json(subject, settings), "cases": [asdict(result) for result in results]}
 
 
 def title(subject: Subject, settings: Settings) -> str:

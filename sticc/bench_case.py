@@ -6,7 +6,8 @@ This process sets the case up, evicts the files it reads (cold runs), times one 
 token ids, and prints one JSON line of measurements:
 
 - `latency_s`, `setup_s` (untimed construction before the call);
-- `peak_weight_bytes` and how it was measured (`weight_bytes_method`);
+- `peak_weight_bytes` and how it was measured (`weight_bytes_method`); None where only the
+  untimed fidelity pass can measure it (hf-offload) and the spec has no fidelity inputs;
 - `disk_read_bytes`: bytes this process read from storage during the call (/proc/self/io
   read_bytes: page-cache misses, readahead included);
 - `rss_baseline`, and `peak_rss_bytes`: the kernel's peak resident set (VmHWM, reset just before

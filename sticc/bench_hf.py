@@ -2,7 +2,7 @@
 
 A harness drives one `HFCase` per fresh child process: `setup()` (untimed), `cold_files()` (evicted for cold
 runs), `call()` (timed), `encode()` (untimed: fidelity, weight accounting), `peak_weight_bytes()` (hf-offload:
-from encode(), or from one more untimed pass over call()'s inputs), `close()`.
+measured in encode(), None before), `close()`.
 Both load the class AutoModel resolves to (resolved in `setup()`, which imports the modeling module), without the
 pooler (`add_pooling_layer=False`, BERT and RoBERTa): it does not change `last_hidden_state`, sticc's runners have
 none, and disk offload fails (KeyError in the hook) on checkpoints saved without one, e.g. from *ForMaskedLM:
@@ -128,7 +128,6 @@ class HFCase:
         self._model_kwargs: dict[str, bool] = {}
         self._model: torch.nn.Module | None = None
         self._peak_weight_bytes: int | None = None
-        self._call_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def setup(self) -> None:
         from transformers import AutoConfig
@@ -167,7 +166,6 @@ class HFCase:
             if throttle is not None:
                 _read_throttled(self.cold_files(), throttle)
             self._model = self._model_class.from_pretrained(self.checkpoint_dir, **self._model_kwargs).eval()
-        self._call_inputs = (input_ids, attention_mask, token_type_ids)  # for peak_weight_bytes() without encode()
         with nullcontext() if throttle is None or not self.offload else _throttled_offload_loads(throttle):
             return self._forward(input_ids, attention_mask, token_type_ids)
 
@@ -181,18 +179,15 @@ class HFCase:
         self._peak_weight_bytes = mode.peak_bytes
         return hidden
 
-    def peak_weight_bytes(self) -> int:
+    def peak_weight_bytes(self) -> int | None:
+        """hf: every parameter; hf-offload: the peak seen by the last encode() (None without one: the
+        timed call is never instrumented)."""
         if not self.offload:
             return sum(param.nbytes for param in self._loaded_model().parameters())
-        if self._peak_weight_bytes is None:
-            if self._call_inputs is None:
-                raise RuntimeError("hf-offload measures its peak weight bytes in a forward: call() first")
-            self.encode(*self._call_inputs)
         return self._peak_weight_bytes
 
     def close(self) -> None:
         self._model = None
-        self._call_inputs = None
         gc.collect()
         shutil.rmtree(self.offload_dir, ignore_errors=True)
 

@@ -242,7 +242,7 @@ def sweep(
     """Plan a grid of latency targets x memory budgets with CP-SAT and greedy, run them beside the baselines, plot."""
     from rich.table import Table
 
-    from sticc.bench import Settings
+    from sticc.bench import BASELINES, Settings
     from sticc.store import Store
     from sticc.sweep import sweep as run_sweep
 
@@ -250,15 +250,9 @@ def sweep(
         raise UserError("--runs must be at least 1")
     cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
     latencies_s, memories = _list(latency, "s", "--latency"), [int(m) for m in _list(memory, "B", "--memory")]
-    names = _names(baselines, "--baselines", ("preload", "load-exec", "layerwise", "hf", "hf-offload"))
+    names = _names(baselines, "--baselines", tuple(name for name in BASELINES if name != "greedy"))  # greedy: a line of plans
     store = Store.open(store_dir)
-    if device is None:
-        from sticc.profile_device import cached_device
-
-        profile, cached, hit = cached_device(store, seq_len, cap, progress_bar)
-        stderr.print(f"device profile: {'cached' if hit else 'measured'} {cached}")
-    else:
-        profile = _device_profile(store, device, seq_len)
+    profile = _device_profile(store, device, seq_len, cap)
     settings = Settings(runs, cold, cap if cap is not None else profile.emulated_bandwidth_Bps)
     subject, points = run_sweep(
         store_dir, latencies_s, memories, settings, names, profile, _importance_profile(store, importance), seq_len,
@@ -270,7 +264,7 @@ def sweep(
     for p in points:
         r = p.result
         table.add_row(
-            p.case.split("@")[0], f"{p.latency_target_s * 1e3:g} ms" if p.latency_target_s else "",
+            p.case, f"{p.latency_target_s * 1e3:g} ms" if p.latency_target_s else "",
             f"{p.memory_target_bytes / 1e6:g} MB" if p.memory_target_bytes else "",
             f"{r.latency_s.median * 1e3:.1f}" if r else "", f"{r.peak_weight_bytes / 1e6:.2f}" if r else "",
             f"{r.cosine_mean:.4f}" if r and r.cosine_mean is not None else "", p.note[:60],

@@ -351,7 +351,7 @@ def calibrate(store: Store, profile: DeviceProfile, seq_len: int, plans: int = 3
                     for event, key, t in trace:
                         if event == "io_end" and key in started:
                             io_rows.append([work[key].io_cpu_s, *_decode_by_bits(problem, work[key], decode_bits), t - started[key]])
-                    _, compute, embed = _trace_lanes(trace)
+                    _, compute, embed = trace_lanes(trace)
                     handovers += _handovers(trace)
                     compute_ratios.append(compute / sum(w.compute_s for w in work))
                     embed_ratios.append(embed / problem.embed_s)
@@ -409,7 +409,7 @@ def _handovers(trace: list) -> list[float]:
     return out
 
 
-def _trace_lanes(trace: list) -> tuple[float, float, float]:
+def trace_lanes(trace: list) -> tuple[float, float, float]:
     """(IO lane busy s, compute lane kernel s, embedding s) of one traced call."""
     start = {key: t for event, key, t in trace if event == "io_start"}
     io = sum(t - start[key] for event, key, t in trace if event == "io_end" and key in start)

@@ -26,6 +26,7 @@ from sticc.bench import (
     Settings,
     Subject,
     baseline_cases,
+    header_json,
     planned_case,
     reference_embeddings,
     run_cases,
@@ -102,15 +103,7 @@ def sweep(
 
 
 def to_json(subject: Subject, settings: Settings, points: list[Point]) -> dict:
-    from sticc.bench import to_json as bench_json
-
-    data = bench_json(subject, settings, [])
-    del data["cases"]
-    data["points"] = [
-        {**{k: v for k, v in asdict(p).items() if k != "result"}, "result": None if p.result is None else asdict(p.result)}
-        for p in points
-    ]
-    return data
+    return {**header_json(subject, settings), "points": [asdict(point) for point in points]}
 
 
 def write_outputs(out_dir: Path, subject: Subject, settings: Settings, points: list[Point], threshold: float = 0.99) -> list[Path]:
