@@ -1,7 +1,7 @@
 """Lowering a plan to runner source: every decision is made here, the template only renders.
 
 `emit_runner` returns a `RunnerSource` (text plus metadata); `write_output` puts it on disk with the
-plan, atomically. The runtime (`sticc/runtime.py`) is inlined verbatim; the generated part is the
+plan, atomically. The runtime (`sticc/runtime/`: core, decode, encoder) is inlined verbatim; the generated part is the
 literal tables (store extents, load list) and the schedule, one block per compute node of the
 shard graph, each block commented with the graph node it came from.
 """
@@ -18,11 +18,12 @@ from types import ModuleType
 
 import jinja2
 
-import sticc.runtime as runtime_module
-from sticc.errors import UserError
+import sticc.runtime.core as core_module
+import sticc.runtime.decode as decode_module
+import sticc.runtime.encoder as encoder_module
 from sticc.graph import ComputeStep, build_graph, linear_schedule
 from sticc.jsonfile import write_files_atomic
-from sticc.plan import Plan, by_position, chunks, memory_model
+from sticc.plan import Plan, chunk_loads, memory_model
 from sticc.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -35,7 +36,7 @@ class MemberLine:
     what: str
     offset: int
     layout: str  # a blob_layout(...) call with literal arguments
-    crc32: str
+    checksum: str
     preloaded: bool
 
 
@@ -44,6 +45,7 @@ class ChunkLine:
     """One literal ChunkLoad of the generated LOADS table."""
 
     key: int
+    part: str
     members: tuple[MemberLine, ...]
 
 
@@ -65,11 +67,32 @@ class RunnerSource:
     plan_json: dict
 
 
+# the runtime modules a runner inlines, in dependency order (each imports only earlier ones)
+RUNTIME_MODULES = (core_module, decode_module, encoder_module)
+_SIBLING_IMPORT = re.compile(r"^from sticc\.runtime\.\w+ import \(?[\w, ]*$")
+
+
 def _runtime_body() -> str:
-    """runtime.py without its module docstring (the runner has its own)."""
-    source = Path(runtime_module.__file__).read_text(encoding="utf-8")
-    docstring_end = ast.parse(source).body[0].end_lineno
-    return "\n".join(source.splitlines()[docstring_end:]).strip("\n")
+    """The runtime modules without their docstrings and their imports of each other, one after
+    another; the standard imports of all of them first."""
+    imports, bodies = [], []
+    for module in RUNTIME_MODULES:
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        lines = source.splitlines()
+        code_start = tree.body[1].lineno - 1  # after the module docstring
+        skip: set[int] = set()
+        for node in tree.body[1:]:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                skip.update(range(node.lineno - 1, node.end_lineno))
+                if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sticc.")):
+                    imports.append("\n".join(lines[node.lineno - 1 : node.end_lineno]))
+                elif not node.module.startswith("sticc.runtime."):
+                    raise AssertionError(f"{module.__name__} imports {node.module}: a runner inlines only sticc.runtime")
+        body = "\n".join(line for n, line in enumerate(lines) if n >= code_start and n not in skip)
+        bodies.append(f"# ---- sticc/runtime/{Path(module.__file__).name} " + "-" * 60 + "\n\n" + body.strip("\n"))
+    unique_imports = list(dict.fromkeys(imports))
+    return "\n".join(unique_imports) + "\n\n\n" + "\n\n\n".join(bodies)
 
 
 def _layout_call(layout) -> str:
@@ -91,33 +114,24 @@ def _describe(step: ComputeStep, shards_per_layer: int) -> str:
 def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
     """The runner for `plan` over `store`; identical inputs give identical bytes."""
     steps = linear_schedule(build_graph(store, plan))
-    choices = by_position(plan.shards)
-    planned = {}  # (layer, part) -> that block's chunks, each its shard indices in member order
-    for layer, part, indices in chunks(plan.shards, plan.shards_per_chunk):
-        planned.setdefault((layer, part), []).append(indices)
     loads: list[ChunkLine] = []
+    keys: dict[tuple[int, str], list[int]] = {}
+    for layer, part, load in chunk_loads(store, plan.shards, plan.shards_per_chunk):
+        members = tuple(
+            MemberLine(m.what, m.offset, _layout_call(m.layout), f"0x{m.checksum:016x}", m.preloaded) for m in load.members
+        )
+        keys.setdefault((layer, part), []).append(load.key)
+        loads.append(ChunkLine(load.key, part, members))
     blocks: list[BlockLines] = []
     for step in steps:
-        assert sorted(i for c in planned.get((step.layer, step.part), []) for i in c) == [load.index for load in step.loads]
-        keys = []
-        # the block's kept shards by chunk: one arena allocation and one kernel call each
-        for indices in planned.get((step.layer, step.part), []):
-            members = []
-            for index in indices:
-                choice = choices[(step.layer, index)]
-                version = store.version(step.layer, index, step.part, choice.bits)
-                members.append(MemberLine(
-                    version.key.describe(), version.extent.offset, _layout_call(version.layout),
-                    f"0x{version.extent.crc32:08x}", choice.preload,
-                ))
-            keys.append(len(loads))
-            loads.append(ChunkLine(len(loads), tuple(members)))
-        blocks.append(BlockLines(repr(step.node), step.layer, step.part, tuple(keys), _describe(step, store.shards_per_layer)))
+        block_keys = tuple(keys.get((step.layer, step.part), ()))
+        kept = sum(len(loads[k].members) for k in block_keys)
+        assert kept == len(step.loads), "the load table and the shard graph disagree"
+        blocks.append(BlockLines(repr(step.node), step.layer, step.part, block_keys, _describe(step, store.shards_per_layer)))
     plan_json = plan.to_json()
     spec = store.spec
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
-    if plan.runtime.io_threads > 1 and memory.staging_bytes:
-        raise UserError("runtime.io_threads > 1 needs a plan whose pieces are all fp32 or preloaded (one staging buffer)")
+    pool = memory.pool_layout(plan.memory_budget_bytes)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, autoescape=False,
@@ -127,10 +141,10 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
         store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks,
         runtime_body=_runtime_body(), kept=sum(1 for c in plan.shards if c.bits),
         preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
-        bits_histogram=_bits_histogram(plan), data_file=store.data_path.name,
-        arena_bytes=memory.arena_bytes(plan.memory_budget_bytes), staging_bytes=memory.staging_bytes,
+        bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,
     )
     text = re.sub(r"[ \t]+\n", "\n", text)
+    ast.parse(text)  # what is written must be Python
     return RunnerSource(text, plan_json["plan_hash"], plan_json)
 
 

@@ -33,7 +33,7 @@ from sticc.plan import ShardChoice
 from sticc.planner import plan_for_targets
 from sticc.profile_device import cached_device
 from sticc.profile_importance import cached_importance
-from sticc.runtime import parse_quantity
+from sticc.runtime.core import parse_quantity
 from sticc.sentences import EVAL_SENTENCES
 
 SEQ_LEN = 128

@@ -1,8 +1,8 @@
 """How fast does the CP-SAT planner close its gap on BERT-base- and BERT-large-shaped instances?
 
 The instances are built from shapes alone (`synthetic_problem`): the cost tables come from the
-same formulas `sticc.lower` uses (stored piece layouts, fp32 chunk arenas, the device profile's
-read, decode and compute fits) with plausible phone-class device numbers, and importances are
+same formulas `sticc.lower` uses (stored piece layouts and slots, decoded chunk sizes, the device
+profile's read, checksum, decode and compute fits) with plausible phone-class device numbers, and importances are
 random like the planner tests' synthetic profiles. No store is written (a BERT-large store would
 be gigabytes). The targets are tight: the memory budget is 1-2% of the fp32 weights and the
 latency lies between the all-dropped and the all-8-bit latency, so shards must be dropped or cut.
@@ -31,7 +31,7 @@ from sticc.device import Decode, DeviceProfile, PartCompute
 from sticc.errors import UserError
 from sticc.lower import ChunkSlot, PartCosts, Problem
 from sticc.plan import ShardChoice, slot_groups
-from sticc.runtime import arena_nbytes, blob_layout, chunk_arena_nbytes
+from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up, blob_layout
 from sticc.sharding import PARTS
 from sticc.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 
@@ -42,6 +42,7 @@ PHONE = DeviceProfile(
     compute_threads=4,
     read_bandwidth_Bps=500e6,
     request_latency_s=60e-6,
+    checksum_Bps=10e9,
     emulated_bandwidth_Bps=None,
     io_chunk_overhead_s=40e-6,
     decode={
@@ -79,15 +80,21 @@ def synthetic_problem(
     parts = {}
     for part in PARTS:
         rows, cols, bias = shapes[part]
-        stored = {b: blob_layout(rows, cols, b, DEFAULT_GROUP_SIZE, bias).nbytes for b in bits}
+        layouts = {b: blob_layout(rows, cols, b, DEFAULT_GROUP_SIZE, bias) for b in bits}
+        decoded = [0] + [
+            align_up(align_up(4 * n * rows * cols, SEGMENT_ALIGN_BYTES) + 4 * n * bias, READ_ALIGN_BYTES)
+            for n in range(1, shards_per_chunk + 1)
+        ]
         parts[part] = PartCosts(
             part=part,
             weights=rows * cols,
-            stored_nbytes=stored,
-            read_s={b: device.read_s(n) for b, n in stored.items()},
+            stored_nbytes={b: layout.nbytes for b, layout in layouts.items()},
+            slot_nbytes={b: layout.slot_nbytes for b, layout in layouts.items()},
+            read_s={b: device.read_s(layout.slot_nbytes) for b, layout in layouts.items()},
+            check_s={b: device.check_s(layout.nbytes) for b, layout in layouts.items()},
             decode_call_s={b: device.decode[b].call_s for b in bits},
             decode_piece_s={b: rows * cols / device.decode[b].weights_per_s for b in bits},
-            arena_nbytes=tuple(chunk_arena_nbytes(rows, cols, bias, n) if n else 0 for n in range(shards_per_chunk + 1)),
+            decoded_nbytes=tuple(decoded),
             compute_s=tuple(device.chunk_s(part, n, seq_len) for n in range(shards_per_chunk + 1)),
             join_s=device.join_s(part, seq_len),
         )
@@ -101,14 +108,16 @@ def synthetic_problem(
         for index in range(shards):
             weight = rng.uniform(0.2, 1.0) * 1e-2
             loss[(layer, index)] = {0: weight, **{b: (0.0 if b == 32 else weight * 0.5 ** (b * rng.uniform(0.8, 1.2))) for b in bits}}
-    embed = arena_nbytes(4 * hidden * (min(seq_len, vocab) + seq_len))
-    headers = 4 * 2 * hidden * 2 + layers * 4 * 6 * hidden  # embedding LayerNorm + 2 token types; 6 vectors per layer
+    embed = 4 * hidden * (min(seq_len, vocab) + seq_len)
+    # embedding LayerNorm + 2 token types; 6 vectors per layer; whole read units as a runner pins them
+    headers = align_up(4 * 2 * hidden * 2 + layers * 4 * 6 * hidden, READ_ALIGN_BYTES)
     return Problem(
         model=f"synthetic {layers}x{shards} h{hidden} f{ffn}", store_id="synthetic", layers=layers,
         shards_per_layer=shards, shards_per_chunk=shards_per_chunk, bits=tuple(sorted(bits)), parts=parts,
-        slots=slots, loss=loss, header_nbytes=headers, embed_arena_nbytes=embed, embed_io_nbytes=embed,
-        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s, handover_s=device.handover_s, cap_Bps=cap_Bps,
-        latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len, graph=nx.DiGraph(),
+        slots=slots, loss=loss, header_nbytes=headers, embed_scratch_nbytes=align_up(embed, READ_ALIGN_BYTES),
+        embed_io_nbytes=embed, embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s,
+        handover_s=device.handover_s, cap_Bps=cap_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
+        percentile=None, graph=nx.DiGraph(),
     )
 
 

@@ -1,7 +1,7 @@
 """End-to-end fidelity of the piece quantizers on the default model (all-MiniLM-L6-v2).
 
 Every piece of every layer is quantized with `sticc.quant.encode_piece`, dequantized with
-`sticc.runtime.dequantize_into`, put back into a `transformers.BertModel`, and the attention-mask
+`sticc.runtime.decode.decode_piece`, put back into a `transformers.BertModel`, and the attention-mask
 mean-pooled embeddings of 30 held-out sentences (disjoint from `sticc.calibration`'s calibration
 text) are compared with the fp32 model: min and mean cosine. Prints a markdown table.
 Run: .venv/bin/python examples/quant_fidelity.py  (needs the test extra: transformers)
@@ -21,7 +21,7 @@ from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
 from sticc.checkpoint import Checkpoint
 from sticc.default_model import minilm_dir
 from sticc.quant import QUANTIZER_NAME, encode_piece
-from sticc.runtime import dequantize_into
+from sticc.runtime.decode import decode_piece
 from sticc.sentences import EVAL_SENTENCES
 from sticc.sharding import layer_pieces
 
@@ -48,7 +48,7 @@ def embed(model: transformers.PreTrainedModel, batch: tuple[torch.Tensor, ...]) 
 
 def quantized_weights(checkpoint: Checkpoint, pieces: list[dict], shards: int, bits: int, group_size: int,
                       method: str, calibration: dict | None, inputs: str) -> dict[str, torch.Tensor]:
-    """{checkpoint tensor name: tensor}: every piece through encode_piece/dequantize_into, laid back out."""
+    """{checkpoint tensor name: tensor}: every piece through encode_piece/decode_piece, laid back out."""
     spec = checkpoint.spec
     width, units = spec.heads // shards * spec.head_dim, spec.ffn // shards
     state = {}
@@ -61,8 +61,7 @@ def quantized_weights(checkpoint: Checkpoint, pieces: list[dict], shards: int, b
             elif inputs == "calibration":
                 extra["calibration"] = calibration[(layer, index, part)]
             layout, blob = encode_piece(matrix, bias, bits, group_size, method=method, **extra)
-            w, b = torch.empty(layout.rows, layout.cols), torch.empty(layout.bias_len)
-            dequantize_into(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout, w.view(-1), b)
+            w, b = decode_piece(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout)
             if part == "attn":
                 heads = slice(index * width, (index + 1) * width)
                 for k, name in enumerate("qkv"):

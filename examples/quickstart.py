@@ -27,7 +27,7 @@ from sticc.cli import main as sticc_main
 from sticc.default_model import minilm_store
 from sticc.measure import Spread, encode_in_process, time_forward_process
 from sticc.report import read_plan_json
-from sticc.runtime import parse_quantity
+from sticc.runtime.core import parse_quantity
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sticc.errors import InfeasibleError
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo
-from sticc.simulate import ChunkWork, Simulation, memory_of, plan_work, simulate
+from sticc.simulate import ChunkWork, Simulation, admit_nbytes, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]
 
@@ -39,8 +39,17 @@ def budget_for(problem: Problem, work: list[ChunkWork]) -> int:
     """`budget_bytes` of a plan given as its chunks' work (`sticc.simulate.plan_work`)."""
     if problem.memory_bytes is not None:
         return problem.memory_bytes
-    pinned, staging = memory_of(problem, work)
-    return pinned + staging + problem.embed_arena_nbytes + sum(w.arena_nbytes for w in work)
+    pinned, scratch, slack = memory_of(problem, work)
+    return pinned + scratch + slack + sum(w.ring_nbytes for w in work)
+
+
+def admit_for(problem: Problem, work: list[ChunkWork]) -> int | None:
+    """The ring's admission capacity of a plan's chunks within its budget; None when the budget
+    cannot hold the plan (the largest streamed chunk must fit alone)."""
+    pinned, scratch, slack = memory_of(problem, work)
+    budget = budget_for(problem, work)
+    admit = admit_nbytes(budget, pinned, scratch, slack)
+    return admit if budget >= pinned + scratch + slack and admit >= slack else None
 
 
 def evaluate(problem: Problem, choices: Choices) -> Simulation:
@@ -73,8 +82,8 @@ def check_reachable(problem: Problem) -> None:
     """Raise InfeasibleError naming what is reachable when no plan (not even dropping every shard)
     meets the targets: the smallest latency within the memory, the smallest memory for the latency."""
     floor = evaluate(problem, dropped_all(problem))
-    # the least memory any plan needs: headers plus the embedding rows, nothing kept
-    least_memory = floor.pinned_nbytes + floor.staging_nbytes + problem.embed_arena_nbytes
+    # the least memory any plan needs: headers plus the embedding rows' scratch, nothing kept
+    least_memory = floor.pinned_nbytes + floor.scratch_nbytes
     memory_ok = problem.memory_bytes is None or problem.memory_bytes >= least_memory
     latency_ok = problem.latency_s is None or floor.latency_s <= problem.latency_s
     if memory_ok and latency_ok:

@@ -8,33 +8,30 @@ the memory budget. The model encodes the simulator's semantics (docs/solver.md h
   chunk costs the same whichever of its members are preloaded: per *group* (a layer's fixed index
   group, the members of both its attn and its ffn chunk) the model chooses only how many members
   at each bitwidth are preloaded, and the plan preloads the lowest indices. A one-hot per group
-  over (members kept, pinned in place) gives the chunk tables (arena, compute) without products.
-- Chunk costs are linear in the group's variables: overhead when non-empty and not pinned in
-  place, a decode per preloaded member, a read per streamed member, a decode call per streamed
-  bitwidth b < 32 (a 0/1 variable equal to [streamed count at b > 0]), a decode per streamed member.
+  over (members kept, pinned in place) gives the chunk tables (kernel, scratch) without products.
+- Chunk costs are linear in the group's variables. IO lane: overhead when anything streams, a read
+  and a checksum per streamed member. Compute lane: the kernel by members kept, and dequantization:
+  a call per run (a 0/1 variable per bitwidth for streamed members and one for preloaded members)
+  and a share per member; a chunk pinned in place has none.
 - Two lanes as precedences: the IO lane starts when the embedding ends; the IO of slot c starts
-  after the IO of slot c-1 ends and lasts its
-  work (with a bandwidth cap, it also ends no earlier than (embedding + bytes read through c) / cap
-  plus its decode calls, from the first slot the IO lane loads on); the compute of c starts after the previous compute step and after c's
-  IO; every block ends with its join. Empty and pinned-in-place slots have no IO work and no arena,
-  so they pass time through unchanged.
-- Arena admission: one interval per slot from its IO start to its compute end, demanding its arena
-  bytes, plus the embedding rows' [0, embedding end), in one cumulative constraint whose capacity
-  is the arena (budget - pinned - staging, a variable). With FIFO frees this is exact: the
+  after the IO of slot c-1 ends and lasts its work (with a bandwidth cap, it also ends no earlier
+  than (embedding + bytes read through c) / cap plus its checksums, from the first slot the IO
+  lane loads on); the compute of c starts after the previous compute step and after c's IO plus
+  a hand-over when c streams; every block ends with its join. Slots that stream nothing have no IO
+  work and no ring space, so they pass time through unchanged.
+- Ring admission: one interval per slot from its IO start to its compute end, demanding its
+  streamed members' bytes as stored, in one cumulative constraint whose capacity is the admission
+  capacity (budget - pinned - scratch - slack, a variable). With FIFO frees this is exact: the
   simulator's schedule satisfies it, and any schedule satisfying it is no earlier than the
   simulator's, slot by slot (induction over the slots). So the least latency of the model is the
   simulator's latency (up to rounding up), and a model-feasible plan is simulator-feasible.
-- Memory: pinned = headers + preloaded stored bytes (the whole fp32 chunk instead for a chunk pinned
-  in place); staging >= (streamed count at b) * stored bytes at b, for every group and b < 32.
+- Memory: pinned = headers + preloaded members as stored (the whole chunk decoded instead for a
+  chunk pinned in place); scratch >= the embedding rows and every chunk decoded; slack >= every
+  slot's streamed bytes; admission >= slack.
 
-Cuts (valid inequalities that only tighten the LP relaxation, docs/solver.md says how much):
-- "any n kept members of a group => size >= n" over every subset, and "a member streamed at b => a
-  decode call at b unless a member at b is preloaded": without them the LP mixes chunk sizes to
-  spread the per-chunk fixed costs;
-- the arena's tier, a one-hot over the values where a chunk's fit or an adjacent pair's overlap
-  changes: the LP of `arena >= need` averages over sizes and lets big chunks share a small arena;
-  with the tier fixed by branching, the sizes that fit and the adjacent pairs that must not
-  overlap follow from the sizes alone.
+Cuts (valid inequalities that only tighten the LP relaxation, docs/solver.md says how much): "any
+n kept members of a group => size >= n" over every subset, and "a member streamed (preloaded) at b
+=> a run at b": without them the LP mixes chunk sizes to spread the per-chunk fixed costs.
 
 Integers: `Scale` is the one place where seconds, bytes and importance become integers. Bytes are
 exact (in units of the gcd of every byte quantity of the problem); times are in ticks, and every
@@ -62,8 +59,8 @@ SUB_TICKS = 1_000  # durations are summed in 1/SUB_TICKS ticks and rounded up on
 IMPORTANCE_RESOLUTION = 1_000_000_000  # objective units for the summed importance of every shard at full bits
 CAP_RESOLUTION = 100_000  # the bandwidth cap as a fraction num/den with num about this large
 TWO_WORKER_SUBSOLVERS = ["max_lp", "lb_tree_search"]
-MAX_SUBSET_CUT_MEMBERS = 6
-FILL_SHARE = 0.1  # of the time limit, at most, for the `_fill` hint heuristic  # groups up to this size get every subset cut (2^k - 1 rows)
+MAX_SUBSET_CUT_MEMBERS = 6  # groups up to this size get every subset cut (2^k - 1 rows)
+FILL_SHARE = 0.1  # of the time limit, at most, for the `_fill` hint heuristic
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,9 +80,9 @@ class Scale:
     @classmethod
     def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
         reference_s = problem.latency_s if problem.latency_s else latency_upper_bound_s(problem)
-        quantities = [problem.header_nbytes, problem.embed_arena_nbytes, problem.embed_io_nbytes]
+        quantities = [problem.header_nbytes, problem.embed_scratch_nbytes, problem.embed_io_nbytes]
         for costs in problem.parts.values():
-            quantities += [*costs.stored_nbytes.values(), *costs.arena_nbytes]
+            quantities += [*costs.slot_nbytes.values(), *costs.decoded_nbytes]
         most = sum(max(problem.importance(layer, index, b) for b in problem.bits) for layer, index in problem.positions)
         return cls(
             time_unit_s=max(reference_s, 1e-9) / time_resolution,
@@ -138,10 +135,10 @@ def latency_upper_bound_s(problem: Problem) -> float:
     for slot in problem.slots:
         costs = problem.parts[slot.part]
         per_piece = max(
-            costs.read_s[b] + 2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits
+            costs.read_s[b] + costs.check_s[b] + 2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits
         )
-        total += problem.io_chunk_overhead_s + len(slot.indices) * per_piece + max(costs.compute_s) + costs.join_s
-        read_nbytes += len(slot.indices) * max(costs.stored_nbytes.values())
+        total += problem.io_chunk_overhead_s + problem.handover_s + len(slot.indices) * per_piece + max(costs.compute_s) + costs.join_s
+        read_nbytes += len(slot.indices) * max(costs.slot_nbytes.values())
     return total + (read_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
 
 
@@ -205,7 +202,6 @@ class PlanModel:
         self.scale = scale
         self.model = cp_model.CpModel()
         self.options = (0, *problem.bits)
-        self.streamed_bits = [b for b in problem.bits if b < 32]
         self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.slots))
         self.slot_groups = [Group(s.layer, s.indices) for s in problem.slots]
         self.horizon = scale.ticks(latency_upper_bound_s(problem)) + 2 * len(problem.slots) + 2
@@ -227,21 +223,30 @@ class PlanModel:
             m.add_exactly_one(self.pick[(layer, index)].values())
 
     def _add_groups(self) -> None:
-        """Per group: counts by bitwidth, preloaded counts, decode-call flags, the (kept, pinned) one-hot."""
+        """Per group: counts by bitwidth, preloaded counts, run flags, the (kept, pinned) one-hot."""
         m, bits = self.model, self.problem.bits
-        self.kept, self.preloaded, self.call, self.size, self.in_place = {}, {}, {}, {}, {}
+        self.kept, self.preloaded, self.call, self.pre_call, self.streams, self.size, self.in_place = {}, {}, {}, {}, {}, {}, {}
         for g in self.groups:
             k = len(g.indices)
             kept = {b: sum(self.pick[(g.layer, i)][b] for i in g.indices) for b in bits}
             pre = {b: m.new_int_var(0, k, f"pre_{g.name}_{b}") for b in bits}
             for b in bits:
                 m.add(pre[b] <= kept[b])
-            # call[b] = [streamed count at b > 0]: one decode call per streamed bitwidth b < 32
-            call = {}
-            for b in self.streamed_bits:
+            # call[b] = [streamed count at b > 0], pre_call[b] = [preloaded count at b > 0]: one
+            # dequantization run each
+            call, pre_call = {}, {}
+            for b in bits:
                 call[b] = m.new_bool_var(f"call_{g.name}_{b}")
                 m.add(kept[b] - pre[b] <= k * call[b])
                 m.add(kept[b] - pre[b] >= call[b])
+                pre_call[b] = m.new_bool_var(f"precall_{g.name}_{b}")
+                m.add(pre[b] <= k * pre_call[b])
+                m.add(pre[b] >= pre_call[b])
+            # streams = [anything streamed]: the IO lane loads the slot
+            streams = m.new_bool_var(f"streams_{g.name}")
+            for b in bits:
+                m.add(streams >= call[b])
+            m.add(streams <= sum(call.values()))
             # size[n]: n members kept, not pinned in place; in_place[n]: n members, all preloaded at 32
             size = {n: m.new_bool_var(f"size_{g.name}_{n}") for n in range(k + 1)}
             in_place = {}
@@ -254,12 +259,12 @@ class PlanModel:
                 # not in place and n > 0 => at least one member is not a preloaded fp32 piece
                 m.add(pre[32] >= sum(n * v for n, v in in_place.items()))
                 m.add(pre[32] <= sum((n - 1) * v for n, v in size.items() if n) + sum(n * v for n, v in in_place.items()))
-            self.kept[g], self.preloaded[g], self.call[g] = kept, pre, call
-            self.size[g], self.in_place[g] = size, in_place
+            self.kept[g], self.preloaded[g], self.call[g], self.pre_call[g] = kept, pre, call, pre_call
+            self.streams[g], self.size[g], self.in_place[g] = streams, size, in_place
             self._add_group_cuts(g)
 
     def _add_group_cuts(self, g: Group) -> None:
-        """Cuts that make the size one-hot and the call flags integral whenever the picks are."""
+        """Cuts that make the size one-hot and the run flags integral whenever the picks are."""
         m = self.model
         kept = {i: 1 - self.pick[(g.layer, i)][0] for i in g.indices}
         at_least = {
@@ -274,54 +279,55 @@ class PlanModel:
         else:
             for i in g.indices:
                 m.add(at_least[1] >= kept[i])
-        # a member streamed at b => a decode call at b, unless a member at b is preloaded
-        for b in self.streamed_bits:
+        # a member at b => a streamed run at b unless a member at b is preloaded, and a preloaded run
+        # at b unless one at b is streamed
+        for b in self.problem.bits:
             for i in g.indices:
-                m.add(self.call[g][b] >= self.pick[(g.layer, i)][b] - self.preloaded[g][b])
+                m.add(self.call[g][b] + self.pre_call[g][b] >= self.pick[(g.layer, i)][b])
 
     # -- chunk costs: linear in the group's variables (durations in 1/sub_ticks ticks) -----------
 
     def _streamed(self, g: Group, b: int):
         return self.kept[g][b] - self.preloaded[g][b]
 
-    def arena_units(self, g: Group, costs: PartCosts):
-        """Arena bytes of the slot (0 when empty or pinned in place)."""
-        return sum(self.scale.units(costs.arena_nbytes[n]) * v for n, v in self.size[g].items() if n)
+    def ring_units(self, g: Group, costs: PartCosts):
+        """Ring bytes of the slot: its streamed members as stored."""
+        return sum(self.scale.units(costs.slot_nbytes[b]) * self._streamed(g, b) for b in self.problem.bits)
+
+    def scratch_units(self, g: Group, costs: PartCosts):
+        """The slot's chunk dequantized (0 when empty or pinned in place)."""
+        return sum(self.scale.units(costs.decoded_nbytes[n]) * v for n, v in self.size[g].items() if n)
 
     def compute_fine(self, g: Group, costs: PartCosts):
+        """The compute lane's work on the slot: dequantization runs, then the kernel."""
+        f, bits = self.scale.fine, self.problem.bits
         size, in_place = self.size[g], self.in_place[g]
-        return sum(
-            self.scale.fine(costs.compute_s[n]) * (v + in_place.get(n, 0))
-            for n, v in size.items() if n
-        )
+        kernel = sum(f(costs.compute_s[n]) * (v + in_place.get(n, 0)) for n, v in size.items() if n)
+        calls = sum(f(costs.decode_call_s[b]) * (self.call[g][b] + self.pre_call[g][b]) for b in bits)
+        pieces = sum(f(costs.decode_piece_s[b]) * self.kept[g][b] for b in bits)
+        # a chunk pinned in place is decoded at construction: take back its run at 32 bits
+        pinned = 0
+        if in_place:
+            pinned = sum((f(costs.decode_call_s[32]) + n * f(costs.decode_piece_s[32])) * v for n, v in in_place.items())
+        return kernel + calls + pieces - pinned
 
     def io_fine(self, g: Group, costs: PartCosts):
-        """The IO lane's own work on the slot: overhead, preloaded decodes, reads, streamed decodes."""
-        f, bits = self.scale.fine, self.problem.bits
-        overhead = f(self.problem.io_chunk_overhead_s) * sum(v for n, v in self.size[g].items() if n)
-        preloaded = sum(f(costs.decode_call_s[b] + costs.decode_piece_s[b]) * self.preloaded[g][b] for b in bits)
-        reads = sum(f(costs.read_s[b]) * self._streamed(g, b) for b in bits)
-        # a chunk pinned in place has no IO: take back the decodes its preloaded fp32 members added
-        unpinned = 0
-        if self.in_place[g]:
-            unpinned = f(costs.decode_call_s[32] + costs.decode_piece_s[32]) * sum(n * v for n, v in self.in_place[g].items())
-        return overhead + preloaded + reads - unpinned + self.decode_fine(g, costs)
-
-    def decode_fine(self, g: Group, costs: PartCosts):
-        """The decode calls of the streamed runs, which follow the reads."""
+        """The IO lane's work on the slot: overhead when it streams, reads, checksums."""
         f = self.scale.fine
-        return sum(f(costs.decode_call_s[b]) * self.call[g][b] + f(costs.decode_piece_s[b]) * self._streamed(g, b) for b in self.streamed_bits)
+        overhead = f(self.problem.io_chunk_overhead_s) * self.streams[g]
+        return overhead + sum(f(costs.read_s[b]) * self._streamed(g, b) for b in self.problem.bits) + self.check_fine(g, costs)
 
-    def read_units(self, g: Group, costs: PartCosts):
-        return sum(self.scale.units(costs.stored_nbytes[b]) * self._streamed(g, b) for b in self.problem.bits)
+    def check_fine(self, g: Group, costs: PartCosts):
+        """The checksums of the streamed members, which follow the reads."""
+        return sum(self.scale.fine(costs.check_s[b]) * self._streamed(g, b) for b in self.problem.bits)
 
     def pinned_units(self, g: Group, costs: PartCosts):
         u = self.scale.units
-        preloaded = sum(u(costs.stored_nbytes[b]) * self.preloaded[g][b] for b in self.problem.bits)
+        preloaded = sum(u(costs.slot_nbytes[b]) * self.preloaded[g][b] for b in self.problem.bits)
         if not self.in_place[g]:
             return preloaded
-        # pinned in place: the whole fp32 chunk instead of its members' stored bytes
-        return preloaded + sum((u(costs.arena_nbytes[n]) - n * u(costs.stored_nbytes[32])) * v for n, v in self.in_place[g].items())
+        # pinned in place: the whole chunk decoded instead of its members as stored
+        return preloaded + sum((u(costs.decoded_nbytes[n]) - n * u(costs.slot_nbytes[32])) * v for n, v in self.in_place[g].items())
 
     # -- the timeline: two lanes, reads capped, joins ---------------------------------------------
 
@@ -335,7 +341,7 @@ class PlanModel:
         self.cap = s.cap_fraction(p.cap_Bps) if p.cap_Bps else None
         self.started = []
         embed_read = s.units(p.embed_io_nbytes)
-        most_read = sum(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].stored_nbytes.values()) for slot, g in zip(p.slots, self.slot_groups, strict=True))
+        most_read = sum(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].slot_nbytes.values()) for slot, g in zip(p.slots, self.slot_groups, strict=True))
         read_so_far, started = 0, 0
         previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
         for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
@@ -348,25 +354,25 @@ class PlanModel:
             m.add(io_start >= previous_io)
             m.add(k * (io_end - io_start) >= self.io_fine(g, costs))
             if self.cap is not None:
-                # reads done >= (embedding + bytes read through this slot) / cap, the decode calls
-                # follow; the IO lane's first chunk is where the embedding's bytes start to count
-                # (a slot before it, empty or pinned in place, is not loaded at all)
+                # reads done >= (embedding + bytes read through this slot) / cap, the checksums
+                # follow; the IO lane's first loaded slot is where the embedding's bytes start to
+                # count (a slot before it streams nothing and is not loaded at all)
                 num, den = self.cap
                 total = m.new_int_var(0, most_read, f"read_total_{c}")
-                m.add(total == read_so_far + self.read_units(g, costs))
-                loaded = sum(v for n, v in self.size[g].items() if n)
+                m.add(total == read_so_far + self.ring_units(g, costs))
+                loaded = self.streams[g]
                 now_started = m.new_bool_var(f"started_{c}")
                 m.add(now_started >= loaded)
                 m.add(now_started >= started)
                 m.add(now_started <= started + loaded)
-                m.add(num * (k * io_end - self.decode_fine(g, costs)) >= k * den * (total + embed_read * now_started))
+                m.add(num * (k * io_end - self.check_fine(g, costs)) >= k * den * (total + embed_read * now_started))
                 read_so_far, started = total, now_started
                 self.read_total.append(total)
                 self.started.append(now_started)
-            # compute lane: after the previous step and after this slot's IO
+            # compute lane: after the previous step and after this slot's IO; a loaded chunk
+            # reaches the compute lane a hand-over later (others pass at once)
             m.add(start >= previous_step)
-            # a loaded chunk reaches the compute lane a hand-over later (empty and pinned slots: at once)
-            m.add(start >= io_end + self.handover * sum(v for n, v in self.size[g].items() if n))
+            m.add(start >= io_end + self.handover * self.streams[g])
             m.add(k * (end - start) >= self.compute_fine(g, costs))
             self.io_start.append(io_start)
             self.io_end.append(io_end)
@@ -380,84 +386,40 @@ class PlanModel:
                 previous_step = join
         self.latency = previous_step
 
-    # -- memory: pinned + staging + arena within the budget; arena admission ----------------------
+    # -- memory: pinned + scratch + slack + admission within the budget; ring admission -----------
 
     def _add_memory(self) -> None:
         m, p, s = self.model, self.problem, self.scale
-        self.pinned = s.units(p.header_nbytes) + sum(self.pinned_units(g, p.parts[slot.part]) for slot, g in zip(p.slots, self.slot_groups, strict=True))
-        self.largest_staged = {b: max(s.units(c.stored_nbytes[b]) for c in p.parts.values()) for b in self.streamed_bits}
-        self.most_staging = max((len(g.indices) * self.largest_staged[b] for g in self.groups for b in self.streamed_bits), default=0)
-        self.staging = m.new_int_var(0, self.most_staging, "staging")
-        for g in self.groups:
-            for b in self.streamed_bits:
-                m.add(self.staging >= self.largest_staged[b] * self._streamed(g, b))
+        slots = list(zip(p.slots, self.slot_groups, strict=True))
+        self.pinned = s.units(p.header_nbytes) + sum(self.pinned_units(g, p.parts[slot.part]) for slot, g in slots)
+        self.most_scratch = max([s.units(p.embed_scratch_nbytes), *(s.units(max(c.decoded_nbytes)) for c in p.parts.values())])
+        self.scratch = m.new_int_var(s.units(p.embed_scratch_nbytes), self.most_scratch, "scratch")
+        self.most_slack = max(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].slot_nbytes.values()) for slot, g in slots)
+        self.slack = m.new_int_var(0, self.most_slack, "slack")
+        for slot, g in slots:
+            costs = p.parts[slot.part]
+            m.add(self.scratch >= self.scratch_units(g, costs))
+            m.add(self.slack >= self.ring_units(g, costs))
         self.arena = None
         self.held, self.demand = [], []
-        self.tiers, self.tier_top = {}, {}
         if p.memory_bytes is None:
             return  # the budget then holds every chunk of the call at once: memory never delays IO
         budget = s.units_down(p.memory_bytes)
-        self.arena = m.new_int_var(0, max(budget, 0), "arena")
-        m.add(self.arena == budget - self.pinned - self.staging)
-        # the arena holds the embedding rows and every chunk (`Simulation.fits`)
-        m.add(self.arena >= s.units(p.embed_arena_nbytes))
-        intervals = [m.new_fixed_size_interval_var(0, self.embed_end, "embed_rows")]
-        demands = [s.units(p.embed_arena_nbytes)]
-        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
+        self.arena = m.new_int_var(0, max(budget, 0), "admit")
+        m.add(self.arena == budget - self.pinned - self.scratch - self.slack)
+        # the ring admits the largest streamed chunk (`Simulation.fits`)
+        m.add(self.arena >= self.slack)
+        intervals, demands = [], []
+        for c, (slot, g) in enumerate(slots):
             costs = p.parts[slot.part]
-            demand = m.new_int_var(0, s.units(max(costs.arena_nbytes)), f"arena_held_{c}")
-            m.add(demand == self.arena_units(g, costs))
-            m.add(self.arena >= demand)
+            demand = m.new_int_var(0, self.most_slack, f"ring_held_{c}")
+            m.add(demand == self.ring_units(g, costs))
             held = m.new_int_var(0, self.horizon, f"held_{c}")
-            intervals.append(m.new_interval_var(self.io_start[c], held, self.compute_end[c], f"arena_{c}"))
+            intervals.append(m.new_interval_var(self.io_start[c], held, self.compute_end[c], f"ring_{c}"))
             demands.append(demand)
             self.held.append(held)
             self.demand.append(demand)
         m.add_cumulative(intervals, demands, self.arena)
-        self._add_arena_tiers(budget)
-
-    def _add_arena_tiers(self, budget: int) -> None:
-        """Cuts: the arena's tier, a one-hot over the thresholds where a chunk's fit or an adjacent
-        pair's overlap changes (every arena size and every sum of two). The LP relaxation of
-        `arena >= need` averages over chunk sizes and lets big chunks share a small arena; once the
-        solver fixes the tier, which sizes fit and which adjacent pairs must not overlap follow
-        from the sizes alone."""
-        m, p, s, k = self.model, self.problem, self.scale, self.scale.sub_ticks
-        room = budget - s.units(p.header_nbytes)
-        embed = s.units(p.embed_arena_nbytes)
-        sizes = {s.units(a) for costs in p.parts.values() for a in costs.arena_nbytes if a} | {embed}
-        thresholds = sorted(t for t in sizes | {a + b for a in sizes for b in sizes} if embed <= t <= room)
-        if not thresholds:
-            return
-        self.tiers = {t: m.new_bool_var(f"tier_{t}") for t in thresholds}
-        self.tier_top = {t: (thresholds[i + 1] - 1 if i + 1 < len(thresholds) else room) for i, t in enumerate(thresholds)}
-        m.add_exactly_one(self.tiers.values())
-        # tier t: t <= arena <= (next threshold) - 1
-        m.add(self.arena >= sum(t * v for t, v in self.tiers.items()))
-        m.add(self.arena <= sum(self.tier_top[t] * v for t, v in self.tiers.items()))
-
-        def fits(need: int):
-            return sum(v for t, v in self.tiers.items() if self.tier_top[t] >= need)
-
-        for g in self.groups:
-            for n, v in self.size[g].items():
-                if n:
-                    m.add(v <= fits(max(s.units(c.arena_nbytes[n]) for c in p.parts.values())))
-        # adjacent slots c, c+1 holding >= n1 and >= n2 members whose arenas sum above the tier:
-        # c+1's IO waits for c's compute, so it starts >= c's IO end + c's compute time
-        for c in range(len(p.slots) - 1):
-            first, second = p.parts[p.slots[c].part], p.parts[p.slots[c + 1].part]
-            g1, g2 = self.slot_groups[c], self.slot_groups[c + 1]
-            for n1 in range(1, len(g1.indices) + 1):
-                at_least_1 = sum(v for n, v in self.size[g1].items() if n >= n1)
-                work = min(s.fine(first.compute_s[n]) for n in range(n1, len(g1.indices) + 1))
-                for n2 in range(1, len(g2.indices) + 1):
-                    need = min(s.units(first.arena_nbytes[a]) for a in range(n1, len(g1.indices) + 1))
-                    need += min(s.units(second.arena_nbytes[b]) for b in range(n2, len(g2.indices) + 1))
-                    if need <= self.tier_top[thresholds[0]]:
-                        continue
-                    at_least_2 = sum(v for n, v in self.size[g2].items() if n >= n2)
-                    m.add(k * self.io_start[c + 1] >= k * self.io_end[c] + work * (at_least_1 + at_least_2 - 1 - fits(need)))
 
     # -- objective --------------------------------------------------------------------------------
 
@@ -500,6 +462,9 @@ class PlanModel:
         for g, gc in counts.items():
             for b, var in self.call[g].items():
                 values[var.index] = int(gc.streamed(b) > 0)
+            for b, var in self.pre_call[g].items():
+                values[var.index] = int(gc.preloaded[b] > 0)
+            values[self.streams[g].index] = int(any(gc.streamed(b) for b in p.bits))
             for n, var in self.size[g].items():
                 values[var.index] = int(gc.members == n and not gc.in_place)
             for n, var in self.in_place[g].items():
@@ -508,23 +473,25 @@ class PlanModel:
         def value(expr) -> int:
             return _evaluate(expr, values)
 
-        staging = max((self.largest_staged[b] * counts[g].streamed(b) for g in self.groups for b in self.streamed_bits), default=0)
-        values[self.staging.index] = staging
+        slots = list(zip(p.slots, self.slot_groups, strict=True))
+        scratch = max([s.units(p.embed_scratch_nbytes), *(value(self.scratch_units(g, p.parts[slot.part])) for slot, g in slots)])
+        slack = max(value(self.ring_units(g, p.parts[slot.part])) for slot, g in slots)
+        values[self.scratch.index] = scratch
+        values[self.slack.index] = slack
         arena, demands = None, []
         if self.arena is not None:
-            arena = s.units_down(p.memory_bytes) - value(self.pinned) - staging
+            arena = s.units_down(p.memory_bytes) - value(self.pinned) - scratch - slack
             values[self.arena.index] = arena
-            for t, var in self.tiers.items():
-                values[var.index] = int(t <= arena <= self.tier_top[t])
             for c, var in enumerate(self.demand):
-                values[var.index] = value(self.arena_units(self.slot_groups[c], p.parts[p.slots[c].part]))
+                values[var.index] = value(self.ring_units(self.slot_groups[c], p.parts[p.slots[c].part]))
                 demands.append(values[var.index])
-        # the earliest schedule: the simulator's rules in ticks, FIFO arena admission
-        live = [(s.units(p.embed_arena_nbytes), self.embed_end)]  # (demand, freed at), in allocation order
+        # the earliest schedule: the simulator's rules in ticks, FIFO ring admission
+        live: list[tuple[int, int]] = []  # (demand, freed at), in allocation order
         previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
         read_so_far, started = 0, 0
-        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
+        for c, (slot, g) in enumerate(slots):
             costs = p.parts[slot.part]
+            loaded = values[self.streams[g].index]
             io_start = previous_io
             if arena is not None and demands[c]:
                 live = [(d, free) for d, free in live if free > io_start]
@@ -534,13 +501,12 @@ class PlanModel:
             io_end = io_start + _ceil_div(value(self.io_fine(g, costs)), k)
             if self.cap is not None:
                 num, den = self.cap
-                read_so_far += value(self.read_units(g, costs))
-                started = max(started, int(counts[g].members > 0 and not counts[g].in_place))
+                read_so_far += value(self.ring_units(g, costs))
+                started = max(started, loaded)
                 values[self.read_total[c].index] = read_so_far
                 values[self.started[c].index] = started
                 total = read_so_far + s.units(p.embed_io_nbytes) * started
-                io_end = max(io_end, _ceil_div(k * den * total + num * value(self.decode_fine(g, costs)), num * k))
-            loaded = int(counts[g].members > 0 and not counts[g].in_place)
+                io_end = max(io_end, _ceil_div(k * den * total + num * value(self.check_fine(g, costs)), num * k))
             start = max(previous_step, io_end + self.handover * loaded)
             end = start + _ceil_div(value(self.compute_fine(g, costs)), k)
             for var, v in ((self.io_start[c], io_start), (self.io_end[c], io_end), (self.compute_start[c], start), (self.compute_end[c], end)):
@@ -595,8 +561,8 @@ def _solver(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
-    # measured on the benchmark instances: the bound comes from LP tree search (branching on the
-    # arena tiers), so both workers keep the full LP (the default pairs one with heuristics)
+    # measured on the benchmark instances: the bound comes from LP tree search, so both workers
+    # keep the full LP (the default pairs one with heuristics)
     if workers == 2:
         solver.parameters.subsolvers.extend(TWO_WORKER_SUBSOLVERS)
         # measured (BERT-base at 2 s, two seeds): without probing and symmetry detection in
@@ -687,7 +653,8 @@ class ModelCheck:
 
     latency_s: float
     pinned_nbytes: int
-    staging_nbytes: int
+    scratch_nbytes: int
+    slack_nbytes: int
     status: str
 
 
@@ -699,13 +666,13 @@ def model_check(problem: Problem, choices: Choices, time_limit_s: float = 10.0, 
     plan.fix(choices)
     pinned = plan.model.new_int_var(0, 1 << 50, "pinned_total")
     plan.model.add(pinned == plan.pinned)
-    # staging is only bounded below in the model; minimize it second, after the latency
-    plan.model.minimize(plan.latency * (plan.most_staging + 1) + plan.staging)
+    # scratch and slack are only bounded below in the model; minimize them second, after the latency
+    plan.model.minimize(plan.latency * (plan.most_scratch + plan.most_slack + 1) + plan.scratch + plan.slack)
     solver = _solver(time_limit_s, 1, 0)
     status = solver.solve(plan.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return ModelCheck(math.inf, 0, 0, solver.status_name(status))
+        return ModelCheck(math.inf, 0, 0, 0, solver.status_name(status))
     return ModelCheck(
         scale.seconds(solver.value(plan.latency)), scale.nbytes(solver.value(pinned)),
-        scale.nbytes(solver.value(plan.staging)), solver.status_name(status),
+        scale.nbytes(solver.value(plan.scratch)), scale.nbytes(solver.value(plan.slack)), solver.status_name(status),
     )

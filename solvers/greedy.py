@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import time
 
-from solvers.base import Choices, Solution, budget_for, check_reachable, evaluate, is_feasible, solution
+from solvers.base import Choices, Solution, admit_for, check_reachable, evaluate, is_feasible, solution
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo, member_order
 from sticc.sharding import PARTS
-from sticc.simulate import ChunkWork, chunk_work, latency_of, memory_of
+from sticc.simulate import ChunkWork, chunk_work, latency_of
 
 
 def _compute_only_s(problem: Problem, kept: int) -> float:
@@ -70,14 +70,13 @@ class _Checker:
         problem = self.problem
         numbered = self.work(choices)
         work = [w for _, w in numbered]
-        pinned, staging = memory_of(problem, work)
-        arena = budget_for(problem, work) - pinned - staging
-        if arena < max([problem.embed_arena_nbytes, *(w.arena_nbytes for w in work)]):
+        admit = admit_for(problem, work)
+        if admit is None:
             return False
         if problem.latency_s is None:
             return True
         limit = problem.latency_s * (1 + 1e-9)
-        return latency_of(problem, work, arena, limit) <= limit
+        return latency_of(problem, work, admit, limit) <= limit
 
 
 def _feasible(problem: Problem, choices: Choices, checker: _Checker | None = None) -> bool:

@@ -4,16 +4,20 @@ Cases (docs/benchmarks.md says what each stands for):
 - sticc: the runner in OUT, as compiled;
 - preload: every weight in fp32 held in memory (embedding tables too), then one call;
 - load-exec: a cold start: read every fp32 weight from the store, then one call;
-- layerwise: full precision, layer by layer, several loading threads, each layer freed after use
-  (PipeSwitch / Hermes PIPELOAD) in sticc's runtime;
+- layerwise: full precision, layer by layer, the next layer block loaded while the current one
+  computes, each freed after use (PipeSwitch / Hermes PIPELOAD) in sticc's runtime;
 - greedy: STI's greedy plan for OUT's targets and profiles, in the same runtime;
 - hf, hf-offload: transformers `from_pretrained` + forward, and with `device_map={"": "disk"}`
-  (`sticc.bench_hf`), on the checkpoint the store was sharded from.
+  (`sticc.bench_hf`), on the checkpoint the store was sharded from;
+- ort, ort-int8: ONNX Runtime on that checkpoint exported to ONNX, fp32 and dynamically quantized to
+  int8 (`sticc.bench_ort`), the session resident.
 
 Every run is a fresh process (`sticc.bench_case`); runs are interleaved across cases so drifts of a
 shared machine spread evenly. Each case has one more, untimed-for-the-table profile run: the parent
 samples its /proc/PID/status every millisecond (peak RSS split into anonymous and file-backed
-pages) and it encodes the held-out sentences for fidelity against the fp32 model.
+pages) and it encodes the held-out sentences for fidelity against the fp32 model. Cases with a
+cold-start mode (sticc, greedy, ort, ort-int8) also get as many fresh-process cold starts (construction
+or session creation inside the timed call), interleaved with the timed runs.
 """
 
 from __future__ import annotations
@@ -38,9 +42,8 @@ from sticc.plan import Plan, RuntimeSettings, ShardChoice, SolverInfo, make_plan
 from sticc.sentences import EVAL_SENTENCES
 from sticc.store import Store
 
-CASES = ("sticc", "preload", "load-exec", "layerwise", "greedy", "hf", "hf-offload")
+CASES = ("sticc", "preload", "load-exec", "layerwise", "greedy", "hf", "hf-offload", "ort", "ort-int8")
 BASELINES = CASES[1:]
-LAYERWISE_IO_THREADS = 4  # loading threads of the layerwise pipeline; the arena holds one layer more
 RSS_SAMPLE_PERIOD_S = 0.001
 
 Progress = Callable[[Iterator, int, str], Iterator]
@@ -75,6 +78,7 @@ class Case:
     description: str
     spec: dict
     deadline_s: float | None = None  # the latency target its runs are checked against
+    cold_start: bool = False  # also time Settings.runs cold starts: the spec with mode "cold-start"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class CaseResult:
     peak_rss_file_bytes: int
     cosine_mean: float | None  # fidelity against fp32 on the held-out sentences (None: random weights)
     cosine_min: float | None
+    # fresh-process cold starts (construction or session creation + the first call), over Settings.runs;
+    # None for cases without a separate cold-start mode (load-exec and hf are cold starts themselves)
+    cold_start_s: Spread | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,16 +135,15 @@ def preload_plan(store: Store, seq_len: int) -> Plan:
 
 
 def layerwise_plan(store: Store, seq_len: int, runtime: RuntimeSettings) -> Plan:
-    """Every shard fp32 and streamed, a chunk per layer block, LAYERWISE_IO_THREADS loading threads
-    and an arena of one block more than they load at once."""
+    """Every shard fp32 and streamed, a chunk per layer block, the ring admitting two blocks: one
+    computed while the next is loaded."""
     shards = _full_precision(store, False)
     memory = memory_model(store, shards, store.shards_per_layer, seq_len)
-    arena = max(memory.embed_bytes, (LAYERWISE_IO_THREADS + 1) * max(memory.chunk_bytes))
     plan = make_plan(
-        store, shards, SolverInfo("layerwise", "GIVEN"), seq_len, memory.pinned_bytes + arena,
+        store, shards, SolverInfo("layerwise", "GIVEN"), seq_len, memory.default_budget_bytes,
         shards_per_chunk=store.shards_per_layer,
     )
-    return replace(plan, runtime=replace(runtime, io_threads=LAYERWISE_IO_THREADS))
+    return replace(plan, runtime=runtime)
 
 
 def greedy_plan(store: Store, out_dir: Path, subject: Subject) -> Plan:
@@ -221,15 +227,22 @@ def cosines(embeddings: list[list[float]], reference: torch.Tensor) -> torch.Ten
 
 
 def run_cases(cases: list[Case], settings: Settings, reference: torch.Tensor | None, progress: Progress) -> list[CaseResult]:
-    """Every case's timed runs (interleaved) and its profile run; results in the cases' order."""
+    """Every case's timed runs and cold starts (interleaved) and its profile run; results in the cases' order."""
     timed: dict[str, list[dict]] = {case.name: [] for case in cases}
+    cold_starts: dict[str, list[dict]] = {case.name: [] for case in cases}
     profiled: dict[str, tuple[dict, list]] = {}
-    order = [(case, "profile") for case in cases] + [(case, "timed") for _ in range(settings.runs) for case in cases]
+    order = [(case, "profile") for case in cases] + [
+        (case, kind) for _ in range(settings.runs) for case in cases
+        for kind in (("timed", "cold-start") if case.cold_start else ("timed",))
+    ]
     for case, kind in progress(iter(order), len(order), "benchmark runs"):
         if kind == "profile":
             profiled[case.name] = run_child(case.spec, sample_rss=True)
+            continue
+        spec = {key: value for key, value in case.spec.items() if key != "fidelity_inputs"}
+        if kind == "cold-start":
+            cold_starts[case.name].append(run_child({**spec, "mode": "cold-start"}, sample_rss=False)[0])
         else:
-            spec = {key: value for key, value in case.spec.items() if key != "fidelity_inputs"}
             timed[case.name].append(run_child(spec, sample_rss=False)[0])
     results = []
     for case in cases:
@@ -247,6 +260,7 @@ def run_cases(cases: list[Case], settings: Settings, reference: torch.Tensor | N
             int(Spread.of([r["disk_read_bytes"] for r in runs]).median),
             max(0, profile["peak_rss_bytes"] - profile["rss_baseline"]["total"]), anon, file,
             None if scores is None else float(scores.mean()), None if scores is None else float(scores.min()),
+            Spread.of([r["latency_s"] for r in cold_starts[case.name]]) if cold_starts[case.name] else None,
         ))
     return results
 
@@ -267,12 +281,33 @@ def planned_case(name: str, description: str, plan: Plan, store: Store, subject:
     return Case(name, description, runner_spec(name, runner, subject.store_dir, settings))
 
 
+# the Python packages each peer needs beyond sticc's own (the `bench` extra)
+PEER_MODULES = {
+    "hf": ("transformers", "accelerate"), "hf-offload": ("transformers", "accelerate"),
+    "ort": ("onnx", "onnxruntime", "transformers"), "ort-int8": ("onnx", "onnxruntime", "transformers"),
+}
+
+
+def check_peers(store: Store, subject: Subject, names: tuple[str, ...]) -> None:
+    """One line (UserError) for the first peer among `names` that cannot run: a package missing, or no checkpoint."""
+    for name in names:
+        if name not in PEER_MODULES:
+            continue
+        missing = [m for m in PEER_MODULES[name] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"the {name} case needs {' and '.join(missing)}: pip install 'sticc[bench]', or leave {name} out of --baselines")
+        if subject.checkpoint_dir is None:
+            raise UserError(f"the {name} case needs the checkpoint {store.path} was sharded from; it is gone")
+
+
 def baseline_cases(
     store: Store, subject: Subject, settings: Settings, names: tuple[str, ...], runtime: RuntimeSettings, work_dir: Path,
 ) -> list[Case]:
-    """The plan-independent baselines among `names` (preload, load-exec, layerwise, hf, hf-offload);
-    `runtime`: the sticc runner's settings, which layerwise shares."""
+    """The plan-independent baselines among `names` (preload, load-exec, layerwise, hf, hf-offload, ort, ort-int8);
+    `runtime`: the sticc runner's settings, which layerwise shares. The ONNX models are exported here, into `work_dir`."""
+    check_peers(store, subject, names)
     cases = []
+    fp32_onnx = None
     preload = planned_case("preload", "every weight fp32 in memory (embedding tables too), then one call",
                            preload_plan(store, subject.seq_len), store, subject, settings, work_dir)
     for name in names:
@@ -283,15 +318,10 @@ def baseline_cases(
             cases.append(Case(name, "read every fp32 weight from the store, then one call (a cold start)", spec))
         elif name == "layerwise":
             cases.append(planned_case(
-                name, f"fp32 layer by layer, {LAYERWISE_IO_THREADS} loading threads, each layer freed after use",
+                name, "fp32 layer by layer, the next block loaded while one computes, each freed after use",
                 layerwise_plan(store, subject.seq_len, runtime), store, subject, settings, work_dir,
             ))
         elif name in ("hf", "hf-offload"):
-            missing = [m for m in ("transformers", "accelerate") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise UserError(f"the {name} case needs {' and '.join(missing)}: pip install 'sticc[bench]', or leave {name} out of --baselines")
-            if subject.checkpoint_dir is None:
-                raise UserError(f"the {name} case needs the checkpoint {store.path} was sharded from; it is gone")
             offload = name == "hf-offload"
             spec = {
                 "name": name, "kind": "hf", "checkpoint": str(subject.checkpoint_dir), "offload": offload,
@@ -300,6 +330,17 @@ def baseline_cases(
             what = ('transformers with device_map={"": "disk"}: forward, weights streamed by accelerate' if offload
                     else "transformers: from_pretrained + forward (a cold start)")
             cases.append(Case(name, what, spec))
+        elif name in ("ort", "ort-int8"):
+            from sticc.bench_ort import export_fp32, ort_spec, quantize_int8
+
+            if fp32_onnx is None:
+                fp32_onnx = export_fp32(subject.checkpoint_dir, work_dir / "ort" / "model.onnx")
+            quantized = name == "ort-int8"
+            model = quantize_int8(fp32_onnx, work_dir / name / "model.onnx") if quantized else fp32_onnx
+            spec = ort_spec(name, model, "call", settings.io_bandwidth_Bps, settings.cold)
+            what = ("ONNX Runtime, dynamic int8 quantization (quantize_dynamic, QInt8), session resident: one inference" if quantized
+                    else "ONNX Runtime, fp32 export of the checkpoint, session resident: one inference")
+            cases.append(Case(name, f"{what}; {spec['threads']} intra-op threads", spec, cold_start=True))
     return cases
 
 
@@ -307,7 +348,7 @@ def reference_embeddings(preload_runner: Path, store: Store, texts: tuple[str, .
     """The inputs every case encodes for fidelity, and the fp32 model's pooled embeddings of them:
     `texts` tokenized, or, for a store without a tokenizer, as many seeded random token sequences."""
     from codegen import load_runner
-    from sticc.runtime import mean_pool
+    from sticc.runtime.encoder import mean_pool
 
     runner = load_runner(preload_runner).Runner(str(store.path), warm_up=False)
     try:
@@ -342,13 +383,16 @@ def bench(
     if settings.io_bandwidth_Bps is None:
         settings = replace(settings, io_bandwidth_Bps=plan_json.get("runtime", {}).get("io_bandwidth_cap_Bps"))
     subject = subject_of(store, plan_json)
+    check_peers(store, subject, baselines)  # before any planning or export
     ids = timing_ids(store.spec.vocab, subject.seq_len)
     with tempfile.TemporaryDirectory(prefix="sticc-bench-") as work:
         work_dir = Path(work)
-        cases = [Case("sticc", f"the runner in {out_dir}", runner_spec("sticc", out_dir / "runner.py", subject.store_dir, settings))]
+        cases = [Case("sticc", f"the runner in {out_dir}", runner_spec("sticc", out_dir / "runner.py", subject.store_dir, settings),
+                      cold_start=True)]
         if "greedy" in baselines:
-            cases.append(planned_case("greedy", "STI's greedy plan for the same targets, same runtime",
-                                      greedy_plan(store, out_dir, subject), store, subject, settings, work_dir))
+            greedy = planned_case("greedy", "STI's greedy plan for the same targets, same runtime",
+                                  greedy_plan(store, out_dir, subject), store, subject, settings, work_dir)
+            cases.append(replace(greedy, cold_start=True))
         runtime = RuntimeSettings(**plan_json.get("runtime", {}))
         cases += baseline_cases(store, subject, settings, baselines, runtime, work_dir)
         fidelity_inputs, reference = reference_embeddings(work_dir / "preload" / "runner.py", store, EVAL_SENTENCES)
@@ -388,7 +432,7 @@ def print_table(subject: Subject, settings: Settings, results: list[CaseResult],
     from rich.table import Table
 
     table = Table(title=title(subject, settings))
-    for column in ("case", "latency ms min / med / max", "vs sticc", "deadline met", "peak weight MB (% fp32)",
+    for column in ("case", "latency ms min / med / max", "cold start ms (med)", "vs sticc", "deadline met", "peak weight MB (% fp32)",
                    "peak RSS MB anon / file", "disk read MB", "cosine mean / min"):
         table.add_column(column, justify="right" if column != "case" else "left")
     sticc_median = next((r.latency_s.median for r in results if r.name == "sticc"), None)
@@ -397,6 +441,7 @@ def print_table(subject: Subject, settings: Settings, results: list[CaseResult],
         table.add_row(
             r.name,
             f"{latency.min * 1e3:.1f} / {latency.median * 1e3:.1f} / {latency.max * 1e3:.1f}",
+            "n/a" if r.cold_start_s is None else f"{r.cold_start_s.median * 1e3:.1f}",
             f"{latency.median / sticc_median:.2f}x" if sticc_median else "",
             "n/a" if r.deadline_met is None else f"{r.deadline_met}/{r.runs}",
             f"{r.peak_weight_bytes / 1e6:.2f} ({100 * r.peak_weight_bytes / subject.fp32_weight_bytes:.1f}%)",
@@ -405,5 +450,8 @@ def print_table(subject: Subject, settings: Settings, results: list[CaseResult],
             "n/a" if r.cosine_mean is None else f"{r.cosine_mean:.4f} / {r.cosine_min:.4f}",
         )
     console.print(table)
+    if any(r.cold_start_s is not None for r in results):
+        console.print("  cold start: a fresh process builds the runner or ONNX Runtime session and runs the first call, "
+                      "all timed (load-exec and hf are cold starts in their latency)")
     for r in results:
         console.print(f"  {r.name}: {r.description}; weight bytes: {r.weight_bytes_method}")

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from sticc.measure import evict_from_page_cache
-from sticc.runtime import mean_pool
+from sticc.runtime.encoder import mean_pool
 
 
 def proc_status_bytes(text: str, keys: tuple[str, ...] = ("RssAnon", "RssFile", "VmHWM", "VmRSS")) -> dict[str, int]:
@@ -59,32 +59,35 @@ def _reset_peak_rss() -> None:
 
 class RunnerCase:
     """A generated runner; `mode` "call" times one call of a constructed runner, "cold-start"
-    times construction (every preload read) plus the call."""
+    times construction (every preload read, the kernels' warm-up) plus the call, as an app's
+    first call after start does."""
 
     def __init__(self, spec: dict) -> None:
         from codegen import load_runner
+        from sticc.bench_modes import with_pinned_embeddings
 
         self.spec = spec
         self.runner_class = load_runner(spec["runner"]).Runner
+        if spec.get("pin_embeddings", False):
+            self.runner_class = with_pinned_embeddings(self.runner_class)
         self.runner = None
-        self.weight_bytes_method = "exact: the runner's weight pool (pinned + staging + arena), peak during the call"
+        self.weight_bytes_method = "exact: the runner's weight pool (ring + scratch + pinned), made at construction"
 
-    def _construct(self, warm_up: bool) -> None:
+    def _construct(self) -> None:
         self.runner = self.runner_class(
             self.spec["store"], io_bandwidth_Bps=self.spec.get("io_bandwidth_Bps"), threads=self.spec.get("threads"),
-            pin_embeddings=self.spec.get("pin_embeddings", False), warm_up=warm_up,
         )
 
     def setup(self) -> None:
         if self.spec["mode"] == "call":
-            self._construct(warm_up=True)
+            self._construct()
 
     def cold_files(self) -> list[Path]:
         return [Path(self.spec["store"]) / self.runner_class.DATA_FILE]
 
     def call(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         if self.spec["mode"] == "cold-start":
-            self._construct(warm_up=False)
+            self._construct()
         self.runner.forward(input_ids, attention_mask)
         self.call_stats = dict(self.runner.last_stats)  # encode() calls forward again
 
@@ -103,6 +106,10 @@ def run_case(spec: dict) -> dict:
     baseline = _status()
     if spec["kind"] == "runner":
         case = RunnerCase(spec)
+    elif spec["kind"] == "ort":
+        from sticc.bench_ort import ORTCase
+
+        case = ORTCase.from_spec(spec)
     else:
         from sticc.bench_hf import HFCase
 

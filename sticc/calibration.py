@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from sticc.checkpoint import Checkpoint
-from sticc.runtime import ACTIVATIONS, position_ids_for
+from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
 from sticc.sharding import check_shards_per_layer, piece_shape
 
 CALIBRATION_SENTENCES = (

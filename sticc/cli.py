@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sticc.errors import UserError
-from sticc.runtime import parse_quantity
+from sticc.runtime.core import parse_quantity
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -310,9 +310,12 @@ def profile_device(
 def _calibration_summary(calibration) -> str:
     if calibration is None:
         return ""
-    return (f"; calibrated on {calibration.plans} traced plans: reads x{calibration.read_scale:.2f}, decode x{min(calibration.decode_scales.values(), default=1):.2f}-{max(calibration.decode_scales.values(), default=1):.2f}, compute x{calibration.compute_scale:.2f}, "
+    quantiles = calibration.latency_quantiles
+    spread = f", p90/p50 {quantiles[90] / quantiles[50]:.2f}" if 90 in quantiles and 50 in quantiles else ""
+    return (f"; calibrated on {calibration.calls} traced calls of {calibration.plans} plans: reads x{calibration.read_scale:.2f}, "
+            f"decode x{calibration.decode_scale:.2f}, compute x{calibration.compute_scale:.2f}, "
             f"embedding x{calibration.embed_scale:.2f}, latency error {calibration.latency_error_before * 100:.0f}% -> "
-            f"{calibration.latency_error_after * 100:.0f}%")
+            f"{calibration.latency_error_after * 100:.0f}%{spread}")
 
 
 @profile_app.command(name="importance")

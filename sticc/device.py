@@ -5,12 +5,16 @@ machine sticc cannot run on; either way it goes through `DeviceProfile.from_json
 first bad field. Compute figures depend on the model's piece shapes, so a profile records the shape
 it was measured for and `check_store` refuses a store of another shape.
 
-Cost formulas (every solver, the simulator and the report use these through `sticc.lower`):
-- read of n bytes:        request_latency_s + n / read_bandwidth_Bps (checked with crc32)
-- decode of k weights at b bits in one call: call_s + k / weights_per_s   (b = 32: a copy)
-- one chunk of s shards of `part` at sequence length L: c0 + cL*L + c1*s*L + c2*s*L^2
+Cost formulas of the engine (`sticc.runtime`; every solver, the simulator and the report use them
+through `sticc.lower`), each figure times its lane's calibration scale:
+- IO lane, per streamed piece: request_latency_s + slot bytes / read_bandwidth_Bps (a direct read
+  of whole read units) + stored bytes / checksum_Bps; per chunk: io_chunk_overhead_s
+- compute lane, per run of k weights at b bits dequantized together: call_s + k / weights_per_s
+- compute lane, one chunk of s shards of `part` at sequence length L: c0 + cL*L + c1*s*L + c2*s*L^2
 - a block's join (residual + LayerNorm) at L:          j0 + j1*L
-- embedding (cold rows, sum, LayerNorm) at L:           e0 + e1*L
+- the embedding (cold rows, sum, LayerNorm) at L:       e0 + e1*L
+The calibration also records how calls spread (`latency_quantiles`): the planner plans to a high
+percentile of the latency, not to the median.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from sticc.jsonfile import read_json_object, write_json_atomic
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
-DEVICE_FORMAT_VERSION = 1
+DEVICE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Decode:
-    call_s: float  # fixed cost of one decode call
+    call_s: float  # fixed cost of dequantizing one run of pieces
     weights_per_s: float
 
 
@@ -47,18 +51,21 @@ class FitError:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Scales fitted on traced runner calls, where both lanes and the embedding run at once.
+    """Scales fitted on traced runner calls of plans like the planner's, where both lanes and the
+    embedding run at once: each isolated figure of a lane is multiplied by its lane's scale (what
+    the lanes do to each other on shared cores, caches, disk queue and GIL). `latency_quantiles`
+    maps a percentile to measured / predicted latency at that percentile over the traced calls,
+    with the scales (50: about 1)."""
 
-    The isolated measurements miss what the lanes do to each other on shared cores, caches, disk
-    queue and GIL; each figure of a lane is multiplied by its lane's scale."""
-
-    read_scale: float  # reads and the IO thread's per-chunk overhead
-    decode_scales: dict[int, float]  # decode calls, by bitwidth (missing: 1)
-    compute_scale: float  # chunks and joins
+    read_scale: float  # reads, checksums and the IO lane's per-chunk overhead
+    decode_scale: float  # dequantization on the compute lane
+    compute_scale: float  # kernels and joins
     embed_scale: float
-    handover_s: float  # from the IO thread handing a chunk over to a waiting compute thread starting it
+    handover_s: float  # from the IO lane handing a chunk over to a waiting compute lane starting it
+    latency_quantiles: dict[int, float]  # percentile -> measured / predicted
     plans: int  # calibration plans traced
-    latency_error_before: float  # median |simulated / measured - 1| over their calls, unscaled
+    calls: int  # traced calls
+    latency_error_before: float  # median |predicted / measured - 1| over the calls, unscaled
     latency_error_after: float  # the same with the scales
 
 
@@ -66,51 +73,51 @@ class Calibration:
 class DeviceProfile:
     device: str  # free text: host and CPU
     model_shape: dict[str, int]  # piece shapes the compute figures are for (see `model_shape`)
-    compute_threads: int  # torch intra-op threads of the compute side; the IO thread uses one
-    read_bandwidth_Bps: float  # cold reads of the store's data file
+    compute_threads: int  # torch threads of the compute lane
+    read_bandwidth_Bps: float  # cold direct reads of the store's data file
     request_latency_s: float
+    checksum_Bps: float  # the IO lane's checksum of freshly read bytes
     emulated_bandwidth_Bps: float | None  # runners compiled with this profile cap their reads to it
-    io_chunk_overhead_s: float  # per chunk the IO thread loads (arena, bookkeeping, hand-over)
-    decode: dict[int, Decode]  # by bits (2-8 packed, 16, 32)
+    io_chunk_overhead_s: float  # per chunk the IO lane loads (ring space, hand-over)
+    decode: dict[int, Decode]  # by bits (2-8 packed, 16, 32), on the compute lane's threads
     compute: dict[str, PartCompute]  # by part
     embed_s: tuple[float, float]  # e0, e1 (per token)
     fit_error: FitError | None  # of the compute fit, for measured profiles
     note: str = ""
-    calibration: Calibration | None = None  # None: every scale 1
+    calibration: Calibration | None = None  # None: every scale 1, no spread
 
     # -- costs (isolated figures times the calibration's lane scales) ---------------------------
 
-    @property
-    def _scales(self) -> tuple[float, float, float]:
-        """(read, compute, embed) scales."""
-        c = self.calibration
-        return (1.0, 1.0, 1.0) if c is None else (c.read_scale, c.compute_scale, c.embed_scale)
-
-    def _decode_scale(self, bits: int) -> float:
-        return 1.0 if self.calibration is None else self.calibration.decode_scales.get(bits, 1.0)
+    def _scale(self, name: str) -> float:
+        return 1.0 if self.calibration is None else getattr(self.calibration, name)
 
     @property
     def io_chunk_s(self) -> float:
-        return self.io_chunk_overhead_s * self._scales[0]
+        return self.io_chunk_overhead_s * self._scale("read_scale")
 
-    def read_s(self, nbytes: int) -> float:
-        return (self.request_latency_s + nbytes / self.read_bandwidth_Bps) * self._scales[0]
+    def read_s(self, slot_nbytes: int) -> float:
+        """One streamed piece's direct read (whole read units)."""
+        return (self.request_latency_s + slot_nbytes / self.read_bandwidth_Bps) * self._scale("read_scale")
+
+    def check_s(self, nbytes: int) -> float:
+        """The checksum of one streamed piece's stored bytes."""
+        return nbytes / self.checksum_Bps * self._scale("read_scale")
 
     def decode_call_s(self, bits: int) -> float:
-        return self.decode[bits].call_s * self._decode_scale(bits)
+        return self.decode[bits].call_s * self._scale("decode_scale")
 
     def decode_weight_s(self, bits: int) -> float:
-        return self._decode_scale(bits) / self.decode[bits].weights_per_s
+        return self._scale("decode_scale") / self.decode[bits].weights_per_s
 
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
             return 0.0
         c0, c_l, c1, c2 = self.compute[part].chunk_s
-        return (c0 + c_l * seq_len + c1 * shards * seq_len + c2 * shards * seq_len * seq_len) * self._scales[1]
+        return (c0 + c_l * seq_len + c1 * shards * seq_len + c2 * shards * seq_len * seq_len) * self._scale("compute_scale")
 
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
-        return (j0 + j1 * seq_len) * self._scales[1]
+        return (j0 + j1 * seq_len) * self._scale("compute_scale")
 
     @property
     def handover_s(self) -> float:
@@ -118,7 +125,18 @@ class DeviceProfile:
 
     def embed_time_s(self, seq_len: int) -> float:
         e0, e1 = self.embed_s
-        return (e0 + e1 * seq_len) * self._scales[2]
+        return (e0 + e1 * seq_len) * self._scale("embed_scale")
+
+    def quantile_factor(self, percentile: int) -> float:
+        """Measured / predicted latency at `percentile` of the calibration's calls (1 without one;
+        the median's factor is folded into the scales, so percentiles are relative to it)."""
+        if self.calibration is None or not self.calibration.latency_quantiles:
+            return 1.0
+        quantiles = self.calibration.latency_quantiles
+        median = quantiles.get(50, 1.0)
+        above = sorted(p for p in quantiles if p >= percentile)
+        value = quantiles[above[0]] if above else max(quantiles.values())
+        return max(1.0, value / median)
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -142,7 +160,7 @@ class DeviceProfile:
         if self.calibration is None:
             del data["calibration"]
         else:
-            data["calibration"]["decode_scales"] = {str(b): v for b, v in sorted(self.calibration.decode_scales.items())}
+            data["calibration"]["latency_quantiles"] = {str(p): v for p, v in sorted(self.calibration.latency_quantiles.items())}
         data["format_version"] = DEVICE_FORMAT_VERSION
         return data
 
@@ -174,11 +192,14 @@ def model_shape(store: Store) -> dict[str, int]:
 
 _KEYS = {
     "format_version", "device", "model_shape", "compute_threads", "read_bandwidth_Bps", "request_latency_s",
-    "emulated_bandwidth_Bps", "io_chunk_overhead_s", "decode", "compute", "embed_s", "fit_error", "note",
-    "calibration",
+    "checksum_Bps", "emulated_bandwidth_Bps", "io_chunk_overhead_s", "decode", "compute", "embed_s", "fit_error",
+    "note", "calibration",
 }
 _REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps", "calibration"}
-_CALIBRATION_KEYS = {"read_scale", "decode_scales", "compute_scale", "embed_scale", "handover_s", "plans", "latency_error_before", "latency_error_after"}
+_CALIBRATION_KEYS = {
+    "read_scale", "decode_scale", "compute_scale", "embed_scale", "handover_s", "latency_quantiles", "plans", "calls",
+    "latency_error_before", "latency_error_after",
+}
 
 
 def _number(value, where: str, positive: bool = False) -> float:
@@ -250,15 +271,15 @@ def _parse(data: dict, where: str) -> DeviceProfile:
     calibration = data.get("calibration")
     if calibration is not None:
         entry = _object(calibration, f"{where}: calibration", _CALIBRATION_KEYS)
-        scales = entry["decode_scales"]
-        if not isinstance(scales, dict) or not all(k.isdigit() for k in scales):
-            raise UserError(f"{where}: calibration.decode_scales must map bitwidths to numbers")
+        quantiles = entry["latency_quantiles"]
+        if not isinstance(quantiles, dict) or not all(k.isdigit() and 0 < int(k) < 100 for k in quantiles):
+            raise UserError(f"{where}: calibration.latency_quantiles must map percentiles (1-99) to numbers")
         calibration = Calibration(
-            _number(entry["read_scale"], f"{where}: calibration.read_scale", positive=True),
-            {int(k): _number(v, f"{where}: calibration.decode_scales.{k}", positive=True) for k, v in scales.items()},
-            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("compute_scale", "embed_scale")),
+            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("read_scale", "decode_scale", "compute_scale", "embed_scale")),
             _number(entry["handover_s"], f"{where}: calibration.handover_s"),
+            {int(k): _number(v, f"{where}: calibration.latency_quantiles.{k}", positive=True) for k, v in quantiles.items()},
             int(_number(entry["plans"], f"{where}: calibration.plans")),
+            int(_number(entry["calls"], f"{where}: calibration.calls")),
             _number(entry["latency_error_before"], f"{where}: calibration.latency_error_before"),
             _number(entry["latency_error_after"], f"{where}: calibration.latency_error_after"),
         )
@@ -271,6 +292,7 @@ def _parse(data: dict, where: str) -> DeviceProfile:
         compute_threads=threads,
         read_bandwidth_Bps=_number(data["read_bandwidth_Bps"], f"{where}: read_bandwidth_Bps", positive=True),
         request_latency_s=_number(data["request_latency_s"], f"{where}: request_latency_s"),
+        checksum_Bps=_number(data["checksum_Bps"], f"{where}: checksum_Bps", positive=True),
         emulated_bandwidth_Bps=None if emulated is None else _number(emulated, f"{where}: emulated_bandwidth_Bps", positive=True),
         io_chunk_overhead_s=_number(data["io_chunk_overhead_s"], f"{where}: io_chunk_overhead_s"),
         decode=decodes,

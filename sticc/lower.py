@@ -3,12 +3,14 @@
 The result, a `Problem`, is the single input of every solver and of the simulator. Its networkx
 graph has one node per shard (every version's bytes, IO and decode time, and fidelity loss), one
 node per chunk slot (a fixed group of `shards_per_chunk` shard indices of one layer block, with its
-compute time and arena bytes by how many of its shards are kept), one node per block join, and the
-embedding; edges are data dependencies, in the order compute consumes them.
+compute time and scratch bytes by how many of its shards are kept), one node per block join, and
+the embedding; edges are data dependencies, in the order compute consumes them.
 
 Costs are uniform across the shards of a part (every piece of a part has the same shape), so the
 per-part tables in `PartCosts` are what solvers read; the graph carries them on its nodes for
-inspection and for the report. All times are in seconds, all sizes in bytes.
+inspection and for the report. All times are in seconds, all sizes in bytes. With a `percentile`,
+every duration is the device's at that percentile of calls (`DeviceProfile.quantile_factor`): what
+the planner plans to; without, the median.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from sticc.importance import ImportanceProfile
 from sticc.plan import (
     DEFAULT_CHUNKS_PER_BLOCK,
     ShardChoice,
-    embed_arena_nbytes,
-    header_nbytes,
+    header_extents,
     member_order,
     slot_groups,
 )
-from sticc.runtime import chunk_arena_nbytes
+from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up
+from sticc.runtime.encoder import embed_rows_nbytes
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
@@ -38,12 +40,14 @@ class PartCosts:
 
     part: str
     weights: int  # weight count of one piece
-    stored_nbytes: dict[int, int]  # by bits: the stored piece, read when streamed, held when preloaded
-    read_s: dict[int, float]  # by bits: one streamed piece's read (request + transfer, checked)
-    decode_call_s: dict[int, float]  # by bits: fixed cost of one decode call
-    decode_piece_s: dict[int, float]  # by bits: per piece in a decode call
-    arena_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk
-    compute_s: tuple[float, ...]  # by kept shards in a chunk, 0..shards_per_chunk
+    stored_nbytes: dict[int, int]  # by bits: the piece as stored
+    slot_nbytes: dict[int, int]  # by bits: the piece as held (ring or pinned) and read: whole read units
+    read_s: dict[int, float]  # by bits: one streamed piece's read (IO lane)
+    check_s: dict[int, float]  # by bits: its checksum, after the read (IO lane)
+    decode_call_s: dict[int, float]  # by bits: fixed cost of dequantizing one run (compute lane)
+    decode_piece_s: dict[int, float]  # by bits: per piece in a run (compute lane)
+    decoded_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk: the chunk dequantized (read units)
+    compute_s: tuple[float, ...]  # by kept shards in a chunk, 0..shards_per_chunk: its kernel
     join_s: float  # the block's join (residual + LayerNorm), paid even with every shard dropped
 
 
@@ -67,16 +71,17 @@ class Problem:
     parts: dict[str, PartCosts]
     slots: tuple[ChunkSlot, ...]  # in load and compute order
     loss: dict[tuple[int, int], dict[int, float]]  # (layer, index) -> {bits: fidelity loss}; 0 = dropped
-    header_nbytes: int  # pinned for the runner's lifetime
-    embed_arena_nbytes: int  # arena held by the embedding rows until the embedding is computed
-    embed_io_nbytes: int
+    header_nbytes: int  # the headers as the runner pins them (read units)
+    embed_scratch_nbytes: int  # one call's embedding rows in the scratch (read units)
+    embed_io_nbytes: int  # bytes of one call's embedding rows read
     embed_s: float
     io_chunk_overhead_s: float
-    handover_s: float  # a loaded chunk reaches a waiting compute thread this much later
+    handover_s: float  # a loaded chunk reaches a waiting compute lane this much later
     cap_Bps: float | None  # emulated flash bandwidth, or None
     latency_s: float | None  # targets
     memory_bytes: int | None
     seq_len: int
+    percentile: int | None  # durations at this percentile of calls (None: the median)
     graph: nx.DiGraph
 
     @property
@@ -95,6 +100,11 @@ class Problem:
         return sum(self.loss[position][c.bits] for position, c in choices.items())
 
 
+def headers_pinned_nbytes(store: Store) -> int:
+    """The headers as `sticc.runtime.core.pinned_nbytes` lays them out (segment-aligned, whole read units)."""
+    return align_up(sum(align_up(e.nbytes, SEGMENT_ALIGN_BYTES) for e in header_extents(store)), READ_ALIGN_BYTES)
+
+
 def lower(
     store: Store,
     device: DeviceProfile,
@@ -103,41 +113,48 @@ def lower(
     latency_s: float | None,
     memory_bytes: int | None,
     shards_per_chunk: int | None = None,
+    percentile: int | None = None,
 ) -> Problem:
-    """The shard graph of `store` with the costs of `device` and the losses of `importance`."""
+    """The shard graph of `store` with the costs of `device` (at `percentile` of calls, or the
+    median) and the losses of `importance`."""
     device.check_store(store)
     importance.check_store(store)
     spec = store.spec
     spc = shards_per_chunk or max(1, store.shards_per_layer // DEFAULT_CHUNKS_PER_BLOCK)
+    factor = 1.0 if percentile is None else device.quantile_factor(percentile)
     parts = {}
     for part in PARTS:
         shape = piece_shape(spec, store.shards_per_layer, part)
         weights = shape.rows * shape.cols
-        stored = {bits: store.version(0, 0, part, bits).layout.nbytes for bits in store.bits}
+        layouts = {bits: store.version(0, 0, part, bits).layout for bits in store.bits}
+        decoded = [0] + [align_up(align_up(4 * n * weights, SEGMENT_ALIGN_BYTES) + 4 * n * shape.bias_len, READ_ALIGN_BYTES) for n in range(1, spc + 1)]
         parts[part] = PartCosts(
             part=part,
             weights=weights,
-            stored_nbytes=stored,
-            read_s={bits: device.read_s(n) for bits, n in stored.items()},
-            decode_call_s={bits: device.decode_call_s(bits) for bits in store.bits},
-            decode_piece_s={bits: weights * device.decode_weight_s(bits) for bits in store.bits},
-            arena_nbytes=tuple(chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, n) if n else 0 for n in range(spc + 1)),
-            compute_s=tuple(device.chunk_s(part, n, seq_len) for n in range(spc + 1)),
-            join_s=device.join_s(part, seq_len),
+            stored_nbytes={bits: layout.nbytes for bits, layout in layouts.items()},
+            slot_nbytes={bits: layout.slot_nbytes for bits, layout in layouts.items()},
+            read_s={bits: factor * device.read_s(layout.slot_nbytes) for bits, layout in layouts.items()},
+            check_s={bits: factor * device.check_s(layout.nbytes) for bits, layout in layouts.items()},
+            decode_call_s={bits: factor * device.decode_call_s(bits) for bits in store.bits},
+            decode_piece_s={bits: factor * weights * device.decode_weight_s(bits) for bits in store.bits},
+            decoded_nbytes=tuple(decoded),
+            compute_s=tuple(factor * device.chunk_s(part, n, seq_len) for n in range(spc + 1)),
+            join_s=factor * device.join_s(part, seq_len),
         )
     slots = tuple(
         ChunkSlot(layer, part, group)
         for layer in range(spec.layers) for part in PARTS for group in slot_groups(store.shards_per_layer, spc)
     )
-    embed_arena = embed_arena_nbytes(spec, seq_len)
+    rows = embed_rows_nbytes(spec.hidden, seq_len, spec.vocab)
     problem = Problem(
         model=spec.name, store_id=store.store_id, layers=spec.layers, shards_per_layer=store.shards_per_layer,
         shards_per_chunk=spc, bits=tuple(sorted(store.bits)), parts=parts, slots=slots,
         loss={position: dict(losses) for position, losses in importance.loss.items()},
-        header_nbytes=header_nbytes(store), embed_arena_nbytes=embed_arena, embed_io_nbytes=embed_arena,
-        embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_s, handover_s=device.handover_s,
+        header_nbytes=headers_pinned_nbytes(store), embed_scratch_nbytes=align_up(rows, READ_ALIGN_BYTES),
+        embed_io_nbytes=rows, embed_s=factor * device.embed_time_s(seq_len),
+        io_chunk_overhead_s=factor * device.io_chunk_s, handover_s=factor * device.handover_s,
         cap_Bps=device.emulated_bandwidth_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
-        graph=nx.DiGraph(),
+        percentile=percentile, graph=nx.DiGraph(),
     )
     _build_graph(problem)
     return problem
@@ -145,10 +162,13 @@ def lower(
 
 def _build_graph(problem: Problem) -> None:
     graph = problem.graph
-    graph.add_node(("embed",), kind="compute", duration_s=problem.embed_s, arena_nbytes=problem.embed_arena_nbytes)
+    graph.add_node(("embed",), kind="compute", duration_s=problem.embed_s, scratch_nbytes=problem.embed_scratch_nbytes)
     for layer, index in problem.positions:
         versions = {
-            bits: {part: {"stored_nbytes": c.stored_nbytes[bits], "read_s": c.read_s[bits]} for part, c in problem.parts.items()}
+            bits: {
+                part: {"slot_nbytes": c.slot_nbytes[bits], "read_s": c.read_s[bits], "decode_s": c.decode_piece_s[bits]}
+                for part, c in problem.parts.items()
+            }
             for bits in problem.bits
         }
         graph.add_node(("shard", layer, index), kind="shard", versions=versions, loss=problem.loss[(layer, index)])
@@ -160,7 +180,7 @@ def _build_graph(problem: Problem) -> None:
             graph.add_node(block, kind="compute", duration_s=costs.join_s)
             for slot in (s for s in problem.slots if s.layer == layer and s.part == part):
                 node = ("chunk", layer, part, slot.indices[0])
-                graph.add_node(node, kind="chunk", indices=slot.indices, compute_s=costs.compute_s, arena_nbytes=costs.arena_nbytes)
+                graph.add_node(node, kind="chunk", indices=slot.indices, compute_s=costs.compute_s, decoded_nbytes=costs.decoded_nbytes)
                 for index in slot.indices:
                     graph.add_edge(("shard", layer, index), node)
                 graph.add_edge(previous, node)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,30 +29,6 @@ class Spread:
     @classmethod
     def of(cls, values: list[float]) -> Spread:
         return cls(min(values), statistics.median(values), max(values))
-
-
-def time_io_lane(runner, cap_Bps: float | None) -> float:
-    """Seconds for a runner's IO thread to read, check and dequantize one call's pieces, with no compute."""
-    runner.reader.bandwidth_cap_Bps = cap_Bps
-    loader_class = type(runner).forward.__globals__["Loader"]  # the runner's own inlined runtime
-    start_s = time.perf_counter()
-    runner.reader.start_cap_clock()
-    loads = loader_class(runner.LOADS, runner.reader, runner.pool, runner.preloaded, runner.pinned_chunks).start()
-    try:
-        for item in runner.LOADS:
-            loads.free(loads.wait(item.key))
-    finally:
-        loads.close()
-    return time.perf_counter() - start_s
-
-
-def time_forward(runner, input_ids, cap_Bps: float | None, cold: bool, overlap: bool = True) -> float:
-    """One call's latency as the runner reports it, optionally after evicting its store."""
-    runner.reader.bandwidth_cap_Bps = cap_Bps
-    if cold:
-        evict_from_page_cache(Path(runner.store_dir) / runner.DATA_FILE)
-    runner.forward(input_ids, overlap=overlap)
-    return runner.last_stats["latency_s"]
 
 
 def time_forward_process(runner: str | Path, store: str | Path, seq_len: int, cold: bool = True) -> dict:

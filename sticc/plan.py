@@ -15,8 +15,9 @@ from pathlib import Path
 
 from sticc.errors import UserError
 from sticc.jsonfile import read_json_object
-from sticc.runtime import arena_nbytes, chunk_arena_nbytes, staging_nbytes
-from sticc.sharding import PARTS, piece_shape
+from sticc.runtime.core import READ_ALIGN_BYTES, ChunkLoad, Member, PoolLayout, align_up, decoded_nbytes, pinned_nbytes
+from sticc.runtime.encoder import embed_rows_nbytes
+from sticc.sharding import PARTS
 from sticc.store import Store
 
 PLAN_FORMAT_VERSION = 1
@@ -54,40 +55,59 @@ class SolverInfo:
 
 @dataclass(frozen=True)
 class Predicted:
-    latency_s: float | None  # needs a device profile
-    peak_weight_bytes: int  # upper bound: the pool budget, or everything in flight if smaller
-    preload_bytes: int
+    latency_s: float | None  # the median call (needs a device profile)
+    peak_weight_bytes: int  # the runner's weight pool, made at construction
+    preload_bytes: int  # preloaded pieces as held (stored, slot-rounded)
     io_bytes: int  # per call at targets.seq_len (batch 1, all tokens distinct)
     fidelity_loss: float | None  # needs an importance profile
+    planned_latency_s: float | None = None  # the latency at `planned_percentile`: what the target bounds
+    planned_percentile: float | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
 
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """The weight bytes a plan's runner holds, by kind (see `sticc.runtime.WeightPool`)."""
+    """The weight bytes a plan's runner holds (`sticc.runtime.core.WeightPool`): one pool made at
+    construction, [ring | scratch | pinned], sized from these figures and the budget."""
 
-    pinned_bytes: int  # headers + preload set, held for the runner's lifetime
-    staging_bytes: int  # the largest run of same-layout stored pieces of a chunk, read then decoded together
-    embed_bytes: int  # arena bytes of one call's embedding rows at seq_len
-    chunk_bytes: tuple[int, ...]  # arena bytes of each chunk, in load order
+    pinned_bytes: int  # headers, preloaded pieces as stored, chunks pinned in place (decoded)
+    scratch_bytes: int  # the largest chunk dequantized, or one call's embedding rows at seq_len
+    chunk_bytes: tuple[int, ...]  # ring bytes of every chunk that streams (stored, slot-rounded), in load order
+
+    @property
+    def slack_bytes(self) -> int:
+        """Ring bytes beyond admission: the largest chunk, so every admitted chunk finds a
+        contiguous place even where it wraps around the ring's end."""
+        return max(self.chunk_bytes, default=0)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return self.pinned_bytes + self.scratch_bytes + self.slack_bytes
 
     @property
     def minimum_budget_bytes(self) -> int:
-        """Enough for the largest chunk (or the embedding rows) alone: correct, but IO and compute
-        then take turns."""
-        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, max(self.chunk_bytes, default=0))
+        """Enough to admit the largest chunk alone: correct, but IO and compute then take turns."""
+        return self.fixed_bytes + max(self.chunk_bytes, default=0)
 
     @property
     def default_budget_bytes(self) -> int:
-        """Enough for any two consecutive chunks: one computed while the next is loaded."""
+        """Enough to admit any two consecutive chunks: one computed while the next is loaded."""
         pairs = [a + b for a, b in itertools.pairwise(self.chunk_bytes)] or list(self.chunk_bytes)
-        return self.pinned_bytes + self.staging_bytes + max(self.embed_bytes, max(pairs, default=0))
+        return self.fixed_bytes + max(pairs, default=0)
 
     @property
     def all_chunks_bytes(self) -> int:
-        return sum(self.chunk_bytes)
+        return self.fixed_bytes + sum(self.chunk_bytes)
 
-    def arena_bytes(self, budget_bytes: int) -> int:
-        return budget_bytes - self.pinned_bytes - self.staging_bytes
+    def admit_bytes(self, budget_bytes: int) -> int:
+        """Ring bytes the IO lane may hold at once within `budget_bytes` (whole read units: every
+        chunk is, so rounding down admits exactly the same chunks); 0 when nothing streams."""
+        if not self.chunk_bytes:
+            return 0
+        return max(0, budget_bytes - self.fixed_bytes) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
+
+    def pool_layout(self, budget_bytes: int) -> PoolLayout:
+        admit = self.admit_bytes(budget_bytes)
+        return PoolLayout(admit + self.slack_bytes, admit, self.scratch_bytes, self.pinned_bytes)
 
 
 @dataclass(frozen=True)
@@ -95,12 +115,7 @@ class RuntimeSettings:
     """Settings a plan's runner starts with, from the device profile it was planned for."""
 
     io_bandwidth_cap_Bps: float | None = None  # emulated flash bandwidth the runner's reads are capped to
-    compute_threads: int | None = None  # torch compute threads (None: torch's default)
-    io_threads: int = 1  # loading threads; more than one needs a plan without staged pieces
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.io_threads, int) or isinstance(self.io_threads, bool) or self.io_threads < 1:
-            raise UserError(f"runtime.io_threads must be a positive integer, not {self.io_threads!r}")
+    compute_threads: int | None = None  # torch compute threads (None: torch's default, every core)
 
 
 @dataclass(frozen=True)
@@ -163,8 +178,8 @@ def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int,
 
 def member_order(members: list[ShardChoice]) -> list[ShardChoice]:
     """A chunk's kept shards in the order the runner loads and stacks them: by bits, streamed
-    before preloaded, then by index, so the streamed pieces of one bitwidth are read into staging
-    and decoded in one run."""
+    before preloaded, then by index, so the pieces of one bitwidth and home are dequantized in one
+    run and adjacent streamed pieces are read with one read."""
     return sorted(members, key=lambda c: (c.bits, c.preload, c.index))
 
 
@@ -184,14 +199,30 @@ def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple
     return out
 
 
-def header_nbytes(store: Store) -> int:
-    """The global and per-layer headers: pinned for a runner's lifetime."""
-    return store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
+def header_extents(store: Store) -> tuple:
+    """The global and per-layer headers, in the order a runner pins them."""
+    return (store.global_header, *store.layer_headers)
 
 
-def embed_arena_nbytes(spec, seq_len: int) -> int:
-    """Arena bytes of one call's embedding rows: batch 1, every token distinct, one position row per token."""
-    return arena_nbytes(4 * spec.hidden * (min(seq_len, spec.vocab) + seq_len))
+def chunk_loads(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> tuple[tuple[int, str, ChunkLoad], ...]:
+    """(layer, part, load) of every non-empty chunk, in load order, as the runner's LOADS table has them."""
+    positions = by_position(shards)
+    out = []
+    for key, (layer, part, indices) in enumerate(chunks(shards, shards_per_chunk)):
+        members = []
+        for index in indices:
+            choice = positions[(layer, index)]
+            version = store.version(layer, index, part, choice.bits)
+            members.append(Member(version.key.describe(), version.extent.offset, version.layout, version.extent.checksum, choice.preload))
+        out.append((layer, part, ChunkLoad(key, tuple(members))))
+    return tuple(out)
+
+
+def scratch_nbytes(spec, seq_len: int, loads: tuple[ChunkLoad, ...]) -> int:
+    """The scratch: the largest chunk dequantized, or one call's embedding rows at `seq_len`."""
+    need = [embed_rows_nbytes(spec.hidden, seq_len, spec.vocab)]
+    need += [decoded_nbytes(load.members) for load in loads if not load.pinned_in_place]
+    return align_up(max(need), READ_ALIGN_BYTES)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,24 +252,10 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
 
 
 def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
-    spec = store.spec
-    bits = by_position(shards)
-    pinned = header_nbytes(store)
-    staging = 0
-    chunk_bytes = []
-    for layer, part, indices in chunks(shards, shards_per_chunk):
-        shape = piece_shape(spec, store.shards_per_layer, part)
-        arena = chunk_arena_nbytes(shape.rows, shape.cols, shape.bias_len, len(indices))
-        if all(bits[(layer, i)].preload and bits[(layer, i)].bits == 32 for i in indices):
-            pinned += arena  # pinned in its final fp32 form, used in place: no arena, no staging
-            continue
-        pieces = [
-            (store.version(layer, i, part, bits[(layer, i)].bits).layout, bits[(layer, i)].preload) for i in indices
-        ]
-        pinned += sum(layout.nbytes for layout, preloaded in pieces if preloaded)
-        staging = max(staging, staging_nbytes(pieces))
-        chunk_bytes.append(arena)
-    return MemoryModel(pinned, staging, embed_arena_nbytes(spec, seq_len), tuple(chunk_bytes))
+    loads = tuple(load for _, _, load in chunk_loads(store, shards, shards_per_chunk))
+    pinned = pinned_nbytes(loads, tuple(e.nbytes for e in header_extents(store)))
+    ring = tuple(load.ring_nbytes for load in loads if load.ring_nbytes)
+    return MemoryModel(pinned, scratch_nbytes(store.spec, seq_len, loads), ring)
 
 
 def make_plan(
@@ -269,26 +286,23 @@ def make_plan(
     elif memory_bytes < memory.minimum_budget_bytes:
         raise UserError(
             f"memory budget {memory_bytes} B is below this plan's minimum {memory.minimum_budget_bytes} B "
-            f"(headers and preload {memory.pinned_bytes} B, staging {memory.staging_bytes} B, largest chunk or "
-            f"embedding rows {memory.minimum_budget_bytes - memory.pinned_bytes - memory.staging_bytes} B; "
-            f"a smaller --shards-per-chunk lowers it)"
+            f"(headers and preload {memory.pinned_bytes} B, scratch {memory.scratch_bytes} B, the largest "
+            f"streamed chunk twice {2 * memory.slack_bytes} B; a smaller --shards-per-chunk lowers it)"
         )
     else:
         budget = memory_bytes
     preload = sum(
-        store.version(c.layer, c.index, part, c.bits).layout.nbytes for c in shards if c.preload for part in PARTS
+        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes for c in shards if c.preload for part in PARTS
     )
     streamed = sum(
-        store.version(c.layer, c.index, part, c.bits).layout.nbytes
+        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes
         for c in shards if c.bits and not c.preload for part in PARTS
     )
     predicted = Predicted(
         latency_s=None,
-        peak_weight_bytes=min(
-            budget, memory.pinned_bytes + memory.staging_bytes + max(memory.embed_bytes, memory.all_chunks_bytes)
-        ),
+        peak_weight_bytes=memory.pool_layout(budget).nbytes,
         preload_bytes=preload,
-        io_bytes=streamed + memory.embed_bytes,
+        io_bytes=streamed + embed_rows_nbytes(store.spec.hidden, seq_len, store.spec.vocab),
         fidelity_loss=None,
     )
     targets = Targets(latency_s, memory_bytes, seq_len)
@@ -360,6 +374,6 @@ def read_plan(
     try:
         settings = RuntimeSettings(**runtime)
     except TypeError:
-        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads, io_threads}}") from None
+        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads}}") from None
     return replace(plan, runtime=settings)
 

@@ -3,6 +3,11 @@
 `compile` calls `plan_for_targets` when a latency or memory target is given. The greedy plan is
 always computed: it is CP-SAT's hint and the report's baseline. Predictions come from the
 simulator (sticc/simulate.py), never from a solver's own bookkeeping.
+
+A deadline should hold in most calls, not half of them: the solvers plan with every duration at
+the device's `PLANNED_PERCENTILE`th percentile of calls (`DeviceProfile.quantile_factor`), and
+plan.json reports both that latency (`predicted.planned_latency_s`) and the median
+(`predicted.latency_s`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ __all__ = ["SOLVERS", "check_reachable", "plan_for_targets", "predict_given_plan
 from sticc.store import Store
 
 SOLVERS = ("cpsat", "greedy")
+PLANNED_PERCENTILE = 90
 
 
 def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> tuple[Solution, Solution]:
@@ -35,20 +41,26 @@ def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> 
     return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices), greedy
 
 
-def _summary(problem: Problem, solution: Solution) -> dict:
-    kept = [c for c in solution.choices.values() if c.bits]
+def _summary(median: Problem, solution: Solution, planned: Problem) -> dict:
+    """A solution's objective and predictions, for the report's comparison."""
+    choices = solution.choices
+    budget = budget_bytes(planned, choices)
+    kept = [c for c in choices.values() if c.bits]
+    predicted = predicted_from(median, choices, simulate(median, choices, budget), simulate(planned, choices, budget))
     return {
-        "objective": solution.objective,
+        "objective": planned.objective(choices),
         "status": solution.info.status,
-        "predicted": asdict(predicted_from(problem, solution.choices, solution.simulation)),
+        "predicted": asdict(predicted),
         "kept": len(kept),
         "mean_bits": sum(c.bits for c in kept) / len(kept) if kept else 0.0,
     }
 
 
-def predicted_from(problem: Problem, choices, simulation: Simulation) -> Predicted:
+def predicted_from(problem: Problem, choices, simulation: Simulation, planned: Simulation | None = None) -> Predicted:
+    """What a plan is predicted to do: `simulation` on the median problem, `planned` (optional) on
+    the problem at its planned percentile."""
     preload = sum(
-        problem.parts[part].stored_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.parts
+        problem.parts[part].slot_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.parts
     )
     return Predicted(
         latency_s=simulation.latency_s,
@@ -56,22 +68,30 @@ def predicted_from(problem: Problem, choices, simulation: Simulation) -> Predict
         preload_bytes=preload,
         io_bytes=simulation.io_nbytes,
         fidelity_loss=problem.fidelity_loss(choices),
+        planned_latency_s=None if planned is None else planned.latency_s,
+        planned_percentile=None if planned is None else PLANNED_PERCENTILE,
     )
 
 
 def finish_plan(
-    store: Store, problem: Problem, plan: Plan, simulation: Simulation, device: DeviceProfile,
-    importance: ImportanceProfile | None, comparison: dict | None = None,
+    store: Store, problem: Problem, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None,
+    comparison: dict | None = None,
 ) -> Plan:
-    """`plan` with the simulator's predictions, the device's runtime settings and the findings."""
-    predicted = predicted_from(problem, by_position(plan.shards), simulation)
+    """`plan` with the simulator's predictions (median and planned percentile), the device's
+    runtime settings and the findings; `problem` is the median problem."""
+    choices = by_position(plan.shards)
+    simulation = simulate(problem, choices, plan.memory_budget_bytes)
+    at_percentile = _at_percentile(store, problem, device, importance)
+    planned = simulate(at_percentile, choices, plan.memory_budget_bytes)
+    predicted = predicted_from(problem, choices, simulation, planned)
     if importance is None:
         predicted = replace(predicted, fidelity_loss=None)
     details = {
         "memory": {
             "pinned_bytes": simulation.pinned_nbytes,
-            "staging_bytes": simulation.staging_nbytes,
-            "arena_bytes": simulation.arena_nbytes,
+            "scratch_bytes": simulation.scratch_nbytes,
+            "ring_bytes": simulation.admit_nbytes + simulation.slack_nbytes,
+            "admit_bytes": simulation.admit_nbytes,
             "full_precision_bytes": store.spec.fp32_weight_nbytes,
         },
         "timeline": {
@@ -85,11 +105,19 @@ def finish_plan(
             "read_bandwidth_Bps": device.read_bandwidth_Bps,
             "emulated_bandwidth_Bps": device.emulated_bandwidth_Bps,
             "compute_threads": device.compute_threads,
+            "quantile_factor": device.quantile_factor(PLANNED_PERCENTILE),
         },
         "importance": None if importance is None else {"metric": importance.metric, "additivity": importance.additivity},
     }
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
     return replace(plan, predicted=predicted, runtime=runtime, details=tuple(details.items()))
+
+
+def _at_percentile(store: Store, problem: Problem, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:
+    return lower(
+        store, device, importance or ImportanceProfile.flat(store), problem.seq_len, problem.latency_s,
+        problem.memory_bytes, problem.shards_per_chunk, PLANNED_PERCENTILE,
+    )
 
 
 def plan_for_targets(
@@ -103,7 +131,9 @@ def plan_for_targets(
     time_limit_s: float = 10.0,
     shards_per_chunk: int | None = None,
 ) -> tuple[Plan, Problem]:
-    problem = lower(store, device, importance, seq_len, latency_s, memory_bytes, shards_per_chunk)
+    """The plan of `solver` for the targets, solved at the planned percentile; (plan, the problem
+    it was solved on)."""
+    problem = lower(store, device, importance, seq_len, latency_s, memory_bytes, shards_per_chunk, PLANNED_PERCENTILE)
     chosen, greedy = solve(problem, solver, time_limit_s)
     budget = budget_bytes(problem, chosen.choices)
     plan = make_plan(
@@ -111,8 +141,9 @@ def plan_for_targets(
         latency_s=latency_s, shards_per_chunk=problem.shards_per_chunk,
     )
     plan = replace(plan, targets=replace(plan.targets, memory_bytes=memory_bytes))
-    comparison = {} if solver == "greedy" else {"greedy": _summary(problem, greedy)}
-    return finish_plan(store, problem, plan, chosen.simulation, device, importance, comparison), problem
+    median = lower(store, device, importance, seq_len, latency_s, memory_bytes, problem.shards_per_chunk)
+    comparison = {} if solver == "greedy" else {"greedy": _summary(median, greedy, problem)}
+    return finish_plan(store, median, plan, device, importance, comparison), problem
 
 
 def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:
@@ -121,5 +152,4 @@ def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importan
     problem = lower(
         store, device, losses, plan.targets.seq_len, plan.targets.latency_s, plan.memory_budget_bytes, plan.shards_per_chunk,
     )
-    simulation = simulate(problem, by_position(plan.shards), plan.memory_budget_bytes)
-    return finish_plan(store, problem, plan, simulation, device, importance)
+    return finish_plan(store, problem, plan, device, importance)

@@ -42,28 +42,26 @@ import torch.nn.functional as F
 from sticc.cache import cache_dir, read_cached_json, write_cached_json
 from sticc.errors import UserError
 from sticc.importance import ImportanceProfile
-from sticc.runtime import (
+from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
+from sticc.runtime.decode import decode_piece
+from sticc.runtime.encoder import (
     LAYER_HEADER_VECTORS,
-    Chunk,
-    Extent,
-    RowTable,
-    StoreError,
-    StoreReader,
     attention_chunk,
     attention_mask_bias,
-    dequantize_into,
     ffn_chunk,
+    kernel_form,
     mean_pool,
     position_ids_for,
-    read_rows,
     residual_norm,
 )
 from sticc.sharding import PARTS
 from sticc.store import Store
 
+Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
+
 Progress = Callable[[Iterator, int, str], Iterator]
 
-PROFILER_VERSION = 1  # part of the cache key: bump whenever what is measured changes
+PROFILER_VERSION = 2  # part of the cache key: bump whenever what is measured changes
 DEFAULT_ADDITIVITY_PLANS = 16
 ADDITIVITY_SEED = 0
 DROP_RATES = (0.0, 0.05, 0.1, 0.2, 0.3)  # a random plan drops each shard with one of these probabilities
@@ -259,11 +257,11 @@ class StoreEncoder:
         ]
         self._tables = {}
         for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
-            crc = self._read(table.crc_table, f"{name} checksums").numpy().view(np.uint32)
-            self._tables[name] = (RowTable(table.offset, table.rows, table.row_nbytes), crc)
+            sums = self._read(table.checksum_table, f"{name} checksums").numpy().view(np.uint64)
+            self._tables[name] = (RowTable(table.offset, table.rows, table.row_nbytes), sums)
         # every layer block as one chunk of all its shards at the reference precision
         self.reference = {
-            (layer, part): self.chunk([self.piece(layer, index, part, reference) for index in range(self.shards)])
+            (layer, part): self.chunk(part, [self.piece(layer, index, part, reference) for index in range(self.shards)])
             for layer in range(spec.layers)
             for part in PARTS
         }
@@ -273,32 +271,30 @@ class StoreEncoder:
 
     def _read(self, extent: Extent, what: str) -> torch.Tensor:
         buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
-        self.reader.read_into([buffer], extent.offset, extent.crc32, what)
+        self.reader.read(buffer, extent.offset, what)
+        if checksum(memoryview(buffer.numpy())) != extent.checksum:
+            raise checksum_error(what)
         return buffer
 
     def piece(self, layer: int, index: int, part: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One stored piece, dequantized: weight [rows, cols] and bias, fp32."""
         version = self.store.version(layer, index, part, bits)
-        layout = version.layout
-        blob = self._read(version.extent, version.key.describe())
-        weight = torch.empty(layout.rows, layout.cols)
-        bias = torch.empty(layout.bias_len)
-        dequantize_into(blob, layout, weight.view(-1), bias)
-        return weight, bias
+        return decode_piece(self._read(version.extent, version.key.describe()), version.layout)
 
     @staticmethod
-    def chunk(pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
-        return Chunk(torch.stack([w for w, _ in pieces]), torch.stack([b for _, b in pieces]), 0)
+    def chunk(part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
+        """Pieces of `part` stacked in the kernels' form, (weights, biases)."""
+        return kernel_form(torch.stack([w for w, _ in pieces]), torch.stack([b for _, b in pieces]), part)
 
     def reference_subset(self, layer: int, part: str, indices: list[int]) -> Chunk | None:
         """The reference chunk of `layer`'s block `part` restricted to shards `indices` (None: none)."""
         if not indices:
             return None
-        whole = self.reference[(layer, part)]
+        weights, biases = self.reference[(layer, part)]
         if len(indices) == self.shards:
-            return whole
+            return weights, biases
         keep = torch.tensor(indices)
-        return Chunk(whole.weight[keep], whole.bias[keep], 0)
+        return weights[:, keep], biases[:, keep]
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -327,9 +323,9 @@ class StoreEncoder:
         if chunk is None:
             return
         if part == "attn":
-            attention_chunk(acc, x, mask, chunk, self.heads_per_shard, self.spec.head_dim)
+            attention_chunk(acc, x, mask, *chunk, self.heads_per_shard, self.spec.head_dim)
         else:
-            ffn_chunk(acc, x, chunk, self.units, self.spec.activation)
+            ffn_chunk(acc, x, *chunk, self.spec.activation)
 
     def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
         header = self.headers[layer]
@@ -392,7 +388,7 @@ class ImportanceMeasurer:
         others = [k for k in range(model.shards) if k != index]
         shared = {part: model.reference_subset(layer, part, others) for part in PARTS}
         own = {
-            bits: {part: model.chunk([model.piece(layer, index, part, bits)]) for part in PARTS}
+            bits: {part: model.chunk(part, [model.piece(layer, index, part, bits)]) for part in PARTS}
             for bits in variants
             if bits
         }
@@ -443,7 +439,7 @@ class ImportanceMeasurer:
                     if bits == self.reference_bits:
                         chunks.append(model.reference_subset(layer, part, indices))
                     else:
-                        chunks.append(model.chunk([model.piece(layer, index, part, bits) for index in indices]))
+                        chunks.append(model.chunk(part, [model.piece(layer, index, part, bits) for index in indices]))
                 xs = [model.block(x, mask, layer, part, chunks) for x, mask in zip(xs, self.masks, strict=True)]
         total = 0.0
         for b, (x, batch) in enumerate(zip(xs, self.batches, strict=True)):

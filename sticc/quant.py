@@ -1,7 +1,7 @@
 """Group-wise affine quantization of shard pieces, and bit-packing.
 
 Every `group_size` consecutive weights of the flattened row-major matrix share an fp16 (scale, zero):
-w ~= code * scale + zero, code in [0, 2^bits - 1]. The stored format is fixed (`sticc.runtime`);
+w ~= code * scale + zero, code in [0, 2^bits - 1]. The stored format is fixed (`sticc.runtime.core`);
 quantizers differ only in how they pick codes, scales and zeros:
 
 - "rtn": min/max range, round to nearest (the baseline).
@@ -16,7 +16,7 @@ quantizers differ only in how they pick codes, scales and zeros:
   the piece's first rows absorbs the mean output shift. Without calibration it is the weighted search.
 
 docs/quantization.md explains the choices and has the end-to-end numbers.
-Dequantization lives in `sticc.runtime` (shared with every runner).
+Dequantization lives in `sticc.runtime.decode` (shared with every runner).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sticc.runtime import FULL_PRECISION_BITS, BlobLayout, blob_layout
+from sticc.runtime.core import FULL_PRECISION_BITS, BlobLayout, blob_layout
 
 if TYPE_CHECKING:
     from sticc.calibration import PieceCalibration
@@ -280,7 +280,7 @@ def encode_piece(
     importance: torch.Tensor | None = None,
     calibration: PieceCalibration | None = None,
 ) -> tuple[BlobLayout, bytes]:
-    """The stored bytes of one piece at `bits` (layout from `sticc.runtime.blob_layout`).
+    """The stored bytes of one piece at `bits` (layout from `sticc.runtime.core.blob_layout`).
 
     `importance`: None or a nonnegative tensor broadcastable to `matrix` [rows, cols], the weight of
     each element's squared error (e.g. `sticc.calibration.piece_importance`). `calibration`: the

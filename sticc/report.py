@@ -342,7 +342,11 @@ def _predicted_section(plan: dict) -> Section:
     latency = _ms(predicted.get("latency_s"))
     if predicted.get("latency_s") is None and not plan.get("device"):
         latency += " (no device profile)"
-    latency += _against(predicted.get("latency_s"), targets.get("latency_s"), _ms)
+    elif predicted.get("planned_latency_s") is not None:
+        latency += f" median, {_ms(predicted['planned_latency_s'])} at p{predicted.get('planned_percentile', '?')}"
+        latency += _against(predicted.get("planned_latency_s"), targets.get("latency_s"), _ms)
+    else:
+        latency += _against(predicted.get("latency_s"), targets.get("latency_s"), _ms)
     peak = _of_fp32(predicted.get("peak_weight_bytes"), full)
     peak += _against(predicted.get("peak_weight_bytes"), targets.get("memory_bytes"), _bytes)
     rows = [
@@ -355,9 +359,9 @@ def _predicted_section(plan: dict) -> Section:
     budget = plan.get("memory_budget_bytes")
     memory = plan.get("memory") or {}
     pool = _of_fp32(budget, full)
-    if {"pinned_bytes", "staging_bytes", "arena_bytes"} <= set(memory):
-        pool += (f" = pinned {_bytes(memory['pinned_bytes'])} + staging {_bytes(memory['staging_bytes'])}"
-                 f" + arena {_bytes(memory['arena_bytes'])}")
+    if {"pinned_bytes", "scratch_bytes", "ring_bytes"} <= set(memory):
+        pool += (f" = pinned {_bytes(memory['pinned_bytes'])} + scratch {_bytes(memory['scratch_bytes'])}"
+                 f" + ring {_bytes(memory['ring_bytes'])}")
     rows.append(("weight pool budget", pool))
     notes = []
     device = plan.get("device")
@@ -451,7 +455,7 @@ def _timeline_section(plan: dict) -> Section:
     waits = sum(1 for e in summary.events if e.kind == "wait")
     rows = (
         ("compute stall (compute waits for IO)", f"{_ms(summary.compute_stall_s)} ({_percent(summary.compute_stall_s, latency) or '0%'} of latency, {_count(stalls, 'stall')})"),
-        ("arena wait (IO waits for memory)", f"{_ms(summary.arena_wait_s)} ({_count(waits, 'wait')})"),
+        ("ring wait (IO waits for memory)", f"{_ms(summary.arena_wait_s)} ({_count(waits, 'wait')})"),
         ("IO busy", f"{summary.busy_fraction(summary.io_busy_s):.0%} ({_count(loads, 'load')}, {_ms(summary.io_busy_s)})"),
         ("compute busy", f"{summary.busy_fraction(summary.compute_busy_s):.0%} ({_ms(summary.compute_busy_s)})"),
         ("timeline end", _ms(summary.end_s)),
@@ -619,7 +623,7 @@ _COLORS = {"embed": "#edc948", "load": "#4e79a7", "compute": "#59a14f", "join": 
            "stall": "#e15759", "wait": "#f28e2b"}
 _OTHER_COLOR = "#9d9d9d"
 _KIND_NAMES = {"load": "load (IO)", "compute": "compute", "join": "join", "embed": "embedding",
-               "stall": "stall: compute waits for IO", "wait": "wait: IO waits for arena"}
+               "stall": "stall: compute waits for IO", "wait": "wait: IO waits for ring space"}
 _TARGET_COLOR, _PREDICTED_COLOR = "#d62728", "#222222"
 
 
@@ -711,7 +715,7 @@ def render_svg(plan: dict) -> str:
         body.append(f'<line x1="{lx}" y1="{legend_y - 4}" x2="{lx + 22}" y2="{legend_y - 4}" stroke="{color}" stroke-width="2"{dash}/>')
         body.append(_text(lx + 27, legend_y, label, size=12))
         lx += 44 + 7 * len(label)
-    stats = (f"compute stall {_ms(summary.compute_stall_s)}, arena wait {_ms(summary.arena_wait_s)}, "
+    stats = (f"compute stall {_ms(summary.compute_stall_s)}, ring wait {_ms(summary.arena_wait_s)}, "
              f"IO busy {summary.busy_fraction(summary.io_busy_s):.0%}, {len(summary.events)} events")
     return _svg_document(legend_y + 20, title, subtitle, stats, _hatch_patterns(), body)
 

@@ -17,7 +17,7 @@ import torch
 
 from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
-from sticc.runtime import GLOBAL_HEADER_VECTORS, LAYER_HEADER_VECTORS
+from sticc.runtime.encoder import GLOBAL_HEADER_VECTORS, LAYER_HEADER_VECTORS
 from sticc.spec import ModelSpec
 
 PARTS = ("attn", "ffn")

@@ -1,26 +1,28 @@
 """The simulator: an event simulation of one runner call of a plan on a device profile.
 
 It is the reference for what a plan costs; solvers model the same machine in their own way, and the
-tests check that their predictions equal the simulator's. The machine, as the runner behaves:
+tests check that their predictions equal the simulator's. The machine, as the runner behaves
+(`sticc.runtime`):
 
 - Two lanes. The compute lane runs the embedding, then for every layer block its chunks in order
-  (each waits until the IO lane has handed it over) and the block's join. The IO lane starts when
-  the embedding ends (its cold row reads gate every kernel, so they do not queue behind chunk
-  reads) and walks the same chunks in order: it takes arena space for the chunk's fp32 form, then
-  reads, checks and dequantizes its pieces.
-- The arena holds `budget - pinned - staging` bytes. The embedding rows take `embed_arena_nbytes`
-  of it until the embedding is computed; a chunk's space is taken when the IO lane starts it and
-  given back when its compute ends. The IO lane waits while the live allocations plus the next
-  chunk would exceed the arena.
-- A chunk's IO time: a fixed overhead, plus for preloaded pieces one decode each (their stored
-  bytes are pinned), plus for streamed fp32 pieces one read each, plus for each bitwidth b < 32 of
-  its streamed pieces one read per piece and one decode call for all of them. With an emulated
-  bandwidth cap, a chunk's reads cannot finish before (embedding bytes + bytes read so far,
-  this chunk's included) / cap after the call starts; the decode calls follow the reads.
+  (each waits until the IO lane has handed it over), each dequantized (one call per run of pieces
+  of one bitwidth and home) and computed, and the block's join. The IO lane starts when the
+  embedding ends (its cold row reads gate every kernel, so they do not queue behind chunk reads)
+  and walks the chunks that stream in the same order: it takes ring space for the chunk's streamed
+  pieces as stored, reads them, checks them.
+- Memory: a pool of pinned (headers, preloaded pieces as stored, chunks pinned in place decoded),
+  scratch (the largest chunk dequantized, or the embedding rows) and ring (admission capacity plus
+  the largest streamed chunk as slack). A chunk's ring space is taken when the IO lane starts it
+  and given back when its compute ends. The IO lane waits while the live chunks plus the next
+  exceed the admission capacity, `budget - pinned - scratch - slack` in whole read units.
+- A chunk's IO time: a fixed overhead, plus one read per streamed piece, then one checksum each.
+  With an emulated bandwidth cap, a chunk's reads cannot finish before (embedding bytes + bytes
+  read so far, this chunk's included) / cap after the call starts; the checksums follow the reads.
 - A loaded chunk reaches the compute lane `handover_s` after the IO lane finishes it (a thread
-  wake-up); the IO lane goes on at once.
-- A chunk whose kept pieces are all preloaded at 32 bits is pinned in its final form: no IO time,
-  no arena.
+  wake-up); the IO lane goes on at once. A chunk with nothing streamed (every member preloaded) is
+  not loaded: it is ready at once.
+- A chunk whose kept pieces are all preloaded at 32 bits is pinned in place (decoded at
+  construction): no IO, no ring, no scratch, no dequantization.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from sticc.lower import ChunkSlot, Problem, chunk_members
 from sticc.plan import ShardChoice
+from sticc.runtime.core import READ_ALIGN_BYTES
 from sticc.sharding import PARTS
 
 
@@ -41,35 +44,34 @@ class ChunkWork:
     slot: ChunkSlot
     members: tuple[ShardChoice, ...]
     pinned_in_place: bool
-    arena_nbytes: int  # 0 when pinned in place
-    pinned_nbytes: int  # preloaded stored bytes (or the whole fp32 chunk when pinned in place)
-    staging_nbytes: int  # the largest same-bitwidth run of streamed stored bytes
+    ring_nbytes: int  # its streamed pieces as stored (0: nothing streamed, not loaded)
+    pinned_nbytes: int  # preloaded pieces as stored (or the whole chunk decoded when pinned in place)
+    scratch_nbytes: int  # the chunk dequantized (0 when pinned in place)
     read_nbytes: int  # bytes read from the store per call
-    io_cpu_s: float  # overhead, preloaded decodes, reads
-    decode_s: float  # decode calls of the streamed runs, after their reads
-    compute_s: float
+    io_cpu_s: float  # overhead and reads
+    check_s: float  # checksums, after the reads
+    decode_s: float  # dequantization on the compute lane
+    compute_s: float  # dequantization and kernel
 
 
 def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) -> ChunkWork:
     costs = problem.parts[slot.part]
     n = len(members)
     if all(m.preload and m.bits == 32 for m in members):
-        arena = costs.arena_nbytes[n]
-        return ChunkWork(slot, tuple(members), True, 0, arena, 0, 0, 0.0, 0.0, costs.compute_s[n])
-    pinned = sum(costs.stored_nbytes[m.bits] for m in members if m.preload)
-    io_cpu = problem.io_chunk_overhead_s
-    io_cpu += sum(costs.decode_call_s[m.bits] + costs.decode_piece_s[m.bits] for m in members if m.preload)
+        decoded = costs.decoded_nbytes[n]
+        return ChunkWork(slot, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, costs.compute_s[n])
     streamed = [m for m in members if not m.preload]
-    io_cpu += sum(costs.read_s[m.bits] for m in streamed)
-    runs: dict[int, int] = {}
-    for m in streamed:
-        if m.bits != 32:
-            runs[m.bits] = runs.get(m.bits, 0) + 1
-    decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for b, count in runs.items())
-    staging = max((count * costs.stored_nbytes[b] for b, count in runs.items()), default=0)
+    pinned = sum(costs.slot_nbytes[m.bits] for m in members if m.preload)
+    ring = sum(costs.slot_nbytes[m.bits] for m in streamed)
+    io_cpu = (problem.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
+    check = sum(costs.check_s[m.bits] for m in streamed)
+    runs: dict[tuple[int, bool], int] = {}
+    for m in members:
+        runs[(m.bits, m.preload)] = runs.get((m.bits, m.preload), 0) + 1
+    decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
     return ChunkWork(
-        slot, tuple(members), False, costs.arena_nbytes[n], pinned, staging,
-        sum(costs.stored_nbytes[m.bits] for m in streamed), io_cpu, decode, costs.compute_s[n],
+        slot, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
+        decode + costs.compute_s[n],
     )
 
 
@@ -96,51 +98,62 @@ class Event:
 class Simulation:
     latency_s: float
     pinned_nbytes: int
-    staging_nbytes: int
-    arena_nbytes: int  # budget - pinned - staging
-    peak_weight_bytes: int
+    scratch_nbytes: int
+    slack_nbytes: int  # ring bytes beyond admission (the largest streamed chunk)
+    admit_nbytes: int  # ring bytes the IO lane may hold at once
+    peak_weight_bytes: int  # the pool: pinned + scratch + admission + slack
     io_nbytes: int  # per call, embedding rows included
     compute_stall_s: float  # compute lane waiting for the IO lane
-    arena_wait_s: float  # IO lane waiting for arena space
-    fits: bool  # the arena holds the embedding rows and the largest chunk
+    arena_wait_s: float  # IO lane waiting for ring space
+    fits: bool  # the ring admits the largest streamed chunk
     events: tuple[Event, ...]
 
 
-def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int]:
-    """(pinned, staging) bytes of a plan's chunks."""
+def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int, int]:
+    """(pinned, scratch, slack) bytes of a plan's chunks."""
     pinned = problem.header_nbytes + sum(w.pinned_nbytes for w in work)
-    return pinned, max((w.staging_nbytes for w in work), default=0)
+    scratch = max([problem.embed_scratch_nbytes, *(w.scratch_nbytes for w in work)])
+    return pinned, scratch, max((w.ring_nbytes for w in work), default=0)
+
+
+def admit_nbytes(budget_bytes: int, pinned: int, scratch: int, slack: int) -> int:
+    """The ring's admission capacity within `budget_bytes` (whole read units, as every chunk is);
+    0 when nothing streams (`slack` 0: no ring at all)."""
+    if not slack:
+        return 0
+    return max(0, budget_bytes - pinned - scratch - slack) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
 
 
 def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budget_bytes: int) -> Simulation:
     """Simulate one call of the plan `choices` with a weight pool of `budget_bytes`."""
     work = plan_work(problem, choices)
-    pinned, staging = memory_of(problem, work)
-    arena = budget_bytes - pinned - staging
-    fits = arena >= max([problem.embed_arena_nbytes, *(w.arena_nbytes for w in work)])
+    pinned, scratch, slack = memory_of(problem, work)
+    admit = admit_nbytes(budget_bytes, pinned, scratch, slack)
+    fits = budget_bytes >= pinned + scratch + slack and admit >= slack
     events: list[Event] = []
-    latency, peak_arena, read_so_far = _run(problem, work, arena, events, math.inf)
+    latency, _, read_so_far = _run(problem, work, admit, events, math.inf)
     stall = sum(e.end_s - e.start_s for e in events if e.kind == "stall")
     wait = sum(e.end_s - e.start_s for e in events if e.kind == "wait")
     return Simulation(
-        latency_s=latency, pinned_nbytes=pinned, staging_nbytes=staging, arena_nbytes=arena,
-        peak_weight_bytes=pinned + peak_arena, io_nbytes=read_so_far, compute_stall_s=stall, arena_wait_s=wait,
-        fits=fits, events=tuple(sorted(events, key=lambda e: (e.lane, e.start_s))),
+        latency_s=latency, pinned_nbytes=pinned, scratch_nbytes=scratch, slack_nbytes=slack, admit_nbytes=admit,
+        peak_weight_bytes=pinned + scratch + admit + slack, io_nbytes=read_so_far,
+        compute_stall_s=stall, arena_wait_s=wait, fits=fits,
+        events=tuple(sorted(events, key=lambda e: (e.lane, e.start_s))),
     )
 
 
-def latency_of(problem: Problem, work: list[ChunkWork], arena_bytes: int, limit_s: float = math.inf) -> float:
-    """`simulate(...).latency_s` of the chunks `work` with an arena of `arena_bytes`, without
+def latency_of(problem: Problem, work: list[ChunkWork], admit_bytes: int, limit_s: float = math.inf) -> float:
+    """`simulate(...).latency_s` of the chunks `work` with a ring admitting `admit_bytes`, without
     recording events; once the simulated time passes `limit_s` that time is returned at once
     (events pop in time order, so the latency can only be later). For planners' inner loops."""
-    return _run(problem, work, arena_bytes, None, limit_s)[0]
+    return _run(problem, work, admit_bytes, None, limit_s)[0]
 
 
 def _run(
-    problem: Problem, work: list[ChunkWork], arena: int, events: list[Event] | None, limit_s: float,
+    problem: Problem, work: list[ChunkWork], admit: int, events: list[Event] | None, limit_s: float,
 ) -> tuple[float, int, int]:
-    """The event loop: (latency, peak arena bytes incl. staging, bytes read); `events`, if a list,
-    receives the timeline."""
+    """The event loop: (latency, peak live ring bytes, bytes read); `events`, if a list, receives
+    the timeline."""
     record = events is not None
     cap = problem.cap_Bps
     embed_end = problem.embed_s if not cap else max(problem.embed_s, problem.embed_io_nbytes / cap)
@@ -164,37 +177,36 @@ def _run(
         heapq.heappush(heap, (time_s, counter, kind, item))
         counter += 1
 
-    live = problem.embed_arena_nbytes
-    peak_arena = live
+    live = peak_live = 0
     read_so_far = problem.embed_io_nbytes
-    ready: dict[int, float] = {}
+    # chunks with nothing streamed are not loaded: ready from the start
+    ready: dict[int, float] = {i: 0.0 for i, w in enumerate(work) if not w.ring_nbytes}
+    loaded = [i for i, w in enumerate(work) if w.ring_nbytes]
     io_next, io_idle_since, io_blocked = 0, embed_end, False
     comp_next, comp_waiting_since = 0, None
 
     def try_io(now: float) -> None:
-        nonlocal io_next, io_idle_since, io_blocked, live, peak_arena, read_so_far
-        while io_next < len(work) and work[io_next].pinned_in_place:
-            ready[io_next] = now
-            io_next += 1
-        if io_next == len(work):
+        nonlocal io_next, io_idle_since, io_blocked, live, peak_live, read_so_far
+        if io_next == len(loaded):
             return
-        w = work[io_next]
-        if live + w.arena_nbytes > arena and w.arena_nbytes <= arena:
+        item = loaded[io_next]
+        w = work[item]
+        if live and live + w.ring_nbytes > admit:
             io_blocked = True
             return
         io_blocked = False
         if record and now > io_idle_since:
-            events.append(Event("io", "wait", "arena full", io_idle_since, now))
-        live += w.arena_nbytes
-        peak_arena = max(peak_arena, live + w.staging_nbytes)
+            events.append(Event("io", "wait", "ring full", io_idle_since, now))
+        live += w.ring_nbytes
+        peak_live = max(peak_live, live)
         read_so_far += w.read_nbytes
         reads_done = now + w.io_cpu_s
         if cap:
             reads_done = max(reads_done, read_so_far / cap)
-        end = reads_done + w.decode_s
+        end = reads_done + w.check_s
         if record:
             events.append(Event("io", "load", _label(w), now, end))
-        push(end, "io_done", io_next)
+        push(end, "io_done", item)
 
     def advance_compute(now: float) -> None:
         nonlocal comp_next, comp_waiting_since
@@ -225,7 +237,7 @@ def _run(
         now, _, kind, item = heapq.heappop(heap)
         latency = max(latency, now)
         if latency > limit_s:
-            return latency, peak_arena, read_so_far
+            return latency, peak_live, read_so_far
         if kind == "io_done":
             io_next += 1
             io_idle_since = now
@@ -235,18 +247,20 @@ def _run(
             ready[item] = now
             if comp_waiting_since is not None:
                 advance_compute(now)
-        elif kind in ("compute_done", "embed_done"):
-            live -= work[item].arena_nbytes if kind == "compute_done" else problem.embed_arena_nbytes
-            if kind == "compute_done":
-                comp_next += 1
-            if io_blocked or kind == "embed_done":  # the IO lane starts when the embedding ends
+        elif kind == "compute_done":
+            live -= work[item].ring_nbytes
+            comp_next += 1
+            if io_blocked:
                 try_io(now)
+            advance_compute(now)
+        elif kind == "embed_done":
+            try_io(now)  # the IO lane starts when the embedding ends
             advance_compute(now)
         elif kind == "join_done":
             comp_next += 1
             advance_compute(now)
-    assert comp_next == len(steps), "simulation ended with compute steps left (a plan the arena cannot hold)"
-    return latency, peak_arena, read_so_far
+    assert comp_next == len(steps), "simulation ended with compute steps left (a plan the ring cannot hold)"
+    return latency, peak_live, read_so_far
 
 
 def _label(w: ChunkWork) -> str:

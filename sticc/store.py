@@ -1,11 +1,14 @@
 """The shard store: a directory with manifest.json and one data file in safetensors layout.
 
 Data file (`weights.safetensors`): a valid safetensors file whose tensors are the global header, the
-per-layer headers, the row-addressable embedding tables with their per-row crc32 tables, and one
-U8 blob per (layer, shard, part, bits). Every tensor starts on a 4096-byte boundary (explicit
-`__pad__.N` tensors fill the gaps, since safetensors allows no holes), blobs of one bitwidth are
+per-layer headers, the row-addressable embedding tables with their per-row checksum tables, and one
+U8 blob per (layer, shard, part, bits). Every tensor starts on a 4096-byte boundary and the file
+ends on one (explicit `__pad__.N` tensors fill the gaps, since safetensors allows no holes), so a
+runner reads blobs with direct IO in whole units of 4096 bytes; blobs of one bitwidth are
 contiguous in load order. manifest.json records the model spec, every blob's offset, length,
-layout and crc32, and `store_id`: the sha256 of the manifest's own canonical JSON.
+layout and checksum (xxh3, 64 bits: `sticc.runtime.core.checksum`), and `store_id`: the sha256 of
+the manifest's own canonical JSON. Format 2 (this one) changed the checksum from crc32; older stores
+are refused with a line saying to re-shard.
 
 A store is written into a temporary sibling directory and renamed into place at the end, so an
 interrupted `sticc shard` never leaves a directory that loads as a store.
@@ -18,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +33,28 @@ from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
 from sticc.jsonfile import read_json_object
 from sticc.quant import QUANTIZER_NAME, encode_piece
-from sticc.runtime import STORE_FORMAT_VERSION, BlobLayout, Extent, blob_layout
+from sticc.runtime.core import (
+    READ_ALIGN_BYTES,
+    STORE_FORMAT_VERSION,
+    BlobLayout,
+    Extent,
+    align_up,
+    blob_layout,
+    checksum,
+)
+from sticc.runtime.encoder import PART_BLOCKS
 from sticc.sharding import PARTS, check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
 from sticc.spec import ModelSpec
 
 DATA_FILE = "weights.safetensors"
-ALIGNMENT_BYTES = 4096
+ALIGNMENT_BYTES = READ_ALIGN_BYTES  # runners read blobs in whole units of this (direct IO)
 DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 16, 32)
 SUPPORTED_BITS = frozenset(range(2, 9)) | {16, 32}
 DEFAULT_GROUP_SIZE = 64
 
 
 def extent_json(extent: Extent) -> dict:
-    return {"offset": extent.offset, "nbytes": extent.nbytes, "crc32": extent.crc32}
+    return {"offset": extent.offset, "nbytes": extent.nbytes, "checksum": extent.checksum}
 
 
 @dataclass(frozen=True)
@@ -68,12 +79,12 @@ class Version:
 
 @dataclass(frozen=True)
 class RowTableEntry:
-    """A row-addressable fp32 table and the extent of its per-row crc32 table."""
+    """A row-addressable fp32 table and the extent of its per-row checksum table (uint64)."""
 
     offset: int
     rows: int
     row_nbytes: int
-    crc_table: Extent
+    checksum_table: Extent
 
 
 @dataclass(frozen=True)
@@ -119,15 +130,18 @@ class Store:
         if manifest.get("format") != "sticc-store":
             raise UserError(f"{path}/manifest.json is not a sticc store manifest")
         if manifest.get("format_version") != STORE_FORMAT_VERSION:
-            raise UserError(f"{path}: store format {manifest.get('format_version')}, this sticc reads {STORE_FORMAT_VERSION}")
+            raise UserError(
+                f"{path} is a store of format {manifest.get('format_version')!r}, this sticc reads format "
+                f"{STORE_FORMAT_VERSION}: re-shard the model with `sticc shard`"
+            )
         if manifest_id(manifest) != manifest["store_id"]:
             raise UserError(f"{path}/manifest.json was modified after the store was written (store id mismatch)")
 
         def extent(d: dict) -> Extent:
-            return Extent(int(d["offset"]), int(d["nbytes"]), int(d["crc32"]))
+            return Extent(int(d["offset"]), int(d["nbytes"]), int(d["checksum"]))
 
         def table(d: dict) -> RowTableEntry:
-            return RowTableEntry(int(d["offset"]), int(d["rows"]), int(d["row_nbytes"]), extent(d["crc_table"]))
+            return RowTableEntry(int(d["offset"]), int(d["rows"]), int(d["row_nbytes"]), extent(d["checksum_table"]))
 
         versions = {}
         for entry in manifest["versions"]:
@@ -193,8 +207,10 @@ def write_store(
     check_shards_per_layer(spec, shards_per_layer)
     for part in PARTS:
         shape = piece_shape(spec, shards_per_layer, part)
-        if (shape.rows * shape.cols) % group_size or group_size % 8:
-            raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece's {shape.rows * shape.cols} weights")
+        # runners dequantize a piece block by block (its q, k, v, o or up, down rows): groups must not straddle blocks
+        block = shape.rows * shape.cols // PART_BLOCKS[part][0]
+        if block % group_size or group_size % 8:
+            raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece block's {block} weights")
     out = Path(out)
     if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a sticc store; refusing to overwrite it")
@@ -242,8 +258,8 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, g
     entries.append(("header.global", "U8", (4 * (2 * hidden + spec.type_vocab * hidden),), 0))
     for layer in range(spec.layers):
         entries.append((f"header.layer.{layer}", "U8", (4 * 6 * hidden,), 0))
-    entries.append(("embed.word.crc32", "U32", (spec.vocab,), 0))
-    entries.append(("embed.position.crc32", "U32", (spec.max_positions,), 0))
+    entries.append(("embed.word.checksum", "U64", (spec.vocab,), 0))
+    entries.append(("embed.position.checksum", "U64", (spec.max_positions,), 0))
     entries.append(("embed.word", "F32", (spec.vocab, hidden), 0))
     entries.append(("embed.position", "F32", (spec.max_positions, hidden), 0))
     layouts: dict[VersionKey, BlobLayout] = {}
@@ -256,7 +272,7 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, g
                     key = VersionKey(layer, index, part, b)
                     layouts[key] = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
                     entries.append((f"shard.{layer}.{index}.{part}.{b}", "U8", (layouts[key].nbytes,), 0))
-    itemsize = {"U8": 1, "U32": 4, "F32": 4}
+    itemsize = {"U8": 1, "U64": 8, "F32": 4}
     # safetensors: tensors must tile the data buffer; pad tensors align each to ALIGNMENT_BYTES
     tiled: list[tuple[str, str, tuple[int, ...], int]] = []
     cursor = 0
@@ -268,6 +284,10 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, g
         nbytes = int(np.prod(shape)) * itemsize[dtype]
         tiled.append((name, dtype, shape, cursor))
         cursor += nbytes
+    # and the file ends on a whole unit: a direct read of the last blob's slot reads it all
+    if -cursor % ALIGNMENT_BYTES:
+        tiled.append((f"__pad__.{len(entries)}", "U8", (-cursor % ALIGNMENT_BYTES,), cursor))
+        cursor = align_up(cursor, ALIGNMENT_BYTES)
     header = {"__metadata__": {"format": "sticc-store"}}
     for name, dtype, shape, start in tiled:
         nbytes = int(np.prod(shape)) * itemsize[dtype]
@@ -295,7 +315,7 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
             slot = slots[name]
             assert len(data) == slot.nbytes, name
             os.pwrite(fd, data, slot.offset)
-            return Extent(slot.offset, slot.nbytes, zlib.crc32(data))
+            return Extent(slot.offset, slot.nbytes, checksum(data))
 
         manifest: dict = {
             "format": "sticc-store", "format_version": STORE_FORMAT_VERSION, "data_file": DATA_FILE,
@@ -311,12 +331,12 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
         for table, role in (("word", "embed.word"), ("position", "embed.position")):
             rows = checkpoint.tensor(role).contiguous()
             raw = rows.numpy().view(np.uint8).reshape(rows.shape[0], -1)
-            crcs = np.array([zlib.crc32(row) for row in raw], dtype=np.uint32)
-            crc_extent = put(f"embed.{table}.crc32", crcs.tobytes())
+            sums = np.array([checksum(row) for row in raw], dtype=np.uint64)
+            sums_extent = put(f"embed.{table}.checksum", sums.tobytes())
             data_extent = put(f"embed.{table}", raw.tobytes())
             manifest[f"{table}_embeddings"] = {
                 "offset": data_extent.offset, "rows": rows.shape[0], "row_nbytes": raw.shape[1],
-                "crc_table": extent_json(crc_extent),
+                "checksum_table": extent_json(sums_extent),
             }
         versions = []
         # input statistics of every piece from a calibration pass: the quantizer minimizes the
@@ -350,7 +370,7 @@ def _f32_bytes(tensor: torch.Tensor) -> bytes:
 
 
 def verify_store(store: Store, progress: Callable[[Iterator, int, str], Iterator] = lambda it, total, what: it) -> list[str]:
-    """Check every blob, header and embedding row against its crc32; return the problems found."""
+    """Check every blob, header and embedding row against its checksum; return the problems found."""
     problems: list[str] = []
     try:
         size = store.data_path.stat().st_size
@@ -365,22 +385,22 @@ def verify_store(store: Store, progress: Callable[[Iterator, int, str], Iterator
         def check(extent: Extent, what: str) -> None:
             if extent.offset + extent.nbytes > size:
                 problems.append(f"{what}: data file is truncated")
-            elif zlib.crc32(read(extent.offset, extent.nbytes)) != extent.crc32:
+            elif checksum(read(extent.offset, extent.nbytes)) != extent.checksum:
                 problems.append(f"{what}: checksum mismatch")
 
         check(store.global_header, "global header")
         for layer, extent in enumerate(store.layer_headers):
             check(extent, f"layer {layer} header")
         for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
-            check(table.crc_table, f"{name} checksum table")
+            check(table.checksum_table, f"{name} checksum table")
             nbytes = table.rows * table.row_nbytes
             if table.offset + nbytes > size:
                 problems.append(f"{name} table: data file is truncated")
                 continue
-            crcs = np.frombuffer(read(table.crc_table.offset, table.crc_table.nbytes), dtype=np.uint32)
+            sums = np.frombuffer(read(table.checksum_table.offset, table.checksum_table.nbytes), dtype=np.uint64)
             rows = np.frombuffer(read(table.offset, nbytes), dtype=np.uint8).reshape(table.rows, -1)
             for row in range(table.rows):
-                if zlib.crc32(rows[row]) != int(crcs[row]):
+                if checksum(rows[row]) != int(sums[row]):
                     problems.append(f"{name} row {row}: checksum mismatch")
         for version in progress(iter(sorted(store.versions.values(), key=lambda v: v.extent.offset)), len(store.versions), "verifying shards"):
             check(version.extent, version.key.describe())

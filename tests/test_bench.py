@@ -9,7 +9,6 @@ import torch
 from helpers import compile_runner
 
 from sticc.bench import (
-    LAYERWISE_IO_THREADS,
     Settings,
     bench,
     layerwise_plan,
@@ -55,12 +54,17 @@ def test_weight_bytes_are_exact_for_our_runtime(benched, tiny_bert_store):
     out, subject, _, results = benched
     plan = json.loads((out / "plan.json").read_text())
     fp32 = subject.fp32_weight_bytes
-    # preload and load-exec hold every weight: the pool's exact count is the model's fp32 size
-    # (plus chunk alignment padding)
-    assert fp32 <= results["preload"].peak_weight_bytes == results["load-exec"].peak_weight_bytes <= 1.02 * fp32
+    # preload and load-exec hold every weight: the pool (every chunk pinned in place, the headers,
+    # a scratch for the embedding rows; whole read units each) and the embedding tables
+    store = Store.open(tiny_bert_store)
+    preload = preload_plan(store, subject.seq_len)
+    tables = sum(t.rows * t.row_nbytes for t in (store.word_embeddings, store.position_embeddings))
+    held = preload.predicted.peak_weight_bytes + tables
+    assert fp32 <= results["preload"].peak_weight_bytes == results["load-exec"].peak_weight_bytes == held
     assert results["sticc"].peak_weight_bytes <= plan["memory_budget_bytes"]
     layerwise = layerwise_plan(Store.open(tiny_bert_store), subject.seq_len, RuntimeSettings())
-    assert results["layerwise"].peak_weight_bytes <= layerwise.memory_budget_bytes < fp32
+    # (on this 2-layer model one block decoded, one as slack and two admitted are every weight)
+    assert results["layerwise"].peak_weight_bytes == layerwise.predicted.peak_weight_bytes <= layerwise.memory_budget_bytes
     # hf holds every parameter; hf-offload one module's at a time (the word embeddings here)
     assert results["hf"].peak_weight_bytes >= fp32 - 4 * 2 * 32  # no pooler; token-type rows as in fp32
     assert results["hf-offload"].peak_weight_bytes < results["hf"].peak_weight_bytes
@@ -76,12 +80,28 @@ def test_disk_reads_follow_what_each_case_holds(benched, tiny_bert_store):
     assert results["sticc"].disk_read_bytes < results["layerwise"].disk_read_bytes  # 8-bit pieces
 
 
-def test_warm_runs_read_nothing(tmp_path, tiny_bert_store):
+def test_warm_runs_read_only_what_direct_io_reads(tmp_path, tiny_bert_store):
     out = tmp_path / "out"
     assert main(["compile", str(tiny_bert_store), "-o", str(out), "--bits", "4", "--seq-len", "16"]) == 0
     _, _, results = bench(out, None, Settings(runs=2, cold=False, io_bandwidth_Bps=None), ("preload",), no_progress)
     assert [r.name for r in results] == ["sticc", "preload"]
-    assert all(r.disk_read_bytes == 0 and r.runs == 2 for r in results)
+    assert all(r.runs == 2 for r in results)
+    assert results[1].disk_read_bytes == 0  # everything is in memory
+    # the runner reads its chunks with direct IO, past the page cache, warm or cold; its embedding
+    # rows come from the warm page cache
+    plan = json.loads((out / "plan.json").read_text())
+    streamed = plan["predicted"]["io_bytes"] - 4 * 32 * (16 + 16)
+    assert results[0].disk_read_bytes == (streamed if Store.open(tiny_bert_store).data_path.stat() and _direct_io(tiny_bert_store) else 0)
+
+
+def _direct_io(store_dir) -> bool:
+    from sticc.runtime.core import StoreReader
+
+    reader = StoreReader(str(Store.open(store_dir).data_path))
+    try:
+        return reader.direct
+    finally:
+        reader.close()
 
 
 def test_bench_cli_writes_json_and_rejects_unknown_cases(tmp_path, tiny_bert_store, capsys):
@@ -124,35 +144,22 @@ def test_timing_ids_are_distinct_and_in_the_vocabulary():
 
 
 def test_baseline_runners_match_each_other(tmp_path, tiny_bert_store):
-    """preload (tables pinned), layerwise (several loading threads) and plain row reads agree."""
+    """preload (tables pinned), layerwise (a block loaded while one computes) and plain row reads agree."""
+    from sticc.bench_modes import with_pinned_embeddings
+
     store = Store.open(tiny_bert_store)
     ids = torch.tensor([timing_ids(store.spec.vocab, 16)])
     preload = compile_runner(tiny_bert_store, preload_plan(store, 16), tmp_path / "p")
     reference = preload.forward(ids)
-    pinned = type(preload)(str(tiny_bert_store), pin_embeddings=True)
+    pinned = with_pinned_embeddings(type(preload))(str(tiny_bert_store))
     assert torch.equal(pinned.forward(ids), reference)
     assert pinned.last_stats["io_bytes"] == 0
     assert pinned.last_stats["peak_weight_bytes"] > preload.last_stats["peak_weight_bytes"]  # the tables are held
-    layerwise = compile_runner(tiny_bert_store, layerwise_plan(store, 16, RuntimeSettings()), tmp_path / "l")
-    assert layerwise.IO_THREADS == LAYERWISE_IO_THREADS
+    plan = layerwise_plan(store, 16, RuntimeSettings())
+    layerwise = compile_runner(tiny_bert_store, plan, tmp_path / "l")
     for _ in range(3):
         assert torch.equal(layerwise.forward(ids), reference)
-        assert layerwise.last_stats["peak_weight_bytes"] <= layerwise.MEMORY_BUDGET_BYTES
-
-
-def test_several_io_threads_need_unstaged_plans(tiny_bert_store):
-    from dataclasses import replace
-
-    from codegen import emit_runner
-    from solvers.uniform import uniform_plan
-    from sticc.errors import UserError
-
-    store = Store.open(tiny_bert_store)
-    plan = replace(uniform_plan(store, 4), runtime=RuntimeSettings(io_threads=2))
-    with pytest.raises(UserError, match="io_threads > 1"):
-        emit_runner(store, plan, tiny_bert_store)
-    with pytest.raises(UserError, match="positive integer"):
-        RuntimeSettings(io_threads=0)
+        assert layerwise.last_stats["peak_weight_bytes"] <= plan.memory_budget_bytes
 
 
 def test_sweep_outputs_plots_and_json(tmp_path, benched):
@@ -193,3 +200,134 @@ def test_sweep_cli_plans_runs_and_records_infeasible_points(tmp_path, tiny_bert_
     assert all(p["result"] is None and "no plan meets" in p["note"] for p in unreachable)
     assert all(p["result"]["peak_weight_bytes"] <= 60_000 and p["result"]["deadline_met"] is not None for p in planned)
     assert main(["sweep", str(tiny_bert_store), "--latency", "fast", "--memory", "1MB"]) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX Runtime peers (sticc.bench_ort) and cold starts; none of these needs a generated runner
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory, tiny_bert):
+    """The tiny BERT exported to ONNX and quantized to int8, as `sticc bench` prepares them in its parent."""
+    from sticc.bench_ort import export_fp32, quantize_int8
+
+    work = tmp_path_factory.mktemp("ort")
+    fp32 = export_fp32(tiny_bert, work / "ort" / "model.onnx")
+    return {"ort": fp32, "ort-int8": quantize_int8(fp32, work / "ort-int8" / "model.onnx")}
+
+
+def _padded_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = torch.randint(0, vocab, (4, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[3, 9:] = 0
+    return ids, mask, torch.zeros_like(ids)
+
+
+@pytest.mark.parametrize(("name", "floor"), [("ort", 0.9999), ("ort-int8", 0.999)])
+def test_ort_cases_match_fp32(onnx_models, tiny_bert, name, floor):
+    """Resident session, padded fidelity batch: pooled last hidden states against transformers in fp32."""
+    from helpers import hf_hidden, hf_model, pooled
+
+    from sticc.bench_case import run_case
+    from sticc.bench_ort import ort_spec
+
+    ids, mask, types = _padded_inputs(128)
+    fidelity = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": types.tolist()}
+    spec = {**ort_spec(name, onnx_models[name], "call", None, True), "input_ids": timing_ids(128, 16), "fidelity_inputs": fidelity}
+    result = run_case(spec)
+    reference = pooled(hf_hidden(hf_model(tiny_bert), ids, mask), mask)
+    scores = torch.nn.functional.cosine_similarity(torch.tensor(result["embeddings"]), reference)
+    assert scores.min() > floor, scores  # measured: 1.000000 (fp32), 0.99996 (int8) on this random model
+    assert result["peak_weight_bytes"] == onnx_models[name].weight_bytes
+    assert result["weight_bytes_method"].startswith("exact: the ONNX initializers' bytes")
+    assert result["setup_s"] > 0 and result["latency_s"] > 0  # session and warm-up before the timer, one inference in it
+
+
+def test_ort_weight_bytes_are_the_initializers(onnx_models, tiny_bert):
+    import onnx
+    import transformers
+    from onnx import numpy_helper
+
+    def initializer_bytes(path: str) -> int:
+        return sum(numpy_helper.to_array(tensor).nbytes for tensor in onnx.load(path).graph.initializer)
+
+    fp32, int8 = onnx_models["ort"], onnx_models["ort-int8"]
+    assert fp32.weight_bytes == initializer_bytes(fp32.path) and int8.weight_bytes == initializer_bytes(int8.path)
+    assert fp32.files == (fp32.path,) and not fp32.quantized and int8.quantized
+    # every parameter of the model without its pooler, each once
+    model = transformers.BertModel.from_pretrained(tiny_bert, add_pooling_layer=False)
+    assert fp32.weight_bytes == sum(parameter.nbytes for parameter in model.parameters())
+    dtypes = {tensor.data_type for tensor in onnx.load(int8.path).graph.initializer}
+    assert onnx.TensorProto.INT8 in dtypes and int8.weight_bytes < 0.35 * fp32.weight_bytes
+
+
+def test_ort_cold_start_runs_in_a_fresh_process(onnx_models):
+    """Mode "cold-start": the session is created inside the timed call, from an evicted model file."""
+    import os
+
+    from sticc.bench import run_child
+    from sticc.bench_ort import ort_spec
+
+    model = onnx_models["ort-int8"]
+    spec = {**ort_spec("ort-int8", model, "cold-start", None, True), "input_ids": timing_ids(128, 16)}
+    result, _ = run_child(spec, sample_rss=False)
+    assert result["latency_s"] > 0 and result["peak_weight_bytes"] == model.weight_bytes
+    assert result["disk_read_bytes"] >= os.path.getsize(model.path)  # the whole model is read in the call
+
+
+def test_ort_without_its_packages_is_one_line(monkeypatch, tmp_path, tiny_bert_store):
+    import importlib.util
+
+    from sticc.bench import baseline_cases, subject_of
+    from sticc.errors import UserError
+
+    store = Store.open(tiny_bert_store)
+    subject = subject_of(store, {"targets": {"seq_len": 16}})
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "onnxruntime" else find_spec(name, *args))
+    with pytest.raises(UserError) as error:
+        baseline_cases(store, subject, Settings(1, True, None), ("preload", "ort-int8"), RuntimeSettings(), tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("the ort-int8 case needs onnxruntime")
+    assert not any(tmp_path.iterdir())  # refused before anything was built
+
+
+def test_cold_starts_are_interleaved_and_reported(monkeypatch):
+    """Cases with a cold-start mode get Settings.runs more runs with mode "cold-start"; the table and JSON show them."""
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    import sticc.bench as bench_module
+    from sticc.bench import Case, Subject, print_table, run_cases, to_json
+
+    calls = []
+
+    def fake_run_child(spec, sample_rss):
+        calls.append((spec["name"], spec["mode"], sample_rss))
+        latency_s = {"call": 0.010, "cold-start": 0.100}[spec["mode"]] * (1 + len(calls) / 100)
+        return {
+            "latency_s": latency_s, "setup_s": 0.0, "peak_weight_bytes": 1000, "weight_bytes_method": "exact",
+            "disk_read_bytes": 0, "peak_rss_bytes": 2000, "rss_baseline": {"anon": 0, "file": 0, "total": 0},
+            "call_window_s": [0.0, latency_s],
+        }, []
+
+    monkeypatch.setattr(bench_module, "run_child", fake_run_child)
+    cases = [Case("ort", "an ORT case", {"name": "ort", "mode": "call"}, cold_start=True),
+             Case("preload", "a preload case", {"name": "preload", "mode": "call"})]
+    results = run_cases(cases, Settings(2, True, None), None, no_progress)
+    assert calls == [("ort", "call", True), ("preload", "call", True)] + 2 * [
+        ("ort", "call", False), ("ort", "cold-start", False), ("preload", "call", False)]
+    ort, preload = results
+    assert ort.runs == 2 and ort.cold_start_s.min == pytest.approx(0.104) and ort.cold_start_s.max == pytest.approx(0.107)
+    assert ort.latency_s.max < 0.011 and preload.cold_start_s is None
+    subject = Subject(Path("store"), "tiny", 2000, False, None, 16, None, None)
+    data = json.loads(json.dumps(to_json(subject, Settings(2, True, None), results)))
+    assert data["cases"][0]["cold_start_s"]["median"] == pytest.approx(0.1055) and data["cases"][1]["cold_start_s"] is None
+    console = Console(file=io.StringIO(), width=200)
+    print_table(subject, Settings(2, True, None), results, console)
+    table = console.file.getvalue()
+    assert "cold start ms (med)" in table and "105.5" in table

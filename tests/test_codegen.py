@@ -31,7 +31,7 @@ def test_same_inputs_give_identical_runner_bytes(tiny_bert_store):
 def test_generated_schedule_matches_golden(tiny_bert_store):
     store = Store.open(tiny_bert_store)
     text = emit_runner(store, _mixed_plan(store), tiny_bert_store).text
-    generated = text.index("class Runner(RunnerBase):")
+    generated = text.index("class Runner(EncoderRunner):")
     schedule = text[text.index("    def schedule(", generated) : text.index('\n\nif __name__ == "__main__":')]
     if os.environ.get("STICC_UPDATE_GOLDEN"):
         GOLDEN.write_text(schedule + "\n")

@@ -47,8 +47,8 @@ def _targets(problem: Problem) -> list[tuple[float | None, int | None]]:
     """(latency, memory) targets from loose to tight: some shards must be dropped or cut."""
     low = evaluate(problem, dropped_all(problem)).latency_s
     high = evaluate(problem, _all_bits(problem, max(problem.bits))).latency_s
-    least = problem.header_nbytes + problem.embed_arena_nbytes
-    chunk = max(max(c.arena_nbytes) for c in problem.parts.values())
+    least = problem.header_nbytes + problem.embed_scratch_nbytes
+    chunk = max(max(c.decoded_nbytes) + problem.shards_per_chunk * max(c.slot_nbytes.values()) for c in problem.parts.values())
     return [
         (low + 0.3 * (high - low), None),
         (None, least + chunk + chunk // 2),
@@ -87,30 +87,30 @@ def _random_plan(problem: Problem, rng: random.Random) -> dict:
 @pytest.mark.parametrize(("store_name", "shards_per_chunk"), CASES)
 def test_model_matches_simulator_on_fixed_plans(tiny_stores, store_name, shards_per_chunk, cap_Bps) -> None:
     """With the decisions fixed and the latency minimized, the model gives the simulator's latency
-    (never less; more by at most a tick per constraint) and exactly its pinned and staging bytes,
-    also with budgets that make the IO lane wait for arena space."""
+    (never less; more by at most a tick per constraint) and exactly its pinned, scratch and slack
+    bytes, also with budgets that make the IO lane wait for ring space."""
     loose = _problem(tiny_stores[store_name], shards_per_chunk, cap_Bps)
     rng = random.Random(f"{store_name}-{shards_per_chunk}-{cap_Bps}")
     waited = 0
     for trial in range(12):
         choices = _random_plan(loose, rng)
         work = plan_work(loose, choices)
-        pinned, staging = memory_of(loose, work)
-        largest = max([loose.embed_arena_nbytes, *(w.arena_nbytes for w in work)])
-        budget = None if trial % 4 == 0 else pinned + staging + largest + rng.randrange(0, 2 * largest + 1)
+        pinned, scratch, slack = memory_of(loose, work)
+        budget = None if trial % 4 == 0 else pinned + scratch + 2 * slack + rng.randrange(0, 2 * slack + 1)
         problem = replace(loose, memory_bytes=budget)
         simulation = evaluate(problem, choices)
         scale = Scale.for_problem(problem)
         check = model_check(problem, choices, scale=scale)
         assert check.status == "OPTIMAL"
-        assert (check.pinned_nbytes, check.staging_nbytes) == (simulation.pinned_nbytes, simulation.staging_nbytes)
+        memory = (simulation.pinned_nbytes, simulation.scratch_nbytes, simulation.slack_nbytes)
+        assert (check.pinned_nbytes, check.scratch_nbytes, check.slack_nbytes) == memory
         tolerance_s = scale.time_unit_s * (3 * len(problem.slots) + 2)
         assert simulation.latency_s - 1e-12 <= check.latency_s <= simulation.latency_s + tolerance_s
         # the hint's schedule (the simulator's rules in the model's integers) is the model's least latency
         plan = PlanModel(problem, scale, latency_target=False)
         assert scale.seconds(plan.values(choices)[plan.latency.index]) == pytest.approx(check.latency_s)
         waited += simulation.arena_wait_s > 0
-    assert waited, "no plan made the IO lane wait for arena space: the admission model went unchecked"
+    assert waited, "no plan made the IO lane wait for ring space: the admission model went unchecked"
 
 
 def test_hint_is_a_floor(tiny_stores) -> None:
@@ -129,7 +129,7 @@ def test_infeasible_targets_raise(tiny_stores) -> None:
     low = evaluate(loose, dropped_all(loose)).latency_s
     with pytest.raises(InfeasibleError, match=r"the smallest latency reachable at all is .* \(every shard dropped\); no memory reaches"):
         cpsat_solve(replace(loose, latency_s=0.9 * low), workers=1)
-    least = loose.header_nbytes + loose.embed_arena_nbytes
+    least = loose.header_nbytes + loose.embed_scratch_nbytes
     with pytest.raises(InfeasibleError, match=r"no plan fits in .*; the smallest memory any plan needs is"):
         cpsat_solve(replace(loose, memory_bytes=least - 1), workers=1)
 
@@ -147,9 +147,8 @@ def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_
     for trial in range(20):
         choices = _random_plan(loose, rng)
         work = plan_work(loose, choices)
-        pinned, staging = memory_of(loose, work)
-        largest = max([loose.embed_arena_nbytes, *(w.arena_nbytes for w in work)])
-        budget = None if trial % 4 == 0 else pinned + staging + largest + rng.randrange(-largest // 4, 2 * largest + 1)
+        pinned, scratch, slack = memory_of(loose, work)
+        budget = None if trial % 4 == 0 else pinned + scratch + 2 * slack + rng.randrange(-slack // 4 - 4096, 2 * slack + 1)
         simulation = evaluate(replace(loose, memory_bytes=budget), choices)
         for latency_s in (None, simulation.latency_s, simulation.latency_s * 0.999):
             problem = replace(loose, memory_bytes=budget, latency_s=latency_s)
@@ -157,7 +156,7 @@ def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_
             assert checker.feasible(choices) == is_feasible(problem, simulation)
             if simulation.fits:
                 numbered = checker.work(choices)
-                assert latency_of(problem, [w for _, w in numbered], simulation.arena_nbytes) == simulation.latency_s
+                assert latency_of(problem, [w for _, w in numbered], simulation.admit_nbytes) == simulation.latency_s
     for latency_s, memory_bytes in _targets(loose):
         problem = replace(loose, latency_s=latency_s, memory_bytes=memory_bytes)
         assert greedy_solve(problem).choices == greedy_solve(problem, fast=False).choices

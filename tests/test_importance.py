@@ -26,7 +26,7 @@ from sticc.profile_importance import (
     random_plans,
     read_calibration_texts,
 )
-from sticc.runtime import mean_pool
+from sticc.runtime.encoder import mean_pool
 from sticc.store import Store, write_store
 
 PLANS = 4  # additivity plans in these tests (the default is 16)

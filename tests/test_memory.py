@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-import pytest
 import torch
 from helpers import compile_runner
 from safetensors import safe_open
@@ -36,7 +36,7 @@ def test_uniform_4bit_minilm_peak_is_under_10_percent_of_fp32(minilm_store, tmp_
     runner.forward(ids)
     peak = runner.last_stats["peak_weight_bytes"]
     assert peak <= 0.10 * store.spec.fp32_weight_nbytes
-    assert peak <= runner.MEMORY_BUDGET_BYTES
+    assert peak == runner.POOL.nbytes <= uniform_plan(store, 4).memory_budget_bytes
 
 
 def test_tightest_budget_is_enforced_and_still_correct(minilm_store, tmp_path):
@@ -71,13 +71,16 @@ def test_io_bytes_and_pool_are_exact(minilm_store, tmp_path):
     runner = compile_runner(minilm_store, plan, tmp_path / "out")
     ids, mask, types = runner.tokenize([SENTENCE])
     runner.forward(ids, mask, types)
-    blobs = sum(store.version(c.layer, c.index, part, c.bits).layout.nbytes for c in plan.shards for part in PARTS)
+    # direct reads read whole units (each blob's slot), buffered reads the blob's bytes
+    size = "slot_nbytes" if runner.reader.direct else "nbytes"
+    blobs = sum(getattr(store.version(c.layer, c.index, part, c.bits).layout, size) for c in plan.shards for part in PARTS)
     rows = 4 * store.spec.hidden * (len(torch.unique(ids)) + ids.shape[1])
     assert runner.last_stats["io_bytes"] == blobs + rows
-    pinned = store.global_header.nbytes + sum(e.nbytes for e in store.layer_headers)
-    assert runner.pool.live_bytes == pinned  # every call-scoped byte went back
+    memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
+    assert dataclasses.astuple(runner.POOL) == dataclasses.astuple(memory.pool_layout(plan.memory_budget_bytes))
+    assert runner.last_stats["peak_weight_bytes"] == runner.POOL.nbytes == plan.predicted.peak_weight_bytes
     runner.forward(ids, mask, types)
-    assert runner.pool.live_bytes == pinned
+    assert runner.last_stats["peak_weight_bytes"] == runner.POOL.nbytes  # the pool is all a call holds
 
 
 def test_preloaded_shards_cost_no_io(minilm_store, tmp_path):
@@ -97,20 +100,24 @@ def test_fp32_preloaded_chunks_are_pinned_in_place_and_accounted_exactly(minilm_
     plan = make_plan(store, shards, SolverInfo("hand", "GIVEN"))
     runner = compile_runner(minilm_store, plan, tmp_path / "out")
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
-    assert runner.pool.live_bytes == memory.pinned_bytes  # the runner pins exactly what the plan says
+    assert runner.POOL.pinned_nbytes == memory.pinned_bytes  # the runner pins what the plan says
+    assert runner.pool._pinned_used <= memory.pinned_bytes
     assert len(runner.pinned_chunks) == 2 * 2 * 4  # layers 0-1, two blocks, four chunks of three shards
     reference = compile_runner(minilm_store, uniform_plan(store, 32), tmp_path / "ref")
     ids, mask, types = runner.tokenize([SENTENCE])
     assert torch.equal(runner.forward(ids, mask, types), reference.forward(ids, mask, types))
     assert reference.last_stats["io_bytes"] - runner.last_stats["io_bytes"] == plan.predicted.preload_bytes
-    assert runner.pool.live_bytes == memory.pinned_bytes
 
 
-def test_load_then_compute_mode_gives_the_same_output_and_needs_the_room(minilm_store, tmp_path):
+def test_an_input_longer_than_planned_is_counted_beyond_the_pool(minilm_store, tmp_path):
     store = Store.open(minilm_store)
-    streamed = compile_runner(minilm_store, uniform_plan(store, 4), tmp_path / "streamed")
-    roomy = compile_runner(minilm_store, uniform_plan(store, 4, memory_bytes=store.spec.fp32_weight_nbytes), tmp_path / "roomy")
-    ids, mask, types = roomy.tokenize([SENTENCE])
-    assert torch.equal(roomy.forward(ids, mask, types, overlap=False), streamed.forward(ids, mask, types))
-    with pytest.raises(ValueError, match="larger --memory"):
-        streamed.forward(ids, mask, types, overlap=False)
+    plan = uniform_plan(store, 8, seq_len=16)
+    runner = compile_runner(minilm_store, plan, tmp_path / "out")
+    short = torch.randint(1000, 30000, (1, 16), generator=torch.Generator().manual_seed(0))
+    runner.forward(short)
+    assert runner.last_stats["peak_weight_bytes"] == runner.POOL.nbytes
+    long = torch.randint(1000, 30000, (4, 300), generator=torch.Generator().manual_seed(1))
+    runner.forward(long)
+    rows = 4 * store.spec.hidden * (len(torch.unique(long)) + 300)
+    if rows > runner.POOL.scratch_nbytes:
+        assert runner.last_stats["peak_weight_bytes"] == runner.POOL.nbytes + rows

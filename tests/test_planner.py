@@ -54,9 +54,10 @@ def test_simulated_memory_matches_the_runner_memory_model(tiny_bert_store, cap):
         plan = make_plan(store, tuple(choices.values()), SolverInfo("t", "GIVEN"), seq_len=32)
         memory = memory_model(store, plan.shards, plan.shards_per_chunk, 32)
         simulation = simulate(problem, choices, plan.memory_budget_bytes)
-        assert (simulation.pinned_nbytes, simulation.staging_nbytes) == (memory.pinned_bytes, memory.staging_bytes)
+        assert (simulation.pinned_nbytes, simulation.scratch_nbytes) == (memory.pinned_bytes, memory.scratch_bytes)
+        assert simulation.slack_nbytes == memory.slack_bytes
         assert simulation.fits
-        assert simulation.peak_weight_bytes <= plan.memory_budget_bytes
+        assert simulation.peak_weight_bytes == memory.pool_layout(plan.memory_budget_bytes).nbytes <= plan.memory_budget_bytes
         assert simulation.io_nbytes == plan.predicted.io_bytes
 
 
@@ -70,14 +71,17 @@ def test_simulator_on_a_hand_computed_pipeline(small_store):
     attn, ffn = problem.parts["attn"], problem.parts["ffn"]
 
     def io(costs):
-        return problem.io_chunk_overhead_s + costs.read_s[8] + costs.decode_call_s[8] + costs.decode_piece_s[8]
+        return problem.io_chunk_overhead_s + costs.read_s[8] + costs.check_s[8]
 
-    # compute runs the embedding; then IO loads attn and ffn back to back, compute runs each chunk
-    # once it is loaded, then its join
-    attn_ready = problem.embed_s + io(attn) + problem.handover_s
-    ffn_ready = attn_ready + io(ffn)
-    t = attn_ready + attn.compute_s[1] + attn.join_s
-    t = max(t, ffn_ready) + ffn.compute_s[1] + ffn.join_s
+    def compute(costs):
+        return costs.decode_call_s[8] + costs.decode_piece_s[8] + costs.compute_s[1]
+
+    # compute runs the embedding; then IO loads attn and ffn back to back, compute dequantizes and
+    # runs each chunk once it is handed over, then its join
+    attn_io_end = problem.embed_s + io(attn)
+    ffn_ready = attn_io_end + io(ffn) + problem.handover_s
+    t = attn_io_end + problem.handover_s + compute(attn) + attn.join_s
+    t = max(t, ffn_ready) + compute(ffn) + ffn.join_s
     t += attn.join_s + ffn.join_s  # layer 1: nothing kept, joins only
     assert simulation.latency_s == pytest.approx(t, rel=1e-12)
 
@@ -121,7 +125,8 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=Calibration(1.5, {4: 1.1, 8: 1.3}, 1.2, 2.0, 1e-4, 3, 0.4, 0.05))
+    calibration = Calibration(1.5, 1.1, 1.2, 2.0, 1e-4, {50: 1.01, 90: 1.2}, 3, 12, 0.4, 0.05)
+    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=calibration)
     path = tmp_path / "device.json"
     device.write(path)
     assert DeviceProfile.read(path) == device
@@ -136,6 +141,8 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
         ({"format_version": 9}, "format_version 9"),
         ({"surprise": 1}, "unknown keys ['surprise']"),
         ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale must be positive"),
+        ({"calibration": {**good["calibration"], "latency_quantiles": {"150": 1.0}}}, "latency_quantiles must map percentiles"),
+        ({"checksum_Bps": 0}, "checksum_Bps must be positive"),
     ]
     for change, message in cases:
         path.write_text(json.dumps({**good, **change}))
@@ -157,12 +164,29 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
 
 def test_calibration_scales_each_lane(small_store):
     device = synthetic_device(small_store)
-    scaled = dataclasses.replace(device, calibration=Calibration(2.0, {4: 5.0}, 3.0, 4.0, 1e-4, 1, 0.0, 0.0))
-    assert scaled.read_s(1000) == pytest.approx(2 * device.read_s(1000))
+    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 5.0, 3.0, 4.0, 1e-4, {50: 1.1, 90: 1.32}, 1, 4, 0.0, 0.0))
+    assert scaled.read_s(4096) == pytest.approx(2 * device.read_s(4096))
+    assert scaled.check_s(4096) == pytest.approx(2 * device.check_s(4096))
     assert scaled.io_chunk_s == pytest.approx(2 * device.io_chunk_overhead_s)
     assert scaled.decode_call_s(4) == pytest.approx(5 * device.decode[4].call_s)
     assert scaled.decode_weight_s(4) == pytest.approx(5 / device.decode[4].weights_per_s)
-    assert scaled.decode_call_s(8) == pytest.approx(device.decode[8].call_s)  # no scale for 8 bits: 1
     assert scaled.chunk_s("attn", 2, 16) == pytest.approx(3 * device.chunk_s("attn", 2, 16))
     assert scaled.join_s("ffn", 16) == pytest.approx(3 * device.join_s("ffn", 16))
     assert scaled.embed_time_s(16) == pytest.approx(4 * device.embed_time_s(16))
+    # percentiles are relative to the median: 1.32 / 1.1
+    assert scaled.quantile_factor(90) == pytest.approx(1.2)
+    assert scaled.quantile_factor(50) == 1.0
+
+
+def test_planning_to_a_percentile_scales_every_duration(small_store):
+    device = synthetic_device(small_store, cap_Bps=2e6)
+    importance = synthetic_importance(small_store)
+    median = lower(small_store, device, importance, 16, None, None)
+    planned = lower(small_store, device, importance, 16, None, None, percentile=90)
+    factor = device.quantile_factor(90)
+    assert factor > 1
+    assert planned.embed_s == pytest.approx(factor * median.embed_s)
+    for part in median.parts:
+        assert planned.parts[part].compute_s[1] == pytest.approx(factor * median.parts[part].compute_s[1])
+        assert planned.parts[part].read_s[8] == pytest.approx(factor * median.parts[part].read_s[8])
+    assert planned.cap_Bps == median.cap_Bps  # an emulated flash speed is what it is

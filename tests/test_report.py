@@ -87,7 +87,7 @@ def sample_plan(layers: int = 6, per_layer: int = 12, timeline: dict | None = No
         "shards": shards,
         "load_order": [],
         "plan_hash": "cd" * 32,
-        "memory": {"pinned_bytes": 400_000, "staging_bytes": 100_000, "arena_bytes": 3_500_000,
+        "memory": {"pinned_bytes": 400_000, "scratch_bytes": 100_000, "ring_bytes": 3_500_000, "admit_bytes": 3_200_000,
                    "full_precision_bytes": 90_900_000},
         "timeline": timeline,
         "comparison": {"greedy": {"objective": 1.1, "status": "FEASIBLE",
@@ -131,7 +131,7 @@ def test_markdown_states_targets_solver_and_predictions():
     assert predicted["latency"].endswith(" ms, within the target")
     assert predicted["IO per call"] == "11.50 MB" and predicted["preload"] == "250.0 kB"
     assert predicted["fidelity loss"] == "0.0123 (cosine ≈ 0.9877)"
-    assert "pinned 400.0 kB + staging 100.0 kB + arena 3.50 MB" in predicted["weight pool budget"]
+    assert "pinned 400.0 kB + scratch 100.0 kB + ring 3.50 MB" in predicted["weight pool budget"]
     assert "2-core test box" in md and "20.0 MB/s (emulated)" in md and "pearson 0.987" in md
 
 

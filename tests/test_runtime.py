@@ -1,7 +1,9 @@
-"""Runtime pieces shared by the store writer and every runner: packing, dequantization, pool, units."""
+"""Runtime pieces shared by the store writer and every runner: packing, dequantization, the ring and
+the pool, the reader, units, the call driver."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sticc.quant import encode_piece, pack_codes, quantize_groups
-from sticc.runtime import WeightPool, arena_nbytes, blob_layout, dequantize_into, parse_quantity, unpack_codes_into
+from sticc.runtime.core import READ_ALIGN_BYTES, PoolLayout, Ring, StoreReader, WeightPool, blob_layout, parse_quantity
+from sticc.runtime.decode import PoolViews, RunDecoder, decode_piece, unpack_codes_into
 
 
 @settings(max_examples=60, deadline=None)
@@ -39,8 +42,8 @@ def test_encode_then_dequantize(bits):
     matrix, bias = torch.randn(24, 32), torch.randn(7)
     layout, blob = encode_piece(matrix, bias, bits, 64)
     assert layout == blob_layout(24, 32, bits, 64, 7) and len(blob) == layout.nbytes
-    out = torch.empty(layout.weight_count + layout.bias_len)
-    dequantize_into(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout, out[: layout.weight_count], out[layout.weight_count :])
+    weight, restored_bias = decode_piece(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout)
+    out = torch.cat([weight.reshape(-1), restored_bias])
     assert torch.equal(out[layout.weight_count :], bias)
     error = (out[: layout.weight_count].view(24, 32) - matrix).square().mean() / matrix.square().mean()
     limit = {2: 0.2, 3: 0.05, 4: 0.012, 5: 3e-3, 6: 8e-4, 8: 5e-5, 16: 1e-6, 32: 0.0}[bits]
@@ -65,55 +68,117 @@ def test_blob_layout_segments_are_aligned_and_disjoint():
     assert layout.scales_offset >= layout.weight_nbytes and layout.nbytes == layout.bias_offset + 4 * 96
 
 
-def test_pool_admits_by_live_bytes_with_exact_accounting():
-    pool = WeightPool(arena_bytes=1024, staging_bytes=128)
-    pool.allocate(400)
-    b = pool.allocate(400)
-    assert pool.live_bytes == arena_nbytes(400) * 2
-    pool.free_oldest(400)  # a
-    pool.allocate(500)  # 448 + 512 <= 1024: fits beside b without waiting
-    staged = pool.staging(100)
-    assert staged.numel() == 100
-    assert pool.live_bytes == arena_nbytes(400) + arena_nbytes(500) + 100
-    assert pool.peak_bytes == pool.live_bytes
-    pool.release_staging(100)
-    pool.free_oldest(400)  # b
-    pool.free_oldest(500)  # c
-    assert pool.live_bytes == 0
-    assert b.numel() == arena_nbytes(400)
+@pytest.mark.parametrize("bits", [2, 3, 4, 8, 16, 32])
+def test_a_run_decodes_into_kernel_form_like_single_pieces(bits):
+    """Pieces stored one slot apart, decoded as one run into [blocks, members, block], equal the
+    pieces decoded one by one and cut into their blocks."""
+    rows, cols, bias_len, blocks, bias_blocks, count = 32, 64, 24, 4, 3, 3
+    pieces = [encode_piece(torch.randn(rows, cols), torch.randn(bias_len), bits, 64) for _ in range(count)]
+    layout = pieces[0][0]
+    source = torch.zeros(count * layout.slot_nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
+    base = 4096 - source.data_ptr() % 4096 if source.data_ptr() % 4096 else 0
+    for k, (_, blob) in enumerate(pieces):
+        at = base + k * layout.slot_nbytes
+        source[at : at + layout.nbytes] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+    weights = torch.full((blocks, count, rows * cols // blocks), float("nan"))
+    biases = torch.full((bias_blocks, count, bias_len // bias_blocks), float("nan"))
+    RunDecoder(layout, count, blocks, bias_blocks, weights, biases)(PoolViews.of(source), base)
+    for k, (_, blob) in enumerate(pieces):
+        weight, bias = decode_piece(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout)
+        assert torch.equal(weights[:, k], weight.reshape(blocks, -1))
+        assert torch.equal(biases[:, k], bias.reshape(bias_blocks, -1))
 
 
-def test_pool_peak_is_exact():
-    pool = WeightPool(arena_bytes=4096, staging_bytes=256)
-    pool.pin(1000)
-    pool.reset_peak()
-    pool.allocate(640)
-    pool.staging(256)
-    pool.release_staging(256)
-    pool.free_oldest(640)
-    assert pool.peak_bytes == 1000 + 640 + 256
-    assert pool.live_bytes == 1000
+def test_ring_admits_by_live_bytes_and_places_every_admitted_chunk():
+    """Random chunk sizes, allocated and freed in order with a random number in flight: admission
+    is by live bytes against the admission capacity, and a ring of that plus the largest chunk
+    always has a contiguous place that overlaps no live chunk (wrapping included)."""
+    rng = random.Random(0)
+    unit = READ_ALIGN_BYTES
+    for trial in range(40):
+        sizes = [unit * rng.randint(1, 6) for _ in range(60)]
+        admit = max(sizes) + unit * rng.randint(0, 10)
+        ring = Ring(torch.zeros(admit + max(sizes), dtype=torch.uint8), admit)
+        live: list[tuple[int, int]] = []
+        for size in sizes:
+            while live and sum(n for _, n in live) + size > admit:  # what `allocate` would wait for
+                ring.free_oldest()
+                live.pop(0)
+            if live and rng.random() < 0.3:
+                ring.free_oldest()
+                live.pop(0)
+            start = ring.allocate(size)
+            assert start >= 0 and start + size <= ring.capacity, trial
+            assert all(start + size <= a or a + n <= start for a, n in live), trial
+            live.append((start, size))
 
 
-def test_pool_waits_for_space_then_proceeds():
-    pool = WeightPool(arena_bytes=1024, staging_bytes=0)
-    pool.allocate(1024)
+def test_ring_waits_for_space_then_proceeds():
+    ring = Ring(torch.zeros(3 * 1024, dtype=torch.uint8), 2 * 1024)
+    ring.allocate(2 * 1024)
     got = []
-    waiter = threading.Thread(target=lambda: got.append(pool.allocate(512)))
+    waiter = threading.Thread(target=lambda: got.append(ring.allocate(1024)))
     waiter.start()
     waiter.join(timeout=0.2)
-    assert waiter.is_alive() and not got  # blocked: the arena is full
-    pool.free_oldest(1024)
+    assert waiter.is_alive() and not got  # blocked: admitting it would exceed the capacity
+    ring.free_oldest()
     waiter.join(timeout=5)
-    assert got and pool.live_bytes == 512
+    assert got == [0]  # the ring was empty again: the chunk starts at its beginning
 
 
-def test_pool_overflow_is_counted_not_deadlocked():
-    pool = WeightPool(arena_bytes=256, staging_bytes=0)
-    big = pool.allocate(1000)
-    assert big.numel() >= 1000 and pool.peak_bytes == arena_nbytes(1000)
-    pool.free_oldest(1000)
-    assert pool.live_bytes == 0
+def test_a_stopped_ring_cancels_the_waiter():
+    ring = Ring(torch.zeros(2048, dtype=torch.uint8), 1024)
+    ring.allocate(1024)
+    errors = []
+
+    def wait() -> None:
+        try:
+            ring.allocate(1024)
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    ring.stop()
+    waiter.join(timeout=5)
+    assert errors == ["load cancelled"]
+
+
+def test_pool_is_one_aligned_allocation_with_exact_regions():
+    layout = PoolLayout(ring_nbytes=3 * 4096, admit_nbytes=2 * 4096, scratch_nbytes=4096, pinned_nbytes=2 * 4096)
+    pool = WeightPool(layout)
+    assert pool.buffer.data_ptr() % READ_ALIGN_BYTES == 0 and pool.peak_bytes == layout.nbytes == 6 * 4096
+    assert pool.ring.buffer.numel() == 3 * 4096 and pool.scratch.numel() == 4096
+    offset, first = pool.pin(100)
+    assert offset == 4 * 4096 and first.numel() == 100
+    offset, second = pool.pin(4096, READ_ALIGN_BYTES)
+    assert offset == 5 * 4096 and second.data_ptr() % READ_ALIGN_BYTES == 0
+    with pytest.raises(AssertionError, match="overflows"):
+        pool.pin(1)
+    # an input longer than planned: a counted temporary beyond the scratch
+    assert pool.scratch_or_temporary(4096).data_ptr() == pool.scratch.data_ptr()
+    assert pool.scratch_or_temporary(10_000).numel() == 10_000 and pool.peak_bytes == layout.nbytes + 10_000
+    pool.reset_peak()
+    assert pool.peak_bytes == layout.nbytes
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_reader_reads_blobs_exactly_with_and_without_direct_io(tiny_bert_store, direct):
+    from sticc.store import Store
+
+    store = Store.open(tiny_bert_store)
+    version = max(store.versions.values(), key=lambda v: v.extent.offset)  # the last blob: the file's end
+    reader = StoreReader(str(store.data_path), direct=direct)
+    try:
+        buffer = WeightPool(PoolLayout(0, 0, 0, version.layout.slot_nbytes)).pin(version.layout.slot_nbytes, READ_ALIGN_BYTES)[1]
+        reader.read_blobs(buffer, version.extent.offset, version.layout.nbytes, "the last blob")
+        expected = store.data_path.read_bytes()[version.extent.offset : version.extent.offset + version.layout.nbytes]
+        assert bytes(buffer[: version.layout.nbytes].numpy()) == expected
+        assert reader.bytes_read == (version.layout.slot_nbytes if reader.direct else version.layout.nbytes)
+        with pytest.raises(RuntimeError, match="truncated"):
+            reader.read_blobs(buffer, reader.size - 10, 4096, "past the end")
+    finally:
+        reader.close()
 
 
 @pytest.mark.parametrize(
@@ -149,7 +214,35 @@ def test_trace_records_every_chunk_in_order(tiny_bert_store, tmp_path):
     events = [event for event, _, _ in trace]
     keys = len(runner.LOADS)
     assert events[0] == "call_start" and "embed_end" in events
-    assert [events.count(e) for e in ("io_start", "io_end", "compute_start", "compute_end")] == [keys] * 4
+    assert [events.count(e) for e in ("io_start", "io_end", "compute_start", "decode_end", "compute_end")] == [keys] * 5
     times = [t for _, _, t in trace]
     assert [k for e, k, _ in trace if e == "io_end"] == list(range(keys))
     assert all(t >= trace[0][2] for t in times)
+
+
+def test_calls_from_several_threads_are_served_one_at_a_time(tiny_bert_store, tmp_path):
+    from helpers import compile_runner
+
+    from solvers.uniform import uniform_plan
+    from sticc.store import Store
+
+    store = Store.open(tiny_bert_store)
+    runner = compile_runner(tiny_bert_store, uniform_plan(store, 8, memory_bytes=None), tmp_path)
+    inputs = [torch.randint(0, store.spec.vocab, (2, 12), generator=torch.Generator().manual_seed(k)) for k in range(6)]
+    expected = [runner.forward(ids) for ids in inputs]
+    results: dict[int, torch.Tensor] = {}
+    errors = []
+
+    def serve(k: int) -> None:
+        try:
+            results[k] = runner.forward(inputs[k])
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=serve, args=(k,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert all(torch.equal(results[k], expected[k]) for k in range(6))

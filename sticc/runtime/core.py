@@ -1,0 +1,897 @@
+"""The family-agnostic engine of every runner: store format, weight pool, reader, IO lane, call driver.
+
+Codegen inlines `sticc/runtime/core.py`, `decode.py` and the family's kernels (`encoder.py`) verbatim
+into each runner, so these modules import only the standard library, numpy, torch and xxhash, and
+each other through `from sticc.runtime.<module> import ...` lines, which the inliner drops.
+
+Two lanes that do not fight (docs/performance.md measures them):
+- the IO lane, one thread per runner, only reads and checks: it takes ring space for a chunk's
+  stored bytes, reads them (O_DIRECT where the file system allows it: no page-cache copy), checks
+  every piece's xxh3 checksum (a C library call that releases the GIL) and hands the chunk over.
+  It runs no torch op, so it never joins torch's thread team;
+- the compute lane, the caller's thread with torch's threads on every core, dequantizes each chunk
+  just in time into a small reusable fp32 scratch (`sticc.runtime.decode`) and runs the kernels.
+
+Bits buy memory as well as IO: the pool (`WeightPool`) is one allocation made at construction,
+[ring | scratch | pinned]. The ring holds streamed chunks as stored (packed codes, scales, bias);
+the pinned region holds headers and the preload set, also as stored; the scratch holds one chunk
+dequantized. `peak_weight_bytes` is the pool's size, plus any temporary an input longer than
+planned needs.
+
+Unlike the rest of sticc these modules do not use `from __future__ import annotations`: a runner
+loaded with `importlib.util.spec_from_file_location` but not registered in `sys.modules` must still
+define its dataclasses, which string annotations would prevent.
+"""
+
+import collections
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xxhash
+
+STORE_FORMAT_VERSION = 2
+SEGMENT_ALIGN_BYTES = 64  # segments inside a blob start on this boundary (aligned tensor views)
+READ_ALIGN_BYTES = 4096  # blobs start on this boundary in the data file; O_DIRECT reads whole units of it
+FULL_PRECISION_BITS = (16, 32)
+
+
+class StoreError(RuntimeError):
+    """The store on disk does not match what the runner was generated for (or is corrupt)."""
+
+
+def checksum(data) -> int:
+    """The store's checksum of a bytes-like object: xxh3 (64 bits). It releases the GIL."""
+    return xxhash.xxh3_64_intdigest(data)
+
+
+def checksum_error(what: str) -> StoreError:
+    return StoreError(f"checksum mismatch in {what}: the store is corrupt (run `sticc verify`)")
+
+
+def align_up(value: int, alignment: int) -> int:
+    return -(-value // alignment) * alignment
+
+
+# ----------------------------------------------------------------------------------------------
+# Blob layout: one stored piece = weight matrix [rows, cols] at some bitwidth, plus an fp32 bias.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobLayout:
+    """Byte layout of one stored piece. Offsets are relative to the blob start."""
+
+    rows: int
+    cols: int
+    bits: int
+    group_size: int  # weights sharing one (scale, zero) pair; 0 for 16/32 bits
+    bias_len: int
+    weight_offset: int  # packed codes, or the fp16/fp32 matrix
+    weight_nbytes: int
+    scales_offset: int  # fp16 per group (empty for 16/32 bits)
+    zeros_offset: int  # fp16 per group (empty for 16/32 bits)
+    groups: int
+    bias_offset: int  # fp32 [bias_len]
+    nbytes: int
+
+    @property
+    def weight_count(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def slot_nbytes(self) -> int:
+        """Bytes the piece takes in memory as stored: rounded up to whole read units, as read."""
+        return align_up(self.nbytes, READ_ALIGN_BYTES)
+
+
+def blob_layout(rows: int, cols: int, bits: int, group_size: int, bias_len: int) -> BlobLayout:
+    """The byte layout of a piece; the store writer and every runner derive offsets from this."""
+    count = rows * cols
+    if bits in FULL_PRECISION_BITS:
+        weight_nbytes = count * bits // 8
+        groups = 0
+        group_size = 0
+    else:
+        if not 1 <= bits <= 8:
+            raise ValueError(f"unsupported bitwidth {bits}")
+        if count % 8 or count % group_size:
+            raise ValueError(f"{rows}x{cols} weights do not split into bytes and groups of {group_size}")
+        # codes: 8 codes of `bits` bits pack into exactly `bits` bytes
+        weight_nbytes = count * bits // 8
+        groups = count // group_size
+    weight_offset = 0
+    # scales: one fp16 per group; zeros: one fp16 per group
+    scales_offset = align_up(weight_offset + weight_nbytes, SEGMENT_ALIGN_BYTES)
+    zeros_offset = align_up(scales_offset + 2 * groups, SEGMENT_ALIGN_BYTES)
+    # bias: fp32, never quantized (a few hundred values per piece)
+    bias_offset = align_up(zeros_offset + 2 * groups, SEGMENT_ALIGN_BYTES)
+    nbytes = bias_offset + 4 * bias_len
+    return BlobLayout(
+        rows, cols, bits, group_size, bias_len, weight_offset, weight_nbytes,
+        scales_offset, zeros_offset, groups, bias_offset, nbytes,
+    )
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A checked byte range of the store's data file."""
+
+    offset: int
+    nbytes: int
+    checksum: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """One stored piece of a chunk (literals in the generated runner)."""
+
+    what: str  # human-readable: "layer 3 shard 7 attn @4b"
+    offset: int
+    layout: BlobLayout
+    checksum: int
+    preloaded: bool
+
+
+@dataclass(frozen=True)
+class ChunkLoad:
+    """One entry of the load list: the kept pieces of one chunk slot of a layer block, in member
+    order (by bits, streamed before preloaded, then by index)."""
+
+    key: int
+    members: tuple  # of Member
+
+    @property
+    def pinned_in_place(self) -> bool:
+        """Every member a preloaded fp32 piece: pinned in its final (decoded) form at construction."""
+        return all(m.preloaded and m.layout.bits == 32 for m in self.members)
+
+    @property
+    def streamed(self) -> tuple:
+        return tuple(m for m in self.members if not m.preloaded)
+
+    @property
+    def ring_nbytes(self) -> int:
+        """Ring bytes of one call's copy of the streamed members, as stored (0: nothing streamed)."""
+        return 0 if self.pinned_in_place else sum(m.layout.slot_nbytes for m in self.streamed)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Consecutive members of a chunk with one layout and one home (ring or pinned), laid out at a
+    stride of one slot: dequantized together, with one call."""
+
+    start: int  # first member, in member order
+    count: int
+    layout: BlobLayout
+    pinned: bool  # the bytes live in the pinned region (preloaded), else in the call's ring space
+    offset: int  # of the first member: from the pool's start (pinned), or from the chunk's ring start
+
+
+@dataclass(frozen=True)
+class Read:
+    """Streamed members that lie back to back in the data file: one read into the ring."""
+
+    file_offset: int
+    ring_offset: int  # from the chunk's ring start
+    nbytes: int  # up to the end of the last member's blob (the last read unit may be partial)
+    members: tuple  # of (ring offset, Member), each checked after the read
+
+
+def chunk_reads(load: ChunkLoad) -> tuple:
+    """The reads of a chunk's streamed members: a new read wherever the next member does not start
+    where the previous one's slot ends in the file."""
+    reads = []
+    ring_offset = 0
+    for member in load.streamed:
+        slot = member.layout.slot_nbytes
+        last = reads[-1] if reads else None
+        if last is not None and last.file_offset + align_up(last.nbytes, READ_ALIGN_BYTES) == member.offset:
+            reads[-1] = Read(
+                last.file_offset, last.ring_offset, member.offset + member.layout.nbytes - last.file_offset,
+                (*last.members, (ring_offset, member)),
+            )
+        else:
+            reads.append(Read(member.offset, ring_offset, member.layout.nbytes, ((ring_offset, member),)))
+        ring_offset += slot
+    return tuple(reads)
+
+
+# ----------------------------------------------------------------------------------------------
+# The weight pool: one allocation at construction, [ring | scratch | pinned], accounted exactly.
+# ----------------------------------------------------------------------------------------------
+
+
+class Ring:
+    """The ring of a weight pool: one call's streamed chunks as stored, allocated in load order and
+    freed in the same order (compute consumes chunks in load order).
+
+    Admission is by live bytes, the rule the planner's latency model assumes: `allocate` waits while
+    the live allocations plus the new one exceed `admit_nbytes`. The ring is `admit_nbytes` plus
+    the largest chunk long, which is what guarantees a contiguous place for every admitted chunk
+    even when it wraps around the end (docs/performance.md has the argument).
+    """
+
+    def __init__(self, buffer: torch.Tensor, admit_nbytes: int) -> None:
+        self.buffer = buffer
+        self.capacity = buffer.numel()
+        self.admit_nbytes = admit_nbytes
+        self._live = collections.deque()  # (start, nbytes) of live allocations, oldest first
+        self._live_nbytes = 0
+        self._stopped = False
+        self._cond = threading.Condition()
+
+    def allocate(self, nbytes: int) -> int:
+        """Start offset of `nbytes` of contiguous ring space, waiting for frees if the ring is full."""
+        with self._cond:
+            while self._live and self._live_nbytes + nbytes > self.admit_nbytes:
+                if self._stopped:
+                    raise StoreError("load cancelled")
+                self._cond.wait()
+            if self._stopped:
+                raise StoreError("load cancelled")
+            start = self._place(nbytes)
+            self._live.append((start, nbytes))
+            self._live_nbytes += nbytes
+            return start
+
+    def _place(self, nbytes: int) -> int:
+        if not self._live:
+            start = 0
+        else:
+            oldest, newest = self._live[0][0], self._live[-1][0] + self._live[-1][1]
+            wrapped = newest <= oldest
+            if not wrapped and newest + nbytes <= self.capacity:
+                start = newest
+            elif not wrapped and nbytes <= oldest:
+                start = 0
+            elif wrapped and newest + nbytes <= oldest:
+                start = newest
+            else:
+                start = -1
+        if start < 0 or start + nbytes > self.capacity:
+            raise AssertionError(f"ring of {self.capacity} B has no room for {nbytes} B (admit {self.admit_nbytes} B)")
+        return start
+
+    def free_oldest(self) -> None:
+        with self._cond:
+            _, nbytes = self._live.popleft()
+            self._live_nbytes -= nbytes
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Wake and cancel a wait for space (the call is being abandoned)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def reset(self) -> None:
+        """Forget every allocation (between calls, with the IO lane idle)."""
+        with self._cond:
+            self._live.clear()
+            self._live_nbytes = 0
+            self._stopped = False
+
+
+@dataclass(frozen=True)
+class PoolLayout:
+    """Sizes of the pool's three regions (literals in the generated runner)."""
+
+    ring_nbytes: int  # admit_nbytes + the largest streamed chunk (0 with nothing streamed)
+    admit_nbytes: int  # live ring bytes the IO lane may hold at once
+    scratch_nbytes: int  # one chunk dequantized, or one call's embedding rows at the planned length
+    pinned_nbytes: int  # headers, preloaded pieces as stored, chunks pinned in place
+
+    @property
+    def nbytes(self) -> int:
+        return self.ring_nbytes + self.scratch_nbytes + self.pinned_nbytes
+
+
+class WeightPool:
+    """Every weight byte a runner holds: one aligned allocation made (and touched) at construction.
+
+    Pinned buffers are handed out by `pin` in a fixed order at construction; the ring and the
+    scratch are reused by every call. An input longer than the plan's needs more scratch than
+    there is: `temporary` allocates it and counts it, so the peak honestly exceeds the budget.
+    """
+
+    def __init__(self, layout: PoolLayout) -> None:
+        self.layout = layout
+        raw = torch.zeros(layout.nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
+        shift = (-raw.data_ptr()) % READ_ALIGN_BYTES
+        self._raw = raw
+        self.buffer = raw[shift : shift + layout.nbytes]
+        self.ring = Ring(self.buffer[: layout.ring_nbytes], layout.admit_nbytes)
+        self.scratch = self.buffer[layout.ring_nbytes : layout.ring_nbytes + layout.scratch_nbytes]
+        self._pinned = self.buffer[layout.ring_nbytes + layout.scratch_nbytes :]
+        self._pinned_used = 0
+        self._temporary_nbytes = 0
+        self.peak_bytes = layout.nbytes
+
+    def pin(self, nbytes: int, alignment: int = SEGMENT_ALIGN_BYTES) -> tuple[int, torch.Tensor]:
+        """(offset in the pool, buffer) of `nbytes` of the pinned region, held for the runner's lifetime."""
+        start = align_up(self._pinned_used, alignment)
+        if start + nbytes > self._pinned.numel():
+            raise AssertionError(f"pinned region of {self._pinned.numel()} B overflows (plan and runner disagree)")
+        self._pinned_used = start + nbytes
+        base = self.layout.ring_nbytes + self.layout.scratch_nbytes
+        return base + start, self._pinned[start : start + nbytes]
+
+    def scratch_or_temporary(self, nbytes: int) -> torch.Tensor:
+        """`nbytes` of the scratch, or a counted temporary when the scratch is smaller."""
+        if nbytes <= self.scratch.numel():
+            return self.scratch[:nbytes]
+        self._temporary_nbytes = nbytes
+        self.peak_bytes = max(self.peak_bytes, self.layout.nbytes + nbytes)
+        return torch.empty(nbytes, dtype=torch.uint8)
+
+    def reset_peak(self) -> None:
+        self.peak_bytes = self.layout.nbytes
+
+
+def pinned_nbytes(loads: tuple, header_nbytes: tuple) -> int:
+    """Bytes of the pinned region, an upper bound of what `WeightPool.pin` hands out at
+    construction, additive over its items: every chunk pinned in place (decoded) and every
+    preloaded piece (as stored) in whole read units, then the headers (segment-aligned) in whole
+    read units. The planner's memory model and the solvers count the same."""
+    used = 0
+    for load in loads:
+        if load.pinned_in_place:
+            used += align_up(decoded_nbytes(load.members), READ_ALIGN_BYTES)
+        else:
+            used += sum(m.layout.slot_nbytes for m in load.members if m.preloaded)
+    return used + align_up(sum(align_up(n, SEGMENT_ALIGN_BYTES) for n in header_nbytes), READ_ALIGN_BYTES)
+
+
+def decoded_nbytes(members: tuple) -> int:
+    """fp32 bytes of a chunk's members dequantized: weights, then biases (segment-aligned)."""
+    first = members[0].layout
+    return align_up(4 * len(members) * first.weight_count, SEGMENT_ALIGN_BYTES) + 4 * len(members) * first.bias_len
+
+
+# ----------------------------------------------------------------------------------------------
+# Store reads: direct reads of blobs into the ring, buffered reads of rows and metadata.
+# ----------------------------------------------------------------------------------------------
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)  # platforms without preadv: one copy
+    view[: len(data)] = data
+    return len(data)
+
+
+def _open_direct(path: str):
+    """An O_DIRECT descriptor of `path`, or None where the platform or file system has none
+    (macOS, tmpfs): a 4096-byte aligned read at offset 0 must work."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | flag)
+    except OSError:
+        return None
+    probe = torch.empty(2 * READ_ALIGN_BYTES, dtype=torch.uint8)
+    shift = (-probe.data_ptr()) % READ_ALIGN_BYTES
+    try:
+        _pread_into(fd, memoryview(probe[shift : shift + READ_ALIGN_BYTES].numpy()), 0)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class StoreReader:
+    """Reads the store's data file: blobs straight into the ring (O_DIRECT where available, which
+    skips the page cache and its copy), rows and metadata through the page cache.
+
+    `bandwidth_cap_Bps` emulates slower flash: reads are delayed so that the bytes read since the
+    cap's clock was started never exceed cap x elapsed time. It is an emulation, labelled as such
+    wherever it is reported.
+    """
+
+    def __init__(self, path: str, bandwidth_cap_Bps=None, direct: bool = True) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        if hasattr(os, "posix_fadvise"):
+            # every buffered read is sized exactly (rows, headers): readahead would read bytes no one asked for
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
+        self._direct_fd = _open_direct(path) if direct else None
+        self.size = os.fstat(self._fd).st_size
+        self.bandwidth_cap_Bps = bandwidth_cap_Bps
+        self._lock = threading.Lock()
+        self._bytes_read = 0
+        self._cap_start_s = time.perf_counter()
+        self._cap_bytes = 0
+
+    @property
+    def direct(self) -> bool:
+        return self._direct_fd is not None
+
+    @property
+    def bytes_read(self) -> int:
+        with self._lock:
+            return self._bytes_read
+
+    def close(self) -> None:
+        for fd in (self._fd, self._direct_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._fd, self._direct_fd = -1, None
+
+    def start_cap_clock(self) -> None:
+        with self._lock:
+            self._cap_start_s = time.perf_counter()
+            self._cap_bytes = 0
+
+    def read(self, buffer: torch.Tensor, offset: int, what: str) -> None:
+        """Fill the uint8 tensor `buffer` with the bytes at `offset` (through the page cache)."""
+        view = memoryview(buffer.numpy()).cast("B")
+        self._read_exactly(self._fd, view, offset, len(view), what)
+
+    def read_blobs(self, buffer: torch.Tensor, offset: int, nbytes: int, what: str) -> None:
+        """Read `nbytes` at `offset` into the start of `buffer`, a READ_ALIGN_BYTES-aligned tensor
+        with room for `nbytes` rounded up to whole read units (direct reads read whole units)."""
+        view = memoryview(buffer.numpy()).cast("B")
+        if self._direct_fd is not None:
+            self._read_exactly(self._direct_fd, view[: align_up(nbytes, READ_ALIGN_BYTES)], offset, nbytes, what)
+        else:
+            self._read_exactly(self._fd, view[:nbytes], offset, nbytes, what)
+
+    def _read_exactly(self, fd: int, view: memoryview, offset: int, needed: int, what: str) -> None:
+        """Read into `view` until at least `needed` bytes came (a direct read of the file's last
+        unit stops short at its end)."""
+        if offset + needed > self.size:
+            raise StoreError(f"store data file is truncated: cannot read {what}")
+        done = 0
+        while done < needed:
+            got = _pread_into(fd, view[done:], offset + done)
+            if got <= 0:
+                raise StoreError(f"store data file is truncated: cannot read {what}")
+            done += got
+        self._account(done)  # what the device transferred: a direct read's whole units
+
+    def _account(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes_read += nbytes
+            if not self.bandwidth_cap_Bps:
+                return
+            self._cap_bytes += nbytes
+            due_s = self._cap_start_s + self._cap_bytes / self.bandwidth_cap_Bps
+        delay_s = due_s - time.perf_counter()
+        if delay_s > 0:
+            time.sleep(delay_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Row-addressable tables (embeddings): read only the rows of the tokens seen, each row checked.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """A row-addressable fp32 table in the store, with one checksum (uint64) per row."""
+
+    offset: int
+    rows: int
+    row_nbytes: int
+
+
+def read_rows(
+    reader: StoreReader,
+    table: RowTable,
+    row_checksums: np.ndarray,
+    row_ids: torch.Tensor,
+    out: torch.Tensor,
+    what: str,
+    io_threads: ThreadPoolExecutor,
+    threads: int,
+) -> None:
+    """Read rows `row_ids` (unique, sorted) of `table` into `out` [len(row_ids), row_nbytes/4].
+
+    Consecutive ids are read with one pread (position rows always are); every row is checked
+    against its own checksum. The ranges are spread over the pool's threads, several reads in
+    flight: a cold flash read is latency-bound, not bandwidth-bound.
+    """
+    raw = out.view(torch.uint8).view(len(row_ids), table.row_nbytes)
+    ranges: list = []  # (first index in out, first row, row count)
+    for i, row in enumerate(row_ids.tolist()):
+        if ranges and ranges[-1][1] + ranges[-1][2] == row:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1], ranges[-1][2] + 1)
+        else:
+            ranges.append((i, row, 1))
+
+    def read_ranges(batch: list) -> None:
+        for index, row, count in batch:
+            rows = raw[index : index + count]
+            reader.read(rows, table.offset + row * table.row_nbytes, f"{what} rows {row}-{row + count - 1}")
+            view, size = memoryview(rows.numpy()).cast("B"), table.row_nbytes
+            for k in range(count):
+                if checksum(view[k * size : (k + 1) * size]) != int(row_checksums[row + k]):
+                    raise checksum_error(f"{what} row {row + k}")
+
+    workers = max(1, min(threads, len(ranges)))
+    if workers == 1:
+        read_ranges(ranges)
+    else:
+        list(io_threads.map(read_ranges, [ranges[w::workers] for w in range(workers)]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The IO lane: one thread per runner; per call it walks the streamed chunks in load order.
+# ----------------------------------------------------------------------------------------------
+
+
+class Call:
+    """One call's hand-over between the lanes: which chunks are loaded (their ring offsets), the
+    IO lane's error, cancellation, and the optional trace."""
+
+    def __init__(self, trace: list | None) -> None:
+        self.trace = trace  # (event, chunk key, perf_counter seconds) when tracing
+        self._ready: dict = {}
+        self._error = None
+        self._done = False
+        self.cancelled = False
+        self._cond = threading.Condition()
+
+    def note(self, event: str, key: int) -> None:
+        if self.trace is not None:
+            self.trace.append((event, key, time.perf_counter()))
+
+    def publish(self, key: int, ring_start: int) -> None:
+        self.note("io_end", key)
+        with self._cond:
+            self._ready[key] = ring_start
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._error = self._error or error
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def wait(self, key: int) -> int:
+        """The ring start of chunk `key`, once the IO lane has it; re-raise the IO lane's error."""
+        with self._cond:
+            while key not in self._ready:
+                if self._error is not None:
+                    raise self._error
+                if self._done:
+                    raise StoreError("the IO lane stopped before loading every chunk")
+                self._cond.wait()
+            return self._ready.pop(key)
+
+    def wait_done(self) -> None:
+        with self._cond:
+            while not self._done:
+                self._cond.wait()
+
+
+class IOLane:
+    """The runner's IO thread. For each streamed chunk, in load order: take ring space (waiting
+    while the ring is full), read its members (one read per back-to-back run), check each
+    member's checksum, hand the chunk over. Only reads and checksums: both release the GIL."""
+
+    def __init__(self, loads: tuple, reader: StoreReader, ring: Ring) -> None:
+        self._streamed = tuple(load for load in loads if load.ring_nbytes)
+        self._reads = {load.key: chunk_reads(load) for load in self._streamed}
+        self._reader = reader
+        self._ring = ring
+        self._calls = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="sticc-io", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Call) -> None:
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._calls and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                call = self._calls.popleft()
+            try:
+                self._load(call)
+            except BaseException as error:  # handed to the waiting compute lane
+                call.fail(error)
+            finally:
+                call.finish()
+
+    def _load(self, call: Call) -> None:
+        ring, reader = self._ring, self._reader
+        for load in self._streamed:
+            if call.cancelled:
+                return
+            start = ring.allocate(load.ring_nbytes)
+            call.note("io_start", load.key)
+            for read in self._reads[load.key]:
+                region = ring.buffer[start + read.ring_offset : start + read.ring_offset + align_up(read.nbytes, READ_ALIGN_BYTES)]
+                reader.read_blobs(region, read.file_offset, read.nbytes, read.members[0][1].what)
+                view = memoryview(ring.buffer.numpy())
+                for ring_offset, member in read.members:
+                    at = start + ring_offset
+                    if checksum(view[at : at + member.layout.nbytes]) != member.checksum:
+                        raise checksum_error(member.what)
+            call.publish(load.key, start)
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantities on the command line ("200MB/s", "2MB", "40ms").
+# ----------------------------------------------------------------------------------------------
+
+_SCALES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30}
+
+
+def parse_quantity(text: str, unit: str) -> float:
+    """Parse "200MB/s" (unit "B/s"), "2MiB" (unit "B") or "40ms" (unit "s") into base units."""
+    body = text.strip().replace(" ", "")
+    if unit == "s":
+        for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("", 1.0)):
+            number = body[: len(body) - len(suffix)]
+            if body.endswith(suffix) and _is_number(number):
+                return _positive(float(number) * factor, text)
+        return _bad(text, unit)
+    if not body.lower().endswith(unit.lower()):
+        return _positive(float(body), text) if _is_number(body) else _bad(text, unit)
+    number = body[: -len(unit)]
+    prefix = ""
+    while number and not (number[-1].isdigit() or number[-1] == "."):
+        prefix = number[-1] + prefix
+        number = number[:-1]
+    if prefix.lower() not in _SCALES or not _is_number(number):
+        return _bad(text, unit)
+    return _positive(float(number) * _SCALES[prefix.lower()], text)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _positive(value: float, text: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{text!r} must be positive")
+    return value
+
+
+def _bad(text: str, unit: str) -> float:
+    examples = {"B/s": "200MB/s", "B": "2MB", "s": "40ms"}
+    raise ValueError(f"cannot read {text!r} as a quantity in {unit} (e.g. {examples.get(unit, unit)})")
+
+
+# ----------------------------------------------------------------------------------------------
+# The call driver: construction pins; each call embeds, runs the generated schedule, accounts.
+# ----------------------------------------------------------------------------------------------
+
+
+def read_manifest(store_dir: str, store_id: str) -> dict:
+    """The store's manifest, checked to be the store a runner was compiled for."""
+    path = os.path.join(store_dir, "manifest.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise StoreError(f"no sticc store at {store_dir} (missing manifest.json)") from None
+    except (OSError, ValueError) as error:
+        raise StoreError(f"cannot read {path}: {error}") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path} is not a sticc store manifest")
+    if manifest.get("format_version") != STORE_FORMAT_VERSION:
+        raise StoreError(
+            f"{store_dir} is a store of format {manifest.get('format_version')!r}; this runner reads format "
+            f"{STORE_FORMAT_VERSION}: re-shard the model with `sticc shard`"
+        )
+    if manifest.get("store_id") != store_id:
+        raise StoreError(f"{store_dir} is not the store this runner was compiled for (store id differs)")
+    return manifest
+
+
+class RunnerCore:
+    """What every runner does whatever its model family: open and check the store, lay out the
+    pool, pin headers and the preload set, start the IO lane; per call, drive the lanes and
+    account. A family subclass adds its embedding and kernels; the generated subclass adds the
+    literals and the schedule."""
+
+    MODEL_NAME: str
+    PLAN_HASH: str
+    STORE_ID: str
+    DEFAULT_STORE: str
+    DATA_FILE: str
+    LOADS: tuple  # of ChunkLoad, in load (and compute) order
+    POOL: PoolLayout
+    IO_BANDWIDTH_CAP_BPS = None
+    COMPUTE_THREADS = None  # torch threads of the compute lane (None: torch's default, every core)
+    PLANNED_SEQ_LEN: int
+    EMBED_IO_THREADS = 4
+
+    def __init__(self, store_dir=None, io_bandwidth_Bps=None, threads=None, warm_up: bool = True) -> None:
+        """Open the store, check it is the one compiled for, pin, start the IO lane, warm up.
+
+        `io_bandwidth_Bps` emulates slower flash; `threads` sets torch's compute threads (process
+        wide; default: the plan's setting, else torch's). `warm_up=False` skips running every
+        kernel once at construction (the first call then pays torch's one-time setup)."""
+        self.store_dir = store_dir or self.DEFAULT_STORE
+        threads = threads if threads is not None else self.COMPUTE_THREADS
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.manifest = read_manifest(self.store_dir, self.STORE_ID)
+        cap = io_bandwidth_Bps if io_bandwidth_Bps is not None else self.IO_BANDWIDTH_CAP_BPS
+        self.io_bandwidth_cap_Bps = cap
+        self.reader = StoreReader(os.path.join(self.store_dir, self.DATA_FILE), cap)
+        self.pool = WeightPool(self.POOL)
+        self._row_threads = ThreadPoolExecutor(self.EMBED_IO_THREADS, thread_name_prefix="sticc-rows")
+        self._call_lock = threading.Lock()
+        self.last_stats = None
+        self.pinned_chunks = {}  # key -> a chunk pinned in place, in kernel form
+        self.prepared = {}  # key -> what the family prepared to dequantize the chunk (`prepare_chunk`)
+        self._pin_loads()
+        self.open_family()
+        self.io_lane = IOLane(self.LOADS, self.reader, self.pool.ring)
+        if warm_up:
+            self.warm_up()
+        # start every row-reader thread now (the pool creates them lazily)
+        started = threading.Barrier(self.EMBED_IO_THREADS)
+        list(self._row_threads.map(lambda _: started.wait(), range(self.EMBED_IO_THREADS)))
+
+    def _pin_loads(self) -> None:
+        """Chunks pinned in place (decoded once), then every preloaded run as stored, in the order
+        `pinned_nbytes` lays them out; then the family prepares every other chunk's decoding."""
+        for load in self.LOADS:
+            if load.pinned_in_place:
+                stored = [self._read_member(member) for member in load.members]
+                self.pinned_chunks[load.key] = self.pin_decoded(load, stored)
+        for load in self.LOADS:
+            if load.pinned_in_place:
+                continue
+            runs, ring_offset, i = [], 0, 0
+            members = load.members
+            while i < len(members):
+                first = members[i]
+                j = i
+                while j < len(members) and members[j].layout == first.layout and members[j].preloaded == first.preloaded:
+                    j += 1
+                if first.preloaded:
+                    offset = None
+                    for member in members[i:j]:
+                        at, buffer = self.pool.pin(member.layout.slot_nbytes, READ_ALIGN_BYTES)
+                        offset = at if offset is None else offset
+                        self._read_checked(buffer, member)
+                    runs.append(Run(i, j - i, first.layout, True, offset))
+                else:
+                    runs.append(Run(i, j - i, first.layout, False, ring_offset))
+                    ring_offset += (j - i) * first.layout.slot_nbytes
+                i = j
+            self.prepare_chunk(load, tuple(runs))
+
+    def _read_member(self, member: Member) -> torch.Tensor:
+        buffer = torch.empty(member.layout.slot_nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
+        shift = (-buffer.data_ptr()) % READ_ALIGN_BYTES
+        buffer = buffer[shift : shift + member.layout.slot_nbytes]
+        self._read_checked(buffer, member)
+        return buffer
+
+    def _read_checked(self, buffer: torch.Tensor, member: Member) -> None:
+        self.reader.read_blobs(buffer, member.offset, member.layout.nbytes, member.what)
+        if checksum(memoryview(buffer.numpy())[: member.layout.nbytes]) != member.checksum:
+            raise checksum_error(member.what)
+
+    def read_pinned(self, extent: Extent, what: str) -> torch.Tensor:
+        """A checked extent (a header) held in the pinned region for the runner's lifetime."""
+        _, buffer = self.pool.pin(extent.nbytes)
+        self.reader.read(buffer, extent.offset, what)
+        if checksum(memoryview(buffer.numpy())) != extent.checksum:
+            raise checksum_error(what)
+        return buffer
+
+    def read_metadata(self, extent: Extent, what: str) -> np.ndarray:
+        """A checked extent that is not a weight (checksum tables), held outside the pool."""
+        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
+        self.reader.read(buffer, extent.offset, what)
+        if checksum(memoryview(buffer.numpy())) != extent.checksum:
+            raise checksum_error(what)
+        return buffer.numpy()
+
+    # -- family hooks --------------------------------------------------------------------------
+
+    def open_family(self) -> None:
+        """Read and pin what the family needs besides the chunks (headers, checksum tables)."""
+        raise NotImplementedError
+
+    def pin_decoded(self, load: ChunkLoad, stored: list) -> tuple:
+        """A chunk pinned in place: its members decoded into the pinned region, in kernel form."""
+        raise NotImplementedError
+
+    def prepare_chunk(self, load: ChunkLoad, runs: tuple) -> None:
+        """Work out once how chunk `load`, made of `runs`, is dequantized into the scratch."""
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        raise NotImplementedError
+
+    # -- per call ------------------------------------------------------------------------------
+
+    def run_call(self, compute, trace: list | None = None):
+        """Drive one call: reset the pool's per-call state, start the IO lane after `compute`'s
+        embedding (see `start_io`), run `compute(call)`, wait for the IO lane, account."""
+        with self._call_lock:
+            start_s = time.perf_counter()
+            self.pool.reset_peak()
+            read_before = self.reader.bytes_read
+            self.reader.start_cap_clock()
+            self.pool.ring.reset()
+            call = Call(trace)
+            call.note("call_start", -1)
+            self._io_started = False
+            try:
+                result = compute(call)
+            finally:
+                # normally the IO lane is done by now; after an error it is stopped where it is
+                call.cancelled = True
+                self.pool.ring.stop()
+                if self._io_started:
+                    call.wait_done()
+            self.last_stats = {
+                "latency_s": time.perf_counter() - start_s,
+                "peak_weight_bytes": self.pool.peak_bytes,
+                "io_bytes": self.reader.bytes_read - read_before,
+            }
+            return result
+
+    def start_io(self, call: Call) -> None:
+        """Hand the call to the IO lane (the family calls this when its embedding is done: the
+        embedding's cold row reads gate every kernel, so they do not queue behind chunk reads)."""
+        call.note("embed_end", -1)
+        self._io_started = True
+        self.io_lane.submit(call)
+
+    def take(self, call: Call, key: int) -> tuple:
+        """Chunk `key` in kernel form: pinned in place, or waited for and dequantized into scratch."""
+        pinned = self.pinned_chunks.get(key)
+        if pinned is not None:
+            call.note("compute_start", key)
+            return pinned
+        ring_start = call.wait(key) if self.LOADS[key].ring_nbytes else 0
+        call.note("compute_start", key)
+        out = self.decode_chunk(key, ring_start)
+        call.note("decode_end", key)
+        return out
+
+    def release(self, call: Call, key: int) -> None:
+        """The compute lane is done with chunk `key`: its ring space goes back."""
+        call.note("compute_end", key)
+        if self.LOADS[key].ring_nbytes:
+            self.pool.ring.free_oldest()
+
+    def decode_chunk(self, key: int, ring_start: int) -> tuple:
+        """Chunk `key`, whose streamed members start at `ring_start` in the ring, in kernel form."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.io_lane.close()
+        self._row_threads.shutdown()
+        self.reader.close()

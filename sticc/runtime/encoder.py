@@ -1,0 +1,372 @@
+"""The BERT-family kernels of a runner: embedding, attention and FFN chunks, the post-LN join,
+pooling, and the encoder's runner class and command line.
+
+A chunk reaches a kernel in kernel form: `weights` fp32 [blocks, members, rows/blocks * hidden]
+and `biases` fp32 [bias_blocks, members, bias_len/bias_blocks] (`sticc.runtime.decode`). For
+attention the blocks are Wq, Wk, Wv rows of the members' heads and Wo's columns of those heads, so
+a chunk is three GEMMs and one attention call whatever its size; for the FFN, up rows and down
+columns: two GEMMs. Parameters come from the model spec (`EncoderShape`).
+"""
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sticc.runtime.core import (
+    READ_ALIGN_BYTES,
+    ChunkLoad,
+    Extent,
+    RowTable,
+    RunnerCore,
+    StoreError,
+    decoded_nbytes,
+    parse_quantity,
+    read_rows,
+)
+from sticc.runtime.decode import PoolViews, RunDecoder
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+# per part: (row blocks, bias blocks) of a piece (sticc/sharding.py cuts them so)
+PART_BLOCKS = {"attn": (4, 3), "ffn": (2, 1)}
+
+
+def kernel_form(weights: torch.Tensor, biases: torch.Tensor, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pieces stacked as [members, rows, cols] and [members, bias_len] -> kernel form (a copy)."""
+    blocks, bias_blocks = PART_BLOCKS[part]
+    members = weights.shape[0]
+    w = weights.reshape(members, blocks, -1).transpose(0, 1).contiguous()
+    b = biases.reshape(members, bias_blocks, -1).transpose(0, 1).contiguous()
+    return w, b
+
+
+def attention_chunk(
+    acc: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor,
+    heads: int, head_dim: int,
+) -> None:
+    """Add the attention output of a chunk to `acc` [B*L, hidden]: x [B, L, hidden], the chunk's
+    members each `heads` heads of `head_dim`, mask [B, 1, 1, L] (True: attend)."""
+    batch, length, hidden = x.shape
+    members = weights.shape[1]
+    width = members * heads * head_dim
+    qkv = torch.addmm(biases.view(-1), x.view(batch * length, hidden), weights[:3].view(3 * width, hidden).t())
+    q, k, v = qkv.view(batch, length, 3, members * heads, head_dim).permute(2, 0, 3, 1, 4)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, heads, L, d]
+    context = context.transpose(1, 2).reshape(batch * length, width)
+    acc.addmm_(context, weights[3].view(width, hidden))
+
+
+def ffn_chunk(acc: torch.Tensor, x: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, activation: str) -> None:
+    """Add a chunk of FFN slices, act(x Wup^T + b) Wdown^T, to `acc` [B*L, hidden]."""
+    hidden = x.shape[-1]
+    units = weights.shape[1] * weights.shape[2] // hidden
+    inner = torch.addmm(biases.view(-1), x.view(-1, hidden), weights[0].view(units, hidden).t())
+    acc.addmm_(ACTIVATIONS[activation](inner), weights[1].view(units, hidden))
+
+
+def residual_norm(
+    acc: torch.Tensor, x: torch.Tensor, bias: torch.Tensor, ln_weight: torch.Tensor,
+    ln_bias: torch.Tensor, eps: float,
+) -> torch.Tensor:
+    """LayerNorm(acc + bias + x): the join after a block's shards (post-LN)."""
+    y = acc.view(x.shape).add_(bias).add_(x)
+    return F.layer_norm(y, (x.shape[-1],), ln_weight, ln_bias, eps)
+
+
+def attention_mask_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, 1, L] key mask for scaled_dot_product_attention."""
+    return attention_mask.bool()[:, None, None, :]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Attention-mask mean pooling of the last hidden state (not normalized)."""
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def position_ids_for(input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str, pad_id: int) -> torch.Tensor:
+    """Position ids as the family computes them ("absolute": 0..L-1; "roberta": offset past pad)."""
+    length = input_ids.shape[1]
+    if kind == "absolute":
+        return torch.arange(length).expand(input_ids.shape[0], length)
+    if kind == "roberta":
+        not_pad = (input_ids != pad_id).to(torch.int64)
+        return torch.cumsum(not_pad, dim=1) * not_pad + pad_id
+    raise ValueError(f"unknown position kind {kind}")
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """What the kernels need to know of the model (from the store's model spec)."""
+
+    layers: int
+    hidden: int
+    heads: int
+    head_dim: int
+    ffn: int
+    shards_per_layer: int
+    vocab: int
+    type_vocab: int
+    max_positions: int
+    position_kind: str
+    pad_token_id: int
+    layer_norm_eps: float
+    activation: str
+
+    @property
+    def heads_per_shard(self) -> int:
+        return self.heads // self.shards_per_layer
+
+
+# per-layer header: these fp32 vectors of `hidden` values, in this order, in one blob
+LAYER_HEADER_VECTORS = (
+    "attn_out_bias", "attn_norm_weight", "attn_norm_bias",
+    "ffn_out_bias", "ffn_norm_weight", "ffn_norm_bias",
+)
+# global header: embedding LayerNorm weight and bias [hidden] each, then token types [type_vocab, hidden]
+GLOBAL_HEADER_VECTORS = ("embed_norm_weight", "embed_norm_bias")
+
+
+def embed_rows_nbytes(hidden: int, length: int, vocab: int) -> int:
+    """Scratch bytes of one call's embedding rows: batch 1, every token distinct, a position row each."""
+    return 4 * hidden * (min(length, vocab) + length)
+
+
+class EncoderRunner(RunnerCore):
+    """A BERT-family runner: everything but the literals and the schedule (the generated subclass)."""
+
+    SHAPE: EncoderShape
+    WORD_ROWS: RowTable
+    WORD_CHECKSUMS: Extent
+    POSITION_ROWS: RowTable
+    POSITION_CHECKSUMS: Extent
+    GLOBAL_HEADER: Extent
+    LAYER_HEADERS: tuple  # of Extent
+    PARTS: tuple  # the part of each chunk in LOADS, by key
+
+    def open_family(self) -> None:
+        shape = self.SHAPE
+        self._tokenizer = None
+        self._word_checksums = self.read_metadata(self.WORD_CHECKSUMS, "word embedding checksums").view(np.uint64)
+        self._position_checksums = self.read_metadata(self.POSITION_CHECKSUMS, "position embedding checksums").view(np.uint64)
+        globals_ = self.read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32)
+        self.embed_norm_weight = globals_[: shape.hidden]
+        self.embed_norm_bias = globals_[shape.hidden : 2 * shape.hidden]
+        self.token_types = globals_[2 * shape.hidden :].view(shape.type_vocab, shape.hidden)
+        self.layer_headers = []
+        for layer, extent in enumerate(self.LAYER_HEADERS):
+            vectors = self.read_pinned(extent, f"layer {layer} header").view(torch.float32)
+            self.layer_headers.append(dict(zip(LAYER_HEADER_VECTORS, vectors.view(-1, shape.hidden), strict=True)))
+
+    # -- chunks in kernel form -------------------------------------------------------------------
+
+    def _kernel_views(self, buffer: torch.Tensor, load: ChunkLoad) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights [blocks, n, q], biases [bias_blocks, n, bq]) views of a decoded-chunk buffer."""
+        first, count = load.members[0].layout, len(load.members)
+        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
+        weight_nbytes = decoded_nbytes(load.members) - 4 * count * first.bias_len
+        assert buffer.numel() >= decoded_nbytes(load.members), "scratch smaller than a chunk (plan and runner disagree)"
+        weights = buffer[: 4 * count * first.weight_count].view(torch.float32).view(blocks, count, -1)
+        biases = buffer[weight_nbytes : weight_nbytes + 4 * count * first.bias_len].view(torch.float32)
+        return weights, biases.view(bias_blocks, count, -1)
+
+    def pin_decoded(self, load: ChunkLoad, stored: list) -> tuple:
+        _, buffer = self.pool.pin(decoded_nbytes(load.members), READ_ALIGN_BYTES)
+        weights, biases = self._kernel_views(buffer, load)
+        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
+        for i, (member, blob) in enumerate(zip(load.members, stored, strict=True)):
+            decoder = RunDecoder(member.layout, 1, blocks, bias_blocks, weights[:, i : i + 1], biases[:, i : i + 1])
+            decoder(PoolViews.of(blob), 0)
+        return weights, biases
+
+    @functools.cached_property
+    def pool_views(self) -> PoolViews:
+        return PoolViews.of(self.pool.buffer)
+
+    def prepare_chunk(self, load: ChunkLoad, runs: tuple) -> None:
+        weights, biases = self._kernel_views(self.pool.scratch, load)
+        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
+        decoders = []
+        for run in runs:
+            stop = run.start + run.count
+            decoder = RunDecoder(run.layout, run.count, blocks, bias_blocks, weights[:, run.start : stop], biases[:, run.start : stop])
+            decoders.append((run.pinned, run.offset, decoder))
+        self.prepared[load.key] = (tuple(decoders), weights, biases)
+
+    def decode_chunk(self, key: int, ring_start: int) -> tuple:
+        decoders, weights, biases = self.prepared[key]
+        views = self.pool_views
+        for pinned, offset, decoder in decoders:
+            decoder(views, offset if pinned else ring_start + offset)
+        return weights, biases
+
+    def warm_up(self) -> None:
+        """Run every kernel once at the planned sequence length on every chunk shape of the plan
+        (zeros in the scratch): torch's one-time lazy work (thread pool, kernel selection, the
+        per-shape setup of its matmul libraries) happens at construction, not in the first call."""
+        shape = self.SHAPE
+        length = self.PLANNED_SEQ_LEN
+        with torch.inference_mode():
+            x = torch.zeros(1, length, shape.hidden)
+            mask = attention_mask_bias(torch.ones(1, length, dtype=torch.int64))
+            acc = torch.zeros(length, shape.hidden)
+            seen = set()
+            for load in self.LOADS:
+                part = self.PARTS[load.key]
+                if (part, len(load.members)) in seen:
+                    continue
+                seen.add((part, len(load.members)))
+                if load.key in self.pinned_chunks:
+                    self.kernel(part, acc, x, mask, *self.pinned_chunks[load.key])
+                else:
+                    weights, biases = self._kernel_views(self.pool.scratch, load)
+                    self.kernel(part, acc, x, mask, weights.zero_(), biases.zero_())
+            ones = torch.ones(shape.hidden)
+            residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
+            torch.unique(torch.arange(length), sorted=True, return_inverse=True)
+
+    def kernel(self, part: str, acc, x, mask, weights, biases) -> None:
+        if part == "attn":
+            attention_chunk(acc, x, mask, weights, biases, self.SHAPE.heads_per_shard, self.SHAPE.head_dim)
+        else:
+            ffn_chunk(acc, x, weights, biases, self.SHAPE.activation)
+
+    # -- per call --------------------------------------------------------------------------------
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, trace: list | None = None) -> torch.Tensor:
+        """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`.
+
+        `trace`, a list, receives (event, chunk key, perf_counter seconds) tuples: "call_start",
+        "embed_end", and per chunk "io_start" (ring space taken) and "io_end" (read and checked)
+        from the IO lane, "compute_start" (handed over), "decode_end" and "compute_end"."""
+        input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
+        if input_ids.ndim != 2:
+            raise ValueError("input_ids must be [batch, length]")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = torch.as_tensor(attention_mask, dtype=torch.int64)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError("attention_mask must have the shape of input_ids")
+
+        def compute(call):
+            with torch.inference_mode():
+                # the embedding first, alone: its cold row reads gate every kernel
+                x = self._embed(input_ids, attention_mask, token_type_ids)
+                self.start_io(call)
+                return self.schedule(x, attention_mask_bias(attention_mask), call)
+
+        return self.run_call(compute, trace)
+
+    def schedule(self, x: torch.Tensor, mask: torch.Tensor, call) -> torch.Tensor:
+        raise NotImplementedError("generated runners define the schedule")
+
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids) -> torch.Tensor:
+        shape = self.SHAPE
+        if input_ids.numel() == 0:
+            raise ValueError("input_ids is empty")
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= shape.vocab:
+            raise ValueError(f"token ids must lie in [0, {shape.vocab})")
+        position_ids = position_ids_for(input_ids, attention_mask, shape.position_kind, shape.pad_token_id)
+        if int(position_ids.max()) >= shape.max_positions:
+            raise ValueError(f"sequence too long: the model has {shape.max_positions} positions")
+        x = self.embedding_rows(input_ids, position_ids)
+        if shape.type_vocab:
+            types = torch.zeros_like(input_ids) if token_type_ids is None else torch.as_tensor(token_type_ids, dtype=torch.int64)
+            if types.shape != input_ids.shape or int(types.min()) < 0 or int(types.max()) >= shape.type_vocab:
+                raise ValueError(f"token_type_ids must have the shape of input_ids and lie in [0, {shape.type_vocab})")
+            x += self.token_types[types]
+        return F.layer_norm(x, (shape.hidden,), self.embed_norm_weight, self.embed_norm_bias, shape.layer_norm_eps)
+
+    def embedding_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Word + position rows [B, L, hidden]: each distinct row read once into the scratch."""
+        hidden = self.SHAPE.hidden
+        words, word_index = torch.unique(input_ids, sorted=True, return_inverse=True)
+        positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
+        nbytes = 4 * hidden * (len(words) + len(positions))
+        rows = self.pool.scratch_or_temporary(nbytes).view(torch.float32).view(-1, hidden)
+        threads = self.EMBED_IO_THREADS
+        read_rows(self.reader, self.WORD_ROWS, self._word_checksums, words, rows[: len(words)], "word embedding", self._row_threads, threads)
+        read_rows(self.reader, self.POSITION_ROWS, self._position_checksums, positions, rows[len(words) :], "position embedding", self._row_threads, threads)
+        return rows[: len(words)][word_index] + rows[len(words) :][position_index]
+
+    def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
+        """Residual add and LayerNorm closing block `part` ("attn" or "ffn") of `layer`."""
+        header = self.layer_headers[layer]
+        return residual_norm(
+            acc, x, header[f"{part}_out_bias"], header[f"{part}_norm_weight"],
+            header[f"{part}_norm_bias"], self.SHAPE.layer_norm_eps,
+        )
+
+    # -- text ----------------------------------------------------------------------------------
+
+    def tokenize(self, texts: list) -> tuple:
+        """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
+        if self._tokenizer is None:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError:
+                raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
+            path = os.path.join(self.store_dir, "tokenizer.json")
+            if not os.path.exists(path):
+                raise StoreError(f"{self.store_dir} has no tokenizer.json; pass token ids instead")
+            tokenizer = Tokenizer.from_file(path)
+            limit = self.SHAPE.max_positions - (self.SHAPE.pad_token_id + 1 if self.SHAPE.position_kind == "roberta" else 0)
+            tokenizer.enable_truncation(max_length=limit)
+            tokenizer.enable_padding(pad_id=self.SHAPE.pad_token_id)
+            self._tokenizer = tokenizer
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
+        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
+        types = torch.tensor([e.type_ids for e in encodings], dtype=torch.int64)
+        return ids, mask, types
+
+    def encode(self, texts: list) -> torch.Tensor:
+        """Mean-pooled embeddings [n, hidden] of `texts` (one call; `last_stats` covers the forward)."""
+        ids, mask, types = self.tokenize(texts)
+        hidden = self.forward(ids, mask, types)
+        return mean_pool(hidden, mask)
+
+
+def runner_main(runner_class, argv=None) -> int:
+    """The runner's command line: one JSON object per input text, then optional stats."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
+    parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
+    parser.add_argument("--stats", action="store_true", help="print a last line with latency, peak weight bytes and IO bytes")
+    parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
+    parser.add_argument("--threads", type=int, help="torch compute threads (default: the plan's, else every core)")
+    args = parser.parse_args(argv)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
+        if not texts:
+            raise ValueError("no input texts (give them as arguments or on stdin)")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        runner = runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
+        embeddings = runner.encode(texts)
+    except (StoreError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for text, embedding in zip(texts, embeddings.tolist(), strict=True):
+        print(json.dumps({"text": text, "embedding": embedding}))
+    if args.stats:
+        stats = dict(runner.last_stats)
+        if runner.io_bandwidth_cap_Bps:
+            stats["emulated_io_bandwidth_Bps"] = runner.io_bandwidth_cap_Bps
+        print(json.dumps({"stats": stats}))
+    runner.close()
+    return 0
+
