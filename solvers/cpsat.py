@@ -12,7 +12,8 @@ the memory budget. The model encodes the simulator's semantics (docs/solver.md h
 - Chunk costs are linear in the group's variables. IO lane: overhead when anything streams, a read
   and a checksum per streamed member. Compute lane: the kernel by members kept, and dequantization:
   a call per run (a 0/1 variable per bitwidth for streamed members and one for preloaded members)
-  and a share per member; a chunk pinned in place has none.
+  and a share per member; a chunk pinned in place has none; and what the slot's IO work takes from
+  the compute lane (`interference` x the IO terms).
 - Two lanes as precedences: the IO lane starts when the embedding ends; the IO of slot c starts
   after the IO of slot c-1 ends and lasts its work (with a bandwidth cap, it also ends no earlier
   than (embedding + bytes read through c) / cap plus its checksums, from the first slot the IO
@@ -134,10 +135,11 @@ def latency_upper_bound_s(problem: Problem) -> float:
     read_nbytes = 0
     for slot in problem.slots:
         costs = problem.parts[slot.part]
-        per_piece = max(
-            costs.read_s[b] + costs.check_s[b] + 2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits
-        )
-        total += problem.io_chunk_overhead_s + problem.handover_s + len(slot.indices) * per_piece + max(costs.compute_s) + costs.join_s
+        io = max(costs.read_s[b] + costs.check_s[b] for b in problem.bits)
+        decode = max(2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits)
+        work = problem.io_chunk_overhead_s + len(slot.indices) * io
+        total += (1 + problem.interference) * work + problem.handover_s + problem.chunk_overhead_s
+        total += len(slot.indices) * decode + max(costs.compute_s) + costs.join_s
         read_nbytes += len(slot.indices) * max(costs.slot_nbytes.values())
     return total + (read_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
 
@@ -302,14 +304,19 @@ class PlanModel:
         """The compute lane's work on the slot: dequantization runs, then the kernel."""
         f, bits = self.scale.fine, self.problem.bits
         size, in_place = self.size[g], self.in_place[g]
-        kernel = sum(f(costs.compute_s[n]) * (v + in_place.get(n, 0)) for n, v in size.items() if n)
+        kernel = sum(f(self.problem.chunk_overhead_s + costs.compute_s[n]) * (v + in_place.get(n, 0)) for n, v in size.items() if n)
         calls = sum(f(costs.decode_call_s[b]) * (self.call[g][b] + self.pre_call[g][b]) for b in bits)
         pieces = sum(f(costs.decode_piece_s[b]) * self.kept[g][b] for b in bits)
         # a chunk pinned in place is decoded at construction: take back its run at 32 bits
         pinned = 0
         if in_place:
             pinned = sum((f(costs.decode_call_s[32]) + n * f(costs.decode_piece_s[32])) * v for n, v in in_place.items())
-        return kernel + calls + pieces - pinned
+        # what the slot's IO work takes from the compute lane
+        g_ = self.problem.interference
+        interference = f(g_ * self.problem.io_chunk_overhead_s) * self.streams[g] + sum(
+            f(g_ * (costs.read_s[b] + costs.check_s[b])) * self._streamed(g, b) for b in bits
+        )
+        return kernel + calls + pieces - pinned + interference
 
     def io_fine(self, g: Group, costs: PartCosts):
         """The IO lane's work on the slot: overhead when it streams, reads, checksums."""

@@ -1,5 +1,8 @@
 """One benchmark case, run in this fresh process: `python -m sticc.bench_case < SPEC_JSON`.
 
+(Spec kind "trace" instead runs a runner's traced calls for the device profile's calibration,
+`trace_calls`.)
+
 The spec (written by `sticc.bench`) names the case: a generated runner ("runner", timed per call or
 as a cold start that includes construction) or a transformers model ("hf", `sticc.bench_hf`).
 This process sets the case up, evicts the files it reads (cold runs), times one call on the given
@@ -150,8 +153,27 @@ def run_case(spec: dict) -> dict:
     return result
 
 
+def trace_calls(spec: dict) -> dict:
+    """A generated runner, constructed as an app constructs it, then `calls` cold calls on the spec's
+    token ids, each traced (`forward(trace=...)`): the device profile's calibration runs this."""
+    case = RunnerCase({**spec, "mode": "call"})
+    case.setup()
+    ids = torch.tensor([spec["input_ids"]], dtype=torch.int64)
+    traces, latencies = [], []
+    for _ in range(spec["calls"]):
+        for path in case.cold_files():
+            evict_from_page_cache(path)
+        trace: list = []
+        case.runner.forward(ids, trace=trace)
+        traces.append(trace)
+        latencies.append(case.runner.last_stats["latency_s"])
+    case.close()
+    return {"traces": traces, "latencies": latencies}
+
+
 def main() -> int:
-    result = run_case(json.loads(sys.stdin.read()))
+    spec = json.loads(sys.stdin.read())
+    result = trace_calls(spec) if spec["kind"] == "trace" else run_case(spec)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (thread pools, torch): its time is nobody's latency

@@ -313,8 +313,11 @@ def _calibration_summary(calibration) -> str:
     quantiles = calibration.latency_quantiles
     spread = f", p90/p50 {quantiles[90] / quantiles[50]:.2f}" if 90 in quantiles and 50 in quantiles else ""
     return (f"; calibrated on {calibration.calls} traced calls of {calibration.plans} plans: reads x{calibration.read_scale:.2f}, "
-            f"decode x{calibration.decode_scale:.2f}, compute x{calibration.compute_scale:.2f}, "
-            f"embedding x{calibration.embed_scale:.2f}, latency error {calibration.latency_error_before * 100:.0f}% -> "
+            f"decode x{min(calibration.decode_scales.values(), default=1):.2f}-{max(calibration.decode_scales.values(), default=1):.2f}, "
+            f"compute x{calibration.compute_scale:.2f}, joins x{calibration.join_scale:.2f}, "
+            f"{calibration.chunk_overhead_s * 1e6:.0f} us per chunk, "
+            f"embedding x{calibration.embed_scale:.2f}, interference {calibration.interference:.2f} s/s of IO, "
+            f"latency error {calibration.latency_error_before * 100:.0f}% -> "
             f"{calibration.latency_error_after * 100:.0f}%{spread}")
 
 

@@ -12,7 +12,10 @@ through `sticc.lower`), each figure times its lane's calibration scale:
 - compute lane, per run of k weights at b bits dequantized together: call_s + k / weights_per_s
 - compute lane, one chunk of s shards of `part` at sequence length L: c0 + cL*L + c1*s*L + c2*s*L^2
 - a block's join (residual + LayerNorm) at L:          j0 + j1*L
+- compute lane, around every chunk: chunk_overhead_s (the calibration's)
 - the embedding (cold rows, sum, LayerNorm) at L:       e0 + e1*L
+- the IO lane's work slows the compute lane beside it (shared cores, caches, memory, GIL): a chunk's
+  compute takes `interference` seconds more per second of its own IO work
 The calibration also records how calls spread (`latency_quantiles`): the planner plans to a high
 percentile of the latency, not to the median.
 """
@@ -58,9 +61,12 @@ class Calibration:
     with the scales (50: about 1)."""
 
     read_scale: float  # reads, checksums and the IO lane's per-chunk overhead
-    decode_scale: float  # dequantization on the compute lane
-    compute_scale: float  # kernels and joins
+    decode_scales: dict[int, float]  # dequantization on the compute lane, by bits (missing: 1)
+    compute_scale: float  # kernels
+    join_scale: float  # joins
     embed_scale: float
+    interference: float  # compute-lane seconds per second of IO-lane work on the same chunk
+    chunk_overhead_s: float  # the compute lane's steps around each chunk (hand-over, bookkeeping)
     handover_s: float  # from the IO lane handing a chunk over to a waiting compute lane starting it
     latency_quantiles: dict[int, float]  # percentile -> measured / predicted
     plans: int  # calibration plans traced
@@ -103,11 +109,14 @@ class DeviceProfile:
         """The checksum of one streamed piece's stored bytes."""
         return nbytes / self.checksum_Bps * self._scale("read_scale")
 
+    def _decode_scale(self, bits: int) -> float:
+        return 1.0 if self.calibration is None else self.calibration.decode_scales.get(bits, 1.0)
+
     def decode_call_s(self, bits: int) -> float:
-        return self.decode[bits].call_s * self._scale("decode_scale")
+        return self.decode[bits].call_s * self._decode_scale(bits)
 
     def decode_weight_s(self, bits: int) -> float:
-        return self._scale("decode_scale") / self.decode[bits].weights_per_s
+        return self._decode_scale(bits) / self.decode[bits].weights_per_s
 
     def chunk_s(self, part: str, shards: int, seq_len: int) -> float:
         if shards == 0:
@@ -117,11 +126,20 @@ class DeviceProfile:
 
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
-        return (j0 + j1 * seq_len) * self._scale("compute_scale")
+        return (j0 + j1 * seq_len) * self._scale("join_scale")
+
+    @property
+    def compute_chunk_s(self) -> float:
+        """The compute lane's steps around one chunk, besides dequantization and the kernel."""
+        return 0.0 if self.calibration is None else self.calibration.chunk_overhead_s
 
     @property
     def handover_s(self) -> float:
         return 0.0 if self.calibration is None else self.calibration.handover_s
+
+    @property
+    def interference(self) -> float:
+        return 0.0 if self.calibration is None else self.calibration.interference
 
     def embed_time_s(self, seq_len: int) -> float:
         e0, e1 = self.embed_s
@@ -161,6 +179,7 @@ class DeviceProfile:
             del data["calibration"]
         else:
             data["calibration"]["latency_quantiles"] = {str(p): v for p, v in sorted(self.calibration.latency_quantiles.items())}
+            data["calibration"]["decode_scales"] = {str(b): v for b, v in sorted(self.calibration.decode_scales.items())}
         data["format_version"] = DEVICE_FORMAT_VERSION
         return data
 
@@ -197,7 +216,8 @@ _KEYS = {
 }
 _REQUIRED = _KEYS - {"fit_error", "note", "emulated_bandwidth_Bps", "calibration"}
 _CALIBRATION_KEYS = {
-    "read_scale", "decode_scale", "compute_scale", "embed_scale", "handover_s", "latency_quantiles", "plans", "calls",
+    "read_scale", "decode_scales", "compute_scale", "join_scale", "embed_scale", "interference", "chunk_overhead_s",
+    "handover_s", "latency_quantiles", "plans", "calls",
     "latency_error_before", "latency_error_after",
 }
 
@@ -274,8 +294,15 @@ def _parse(data: dict, where: str) -> DeviceProfile:
         quantiles = entry["latency_quantiles"]
         if not isinstance(quantiles, dict) or not all(k.isdigit() and 0 < int(k) < 100 for k in quantiles):
             raise UserError(f"{where}: calibration.latency_quantiles must map percentiles (1-99) to numbers")
+        scales = entry["decode_scales"]
+        if not isinstance(scales, dict) or not all(k.isdigit() for k in scales):
+            raise UserError(f"{where}: calibration.decode_scales must map bitwidths to numbers")
         calibration = Calibration(
-            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("read_scale", "decode_scale", "compute_scale", "embed_scale")),
+            _number(entry["read_scale"], f"{where}: calibration.read_scale", positive=True),
+            {int(k): _number(v, f"{where}: calibration.decode_scales.{k}", positive=True) for k, v in scales.items()},
+            *(_number(entry[k], f"{where}: calibration.{k}", positive=True) for k in ("compute_scale", "join_scale", "embed_scale")),
+            _number(entry["interference"], f"{where}: calibration.interference"),
+            _number(entry["chunk_overhead_s"], f"{where}: calibration.chunk_overhead_s"),
             _number(entry["handover_s"], f"{where}: calibration.handover_s"),
             {int(k): _number(v, f"{where}: calibration.latency_quantiles.{k}", positive=True) for k, v in quantiles.items()},
             int(_number(entry["plans"], f"{where}: calibration.plans")),

@@ -77,6 +77,8 @@ class Problem:
     embed_s: float
     io_chunk_overhead_s: float
     handover_s: float  # a loaded chunk reaches a waiting compute lane this much later
+    interference: float  # a chunk's compute takes this many seconds more per second of its IO work
+    chunk_overhead_s: float  # the compute lane's steps around every chunk
     cap_Bps: float | None  # emulated flash bandwidth, or None
     latency_s: float | None  # targets
     memory_bytes: int | None
@@ -153,6 +155,7 @@ def lower(
         header_nbytes=headers_pinned_nbytes(store), embed_scratch_nbytes=align_up(rows, READ_ALIGN_BYTES),
         embed_io_nbytes=rows, embed_s=factor * device.embed_time_s(seq_len),
         io_chunk_overhead_s=factor * device.io_chunk_s, handover_s=factor * device.handover_s,
+        interference=device.interference, chunk_overhead_s=factor * device.compute_chunk_s,
         cap_Bps=device.emulated_bandwidth_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
         percentile=percentile, graph=nx.DiGraph(),
     )

@@ -14,14 +14,17 @@ Everything is measured the way a runner does the work, with the runner's own fun
   the worst relative fit error reported; the join alike;
 - the embedding: a runner's cold `_embed` (row reads and LayerNorm) at several sequence lengths;
 - calibration: traced calls of plans like the planner's (tight budgets, mixed bitwidths, preloads,
-  dropped layers) at the planned sequence length and a short one, cold, in a runner. Each lane's
-  scale is the ratio of what the trace measured to what the isolated figures predict, summed over
-  every chunk of every call; what is left of the calls' latency is folded into every lane; the
+  dropped layers) at the planned sequence length and a short one, cold, each plan's runner in a
+  fresh process constructed as an app constructs it. The IO lane's scale is the ratio of what the
+  traces measured to what the isolated figures predict, summed over every chunk of every call; the
+  compute lane's figures are fitted as scale x figure + interference x the chunks' IO work (least
+  squares over the calls); what is left of the calls' latency is folded into every lane; the
   spread of measured / predicted over the calls gives the latency quantiles the planner plans to.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import random
@@ -29,7 +32,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,18 +48,29 @@ from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
 
 Progress = Callable[[Iterator, int, str], Iterator]
-CALIBRATION_CALLS = 6  # traced cold calls per calibration plan and length (after one untimed call)
+CALIBRATION_CALLS = 6  # traced cold calls per calibration plan and length, in a fresh process
 QUANTILES = (50, 75, 90, 95)
 ROTATE_BYTES = 64 << 20  # dequantization sources rotate through this much memory (beyond the caches)
+COMMON_BITS = (4, 8, 16, 32)  # the bitwidths plans use most; each gets its own calibration plan and decode scale
 
 
 def _median_s(run: Callable[[], object], repeats: int) -> float:
+    return statistics.median(_times_s(run, repeats))
+
+
+def _least_s(run: Callable[[], object], repeats: int) -> float:
+    """The least of `repeats` runs: an isolated figure's intrinsic cost, what the noise of a shared
+    machine cannot lower (the calibration scales it to what calls see)."""
+    return min(_times_s(run, repeats))
+
+
+def _times_s(run: Callable[[], object], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def _cpu_name() -> str:
@@ -192,7 +206,7 @@ def measure_decode(store: Store, repeats: int = 9) -> dict[int, Decode]:
                         decoder(views, (next(turn) % copies) * run_nbytes)
 
                     once()
-                    rows.append((count * layout.weight_count, _median_s(once, repeats)))
+                    rows.append((count * layout.weight_count, _least_s(once, repeats)))
             weights_arr = np.array([r[0] for r in rows], dtype=float)
             times = np.array([r[1] for r in rows])
             call, per_weight = _fit(np.stack([np.ones_like(weights_arr), weights_arr], 1), times)
@@ -217,8 +231,9 @@ def _kernel(store: Store, part: str, shards: int, seq_len: int) -> Callable[[], 
     return lambda: ffn_chunk(acc, x, weights, biases, spec.activation)
 
 
-def measure_compute(store: Store, seq_lens: list[int], repeats: int = 7) -> tuple[dict[str, PartCompute], FitError]:
-    """Per-part chunk and join times over shards x sequence length on the compute lane's threads, fitted."""
+def measure_compute(store: Store, seq_lens: list[int], repeats: int = 11) -> tuple[dict[str, PartCompute], FitError]:
+    """Per-part chunk and join times over shards x sequence length on the compute lane's threads,
+    fitted (the least of the repeats: `_least_s`)."""
     spec = store.spec
     results: dict[str, PartCompute] = {}
     errors = []
@@ -229,7 +244,7 @@ def measure_compute(store: Store, seq_lens: list[int], repeats: int = 7) -> tupl
                 for shards in _shard_counts(store):
                     kernel = _kernel(store, part, shards, seq_len)
                     kernel()
-                    rows.append((shards, seq_len, _median_s(kernel, repeats)))
+                    rows.append((shards, seq_len, _least_s(kernel, repeats)))
             s = np.array([r[0] for r in rows], dtype=float)
             length = np.array([r[1] for r in rows], dtype=float)
             times = np.array([r[2] for r in rows])
@@ -245,7 +260,7 @@ def measure_compute(store: Store, seq_lens: list[int], repeats: int = 7) -> tupl
                     acc = x.new_zeros(seq_len, spec.hidden)
                     residual_norm(acc, x, ones, ones, ones, spec.layer_norm_eps)
 
-                join_rows.append((seq_len, _median_s(join, repeats * 3)))
+                join_rows.append((seq_len, _least_s(join, repeats * 3)))
             lengths = np.array([r[0] for r in join_rows], dtype=float)
             join_times = np.array([r[1] for r in join_rows])
             j0, j1 = _fit(np.stack([np.ones_like(lengths), lengths], 1), join_times)
@@ -260,6 +275,20 @@ def _runner(store: Store, plan, directory: Path, threads: int):
     from codegen import emit_runner, load_runner, write_output
 
     return load_runner(write_output(directory, emit_runner(store, plan, store.path))).Runner(str(store.path), threads=threads)
+
+
+def _traced_calls(store: Store, plan, directory: Path, threads: int, length: int, seed: int) -> dict:
+    """`CALIBRATION_CALLS` traced cold calls of `plan`'s runner in a fresh process, constructed as
+    an app constructs it (what a deployed runner's calls are like, first call included)."""
+    from codegen import emit_runner, write_output
+    from sticc.bench import run_child
+
+    runner = write_output(directory, emit_runner(store, plan, store.path))
+    spec = {
+        "name": "calibration", "kind": "trace", "runner": str(runner), "store": str(store.path), "threads": threads,
+        "calls": CALIBRATION_CALLS, "input_ids": _timing_ids(store, length, seed)[0].tolist(),
+    }
+    return run_child(spec, sample_rss=False)[0]
 
 
 def _timing_ids(store: Store, seq_len: int, seed: int) -> torch.Tensor:
@@ -300,14 +329,13 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
 
 
 def calibration_plans(store: Store, seq_len: int) -> list:
-    """Plans like a planner makes, as (name, choices, budget bytes): uniform 8 and 4 bits with
-    the ring barely holding two chunks, mixed bitwidths with preloads, whole layers dropped, wide
-    pieces (16/32 bits) where reads dominate."""
+    """Plans like a planner makes, as (name, choices, budget bytes): each common bitwidth alone
+    (4, 8, 16, 32) with the ring barely holding two chunks; the common bitwidths mixed with preloads
+    and a few shards dropped; whole layers dropped; every bitwidth mixed (the odd ones too)."""
     rng = random.Random(7)
     spec, spl = store.spec, store.shards_per_layer
     bits = sorted(store.bits)
-    narrow = [b for b in bits if b <= 8] or bits
-    wide = [b for b in bits if b >= 8] or bits
+    common = [b for b in bits if b in COMMON_BITS] or bits
     spc = max(1, spl // DEFAULT_CHUNKS_PER_BLOCK)
 
     def plan(pick) -> dict:
@@ -316,26 +344,25 @@ def calibration_plans(store: Store, seq_len: int) -> list:
     def uniform(b: int):
         return lambda layer, i: ShardChoice(layer, i, b)
 
-    def mixed(layer: int, i: int) -> ShardChoice:
-        b = rng.choice(bits) if rng.random() < 0.85 else 0
-        return ShardChoice(layer, i, b, bool(b) and layer == 0 and rng.random() < 0.5)
+    def mixed(choices: list[int], preload: float):
+        def pick(layer: int, i: int) -> ShardChoice:
+            b = rng.choice(choices) if rng.random() < 0.9 else 0
+            return ShardChoice(layer, i, b, bool(b) and rng.random() < preload)
+        return pick
 
     def dropped_layers(layer: int, i: int) -> ShardChoice:
         if layer < max(1, spec.layers // 3) and rng.random() < 0.8:
             return ShardChoice(layer, i, 0)
-        return ShardChoice(layer, i, rng.choice(narrow))
+        return ShardChoice(layer, i, rng.choice(common))
 
-    def wide_pick(layer: int, i: int) -> ShardChoice:
-        return ShardChoice(layer, i, rng.choice(wide) if rng.random() < 0.9 else 0)
-
-    cases = [("uniform-8", plan(uniform(8 if 8 in bits else bits[-1]))), ("mixed", plan(mixed)),
-             ("dropped-layers", plan(dropped_layers)), ("wide", plan(wide_pick))]
-    if 4 in bits:
-        cases.append(("uniform-4", plan(uniform(4))))
+    cases = [(f"uniform-{b}", plan(uniform(b)), True) for b in common]
+    cases += [("mixed-common", plan(mixed(common, 0.15)), False), ("dropped-layers", plan(dropped_layers), False)]
+    if set(bits) - set(common):
+        cases.append(("mixed-all", plan(mixed(bits, 0.1)), False))
     out = []
-    for name, choices in cases:
+    for name, choices, tight in cases:
         memory = memory_model(store, tuple(choices.values()), spc, seq_len)
-        tight = name.startswith("uniform")  # the IO lane waits for ring space
+        # tight: the IO lane waits for ring space; else room for the four largest chunks
         budget = memory.default_budget_bytes if tight else memory.fixed_bytes + sum(sorted(memory.chunk_bytes)[-4:])
         out.append((name, choices, max(budget, memory.minimum_budget_bytes)))
     return out
@@ -348,75 +375,164 @@ def _trace_by_event(trace: list) -> dict[str, dict[int, float]]:
     return events
 
 
+@dataclass(frozen=True)
+class Observation:
+    """Traced calls of one calibration plan: what `fit_calibration` fits."""
+
+    choices: dict
+    budget_bytes: int
+    seq_len: int
+    shards_per_chunk: int
+    traces: list  # one trace per call (`forward(trace=...)`)
+    latencies_s: list
+
+
 def calibrate(store: Store, profile: DeviceProfile, seq_len: int, progress: Progress) -> Calibration:
     """Scales and latency quantiles from traced cold calls of `calibration_plans` at `seq_len` and
     a quarter of it (see the module docstring); reads are not capped while calibrating."""
+    lengths = sorted({max(8, min(seq_len // 4, store.spec.max_positions)), seq_len})
+    cases = [(length, *case) for length in lengths for case in calibration_plans(store, length)]
+    observations = []
+    with tempfile.TemporaryDirectory(prefix="sticc-calibrate-") as tmp:
+        for n, (length, _, choices, budget) in enumerate(progress(iter(cases), len(cases), "calibrating")):
+            plan = make_plan(store, tuple(choices.values()), SolverInfo("calibration", "GIVEN"), seq_len=length, memory_bytes=budget)
+            traced = _traced_calls(store, plan, Path(tmp) / str(n), profile.compute_threads, length, n)
+            observations.append(Observation(choices, budget, length, plan.shards_per_chunk, traced["traces"], traced["latencies"]))
+    return fit_calibration(store, profile, observations)
+
+
+def fit_calibration(store: Store, profile: DeviceProfile, observations: list[Observation]) -> Calibration:
+    """The calibration of `profile`'s isolated figures that best explains `observations`."""
     from sticc.importance import ImportanceProfile
     from sticc.lower import lower
     from sticc.simulate import plan_work, simulate
 
     base = replace(profile, emulated_bandwidth_Bps=None, calibration=None)
-    lengths = sorted({max(8, min(seq_len // 4, store.spec.max_positions)), seq_len})
-    cases = [(length, *case) for length in lengths for case in calibration_plans(store, length)]
-    # [traced, simulated] sums per lane, over every chunk of every call
-    lanes = {"read": [0.0, 0.0], "decode": [0.0, 0.0], "compute": [0.0, 0.0]}
+    # per call: traced and modelled sums of the IO lane, of dequantization, of kernels, and the
+    # modelled IO work of the chunks the compute lane dequantized
+    rows: list[tuple[float, ...]] = []
     embeds, handovers, calls = [], [], []
-    with tempfile.TemporaryDirectory(prefix="sticc-calibrate-") as tmp:
-        for n, (length, _, choices, budget) in enumerate(progress(iter(cases), len(cases), "calibrating")):
-            plan = make_plan(store, tuple(choices.values()), SolverInfo("calibration", "GIVEN"), seq_len=length, memory_bytes=budget)
-            problem = lower(store, base, ImportanceProfile.flat(store), length, None, budget, plan.shards_per_chunk)
-            simulated = simulate(problem, choices, budget)
-            work = plan_work(problem, choices)
-            runner = _runner(store, plan, Path(tmp) / str(n), profile.compute_threads)
-            try:
-                for call in range(CALIBRATION_CALLS + 1):  # the first call is not counted
-                    trace: list = []
-                    evict_from_page_cache(store.data_path)
-                    runner.forward(_timing_ids(store, length, 100 * n + call), trace=trace)
-                    if call == 0:
-                        continue
-                    events = _trace_by_event(trace)
-                    for key, w in enumerate(work):
-                        if key in events.get("io_start", {}):
-                            lanes["read"][0] += events["io_end"][key] - events["io_start"][key]
-                            lanes["read"][1] += w.io_cpu_s + w.check_s
-                        if key in events.get("decode_end", {}):
-                            lanes["decode"][0] += events["decode_end"][key] - events["compute_start"][key]
-                            lanes["decode"][1] += w.decode_s
-                            lanes["compute"][0] += events["compute_end"][key] - events["decode_end"][key]
-                            lanes["compute"][1] += w.compute_s - w.decode_s
-                    embeds.append((events["embed_end"][-1] - events["call_start"][-1]) / problem.embed_s)
-                    handovers += _handovers(events)
-                    calls.append((plan, choices, budget, length, runner.last_stats["latency_s"], simulated.latency_s))
-            finally:
-                runner.close()
-    read_scale, decode_scale, compute_scale = (max(lanes[k][0] / max(lanes[k][1], 1e-12), 0.05) for k in ("read", "decode", "compute"))
+    chunk_gaps: list[float] = []  # between two chunks of a block, the second one ready
+    join_gaps: list[tuple[float, float]] = []  # (gap, modelled join) between blocks, the next chunk ready
+    # decode scales by bitwidth: the common ones each their own, the others (odd bits) one together
+    decode_bits = [b for b in sorted(store.bits) if b in COMMON_BITS] + [0]
+    for observation in observations:
+        choices, budget, length = observation.choices, observation.budget_bytes, observation.seq_len
+        problem = lower(store, base, ImportanceProfile.flat(store), length, None, budget, observation.shards_per_chunk)
+        simulated = simulate(problem, choices, budget)
+        work = plan_work(problem, choices)
+        for trace, latency_s in zip(observation.traces, observation.latencies_s, strict=True):
+            events = _trace_by_event(trace)
+            # io traced, io model, decode traced, kernel traced, kernel model, io work, then decode model by bits
+            row = [0.0] * (6 + len(decode_bits))
+            for key, w in enumerate(work):
+                if key in events.get("io_start", {}):
+                    row[0] += events["io_end"][key] - events["io_start"][key]
+                    row[1] += w.io_cpu_s + w.check_s
+                if key in events.get("decode_end", {}):
+                    row[2] += events["decode_end"][key] - events["compute_start"][key]
+                    row[3] += events["compute_end"][key] - events["decode_end"][key]
+                    row[4] += w.compute_s - w.decode_s
+                    row[5] += w.io_cpu_s + w.check_s
+                    for b, seconds in _decode_by_bits(problem, w).items():
+                        row[6 + decode_bits.index(_bits_class(b, decode_bits))] += seconds
+            rows.append(tuple(row))
+            overheads, joins = _gaps(events, work)
+            chunk_gaps += overheads
+            join_gaps += [(gap, problem.parts[part].join_s) for gap, part in joins]
+            embeds.append((events["embed_end"][-1] - events["call_start"][-1]) / problem.embed_s)
+            handovers += _handovers(events)
+            calls.append((observation, latency_s, simulated.latency_s))
+    table = np.array(rows)
+    read_scale = max(table[:, 0].sum() / max(table[:, 1].sum(), 1e-12), 0.05)
+    # the compute lane's figures, fitted over the calls (least squares, non-negative): dequantization
+    # as scale(bits) x figure + interference x the chunks' IO work, kernels as scale x figure +
+    # interference x the same IO work
+    decode_fit = _fit(table[:, [*range(6, table.shape[1]), 5]], table[:, 2], relative=False)
+    compute_scale, compute_interference = _fit(table[:, [4, 5]], table[:, 3], relative=False)
+    used = table[:, 6:].sum(0) > 0
+    decode_scales = {}
+    for i, b in enumerate(decode_bits):
+        scale = float(max(decode_fit[i], 0.05)) if used[i] else 1.0
+        for bits in store.bits:
+            if _bits_class(bits, decode_bits) == b:
+                decode_scales[bits] = scale
+    interference = float(decode_fit[-1] + compute_interference)
+    chunk_overhead_s = float(statistics.median(chunk_gaps)) if chunk_gaps else 0.0
+    join_scale = max(statistics.median((gap - chunk_overhead_s) / join for gap, join in join_gaps), 0.05) if join_gaps else 1.0
     embed_scale = float(statistics.median(embeds))
     handover_s = float(statistics.median(handovers)) if handovers else 0.0
 
     def ratios(calibration: Calibration) -> list[float]:
         scaled = replace(base, calibration=calibration)
         out = []
-        for plan, choices, budget, length, measured_s, _ in calls:
-            problem = lower(store, scaled, ImportanceProfile.flat(store), length, None, budget, plan.shards_per_chunk)
-            out.append(measured_s / simulate(problem, choices, budget).latency_s)
+        for observation, measured_s, _ in calls:
+            problem = lower(
+                store, scaled, ImportanceProfile.flat(store), observation.seq_len, None, observation.budget_bytes,
+                observation.shards_per_chunk,
+            )
+            out.append(measured_s / simulate(problem, observation.choices, observation.budget_bytes).latency_s)
         return out
 
-    lane_fit = Calibration(read_scale, decode_scale, compute_scale, embed_scale, handover_s, {}, len(cases), len(calls), 0.0, 0.0)
-    # what the lanes' figures leave of the calls (the steps between chunks, joins) goes to every lane
+    lane_fit = Calibration(
+        float(read_scale), decode_scales, max(float(compute_scale), 0.05), float(join_scale), embed_scale,
+        interference, chunk_overhead_s, handover_s, {}, len(observations), len(calls), 0.0, 0.0,
+    )
+    # what the lanes' figures leave of the calls goes to every lane
     residual = statistics.median(ratios(lane_fit))
     folded = replace(
-        lane_fit, read_scale=read_scale * residual, decode_scale=decode_scale * residual,
-        compute_scale=compute_scale * residual, embed_scale=embed_scale * residual, handover_s=handover_s * residual,
+        lane_fit, read_scale=lane_fit.read_scale * residual, decode_scales={b: v * residual for b, v in decode_scales.items()},
+        compute_scale=lane_fit.compute_scale * residual, join_scale=lane_fit.join_scale * residual,
+        embed_scale=embed_scale * residual, chunk_overhead_s=chunk_overhead_s * residual, handover_s=handover_s * residual,
     )
     after = ratios(folded)
     quantiles = {q: float(np.percentile(after, q)) for q in QUANTILES}
-    before = [measured / simulated for *_, measured, simulated in calls]
+    before = [measured / simulated for _, measured, simulated in calls]
     return replace(
         folded, latency_quantiles=quantiles,
         latency_error_before=float(statistics.median(abs(1 / r - 1) for r in before)),
         latency_error_after=float(statistics.median(abs(1 / r - 1) for r in after)),
     )
+
+
+def _bits_class(bits: int, decode_bits: list[int]) -> int:
+    """The calibration's decode class of `bits`: itself for a common bitwidth, else 0 (the others)."""
+    return bits if bits in decode_bits else 0
+
+
+def _decode_by_bits(problem, work) -> dict[int, float]:
+    """A chunk's modelled dequantization, by bitwidth (`sticc.simulate.chunk_work`'s runs)."""
+    costs = problem.parts[work.slot.part]
+    runs: dict[tuple[int, bool], int] = {}
+    for m in work.members:
+        runs[(m.bits, m.preload)] = runs.get((m.bits, m.preload), 0) + 1
+    out: dict[int, float] = {}
+    for (b, _), count in runs.items():
+        out[b] = out.get(b, 0.0) + costs.decode_call_s[b] + count * costs.decode_piece_s[b]
+    return out
+
+
+def _gaps(events: dict[str, dict[int, float]], work: list) -> tuple[list[float], list[tuple[float, str]]]:
+    """The compute lane's time between two chunks where the second was already handed over: within
+    a block (the steps around a chunk), and across blocks ((gap, the part whose join it holds))."""
+    starts, ends, io_end = events.get("compute_start", {}), events.get("compute_end", {}), events.get("io_end", {})
+    within, across = [], []
+    keys = sorted(starts)
+    for a, b in itertools.pairwise(keys):
+        if b != a + 1 or a not in ends or io_end.get(b, 0.0) > ends[a]:
+            continue
+        gap = starts[b] - ends[a]
+        first, second = work[a].slot, work[b].slot
+        if (first.layer, first.part) == (second.layer, second.part):
+            within.append(gap)
+        elif (second.layer, second.part) == _next_block(first.layer, first.part):
+            across.append((gap, first.part))
+    return within, across
+
+
+def _next_block(layer: int, part: str) -> tuple[int, str]:
+    index = PARTS.index(part)
+    return (layer, PARTS[index + 1]) if index + 1 < len(PARTS) else (layer + 1, PARTS[0])
 
 
 def _handovers(events: dict[str, dict[int, float]]) -> list[float]:

@@ -21,6 +21,9 @@ tests check that their predictions equal the simulator's. The machine, as the ru
 - A loaded chunk reaches the compute lane `handover_s` after the IO lane finishes it (a thread
   wake-up); the IO lane goes on at once. A chunk with nothing streamed (every member preloaded) is
   not loaded: it is ready at once.
+- The IO lane's work slows the compute lane (shared cores, caches, memory bandwidth, the GIL): a
+  chunk's compute takes `interference` x its own IO work longer (the IO lane runs ahead, so its
+  work overlaps compute; the calibration fits the factor on traced calls).
 - A chunk whose kept pieces are all preloaded at 32 bits is pinned in place (decoded at
   construction): no IO, no ring, no scratch, no dequantization.
 """
@@ -51,7 +54,7 @@ class ChunkWork:
     io_cpu_s: float  # overhead and reads
     check_s: float  # checksums, after the reads
     decode_s: float  # dequantization on the compute lane
-    compute_s: float  # dequantization and kernel
+    compute_s: float  # overhead, dequantization, kernel and what the chunk's IO work takes from the compute lane
 
 
 def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) -> ChunkWork:
@@ -59,7 +62,7 @@ def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) ->
     n = len(members)
     if all(m.preload and m.bits == 32 for m in members):
         decoded = costs.decoded_nbytes[n]
-        return ChunkWork(slot, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, costs.compute_s[n])
+        return ChunkWork(slot, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, problem.chunk_overhead_s + costs.compute_s[n])
     streamed = [m for m in members if not m.preload]
     pinned = sum(costs.slot_nbytes[m.bits] for m in members if m.preload)
     ring = sum(costs.slot_nbytes[m.bits] for m in streamed)
@@ -69,9 +72,10 @@ def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) ->
     for m in members:
         runs[(m.bits, m.preload)] = runs.get((m.bits, m.preload), 0) + 1
     decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
+    interference = problem.interference * (io_cpu + check)
     return ChunkWork(
         slot, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
-        decode + costs.compute_s[n],
+        problem.chunk_overhead_s + decode + costs.compute_s[n] + interference,
     )
 
 

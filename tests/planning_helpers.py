@@ -35,7 +35,7 @@ def synthetic_device(
         },
         embed_s=(200e-6, 2e-6),
         fit_error=None,
-        calibration=Calibration(1.0, 1.0, 1.0, 1.0, handover_s, {50: 1.0, 90: 1.1}, 0, 0, 0.0, 0.0),
+        calibration=Calibration(1.0, {}, 1.0, 1.0, 1.0, 0.1, 5e-6, handover_s, {50: 1.0, 90: 1.1}, 0, 0, 0.0, 0.0),
     )
 
 

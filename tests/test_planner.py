@@ -74,7 +74,8 @@ def test_simulator_on_a_hand_computed_pipeline(small_store):
         return problem.io_chunk_overhead_s + costs.read_s[8] + costs.check_s[8]
 
     def compute(costs):
-        return costs.decode_call_s[8] + costs.decode_piece_s[8] + costs.compute_s[1]
+        overhead = problem.chunk_overhead_s + problem.interference * io(costs)
+        return overhead + costs.decode_call_s[8] + costs.decode_piece_s[8] + costs.compute_s[1]
 
     # compute runs the embedding; then IO loads attn and ffn back to back, compute dequantizes and
     # runs each chunk once it is handed over, then its join
@@ -125,7 +126,7 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    calibration = Calibration(1.5, 1.1, 1.2, 2.0, 1e-4, {50: 1.01, 90: 1.2}, 3, 12, 0.4, 0.05)
+    calibration = Calibration(1.5, {4: 1.1, 8: 1.3}, 1.2, 1.3, 2.0, 0.2, 3e-5, 1e-4, {50: 1.01, 90: 1.2}, 3, 12, 0.4, 0.05)
     device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=calibration)
     path = tmp_path / "device.json"
     device.write(path)
@@ -142,6 +143,7 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
         ({"surprise": 1}, "unknown keys ['surprise']"),
         ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale must be positive"),
         ({"calibration": {**good["calibration"], "latency_quantiles": {"150": 1.0}}}, "latency_quantiles must map percentiles"),
+        ({"calibration": {**good["calibration"], "decode_scales": {"x": 1.0}}}, "decode_scales must map bitwidths"),
         ({"checksum_Bps": 0}, "checksum_Bps must be positive"),
     ]
     for change, message in cases:
@@ -164,14 +166,16 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
 
 def test_calibration_scales_each_lane(small_store):
     device = synthetic_device(small_store)
-    scaled = dataclasses.replace(device, calibration=Calibration(2.0, 5.0, 3.0, 4.0, 1e-4, {50: 1.1, 90: 1.32}, 1, 4, 0.0, 0.0))
+    scaled = dataclasses.replace(device, calibration=Calibration(2.0, {4: 5.0}, 3.0, 6.0, 4.0, 0.0, 2e-5, 1e-4, {50: 1.1, 90: 1.32}, 1, 4, 0.0, 0.0))
     assert scaled.read_s(4096) == pytest.approx(2 * device.read_s(4096))
     assert scaled.check_s(4096) == pytest.approx(2 * device.check_s(4096))
     assert scaled.io_chunk_s == pytest.approx(2 * device.io_chunk_overhead_s)
     assert scaled.decode_call_s(4) == pytest.approx(5 * device.decode[4].call_s)
     assert scaled.decode_weight_s(4) == pytest.approx(5 / device.decode[4].weights_per_s)
+    assert scaled.decode_call_s(8) == pytest.approx(device.decode[8].call_s)  # no scale for 8 bits: 1
     assert scaled.chunk_s("attn", 2, 16) == pytest.approx(3 * device.chunk_s("attn", 2, 16))
-    assert scaled.join_s("ffn", 16) == pytest.approx(3 * device.join_s("ffn", 16))
+    assert scaled.join_s("ffn", 16) == pytest.approx(6 * device.join_s("ffn", 16))
+    assert scaled.compute_chunk_s == 2e-5
     assert scaled.embed_time_s(16) == pytest.approx(4 * device.embed_time_s(16))
     # percentiles are relative to the median: 1.32 / 1.1
     assert scaled.quantile_factor(90) == pytest.approx(1.2)
