@@ -5,6 +5,10 @@ respect each; they are subclasses of a generated runner class made here, so no s
 carries their code:
 - `with_pinned_embeddings`: the whole embedding tables read at construction and held (counted as
   weight bytes), so a call reads nothing: the `preload` and `load-exec` baselines.
+- `with_io_first`: the IO lane loads every chunk before the compute lane starts (the ring must
+  admit them all): the compute lane's work alone, for `examples/bench_lanes.py`.
+- `io_only`: the compute lane takes and releases each chunk without dequantizing or computing:
+  the IO lane's work alone.
 """
 
 from __future__ import annotations
@@ -43,3 +47,42 @@ def with_pinned_embeddings(runner_class: type) -> type:
 
     PinnedEmbeddings.__name__ = f"{runner_class.__name__}WithPinnedEmbeddings"
     return PinnedEmbeddings
+
+
+def with_io_first(runner_class: type) -> type:
+    """`runner_class` whose calls load every chunk before computing any (load, then compute)."""
+
+    class IOFirst(runner_class):
+        def start_io(self, call) -> None:
+            streamed = [load.key for load in self.LOADS if load.ring_nbytes]
+            if sum(load.ring_nbytes for load in self.LOADS) > self.POOL.admit_nbytes:
+                raise ValueError("loading every chunk first needs a ring that admits them all: compile with more --memory")
+            super().start_io(call)
+            self._loaded_first = {key: call.wait(key) for key in streamed}
+            call.note("io_all_done", -1)
+
+        def take(self, call, key: int):
+            if key in self._loaded_first:
+                call.note("compute_start", key)
+                out = self.decode_chunk(key, self._loaded_first.pop(key))
+                call.note("decode_end", key)
+                return out
+            return super().take(call, key)
+
+    IOFirst.__name__ = f"{runner_class.__name__}IOFirst"
+    return IOFirst
+
+
+def io_only(runner_class: type) -> type:
+    """`runner_class` whose calls only load: each chunk is waited for and released at once."""
+
+    class IOOnly(runner_class):
+        def schedule(self, x, mask, call):
+            for load in self.LOADS:
+                if load.ring_nbytes:
+                    call.wait(load.key)
+                    self.release(call, load.key)
+            return x
+
+    IOOnly.__name__ = f"{runner_class.__name__}IOOnly"
+    return IOOnly

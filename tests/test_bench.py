@@ -331,3 +331,30 @@ def test_cold_starts_are_interleaved_and_reported(monkeypatch):
     print_table(subject, Settings(2, True, None), results, console)
     table = console.file.getvalue()
     assert "cold start ms (med)" in table and "105.5" in table
+
+
+def test_lane_modes_load_first_or_only_load(tmp_path, tiny_bert_store):
+    """The modes examples/bench_lanes.py times: every load before any compute gives the same
+    output; loads alone read every streamed byte and compute nothing."""
+    from solvers.uniform import uniform_plan
+    from sticc.bench_modes import io_only, with_io_first
+    from sticc.plan import memory_model
+
+    store = Store.open(tiny_bert_store)
+    ids = torch.tensor([timing_ids(store.spec.vocab, 16)])
+    tight = uniform_plan(store, 8, seq_len=16)
+    streamed = compile_runner(tiny_bert_store, tight, tmp_path / "tight")
+    expected = streamed.forward(ids)
+    roomy_budget = memory_model(store, tight.shards, tight.shards_per_chunk, 16).all_chunks_bytes
+    roomy = compile_runner(tiny_bert_store, uniform_plan(store, 8, seq_len=16, memory_bytes=roomy_budget), tmp_path / "roomy")
+    first = with_io_first(type(roomy))(str(tiny_bert_store))
+    trace: list = []
+    assert torch.equal(first.forward(ids, trace=trace), expected)
+    done = next(t for event, _, t in trace if event == "io_all_done")
+    assert all(t <= done for event, _, t in trace if event == "io_end")
+    assert all(t >= done for event, _, t in trace if event == "compute_start")
+    with pytest.raises(ValueError, match="more --memory"):
+        with_io_first(type(streamed))(str(tiny_bert_store)).forward(ids)
+    loads = io_only(type(streamed))(str(tiny_bert_store))
+    loads.forward(ids)
+    assert loads.last_stats["io_bytes"] == streamed.last_stats["io_bytes"]

@@ -435,6 +435,11 @@ class StoreReader:
         view = memoryview(buffer.numpy()).cast("B")
         self._read_exactly(self._fd, view, offset, len(view), what)
 
+    def read_span(self, view: memoryview, offset: int, needed: int, what: str) -> None:
+        """Read at `offset` into `view`, an aligned span as `read_blobs` takes (whole read units for
+        direct reads, exactly `needed` bytes otherwise): the IO lane's read."""
+        self._read_exactly(self._direct_fd if self._direct_fd is not None else self._fd, view, offset, needed, what)
+
     def read_blobs(self, buffer: torch.Tensor, offset: int, nbytes: int, what: str) -> None:
         """Read `nbytes` at `offset` into the start of `buffer`, a READ_ALIGN_BYTES-aligned tensor
         with room for `nbytes` rounded up to whole read units (direct reads read whole units)."""
@@ -584,9 +589,20 @@ class IOLane:
 
     def __init__(self, loads: tuple, reader: StoreReader, ring: Ring) -> None:
         self._streamed = tuple(load for load in loads if load.ring_nbytes)
-        self._reads = {load.key: chunk_reads(load) for load in self._streamed}
+        # per chunk, worked out once: (ring offset, bytes to read into, file offset, bytes needed,
+        # ((ring offset, bytes, checksum, what) of each member read))
+        span = READ_ALIGN_BYTES if reader.direct else 1
+        self._reads = {
+            load.key: tuple(
+                (read.ring_offset, align_up(read.nbytes, span), read.file_offset, read.nbytes,
+                 tuple((offset, m.layout.nbytes, m.checksum, m.what) for offset, m in read.members))
+                for read in chunk_reads(load)
+            )
+            for load in self._streamed
+        }
         self._reader = reader
         self._ring = ring
+        self._view = memoryview(ring.buffer.numpy())
         self._calls = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -620,20 +636,20 @@ class IOLane:
                 call.finish()
 
     def _load(self, call: Call) -> None:
-        ring, reader = self._ring, self._reader
+        # the IO lane's Python between its reads and checksums holds the GIL the compute lane needs:
+        # it is kept to a few steps per chunk (everything else was worked out at construction)
+        ring, reader, view = self._ring, self._reader, self._view
         for load in self._streamed:
             if call.cancelled:
                 return
             start = ring.allocate(load.ring_nbytes)
             call.note("io_start", load.key)
-            for read in self._reads[load.key]:
-                region = ring.buffer[start + read.ring_offset : start + read.ring_offset + align_up(read.nbytes, READ_ALIGN_BYTES)]
-                reader.read_blobs(region, read.file_offset, read.nbytes, read.members[0][1].what)
-                view = memoryview(ring.buffer.numpy())
-                for ring_offset, member in read.members:
-                    at = start + ring_offset
-                    if checksum(view[at : at + member.layout.nbytes]) != member.checksum:
-                        raise checksum_error(member.what)
+            for ring_offset, span, file_offset, needed, members in self._reads[load.key]:
+                at = start + ring_offset
+                reader.read_span(view[at : at + span], file_offset, needed, members[0][3])
+                for offset, nbytes, expected, what in members:
+                    if checksum(view[start + offset : start + offset + nbytes]) != expected:
+                        raise checksum_error(what)
             call.publish(load.key, start)
 
 
