@@ -116,8 +116,9 @@ def synthetic_problem(
         shards_per_layer=shards, shards_per_chunk=shards_per_chunk, bits=tuple(sorted(bits)), parts=parts,
         slots=slots, loss=loss, header_nbytes=headers, embed_scratch_nbytes=align_up(embed, READ_ALIGN_BYTES),
         embed_io_nbytes=embed, embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s,
-        handover_s=device.handover_s, cap_Bps=cap_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len,
-        percentile=None, graph=nx.DiGraph(),
+        handover_s=device.handover_s, interference=device.interference, chunk_overhead_s=device.compute_chunk_s,
+        cap_Bps=cap_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len, percentile=None,
+        graph=nx.DiGraph(),
     )
 
 

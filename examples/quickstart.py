@@ -4,9 +4,9 @@
 2. measures this machine's device profile and every shard version's importance (cached by store);
 3. picks two operating points from the device profile and compiles each with CP-SAT and with STI's
    greedy heuristic:
-   - "faithful": 5% of the fp32 weights, the latency target just above what a plan of every
+   - "5%": 5% of the fp32 weights, the latency target just above what a plan of every
      shard at 8 bits needs on this machine (at the planned percentile): fidelity >= 0.99 expected;
-   - "tight": 3% of the weights and 70% of that latency: the trade-off, shards cut or dropped;
+   - "3%": 3% of the weights and 70% of that latency: the trade-off, shards cut or dropped;
 4. runs each runner in fresh processes with a cold page cache on 128 tokens (the planned sequence
    length) and compares measured latency with the prediction and the target, weight memory with
    the budget, and fidelity (cosine of pooled embeddings against the fp32 model) on held-out
@@ -74,13 +74,13 @@ def main() -> None:
     faithful_memory = int(FAITHFUL_MEMORY * fp32)
     target_s = faithful_target_s(store, device, importance, faithful_memory)
     points = {
-        "faithful": (target_s, faithful_memory),
-        "tight": (TIGHT_LATENCY * target_s, int(TIGHT_MEMORY * fp32)),
+        "5%": (target_s, faithful_memory),
+        "3%": (TIGHT_LATENCY * target_s, int(TIGHT_MEMORY * fp32)),
     }
     outputs = {}
     for point, (latency_s, memory_bytes) in points.items():
         for solver in ("cpsat", "greedy"):
-            out = args.work / f"quickstart-{point}-{solver}"
+            out = args.work / f"quickstart-{point.rstrip('%')}pct-{solver}"
             command = [
                 "compile", str(store_dir), "-o", str(out), "--latency", f"{latency_s * 1e3:.1f}ms",
                 "--memory", f"{memory_bytes}B", "--solver", solver, "--seq-len", str(SEQ_LEN),
@@ -96,7 +96,8 @@ def main() -> None:
     reference = encode_in_process(reference_dir / "runner.py", store_dir, texts)
 
     table = Table(title=f"all-MiniLM-L6-v2, {SEQ_LEN} tokens, {args.runs} fresh processes each, cold cache",
-                  caption=f"ms: predicted median; target bounds p{PLANNED_PERCENTILE}. cos vs fp32 on {len(texts)} held-out sentences")
+                  caption=f"5%, 3%: of the fp32 weights. ms: predicted median; the target bounds p{PLANNED_PERCENTILE}. "
+                          f"cos vs fp32 on {len(texts)} held-out sentences")
     for column in ("plan", "target", "pred", "measured", "met", "MB (% fp32)", "cos mean/min"):
         table.add_column(column, justify="left" if column == "plan" else "right")
     for (point, solver), out in outputs.items():
@@ -112,8 +113,8 @@ def main() -> None:
             f"{held / 1e6:.2f} ({100 * held / fp32:.1f}%)", f"{cosine.mean():.4f}/{cosine.min():.3f}",
         )
     console.print(table)
-    console.print(f"reports: {outputs[('faithful', 'cpsat')]}/report.md and timeline.svg "
-                  f"(or `sticc report {outputs[('faithful', 'cpsat')]}/plan.json`)")
+    console.print(f"reports: {outputs[('5%', 'cpsat')]}/report.md and timeline.svg "
+                  f"(or `sticc report {outputs[('5%', 'cpsat')]}/plan.json`)")
 
 
 if __name__ == "__main__":

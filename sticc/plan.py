@@ -20,7 +20,7 @@ from sticc.runtime.encoder import embed_rows_nbytes
 from sticc.sharding import PARTS
 from sticc.store import Store
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2  # 2: the two-lane engine (pool memory, planned percentile, no io_threads)
 DEFAULT_SEQ_LEN = 128
 # a layer block is loaded and computed in this many chunks by default: on the 2-core machine this
 # was measured on, whole-layer chunks were no faster than quarter-layer ones but held 3x the

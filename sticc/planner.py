@@ -97,7 +97,7 @@ def finish_plan(
         "timeline": {
             "events": [asdict(e) for e in simulation.events],
             "compute_stall_s": simulation.compute_stall_s,
-            "arena_wait_s": simulation.arena_wait_s,
+            "ring_wait_s": simulation.ring_wait_s,
         },
         "comparison": comparison or {},
         "device": {

@@ -196,7 +196,7 @@ class TimelineSummary:
     events: tuple[Event, ...]
     end_s: float  # the last event's end
     compute_stall_s: float
-    arena_wait_s: float
+    ring_wait_s: float
     io_busy_s: float  # loads on the IO lane
     compute_busy_s: float  # embedding, chunk compute and joins
 
@@ -240,12 +240,12 @@ def timeline_summary(plan: dict) -> TimelineSummary | None:
         return sum(e.end_s - e.start_s for e in events if e.lane == lane and e.kind in kinds)
 
     stall = timeline.get("compute_stall_s")
-    wait = timeline.get("arena_wait_s")
+    wait = timeline.get("ring_wait_s")
     return TimelineSummary(
         events=events,
         end_s=max((e.end_s for e in events), default=0.0),
         compute_stall_s=total("compute", ("stall",)) if stall is None else float(stall),
-        arena_wait_s=total("io", ("wait",)) if wait is None else float(wait),
+        ring_wait_s=total("io", ("wait",)) if wait is None else float(wait),
         io_busy_s=total("io", ("load",)),
         compute_busy_s=total("compute", ("embed", "compute", "join")),
     )
@@ -455,7 +455,7 @@ def _timeline_section(plan: dict) -> Section:
     waits = sum(1 for e in summary.events if e.kind == "wait")
     rows = (
         ("compute stall (compute waits for IO)", f"{_ms(summary.compute_stall_s)} ({_percent(summary.compute_stall_s, latency) or '0%'} of latency, {_count(stalls, 'stall')})"),
-        ("ring wait (IO waits for memory)", f"{_ms(summary.arena_wait_s)} ({_count(waits, 'wait')})"),
+        ("ring wait (IO waits for memory)", f"{_ms(summary.ring_wait_s)} ({_count(waits, 'wait')})"),
         ("IO busy", f"{summary.busy_fraction(summary.io_busy_s):.0%} ({_count(loads, 'load')}, {_ms(summary.io_busy_s)})"),
         ("compute busy", f"{summary.busy_fraction(summary.compute_busy_s):.0%} ({_ms(summary.compute_busy_s)})"),
         ("timeline end", _ms(summary.end_s)),
@@ -715,7 +715,7 @@ def render_svg(plan: dict) -> str:
         body.append(f'<line x1="{lx}" y1="{legend_y - 4}" x2="{lx + 22}" y2="{legend_y - 4}" stroke="{color}" stroke-width="2"{dash}/>')
         body.append(_text(lx + 27, legend_y, label, size=12))
         lx += 44 + 7 * len(label)
-    stats = (f"compute stall {_ms(summary.compute_stall_s)}, ring wait {_ms(summary.arena_wait_s)}, "
+    stats = (f"compute stall {_ms(summary.compute_stall_s)}, ring wait {_ms(summary.ring_wait_s)}, "
              f"IO busy {summary.busy_fraction(summary.io_busy_s):.0%}, {len(summary.events)} events")
     return _svg_document(legend_y + 20, title, subtitle, stats, _hatch_patterns(), body)
 

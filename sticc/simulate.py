@@ -92,7 +92,7 @@ def plan_work(problem: Problem, choices: dict[tuple[int, int], ShardChoice]) -> 
 @dataclass(frozen=True)
 class Event:
     lane: str  # "io" | "compute"
-    kind: str  # "embed" | "load" | "compute" | "join" | "stall" (compute waits for IO) | "wait" (IO waits for arena)
+    kind: str  # "embed" | "load" | "compute" | "join" | "stall" (compute waits for IO) | "wait" (IO waits for ring space)
     label: str
     start_s: float
     end_s: float
@@ -108,7 +108,7 @@ class Simulation:
     peak_weight_bytes: int  # the pool: pinned + scratch + admission + slack
     io_nbytes: int  # per call, embedding rows included
     compute_stall_s: float  # compute lane waiting for the IO lane
-    arena_wait_s: float  # IO lane waiting for ring space
+    ring_wait_s: float  # IO lane waiting for ring space
     fits: bool  # the ring admits the largest streamed chunk
     events: tuple[Event, ...]
 
@@ -141,7 +141,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     return Simulation(
         latency_s=latency, pinned_nbytes=pinned, scratch_nbytes=scratch, slack_nbytes=slack, admit_nbytes=admit,
         peak_weight_bytes=pinned + scratch + admit + slack, io_nbytes=read_so_far,
-        compute_stall_s=stall, arena_wait_s=wait, fits=fits,
+        compute_stall_s=stall, ring_wait_s=wait, fits=fits,
         events=tuple(sorted(events, key=lambda e: (e.lane, e.start_s))),
     )
 

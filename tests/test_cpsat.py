@@ -109,7 +109,7 @@ def test_model_matches_simulator_on_fixed_plans(tiny_stores, store_name, shards_
         # the hint's schedule (the simulator's rules in the model's integers) is the model's least latency
         plan = PlanModel(problem, scale, latency_target=False)
         assert scale.seconds(plan.values(choices)[plan.latency.index]) == pytest.approx(check.latency_s)
-        waited += simulation.arena_wait_s > 0
+        waited += simulation.ring_wait_s > 0
     assert waited, "no plan made the IO lane wait for ring space: the admission model went unchecked"
 
 

@@ -94,7 +94,7 @@ def test_a_smaller_arena_delays_io_and_the_simulator_says_so(tiny_bert_store):
     roomy = simulate(problem, choices, 10**9)
     minimum = memory_model(store, make_plan(store, tuple(choices.values()), SolverInfo("t", "GIVEN"), seq_len=32, shards_per_chunk=1).shards, 1, 32).minimum_budget_bytes
     tight = simulate(problem, choices, minimum)
-    assert tight.arena_wait_s > 0 and roomy.arena_wait_s == 0
+    assert tight.ring_wait_s > 0 and roomy.ring_wait_s == 0
     assert tight.latency_s > roomy.latency_s
     assert tight.peak_weight_bytes <= minimum
 

@@ -60,7 +60,7 @@ def sample_timeline(chunks: int, load_s: float, compute_s: float) -> dict:
     return {
         "events": [asdict(e) for e in events],
         "compute_stall_s": sum(e.end_s - e.start_s for e in events if e.kind == "stall"),
-        "arena_wait_s": sum(e.end_s - e.start_s for e in events if e.kind == "wait"),
+        "ring_wait_s": sum(e.end_s - e.start_s for e in events if e.kind == "wait"),
     }
 
 
@@ -75,7 +75,7 @@ def sample_plan(layers: int = 6, per_layer: int = 12, timeline: dict | None = No
         timeline = sample_timeline(layers * 8, load_s=1.5e-3, compute_s=0.9e-3)
     end_s = max(e["end_s"] for e in timeline["events"]) if timeline["events"] else 0.0
     return {
-        "format_version": 1,
+        "format_version": 2,
         "store_id": "ab" * 32,
         "model": "all-MiniLM-L6-v2",
         "targets": {"latency_s": 0.08, "memory_bytes": 4_000_000, "seq_len": 128},
@@ -248,7 +248,7 @@ def test_svg_of_a_simulated_call(tiny_bert_store):
     simulation = simulate(problem, by_position(plan.shards), plan.memory_budget_bytes)
     data = plan.to_json()
     data["timeline"] = {"events": [asdict(e) for e in simulation.events],
-                        "compute_stall_s": simulation.compute_stall_s, "arena_wait_s": simulation.arena_wait_s}
+                        "compute_stall_s": simulation.compute_stall_s, "ring_wait_s": simulation.ring_wait_s}
     data["predicted"]["latency_s"] = simulation.latency_s
     assert len(event_rects(render_svg(data))) == len(simulation.events)
     assert "Timeline" in render_markdown(data)
@@ -326,7 +326,8 @@ def test_report_of_a_compiled_plan(tiny_bert_store, tmp_path):
         ("[1, 2]", "must hold a JSON object"),
         (json.dumps({"default_bits": 4}), "no format_version"),
         (json.dumps({"format_version": 99}), "format_version 99"),
-        (json.dumps({"format_version": 1, "shards": []}), "missing keys"),
+        (json.dumps({"format_version": 2, "shards": []}), "missing keys"),
+        (json.dumps({"format_version": 1, "shards": []}), "format_version 1"),
         ("targets", "targets must be an object"),
         ("timeline", "timeline.events[0]"),
         ("shards", "shards must be a list"),
