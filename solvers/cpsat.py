@@ -20,8 +20,8 @@ the memory budget. The model encodes the simulator's semantics (docs/solver.md h
   lane loads on); the compute of c starts after the previous compute step and after c's IO plus
   a hand-over when c streams; every block ends with its join. Slots that stream nothing have no IO
   work and no ring space, so they pass time through unchanged.
-- Ring admission: one interval per slot from its IO start to its compute end, demanding its
-  streamed members' bytes as stored, in one cumulative constraint whose capacity is the admission
+- Ring admission: one interval per slot from its IO start to a hand-over after its compute end,
+  demanding its streamed members' bytes as stored, in one cumulative constraint whose capacity is the admission
   capacity (budget - pinned - scratch - slack, a variable). With FIFO frees this is exact: the
   simulator's schedule satisfies it, and any schedule satisfying it is no earlier than the
   simulator's, slot by slot (induction over the slots). So the least latency of the model is the
@@ -421,8 +421,10 @@ class PlanModel:
             costs = p.parts[slot.part]
             demand = m.new_int_var(0, self.most_slack, f"ring_held_{c}")
             m.add(demand == self.ring_units(g, costs))
-            held = m.new_int_var(0, self.horizon, f"held_{c}")
-            intervals.append(m.new_interval_var(self.io_start[c], held, self.compute_end[c], f"ring_{c}"))
+            # the space is back a hand-over after the compute ends (the waiting IO lane wakes up)
+            held = m.new_int_var(0, self.horizon + self.handover, f"held_{c}")
+            freed = self.compute_end[c] + self.handover
+            intervals.append(m.new_interval_var(self.io_start[c], held, freed, f"ring_{c}"))
             demands.append(demand)
             self.held.append(held)
             self.demand.append(demand)
@@ -519,9 +521,9 @@ class PlanModel:
             for var, v in ((self.io_start[c], io_start), (self.io_end[c], io_end), (self.compute_start[c], start), (self.compute_end[c], end)):
                 values[var.index] = v
             if arena is not None:
-                values[self.held[c].index] = end - io_start
+                values[self.held[c].index] = end + self.handover - io_start
                 if demands[c]:
-                    live.append((demands[c], end))
+                    live.append((demands[c], end + self.handover))
             previous_io, previous_step = io_end, end
             if _block_ends(p, c):
                 previous_step = end + _ceil_div(s.fine(costs.join_s), k)

@@ -14,7 +14,8 @@ tests check that their predictions equal the simulator's. The machine, as the ru
   scratch (the largest chunk dequantized, or the embedding rows) and ring (admission capacity plus
   the largest streamed chunk as slack). A chunk's ring space is taken when the IO lane starts it
   and given back when its compute ends. The IO lane waits while the live chunks plus the next
-  exceed the admission capacity, `budget - pinned - scratch - slack` in whole read units.
+  exceed the admission capacity, `budget - pinned - scratch - slack` in whole read units. Space a
+  chunk frees counts `handover_s` after its compute ends (the IO lane, waiting for it, wakes up).
 - A chunk's IO time: a fixed overhead, plus one read per streamed piece, then one checksum each.
   With an emulated bandwidth cap, a chunk's reads cannot finish before (embedding bytes + bytes
   read so far, this chunk's included) / cap after the call starts; the checksums follow the reads.
@@ -239,6 +240,11 @@ def _run(
     latency = embed_end
     while heap:
         now, _, kind, item = heapq.heappop(heap)
+        if kind == "ring_free":  # bookkeeping of the IO lane, not part of the call's latency
+            live -= work[item].ring_nbytes
+            if io_blocked:
+                try_io(now)
+            continue
         latency = max(latency, now)
         if latency > limit_s:
             return latency, peak_live, read_so_far
@@ -252,10 +258,9 @@ def _run(
             if comp_waiting_since is not None:
                 advance_compute(now)
         elif kind == "compute_done":
-            live -= work[item].ring_nbytes
             comp_next += 1
-            if io_blocked:
-                try_io(now)
+            if work[item].ring_nbytes:
+                push(now + problem.handover_s, "ring_free", item)
             advance_compute(now)
         elif kind == "embed_done":
             try_io(now)  # the IO lane starts when the embedding ends
