@@ -22,18 +22,19 @@ def table(data: dict) -> str:
         f"deadline {deadline}, memory budget {budget} "
         f"({100 * (subject['memory_target_bytes'] or 0) / subject['fp32_weight_bytes']:.1f}% of fp32 {subject['fp32_weight_bytes'] / 1e6:.1f} MB)",
         "",
-        "| case | latency ms min / med / max | median vs sticc | deadline met | peak weight MB (% fp32) "
+        "| case | latency ms min / med / max | median vs sticc | cold start ms (med) | deadline met | peak weight MB (% fp32) "
         "| peak RSS MB anon / file | disk read MB | cosine mean / min |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sticc = next(c["latency_s"]["median"] for c in cases if c["name"] == "sticc")
     for c in cases:
         t = c["latency_s"]
         cosine = "n/a" if c["cosine_mean"] is None else f"{c['cosine_mean']:.4f} / {c['cosine_min']:.4f}"
         met = "n/a" if c["deadline_met"] is None else f"{c['deadline_met']}/{c['runs']}"
+        cold = "n/a" if c.get("cold_start_s") is None else f"{c['cold_start_s']['median'] * 1e3:.1f}"
         lines.append(
             f"| {c['name']} | {t['min'] * 1e3:.1f} / {t['median'] * 1e3:.1f} / {t['max'] * 1e3:.1f} "
-            f"| {t['median'] / sticc:.2f}x | {met} "
+            f"| {t['median'] / sticc:.2f}x | {cold} | {met} "
             f"| {c['peak_weight_bytes'] / 1e6:.2f} ({100 * c['peak_weight_bytes'] / subject['fp32_weight_bytes']:.1f}%) "
             f"| {c['peak_rss_anon_bytes'] / 1e6:.1f} / {c['peak_rss_file_bytes'] / 1e6:.1f} "
             f"| {c['disk_read_bytes'] / 1e6:.1f} | {cosine} |"
