@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from sticc.errors import InfeasibleError
 from sticc.lower import Problem
-from sticc.plan import ShardChoice, SolverInfo
-from sticc.simulate import ChunkWork, Simulation, admit_nbytes, memory_of, plan_work, simulate
+from sticc.plan import ShardChoice, SolverInfo, admit_nbytes
+from sticc.simulate import ChunkWork, Simulation, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]
 
@@ -48,7 +48,7 @@ def admit_for(problem: Problem, work: list[ChunkWork]) -> int | None:
     cannot hold the plan (the largest streamed chunk must fit alone)."""
     pinned, scratch, slack = memory_of(problem, work)
     budget = budget_for(problem, work)
-    admit = admit_nbytes(budget, pinned, scratch, slack)
+    admit = admit_nbytes(budget, pinned + scratch + slack, slack)
     return admit if budget >= pinned + scratch + slack and admit >= slack else None
 
 

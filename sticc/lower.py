@@ -28,7 +28,7 @@ from sticc.plan import (
     member_order,
     slot_groups,
 )
-from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up
+from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
@@ -103,8 +103,8 @@ class Problem:
 
 
 def headers_pinned_nbytes(store: Store) -> int:
-    """The headers as `sticc.runtime.core.pinned_nbytes` lays them out (segment-aligned, whole read units)."""
-    return align_up(sum(align_up(e.nbytes, SEGMENT_ALIGN_BYTES) for e in header_extents(store)), READ_ALIGN_BYTES)
+    """The headers' share of the pinned region (`sticc.runtime.core.pinned_nbytes` with no chunk)."""
+    return pinned_nbytes((), tuple(e.nbytes for e in header_extents(store)))
 
 
 def lower(

@@ -64,6 +64,15 @@ class Predicted:
     planned_percentile: float | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
 
 
+def admit_nbytes(budget_bytes: int, fixed_bytes: int, slack_bytes: int) -> int:
+    """Ring bytes the IO lane may hold at once within `budget_bytes`, beside `fixed_bytes` (pinned,
+    scratch and the ring's slack): whole read units (every chunk is, so rounding down admits exactly
+    the same chunks); 0 when nothing streams (no slack: no ring)."""
+    if not slack_bytes:
+        return 0
+    return max(0, budget_bytes - fixed_bytes) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
+
+
 @dataclass(frozen=True)
 class MemoryModel:
     """The weight bytes a plan's runner holds (`sticc.runtime.core.WeightPool`): one pool made at
@@ -99,11 +108,7 @@ class MemoryModel:
         return self.fixed_bytes + sum(self.chunk_bytes)
 
     def admit_bytes(self, budget_bytes: int) -> int:
-        """Ring bytes the IO lane may hold at once within `budget_bytes` (whole read units: every
-        chunk is, so rounding down admits exactly the same chunks); 0 when nothing streams."""
-        if not self.chunk_bytes:
-            return 0
-        return max(0, budget_bytes - self.fixed_bytes) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
+        return admit_nbytes(budget_bytes, self.fixed_bytes, self.slack_bytes)
 
     def pool_layout(self, budget_bytes: int) -> PoolLayout:
         admit = self.admit_bytes(budget_bytes)

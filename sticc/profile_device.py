@@ -547,19 +547,6 @@ def _handovers(events: dict[str, dict[int, float]]) -> list[float]:
     return out
 
 
-def trace_lanes(trace: list) -> tuple[float, float, float, float]:
-    """(IO lane busy s, compute lane s (dequantization and kernels), of which dequantization s,
-    embedding s) of one traced call."""
-    events = _trace_by_event(trace)
-    start, end = events.get("io_start", {}), events.get("io_end", {})
-    io = sum(end[k] - t for k, t in start.items() if k in end)
-    begins, ends, decoded = events.get("compute_start", {}), events.get("compute_end", {}), events.get("decode_end", {})
-    compute = sum(ends[k] - t for k, t in begins.items() if k in ends)
-    decode = sum(decoded[k] - begins[k] for k in decoded)
-    embed = events["embed_end"][-1] - events["call_start"][-1]
-    return io, compute, decode, embed
-
-
 # ----------------------------------------------------------------------------------------------
 
 

@@ -308,10 +308,10 @@ class StoreEncoder:
         rows = []
         with ThreadPoolExecutor(1) as io_threads:
             for name, values in (("word embedding", ids), ("position embedding", position_ids)):
-                table, crc = self._tables[name]
+                table, sums = self._tables[name]
                 unique, index = torch.unique(values, sorted=True, return_inverse=True)
                 out = torch.empty(len(unique), spec.hidden)
-                read_rows(self.reader, table, crc, unique, out, name, io_threads, 1)
+                read_rows(self.reader, table, sums, unique, out, name, io_threads, 1)
                 rows.append(out[index])
         x = rows[0] + rows[1]
         if spec.type_vocab:

@@ -36,8 +36,7 @@ import math
 from dataclasses import dataclass
 
 from sticc.lower import ChunkSlot, Problem, chunk_members
-from sticc.plan import ShardChoice
-from sticc.runtime.core import READ_ALIGN_BYTES
+from sticc.plan import ShardChoice, admit_nbytes
 from sticc.sharding import PARTS
 
 
@@ -121,19 +120,11 @@ def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int, int]:
     return pinned, scratch, max((w.ring_nbytes for w in work), default=0)
 
 
-def admit_nbytes(budget_bytes: int, pinned: int, scratch: int, slack: int) -> int:
-    """The ring's admission capacity within `budget_bytes` (whole read units, as every chunk is);
-    0 when nothing streams (`slack` 0: no ring at all)."""
-    if not slack:
-        return 0
-    return max(0, budget_bytes - pinned - scratch - slack) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
-
-
 def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budget_bytes: int) -> Simulation:
     """Simulate one call of the plan `choices` with a weight pool of `budget_bytes`."""
     work = plan_work(problem, choices)
     pinned, scratch, slack = memory_of(problem, work)
-    admit = admit_nbytes(budget_bytes, pinned, scratch, slack)
+    admit = admit_nbytes(budget_bytes, pinned + scratch + slack, slack)
     fits = budget_bytes >= pinned + scratch + slack and admit >= slack
     events: list[Event] = []
     latency, _, read_so_far = _run(problem, work, admit, events, math.inf)

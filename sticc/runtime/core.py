@@ -310,7 +310,6 @@ class WeightPool:
         self.scratch = self.buffer[layout.ring_nbytes : layout.ring_nbytes + layout.scratch_nbytes]
         self._pinned = self.buffer[layout.ring_nbytes + layout.scratch_nbytes :]
         self._pinned_used = 0
-        self._temporary_nbytes = 0
         self.peak_bytes = layout.nbytes
 
     def pin(self, nbytes: int, alignment: int = SEGMENT_ALIGN_BYTES) -> tuple[int, torch.Tensor]:
@@ -326,7 +325,6 @@ class WeightPool:
         """`nbytes` of the scratch, or a counted temporary when the scratch is smaller."""
         if nbytes <= self.scratch.numel():
             return self.scratch[:nbytes]
-        self._temporary_nbytes = nbytes
         self.peak_bytes = max(self.peak_bytes, self.layout.nbytes + nbytes)
         return torch.empty(nbytes, dtype=torch.uint8)
 
@@ -443,11 +441,8 @@ class StoreReader:
     def read_blobs(self, buffer: torch.Tensor, offset: int, nbytes: int, what: str) -> None:
         """Read `nbytes` at `offset` into the start of `buffer`, a READ_ALIGN_BYTES-aligned tensor
         with room for `nbytes` rounded up to whole read units (direct reads read whole units)."""
-        view = memoryview(buffer.numpy()).cast("B")
-        if self._direct_fd is not None:
-            self._read_exactly(self._direct_fd, view[: align_up(nbytes, READ_ALIGN_BYTES)], offset, nbytes, what)
-        else:
-            self._read_exactly(self._fd, view[:nbytes], offset, nbytes, what)
+        span = align_up(nbytes, READ_ALIGN_BYTES) if self._direct_fd is not None else nbytes
+        self.read_span(memoryview(buffer.numpy()).cast("B")[:span], offset, nbytes, what)
 
     def _read_exactly(self, fd: int, view: memoryview, offset: int, needed: int, what: str) -> None:
         """Read into `view` until at least `needed` bytes came (a direct read of the file's last
