@@ -117,3 +117,26 @@ def test_store_is_deterministic(tmp_path, tiny_bert):
     b = write_store(tiny_bert, tmp_path / "b", bits=(3, 8))
     assert a.store_id == b.store_id
     assert (a.data_path).read_bytes() == (b.data_path).read_bytes()
+
+
+def test_a_store_of_the_old_format_is_refused_with_one_line_to_re_shard(tmp_path, tiny_bert_store):
+    """Format 1 (crc32 checksums) cannot be read by this sticc nor by a runner compiled by it."""
+    from sticc.store import manifest_id
+
+    store = Store.open(tiny_bert_store)
+    runner = compile_runner(tiny_bert_store, uniform_plan(store, 8), tmp_path / "out")
+    old = tmp_path / "old"
+    shutil.copytree(tiny_bert_store, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    manifest["store_id"] = manifest_id(manifest)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"store of format 1, this sticc reads format 2: re-shard") as error:
+        Store.open(old)
+    assert "\n" not in str(error.value)
+    with pytest.raises(RuntimeError, match=r"store of format 1; this runner reads format 2: re-shard"):
+        type(runner)(str(old))  # the runner's own StoreError
+
+
+def test_the_data_file_ends_on_a_whole_read_unit(tiny_bert_store):
+    assert Store.open(tiny_bert_store).data_path.stat().st_size % ALIGNMENT_BYTES == 0
