@@ -31,7 +31,7 @@ from sticc.device import Decode, DeviceProfile, PartCompute
 from sticc.errors import UserError
 from sticc.lower import ChunkSlot, PartCosts, Problem
 from sticc.plan import ShardChoice, slot_groups
-from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up, blob_layout
+from sticc.runtime.core import READ_ALIGN_BYTES, align_up, blob_layout, decoded_chunk_nbytes
 from sticc.sharding import PARTS
 from sticc.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 
@@ -81,10 +81,7 @@ def synthetic_problem(
     for part in PARTS:
         rows, cols, bias = shapes[part]
         layouts = {b: blob_layout(rows, cols, b, DEFAULT_GROUP_SIZE, bias) for b in bits}
-        decoded = [0] + [
-            align_up(align_up(4 * n * rows * cols, SEGMENT_ALIGN_BYTES) + 4 * n * bias, READ_ALIGN_BYTES)
-            for n in range(1, shards_per_chunk + 1)
-        ]
+        decoded = [0] + [align_up(decoded_chunk_nbytes(n, rows * cols, bias), READ_ALIGN_BYTES) for n in range(1, shards_per_chunk + 1)]
         parts[part] = PartCosts(
             part=part,
             weights=rows * cols,

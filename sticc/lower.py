@@ -28,7 +28,7 @@ from sticc.plan import (
     member_order,
     slot_groups,
 )
-from sticc.runtime.core import READ_ALIGN_BYTES, SEGMENT_ALIGN_BYTES, align_up, pinned_nbytes
+from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
 from sticc.sharding import PARTS, piece_shape
 from sticc.store import Store
@@ -129,7 +129,7 @@ def lower(
         shape = piece_shape(spec, store.shards_per_layer, part)
         weights = shape.rows * shape.cols
         layouts = {bits: store.version(0, 0, part, bits).layout for bits in store.bits}
-        decoded = [0] + [align_up(align_up(4 * n * weights, SEGMENT_ALIGN_BYTES) + 4 * n * shape.bias_len, READ_ALIGN_BYTES) for n in range(1, spc + 1)]
+        decoded = [0] + [align_up(decoded_chunk_nbytes(n, weights, shape.bias_len), READ_ALIGN_BYTES) for n in range(1, spc + 1)]
         parts[part] = PartCosts(
             part=part,
             weights=weights,

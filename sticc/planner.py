@@ -75,13 +75,14 @@ def predicted_from(problem: Problem, choices, simulation: Simulation, planned: S
 
 def finish_plan(
     store: Store, problem: Problem, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None,
-    comparison: dict | None = None,
+    comparison: dict | None = None, at_percentile: Problem | None = None,
 ) -> Plan:
     """`plan` with the simulator's predictions (median and planned percentile), the device's
-    runtime settings and the findings; `problem` is the median problem."""
+    runtime settings and the findings; `problem` is the median problem, `at_percentile` the one at
+    the planned percentile (lowered here when not given)."""
     choices = by_position(plan.shards)
     simulation = simulate(problem, choices, plan.memory_budget_bytes)
-    at_percentile = _at_percentile(store, problem, device, importance)
+    at_percentile = at_percentile or _at_percentile(store, problem, device, importance)
     planned = simulate(at_percentile, choices, plan.memory_budget_bytes)
     predicted = predicted_from(problem, choices, simulation, planned)
     if importance is None:
@@ -143,7 +144,7 @@ def plan_for_targets(
     plan = replace(plan, targets=replace(plan.targets, memory_bytes=memory_bytes))
     median = lower(store, device, importance, seq_len, latency_s, memory_bytes, problem.shards_per_chunk)
     comparison = {} if solver == "greedy" else {"greedy": _summary(median, greedy, problem)}
-    return finish_plan(store, median, plan, device, importance, comparison), problem
+    return finish_plan(store, median, plan, device, importance, comparison, problem), problem
 
 
 def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:

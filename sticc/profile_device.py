@@ -434,7 +434,7 @@ def fit_calibration(store: Store, profile: DeviceProfile, observations: list[Obs
                     row[3] += events["compute_end"][key] - events["decode_end"][key]
                     row[4] += w.compute_s - w.decode_s
                     row[5] += w.io_cpu_s + w.check_s
-                    for b, seconds in _decode_by_bits(problem, w).items():
+                    for b, seconds in w.decode_by_bits:
                         row[6 + decode_bits.index(_bits_class(b, decode_bits))] += seconds
             rows.append(tuple(row))
             overheads, joins = _gaps(events, work)
@@ -464,15 +464,16 @@ def fit_calibration(store: Store, profile: DeviceProfile, observations: list[Obs
     handover_s = float(statistics.median(handovers)) if handovers else 0.0
 
     def ratios(calibration: Calibration) -> list[float]:
+        """measured / predicted of every call, each observation's plan predicted once."""
         scaled = replace(base, calibration=calibration)
-        out = []
-        for observation, measured_s, _ in calls:
+        predicted = {}
+        for observation in observations:
             problem = lower(
                 store, scaled, ImportanceProfile.flat(store), observation.seq_len, None, observation.budget_bytes,
                 observation.shards_per_chunk,
             )
-            out.append(measured_s / simulate(problem, observation.choices, observation.budget_bytes).latency_s)
-        return out
+            predicted[id(observation)] = simulate(problem, observation.choices, observation.budget_bytes).latency_s
+        return [measured_s / predicted[id(observation)] for observation, measured_s, _ in calls]
 
     lane_fit = Calibration(
         float(read_scale), decode_scales, max(float(compute_scale), 0.05), float(join_scale), embed_scale,
@@ -498,18 +499,6 @@ def fit_calibration(store: Store, profile: DeviceProfile, observations: list[Obs
 def _bits_class(bits: int, decode_bits: list[int]) -> int:
     """The calibration's decode class of `bits`: itself for a common bitwidth, else 0 (the others)."""
     return bits if bits in decode_bits else 0
-
-
-def _decode_by_bits(problem, work) -> dict[int, float]:
-    """A chunk's modelled dequantization, by bitwidth (`sticc.simulate.chunk_work`'s runs)."""
-    costs = problem.parts[work.slot.part]
-    runs: dict[tuple[int, bool], int] = {}
-    for m in work.members:
-        runs[(m.bits, m.preload)] = runs.get((m.bits, m.preload), 0) + 1
-    out: dict[int, float] = {}
-    for (b, _), count in runs.items():
-        out[b] = out.get(b, 0.0) + costs.decode_call_s[b] + count * costs.decode_piece_s[b]
-    return out
 
 
 def _gaps(events: dict[str, dict[int, float]], work: list) -> tuple[list[float], list[tuple[float, str]]]:

@@ -55,6 +55,7 @@ class ChunkWork:
     check_s: float  # checksums, after the reads
     decode_s: float  # dequantization on the compute lane
     compute_s: float  # overhead, dequantization, kernel and what the chunk's IO work takes from the compute lane
+    decode_by_bits: tuple[tuple[int, float], ...] = ()  # decode_s by bitwidth
 
 
 def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) -> ChunkWork:
@@ -68,14 +69,18 @@ def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) ->
     ring = sum(costs.slot_nbytes[m.bits] for m in streamed)
     io_cpu = (problem.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
     check = sum(costs.check_s[m.bits] for m in streamed)
+    # one dequantization call per run of one bitwidth and home (streamed or preloaded)
     runs: dict[tuple[int, bool], int] = {}
     for m in members:
         runs[(m.bits, m.preload)] = runs.get((m.bits, m.preload), 0) + 1
+    by_bits: dict[int, float] = {}
+    for (b, _), count in runs.items():
+        by_bits[b] = by_bits.get(b, 0.0) + costs.decode_call_s[b] + count * costs.decode_piece_s[b]
     decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
     interference = problem.interference * (io_cpu + check)
     return ChunkWork(
         slot, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
-        problem.chunk_overhead_s + decode + costs.compute_s[n] + interference,
+        problem.chunk_overhead_s + decode + costs.compute_s[n] + interference, tuple(sorted(by_bits.items())),
     )
 
 
@@ -127,7 +132,7 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     admit = admit_nbytes(budget_bytes, pinned + scratch + slack, slack)
     fits = budget_bytes >= pinned + scratch + slack and admit >= slack
     events: list[Event] = []
-    latency, _, read_so_far = _run(problem, work, admit, events, math.inf)
+    latency, read_so_far = _run(problem, work, admit, events, math.inf)
     stall = sum(e.end_s - e.start_s for e in events if e.kind == "stall")
     wait = sum(e.end_s - e.start_s for e in events if e.kind == "wait")
     return Simulation(
@@ -147,9 +152,8 @@ def latency_of(problem: Problem, work: list[ChunkWork], admit_bytes: int, limit_
 
 def _run(
     problem: Problem, work: list[ChunkWork], admit: int, events: list[Event] | None, limit_s: float,
-) -> tuple[float, int, int]:
-    """The event loop: (latency, peak live ring bytes, bytes read); `events`, if a list, receives
-    the timeline."""
+) -> tuple[float, int]:
+    """The event loop: (latency, bytes read); `events`, if a list, receives the timeline."""
     record = events is not None
     cap = problem.cap_Bps
     embed_end = problem.embed_s if not cap else max(problem.embed_s, problem.embed_io_nbytes / cap)
@@ -173,7 +177,7 @@ def _run(
         heapq.heappush(heap, (time_s, counter, kind, item))
         counter += 1
 
-    live = peak_live = 0
+    live = 0
     read_so_far = problem.embed_io_nbytes
     # chunks with nothing streamed are not loaded: ready from the start
     ready: dict[int, float] = {i: 0.0 for i, w in enumerate(work) if not w.ring_nbytes}
@@ -182,7 +186,7 @@ def _run(
     comp_next, comp_waiting_since = 0, None
 
     def try_io(now: float) -> None:
-        nonlocal io_next, io_idle_since, io_blocked, live, peak_live, read_so_far
+        nonlocal io_next, io_idle_since, io_blocked, live, read_so_far
         if io_next == len(loaded):
             return
         item = loaded[io_next]
@@ -194,7 +198,6 @@ def _run(
         if record and now > io_idle_since:
             events.append(Event("io", "wait", "ring full", io_idle_since, now))
         live += w.ring_nbytes
-        peak_live = max(peak_live, live)
         read_so_far += w.read_nbytes
         reads_done = now + w.io_cpu_s
         if cap:
@@ -238,7 +241,7 @@ def _run(
             continue
         latency = max(latency, now)
         if latency > limit_s:
-            return latency, peak_live, read_so_far
+            return latency, read_so_far
         if kind == "io_done":
             io_next += 1
             io_idle_since = now
@@ -260,7 +263,7 @@ def _run(
             comp_next += 1
             advance_compute(now)
     assert comp_next == len(steps), "simulation ended with compute steps left (a plan the ring cannot hold)"
-    return latency, peak_live, read_so_far
+    return latency, read_so_far
 
 
 def _label(w: ChunkWork) -> str:

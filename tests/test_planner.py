@@ -194,3 +194,41 @@ def test_planning_to_a_percentile_scales_every_duration(small_store):
         assert planned.parts[part].compute_s[1] == pytest.approx(factor * median.parts[part].compute_s[1])
         assert planned.parts[part].read_s[8] == pytest.approx(factor * median.parts[part].read_s[8])
     assert planned.cap_Bps == median.cap_Bps  # an emulated flash speed is what it is
+
+
+def test_calibration_recovers_a_device_from_its_traces(small_store):
+    """Traces made by the simulator from a device whose lanes run slower than its isolated figures
+    (a known calibration): fitting them to the isolated figures predicts every traced call again."""
+    from sticc.device import Calibration
+    from sticc.plan import make_plan
+    from sticc.profile_device import Observation, fit_calibration
+    from sticc.simulate import plan_work
+
+    base = dataclasses.replace(synthetic_device(small_store), calibration=None)
+    truth = dataclasses.replace(base, calibration=Calibration(
+        1.3, {4: 2.0, 8: 1.5}, 1.4, 1.0, 1.2, 0.0, 0.0, 0.0, {}, 0, 0, 0.0, 0.0,
+    ))
+    importance = synthetic_importance(small_store)
+    rng = random.Random(5)
+    observations = []
+    for trial in range(8):
+        problem = lower(small_store, truth, importance, 16, None, None, shards_per_chunk=1)
+        choices = _random_choices(problem, rng)
+        plan = make_plan(small_store, tuple(choices.values()), SolverInfo("t", "GIVEN"), seq_len=16, shards_per_chunk=1)
+        budget = plan.memory_budget_bytes
+        simulation = simulate(problem, choices, budget)
+        work = plan_work(problem, choices)
+        computes = [e for e in simulation.events if e.kind == "compute"]
+        loads = [e for e in simulation.events if e.kind == "load"]
+        trace = [("call_start", -1, 0.0), ("embed_end", -1, next(e.end_s for e in simulation.events if e.kind == "embed"))]
+        for key, (w, event) in enumerate(zip(work, computes, strict=True)):
+            decode_end = event.start_s + (event.end_s - event.start_s) * w.decode_s / w.compute_s
+            trace += [("compute_start", key, event.start_s), ("decode_end", key, decode_end), ("compute_end", key, event.end_s)]
+        for key, event in zip([k for k, w in enumerate(work) if w.ring_nbytes], loads, strict=True):
+            trace += [("io_start", key, event.start_s), ("io_end", key, event.end_s)]
+        observations.append(Observation(choices, budget, 16, 1, [trace] * 2 if trial % 2 else [trace], [simulation.latency_s] * (2 if trial % 2 else 1)))
+    fitted = fit_calibration(small_store, base, observations)
+    assert fitted.calls == 12 and fitted.plans == 8
+    assert fitted.latency_error_after < 0.02 < fitted.latency_error_before
+    assert fitted.latency_quantiles[50] == pytest.approx(1.0, abs=0.02)
+    assert fitted.read_scale == pytest.approx(1.3, rel=0.05)

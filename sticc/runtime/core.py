@@ -297,7 +297,8 @@ class WeightPool:
 
     Pinned buffers are handed out by `pin` in a fixed order at construction; the ring and the
     scratch are reused by every call. An input longer than the plan's needs more scratch than
-    there is: `temporary` allocates it and counts it, so the peak honestly exceeds the budget.
+    there is: `scratch_or_temporary` allocates it and counts it, so the peak honestly exceeds the
+    budget.
     """
 
     def __init__(self, layout: PoolLayout) -> None:
@@ -349,7 +350,12 @@ def pinned_nbytes(loads: tuple, header_nbytes: tuple) -> int:
 def decoded_nbytes(members: tuple) -> int:
     """fp32 bytes of a chunk's members dequantized: weights, then biases (segment-aligned)."""
     first = members[0].layout
-    return align_up(4 * len(members) * first.weight_count, SEGMENT_ALIGN_BYTES) + 4 * len(members) * first.bias_len
+    return decoded_chunk_nbytes(len(members), first.weight_count, first.bias_len)
+
+
+def decoded_chunk_nbytes(count: int, weight_count: int, bias_len: int) -> int:
+    """fp32 bytes of `count` pieces dequantized, each `weight_count` weights and `bias_len` biases."""
+    return align_up(4 * count * weight_count, SEGMENT_ALIGN_BYTES) + 4 * count * bias_len
 
 
 # ----------------------------------------------------------------------------------------------
@@ -813,19 +819,17 @@ class RunnerCore:
 
     def read_pinned(self, extent: Extent, what: str) -> torch.Tensor:
         """A checked extent (a header) held in the pinned region for the runner's lifetime."""
-        _, buffer = self.pool.pin(extent.nbytes)
+        return self._read_extent(self.pool.pin(extent.nbytes)[1], extent, what)
+
+    def read_metadata(self, extent: Extent, what: str) -> np.ndarray:
+        """A checked extent that is not a weight (checksum tables), held outside the pool."""
+        return self._read_extent(torch.empty(extent.nbytes, dtype=torch.uint8), extent, what).numpy()
+
+    def _read_extent(self, buffer: torch.Tensor, extent: Extent, what: str) -> torch.Tensor:
         self.reader.read(buffer, extent.offset, what)
         if checksum(memoryview(buffer.numpy())) != extent.checksum:
             raise checksum_error(what)
         return buffer
-
-    def read_metadata(self, extent: Extent, what: str) -> np.ndarray:
-        """A checked extent that is not a weight (checksum tables), held outside the pool."""
-        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
-        self.reader.read(buffer, extent.offset, what)
-        if checksum(memoryview(buffer.numpy())) != extent.checksum:
-            raise checksum_error(what)
-        return buffer.numpy()
 
     # -- family hooks --------------------------------------------------------------------------
 
