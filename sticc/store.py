@@ -145,9 +145,10 @@ class Store:
 
         versions = {}
         for entry in manifest["versions"]:
-            key = VersionKey(entry["layer"], entry["index"], entry["part"], entry["bits"])
+            # numbers as numbers: a runner renders them into its source (as literals)
+            key = VersionKey(int(entry["layer"]), int(entry["index"]), str(entry["part"]), int(entry["bits"]))
             lay = entry["layout"]
-            layout = blob_layout(lay["rows"], lay["cols"], key.bits, lay["group_size"], lay["bias_len"])
+            layout = blob_layout(int(lay["rows"]), int(lay["cols"]), key.bits, int(lay["group_size"]), int(lay["bias_len"]))
             versions[key] = Version(key, extent(entry), layout)
         return cls(
             path=path, store_id=manifest["store_id"], spec=ModelSpec.from_json(manifest["spec"]),

@@ -140,3 +140,17 @@ def test_a_store_of_the_old_format_is_refused_with_one_line_to_re_shard(tmp_path
 
 def test_the_data_file_ends_on_a_whole_read_unit(tiny_bert_store):
     assert Store.open(tiny_bert_store).data_path.stat().st_size % ALIGNMENT_BYTES == 0
+
+
+def test_a_manifest_layout_that_is_not_a_number_is_malformed(tmp_path, tiny_bert_store):
+    """A layout field holding text never reaches a runner's source: the manifest is malformed."""
+    from sticc.store import manifest_id
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_bert_store, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["versions"][0]["layout"]["rows"] = "1); import os  # "
+    manifest["store_id"] = manifest_id(manifest)
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"manifest\.json is malformed"):
+        Store.open(bad)
