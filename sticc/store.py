@@ -31,7 +31,7 @@ import torch
 from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
 from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object
+from sticc.jsonfile import fsync_file, read_json_object, replace_dir
 from sticc.quant import QUANTIZER_NAME, encode_piece
 from sticc.runtime.core import (
     READ_ALIGN_BYTES,
@@ -223,8 +223,10 @@ def write_store(
         tokenizer = Path(model_dir) / "tokenizer.json"
         if tokenizer.exists():
             shutil.copyfile(tokenizer, staging / "tokenizer.json")
+            fsync_file(staging / "tokenizer.json")
             manifest["tokenizer"] = "tokenizer.json"
         shutil.copyfile(Path(model_dir) / "config.json", staging / "source_config.json")
+        fsync_file(staging / "source_config.json")
         manifest["store_id"] = manifest_id(manifest)
         _write_synced(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
         _replace_dir(staging, out)
@@ -242,14 +244,9 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _replace_dir(staging: Path, out: Path) -> None:
-    """Move the finished store into place; an old store at `out` is replaced."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
+    """Move the finished store (every file fsynced) into place; an old store at `out` is swapped
+    out in one atomic step where the platform allows (`sticc.jsonfile.replace_dir`), then removed."""
+    replace_dir(staging, out)
 
 
 def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, group_size: int):
