@@ -22,7 +22,7 @@ import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
 import sticc.runtime.encoder as encoder_module
 from sticc.graph import ComputeStep, build_graph, linear_schedule
-from sticc.jsonfile import write_files_atomic
+from sticc.jsonfile import write_dir_atomic
 from sticc.plan import Plan, chunk_loads, memory_model
 from sticc.store import Store
 
@@ -164,13 +164,19 @@ def load_runner(path: str | Path) -> ModuleType:
     return module
 
 
+OUTPUT_FILES = ("runner.py", "plan.json", "report.md", "timeline.svg", "device.json", "importance.json")
+
+
 def write_output(out_dir: str | Path, source: RunnerSource, extra: dict[str, str] | None = None) -> Path:
-    """Write runner.py, plan.json and the `extra` files (reports) into `out_dir`, each replaced
-    atomically, none until all are written (a staged rename)."""
+    """Write runner.py, plan.json and the `extra` files (reports, profiles) as the directory
+    `out_dir`, replaced as a whole (`sticc.jsonfile.write_dir_atomic`: staged in a hidden sibling,
+    fsynced, swapped in): a reader or a crash sees the old output or the new one, never a mix.
+    An existing `out_dir` must be empty or a sticc output (runner.py or plan.json); the old
+    output's files not written again (`OUTPUT_FILES`) are dropped, anything else in it is kept."""
     files = {
         "runner.py": source.text,
         "plan.json": json.dumps(source.plan_json, indent=1, sort_keys=True) + "\n",
         **(extra or {}),
     }
-    write_files_atomic(out_dir, files)
+    write_dir_atomic(out_dir, files, markers=("runner.py", "plan.json"), owned=OUTPUT_FILES, what="a sticc output (runner.py, plan.json)")
     return Path(out_dir) / "runner.py"
