@@ -21,9 +21,11 @@ import jinja2
 import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
 import sticc.runtime.encoder as encoder_module
+from codegen.literals import check_runner_source, docstring_text, python_literal
 from sticc.graph import ComputeStep, build_graph, linear_schedule
 from sticc.jsonfile import write_dir_atomic
 from sticc.plan import Plan, chunk_loads, memory_model
+from sticc.runtime.core import BlobLayout, Extent
 from sticc.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -35,8 +37,8 @@ class MemberLine:
 
     what: str
     offset: int
-    layout: str  # a blob_layout(...) call with literal arguments
-    checksum: str
+    layout: BlobLayout
+    checksum: int
     preloaded: bool
 
 
@@ -95,10 +97,6 @@ def _runtime_body() -> str:
     return "\n".join(unique_imports) + "\n\n\n" + "\n\n\n".join(bodies)
 
 
-def _layout_call(layout) -> str:
-    return f"blob_layout({layout.rows}, {layout.cols}, {layout.bits}, {layout.group_size}, {layout.bias_len})"
-
-
 def _describe(step: ComputeStep, shards_per_layer: int) -> str:
     what = "attention" if step.part == "attn" else "FFN"
     if not step.loads:
@@ -117,9 +115,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     loads: list[ChunkLine] = []
     keys: dict[tuple[int, str], list[int]] = {}
     for layer, part, load in chunk_loads(store, plan.shards, plan.shards_per_chunk):
-        members = tuple(
-            MemberLine(m.what, m.offset, _layout_call(m.layout), f"0x{m.checksum:016x}", m.preloaded) for m in load.members
-        )
+        members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
         keys.setdefault((layer, part), []).append(load.key)
         loads.append(ChunkLine(load.key, part, members))
     blocks: list[BlockLines] = []
@@ -132,20 +128,68 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     spec = store.spec
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
     pool = memory.pool_layout(plan.memory_budget_bytes)
+    runtime_body = _runtime_body()
+    text = _environment().get_template("runner.py.j2").render(
+        spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"],
+        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks,
+        runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
+        preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
+        bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,
+        parts=tuple(load.part for load in loads), targets_text=_targets_text(plan),
+        pool_text=_pool_text(plan, pool), predicted_text=_predicted_text(plan),
+    )
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    check_runner_source(text, runtime_body)  # data never became code: refuse to write otherwise
+    return RunnerSource(text, plan_json["plan_hash"], plan_json)
+
+
+def _environment() -> jinja2.Environment:
+    """The template environment: data reaches the runner only through the `py` (a Python
+    literal), `extent`/`hex64` (literals of store records) and `doc` (text for docstrings and
+    comments, escaped) filters; anything else rendered raw is the template's own code."""
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, autoescape=False,
     )
-    text = environment.get_template("runner.py.j2").render(
-        spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"],
-        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks,
-        runtime_body=_runtime_body(), kept=sum(1 for c in plan.shards if c.bits),
-        preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
-        bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,
+    environment.filters.update(py=python_literal, doc=docstring_text, hex64=_hex64, extent=_extent_literal)
+    return environment
+
+
+def _targets_text(plan: Plan) -> str:
+    targets = plan.targets
+    latency = "none" if targets.latency_s is None else f"{targets.latency_s * 1000:.1f} ms"
+    memory = "none" if targets.memory_bytes is None else f"{targets.memory_bytes} B"
+    return f"latency {latency}, memory {memory}, sequence length {targets.seq_len}"
+
+
+def _pool_text(plan: Plan, pool) -> str:
+    return (
+        f"{pool.nbytes} B made at construction (budget {plan.memory_budget_bytes} B): ring {pool.ring_nbytes} B "
+        f"(admits {pool.admit_nbytes} B of chunks as stored), scratch {pool.scratch_nbytes} B, pinned "
+        f"{pool.pinned_nbytes} B; {plan.shards_per_chunk} shards per chunk"
     )
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    ast.parse(text)  # what is written must be Python
-    return RunnerSource(text, plan_json["plan_hash"], plan_json)
+
+
+def _predicted_text(plan: Plan) -> str:
+    predicted = plan.predicted
+    text = f"IO {predicted.io_bytes} B per call, preload {predicted.preload_bytes} B, latency "
+    if predicted.latency_s is None:
+        return text + "not predicted (no device profile)"
+    text += f"{predicted.latency_s * 1000:.1f} ms median"
+    if predicted.planned_latency_s is not None and predicted.planned_percentile is not None:
+        text += f", {predicted.planned_latency_s * 1000:.1f} ms at p{predicted.planned_percentile:g}"
+    return text
+
+
+def _hex64(value: int) -> str:
+    """A checksum as a 64-bit hexadecimal literal."""
+    if type(value) is not int or not 0 <= value < 1 << 64:
+        raise TypeError(f"a checksum must be a 64-bit unsigned integer, not {value!r}")
+    return f"0x{value:016x}"
+
+
+def _extent_literal(extent: Extent) -> str:
+    return f"Extent({python_literal(extent.offset)}, {python_literal(extent.nbytes)}, {_hex64(extent.checksum)})"
 
 
 def _bits_histogram(plan: Plan) -> str:
