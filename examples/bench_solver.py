@@ -32,7 +32,7 @@ from sticc.errors import UserError
 from sticc.lower import ChunkSlot, PartCosts, Problem
 from sticc.plan import ShardChoice, slot_groups
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, blob_layout, decoded_chunk_nbytes
-from sticc.sharding import PARTS
+from sticc.schema import PARTS
 from sticc.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 
 # A phone-class device, by hand (not measured): UFS-like cold reads, ~100 GFLOP/s of compute.

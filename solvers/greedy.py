@@ -22,7 +22,7 @@ import time
 from solvers.base import Choices, Solution, admit_for, check_reachable, evaluate, is_feasible, solution
 from sticc.lower import Problem
 from sticc.plan import ShardChoice, SolverInfo, member_order
-from sticc.sharding import PARTS
+from sticc.schema import PARTS
 from sticc.simulate import ChunkWork, chunk_work, latency_of
 
 

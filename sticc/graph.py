@@ -19,7 +19,7 @@ from enum import Enum
 import networkx as nx
 
 from sticc.plan import Plan, by_position
-from sticc.sharding import PARTS
+from sticc.schema import PARTS
 from sticc.store import Store
 
 

@@ -10,14 +10,71 @@ loss of random whole plans. Measured by `sticc profile importance` (sticc/profil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object, write_json_atomic
+from sticc.jsonfile import write_json_atomic
+from sticc.schema import STRICT, Bits, Count, Finite, Name, parse_json, read_file, with_config
 from sticc.store import Store
 
 IMPORTANCE_FORMAT_VERSION = 1
+
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """What a profile was measured on (`sticc.profile_importance.CalibrationInputs`)."""
+
+    source: Name = ""
+    sentences: Count = 0
+    tokens: Count = 0
+    sha256: Name = ""
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class PlanMix:
+    """What one random plan of the additivity check kept (`RandomPlan.describe`)."""
+
+    drop_rate: Finite
+    min_bits: Bits
+    dropped: Count
+    mean_kept_bits: Finite | None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class AdditivityRecord:
+    """How well the additive model predicted random whole plans (`additivity_summary`); every
+    field empty when none were measured."""
+
+    plans: Count = 0
+    seed: Count = 0
+    pearson: Finite | None = None
+    spearman: Finite | None = None
+    median_ratio: Finite | None = None
+    min_ratio: Finite | None = None
+    max_ratio: Finite | None = None
+    pairs: list[Annotated[list[Finite], Field(min_length=2, max_length=2)]] = field(default_factory=list)  # [predicted, measured]
+    mix: list[PlanMix] = field(default_factory=list)
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ImportanceFile:
+    """importance.json as stored: `loss[layer][index]` maps bits (as strings; 0 = dropped) to a loss."""
+
+    format_version: Literal[1]
+    store_id: Name
+    loss: list[list[dict[Bits, Finite]]]
+    metric: Name = ""
+    calibration: CalibrationRecord | None = None
+    additivity: AdditivityRecord = AdditivityRecord()
 
 
 @dataclass(frozen=True)
@@ -75,35 +132,20 @@ class ImportanceProfile:
         }
 
     @classmethod
-    def from_json(cls, data: dict, where: str = "importance profile") -> ImportanceProfile:
-        keys = {"format_version", "store_id", "metric", "calibration", "loss", "additivity"}
-        if set(data) - keys or {"format_version", "store_id", "loss"} - set(data):
-            raise UserError(f"{where}: needs keys format_version, store_id, loss (optional metric, calibration, additivity)")
-        if data["format_version"] != IMPORTANCE_FORMAT_VERSION:
-            raise UserError(f"{where}: format_version {data['format_version']!r}, this sticc reads {IMPORTANCE_FORMAT_VERSION}")
-        table = data["loss"]
-        if not isinstance(table, list) or not all(isinstance(row, list) for row in table):
-            raise UserError(f"{where}: loss must be a list (layers) of lists (shards) of {{bits: loss}}")
-        loss = {}
-        for layer, row in enumerate(table):
-            for index, entry in enumerate(row):
-                if not isinstance(entry, dict):
-                    raise UserError(f"{where}: loss[{layer}][{index}] must map bits to a loss")
-                parsed = {}
-                for key, value in entry.items():
-                    if not key.isdigit() or isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                        raise UserError(f"{where}: loss[{layer}][{index}] must map bits (as strings) to numbers")
-                    parsed[int(key)] = float(value)
-                loss[(layer, index)] = parsed
-        return cls(
-            str(data["store_id"]), str(data.get("metric", "")), dict(data.get("calibration") or {}), loss,
-            dict(data.get("additivity") or {}),
-        )
+    def from_json(cls, data: dict | bytes, where: str = "importance profile") -> ImportanceProfile:
+        stored = parse_json(ImportanceFile, data, where)
+        return cls._from_file(stored)
 
     @classmethod
     def read(cls, path: str | Path) -> ImportanceProfile:
-        path = Path(path)
-        return cls.from_json(read_json_object(path, f"importance profile {path} does not exist"), str(path))
+        return cls._from_file(read_file(ImportanceFile, path, "importance profile"))
+
+    @classmethod
+    def _from_file(cls, stored: ImportanceFile) -> ImportanceProfile:
+        loss = {(layer, index): dict(entry) for layer, row in enumerate(stored.loss) for index, entry in enumerate(row)}
+        calibration = {} if stored.calibration is None else asdict(stored.calibration)
+        additivity = asdict(stored.additivity) if stored.additivity.plans else {}
+        return cls(stored.store_id, stored.metric, calibration, loss, additivity)
 
     def write(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_json())

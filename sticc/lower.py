@@ -30,7 +30,8 @@ from sticc.plan import (
 )
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
-from sticc.sharding import PARTS, piece_shape
+from sticc.schema import PARTS
+from sticc.sharding import piece_shape
 from sticc.store import Store
 
 

@@ -10,14 +10,34 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object
+from sticc.importance import AdditivityRecord
 from sticc.runtime.core import READ_ALIGN_BYTES, ChunkLoad, Member, PoolLayout, align_up, decoded_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
-from sticc.sharding import PARTS
+from sticc.schema import (
+    PARTS,
+    STRICT,
+    Bits,
+    Count,
+    Finite,
+    Name,
+    Part,
+    Positive,
+    PositiveCount,
+    PositiveSeconds,
+    Rate,
+    Seconds,
+    Sha256,
+    Threads,
+    read_file,
+    with_config,
+)
 from sticc.store import Store
 
 PLAN_FORMAT_VERSION = 2  # 2: the two-lane engine (pool memory, planned percentile, no io_threads)
@@ -28,40 +48,47 @@ DEFAULT_SEQ_LEN = 128
 DEFAULT_CHUNKS_PER_BLOCK = 4
 
 
+SeqLen = Annotated[int, Field(ge=1, le=1 << 20)]
+
+
+@with_config(STRICT)
 @dataclass(frozen=True, order=True)
 class ShardChoice:
-    layer: int
-    index: int
-    bits: int  # 0: dropped
+    layer: Count
+    index: Count
+    bits: Bits  # 0: dropped
     preload: bool = False
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class Targets:
-    latency_s: float | None
-    memory_bytes: int | None
-    seq_len: int
+    latency_s: PositiveSeconds | None
+    memory_bytes: PositiveCount | None
+    seq_len: SeqLen
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class SolverInfo:
-    name: str  # "uniform" | "hand" | a solver's name
-    status: str  # "GIVEN" for plans not found by a solver
-    objective: float | None = None
-    bound: float | None = None
-    gap: float | None = None
-    wall_s: float | None = None
+    name: Name  # "uniform" | "hand" | a solver's name
+    status: Name  # "GIVEN" for plans not found by a solver
+    objective: Finite | None = None
+    bound: Finite | None = None
+    gap: Finite | None = None
+    wall_s: Seconds | None = None
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class Predicted:
-    latency_s: float | None  # the median call (needs a device profile)
-    peak_weight_bytes: int  # the runner's weight pool, made at construction
-    preload_bytes: int  # preloaded pieces as held (stored, slot-rounded)
-    io_bytes: int  # per call at targets.seq_len (batch 1, all tokens distinct)
-    fidelity_loss: float | None  # needs an importance profile
-    planned_latency_s: float | None = None  # the latency at `planned_percentile`: what the target bounds
-    planned_percentile: float | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
+    latency_s: Seconds | None  # the median call (needs a device profile)
+    peak_weight_bytes: Count  # the runner's weight pool, made at construction
+    preload_bytes: Count  # preloaded pieces as held (stored, slot-rounded)
+    io_bytes: Count  # per call at targets.seq_len (batch 1, all tokens distinct)
+    fidelity_loss: Finite | None  # needs an importance profile
+    planned_latency_s: Seconds | None = None  # the latency at `planned_percentile`: what the target bounds
+    planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
 
 
 def admit_nbytes(budget_bytes: int, fixed_bytes: int, slack_bytes: int) -> int:
@@ -115,12 +142,13 @@ class MemoryModel:
         return PoolLayout(admit + self.slack_bytes, admit, self.scratch_bytes, self.pinned_bytes)
 
 
+@with_config(STRICT)
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Settings a plan's runner starts with, from the device profile it was planned for."""
 
-    io_bandwidth_cap_Bps: float | None = None  # emulated flash bandwidth the runner's reads are capped to
-    compute_threads: int | None = None  # torch compute threads (None: torch's default, every core)
+    io_bandwidth_cap_Bps: Rate | None = None  # emulated flash bandwidth the runner's reads are capped to
+    compute_threads: Threads | None = None  # torch compute threads (None: torch's default, every core)
 
 
 @dataclass(frozen=True)
@@ -160,6 +188,118 @@ class Plan:
 def plan_hash(data: dict) -> str:
     body = {k: v for k, v in data.items() if k != "plan_hash"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class Event:
+    """One bar of a plan's simulated timeline (`sticc.simulate`)."""
+
+    lane: Literal["io", "compute"]
+    # "stall": compute waits for IO; "wait": IO waits for ring space
+    kind: Literal["embed", "load", "compute", "join", "stall", "wait"]
+    label: Name
+    start_s: Seconds
+    end_s: Seconds
+
+    def __post_init__(self) -> None:
+        if self.end_s < self.start_s - 1e-9:
+            raise ValueError(f"an event ends ({self.end_s}) before it starts ({self.start_s})")
+
+
+# ----------------------------------------------------------------------------------------------
+# plan.json: what `sticc compile` writes, and what `--plan` and `sticc report` read
+# ----------------------------------------------------------------------------------------------
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class TargetsFile:
+    """`targets` of a plan file: each optional in a hand-written plan."""
+
+    latency_s: PositiveSeconds | None = None
+    memory_bytes: PositiveCount | None = None
+    seq_len: SeqLen | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class MemoryRecord:
+    pinned_bytes: Count
+    scratch_bytes: Count
+    ring_bytes: Count
+    admit_bytes: Count
+    full_precision_bytes: Count
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class TimelineRecord:
+    events: list[Event]
+    compute_stall_s: Seconds
+    ring_wait_s: Seconds
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class SolutionSummary:
+    """Another solver's plan at the same targets (`sticc.planner._summary`)."""
+
+    objective: Finite
+    status: Name
+    predicted: Predicted
+    kept: Count
+    mean_bits: Annotated[float, Field(ge=0, le=32)]
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ComparisonRecord:
+    greedy: SolutionSummary | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class DeviceRecord:
+    device: Name
+    read_bandwidth_Bps: Rate
+    emulated_bandwidth_Bps: Rate | None
+    compute_threads: Threads
+    quantile_factor: Positive
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ImportanceRecord:
+    metric: Name
+    additivity: AdditivityRecord
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class PlanFile:
+    """plan.json. `sticc compile` writes every key; a hand-written plan (`--plan`) needs only
+    `shards` and/or `default_bits`. The outputs (`predicted`, `solver`, `load_order`, the findings
+    `memory` ... `importance`) are read back by `sticc report` and recomputed by `--plan`."""
+
+    format_version: Literal[2] | None = None
+    store_id: Sha256 | None = None
+    model: Name | None = None
+    targets: TargetsFile = TargetsFile()
+    solver: SolverInfo | None = None
+    memory_budget_bytes: PositiveCount | None = None
+    shards_per_chunk: PositiveCount | None = None
+    shards: list[ShardChoice] = field(default_factory=list)
+    default_bits: Bits | None = None
+    predicted: Predicted | None = None
+    load_order: list[tuple[Count, Count, Part]] | None = None
+    runtime: RuntimeSettings = RuntimeSettings()
+    plan_hash: Sha256 | None = None
+    memory: MemoryRecord | None = None
+    timeline: TimelineRecord | None = None
+    comparison: ComparisonRecord | None = None
+    device: DeviceRecord | None = None
+    importance: ImportanceRecord | None = None
 
 
 def load_order(plan: Plan) -> list[tuple[int, int, str]]:
@@ -314,71 +454,37 @@ def make_plan(
     return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, predicted)
 
 
-_PLAN_KEYS = {
-    "format_version", "store_id", "model", "targets", "solver", "memory_budget_bytes", "predicted",
-    "shards", "load_order", "plan_hash", "default_bits", "shards_per_chunk", "runtime",
-}
-# planner findings an emitted plan.json carries; accepted back and dropped (they describe the old run)
-_DETAIL_KEYS = {"memory", "timeline", "comparison", "device", "importance"}
-
-
 def read_plan(
     store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None,
     shards_per_chunk: int | None = None,
 ) -> Plan:
     """A hand-written (or previously emitted) plan file, validated against `store`.
 
-    Accepted keys: `shards` (list of {layer, index, bits, preload?}), `default_bits` for shards not
-    listed, optional `targets` {seq_len, memory_bytes, latency_s}; the outputs of an emitted
-    plan.json (`predicted`, `solver`, `load_order`, ...) are accepted and recomputed.
+    Read: `shards` (list of {layer, index, bits, preload?}), `default_bits` for shards not listed,
+    optional `targets` {seq_len, memory_bytes, latency_s}, `shards_per_chunk` and `runtime`; the
+    outputs of an emitted plan.json (`predicted`, `load_order`, the findings) are checked and
+    recomputed, `solver` is kept as the record of who made the plan.
     """
     path = Path(path)
-    data = read_json_object(path, f"plan file {path} does not exist")
-    unknown = set(data) - _PLAN_KEYS - _DETAIL_KEYS
-    if unknown:
-        raise UserError(f"plan file {path}: unknown keys {sorted(unknown)}")
-    if "store_id" in data and data["store_id"] != store.store_id:
+    data = read_file(PlanFile, path, "plan file")
+    if data.store_id is not None and data.store_id != store.store_id:
         raise UserError(f"plan file {path} was made for another store (store_id differs)")
     choices: dict[tuple[int, int], ShardChoice] = {}
-    for n, entry in enumerate(data.get("shards", [])):
-        if not isinstance(entry, dict) or not {"layer", "index", "bits"} <= set(entry) or set(entry) - {"layer", "index", "bits", "preload"}:
-            raise UserError(f"plan file {path}: shards[{n}] must be {{layer, index, bits, preload?}}")
-        values = [entry["layer"], entry["index"], entry["bits"]]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values) or not isinstance(entry.get("preload", False), bool):
-            raise UserError(f"plan file {path}: shards[{n}] has a non-integer layer/index/bits or non-boolean preload")
-        choice = ShardChoice(*values, entry.get("preload", False))
+    for choice in data.shards:
         if (choice.layer, choice.index) in choices:
             raise UserError(f"plan file {path}: shard (layer {choice.layer}, index {choice.index}) appears twice")
         choices[(choice.layer, choice.index)] = choice
-    default_bits = data.get("default_bits")
-    if default_bits is not None:
-        if not isinstance(default_bits, int) or isinstance(default_bits, bool):
-            raise UserError(f"plan file {path}: default_bits must be an integer")
+    if data.default_bits is not None:
         for layer in range(store.spec.layers):
             for index in range(store.shards_per_layer):
-                choices.setdefault((layer, index), ShardChoice(layer, index, default_bits))
-    targets = data.get("targets") or {}
-    if not isinstance(targets, dict):
-        raise UserError(f"plan file {path}: targets must be an object")
-    solver = SolverInfo("hand", "GIVEN")
-    if "solver" in data:  # an emitted plan.json keeps the record of who made it
-        try:
-            solver = SolverInfo(**data["solver"])
-        except TypeError:
-            raise UserError(f"plan file {path}: solver must be {{name, status, objective, bound, gap, wall_s}}") from None
+                choices.setdefault((layer, index), ShardChoice(layer, index, data.default_bits))
     plan = make_plan(
-        store, tuple(choices.values()), solver,
-        seq_len=seq_len or targets.get("seq_len"),
-        memory_bytes=memory_bytes if memory_bytes is not None else targets.get("memory_bytes"),
-        latency_s=targets.get("latency_s"),
-        shards_per_chunk=shards_per_chunk or data.get("shards_per_chunk"),
+        store, tuple(choices.values()), data.solver or SolverInfo("hand", "GIVEN"),
+        seq_len=seq_len or data.targets.seq_len,
+        memory_bytes=memory_bytes if memory_bytes is not None else data.targets.memory_bytes,
+        latency_s=data.targets.latency_s,
+        shards_per_chunk=shards_per_chunk or data.shards_per_chunk,
     )
-    if "load_order" in data and [list(s) for s in load_order(plan)] != data["load_order"]:
+    if data.load_order is not None and [list(s) for s in load_order(plan)] != [list(s) for s in data.load_order]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")
-    runtime = data.get("runtime") or {}
-    try:
-        settings = RuntimeSettings(**runtime)
-    except TypeError:
-        raise UserError(f"plan file {path}: runtime must be {{io_bandwidth_cap_Bps, compute_threads}}") from None
-    return replace(plan, runtime=settings)
-
+    return replace(plan, runtime=data.runtime)

@@ -44,7 +44,8 @@ from sticc.plan import DEFAULT_CHUNKS_PER_BLOCK, ShardChoice, SolverInfo, make_p
 from sticc.runtime.core import READ_ALIGN_BYTES, Ring, StoreReader, checksum
 from sticc.runtime.decode import PoolViews, RunDecoder
 from sticc.runtime.encoder import PART_BLOCKS, attention_chunk, attention_mask_bias, ffn_chunk, residual_norm
-from sticc.sharding import PARTS, piece_shape
+from sticc.schema import PARTS
+from sticc.sharding import piece_shape
 from sticc.store import Store
 
 Progress = Callable[[Iterator, int, str], Iterator]

@@ -54,7 +54,7 @@ from sticc.runtime.encoder import (
     position_ids_for,
     residual_norm,
 )
-from sticc.sharding import PARTS
+from sticc.schema import PARTS
 from sticc.store import Store
 
 Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)

@@ -13,8 +13,9 @@ text (no plotting library).
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -24,9 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from sticc.errors import UserError
-from sticc.jsonfile import read_json_object, write_files_atomic
-from sticc.plan import PLAN_FORMAT_VERSION
-from sticc.simulate import Event
+from sticc.jsonfile import write_files_atomic
+from sticc.plan import Event, PlanFile
+from sticc.schema import read_file
 
 REPORT_MD = "report.md"
 TIMELINE_SVG = "timeline.svg"
@@ -36,63 +37,27 @@ NO_TIMELINE = "no device profile: no timeline"
 # Reading plan.json
 # ----------------------------------------------------------------------------------------------
 
-_REQUIRED_KEYS = (
-    "format_version", "store_id", "model", "targets", "solver", "memory_budget_bytes", "shards_per_chunk",
-    "predicted", "shards",
-)
-_OBJECT_KEYS = ("targets", "solver", "predicted")
-_OPTIONAL_OBJECT_KEYS = ("memory", "timeline", "comparison", "device", "importance")
+# what a plan.json written by `sticc compile` has, and a hand-written one lacks
+_REQUIRED_KEYS = ("format_version", "store_id", "model", "solver", "memory_budget_bytes", "shards_per_chunk", "predicted")
 _LANES = ("io", "compute")
 
 
 def read_plan_json(path: str | Path) -> dict:
-    """The plan.json at `path` (or inside the directory `path`), checked enough to report on.
+    """The plan.json at `path` (or inside the directory `path`), validated (`sticc.plan.PlanFile`)
+    and complete enough to report on, as a JSON object.
 
-    Every problem is one `UserError` line: a missing or unreadable file, invalid JSON, or a file
-    that is not a plan.json written by `sticc compile` (wrong format_version, missing keys,
-    mistyped sections).
+    Every problem is one `UserError` line: a missing or unreadable file, invalid JSON, a field of
+    the wrong type or range, or a hand-written plan (no predictions).
     """
     path = Path(path)
     if path.is_dir():
         path = path / "plan.json"
-    data = read_json_object(path, f"plan file {path} does not exist")
-    where = f"{path} is not a sticc plan.json"
-    if "format_version" not in data:
-        raise UserError(f"{where} (no format_version; hand-written plans have no predictions: compile them first)")
-    if data["format_version"] != PLAN_FORMAT_VERSION:
-        raise UserError(f"{path}: plan format_version {data['format_version']!r}, this sticc reads {PLAN_FORMAT_VERSION}")
-    missing = [key for key in _REQUIRED_KEYS if key not in data]
-    if missing:
-        raise UserError(f"{where} (missing keys {missing}; hand-written plans have no predictions: compile them first)")
-    for key in _OBJECT_KEYS:
-        if not isinstance(data[key], dict):
-            raise UserError(f"{where}: {key} must be an object")
-    for key in _OPTIONAL_OBJECT_KEYS:
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            raise UserError(f"{where}: {key} must be an object or null")
-    shards = data["shards"]
-    if not isinstance(shards, list) or not all(
-        isinstance(s, dict) and all(_is_int(s.get(k)) for k in ("layer", "index", "bits")) for s in shards
-    ):
-        raise UserError(f"{where}: shards must be a list of {{layer, index, bits, preload}} with integer values")
-    timeline = data.get("timeline")
-    if timeline is not None:
-        events = timeline.get("events")
-        if not isinstance(events, list):
-            raise UserError(f"{where}: timeline.events must be a list")
-        for n, event in enumerate(events):
-            ok = (
-                isinstance(event, dict) and event.get("lane") in _LANES and isinstance(event.get("kind"), str)
-                and _is_number(event.get("start_s")) and _is_number(event.get("end_s"))
-                and event["end_s"] >= event["start_s"]
-            )
-            if not ok:
-                raise UserError(f"{where}: timeline.events[{n}] must be {{lane: io|compute, kind, label, start_s <= end_s}}")
-    return data
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    plan = read_file(PlanFile, path, "plan file")
+    missing = [key for key in _REQUIRED_KEYS if getattr(plan, key) is None]
+    if missing or not plan.shards:
+        missing = missing or ["shards"]
+        raise UserError(f"{path} is not a sticc plan.json (no {', '.join(missing)}; hand-written plans have no predictions: compile them first)")
+    return json.loads(json.dumps(asdict(plan)))
 
 
 def _is_number(value) -> bool:

@@ -20,8 +20,6 @@ from sticc.errors import UserError
 from sticc.runtime.encoder import GLOBAL_HEADER_VECTORS, LAYER_HEADER_VECTORS
 from sticc.spec import ModelSpec
 
-PARTS = ("attn", "ffn")
-
 
 @dataclass(frozen=True)
 class PieceShape:

@@ -36,8 +36,8 @@ import math
 from dataclasses import dataclass
 
 from sticc.lower import ChunkSlot, Problem, chunk_members
-from sticc.plan import ShardChoice, admit_nbytes
-from sticc.sharding import PARTS
+from sticc.plan import Event, ShardChoice, admit_nbytes
+from sticc.schema import PARTS
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,6 @@ def plan_work(problem: Problem, choices: dict[tuple[int, int], ShardChoice]) -> 
         if members:
             out.append(chunk_work(problem, slot, members))
     return out
-
-
-@dataclass(frozen=True)
-class Event:
-    lane: str  # "io" | "compute"
-    kind: str  # "embed" | "load" | "compute" | "join" | "stall" (compute waits for IO) | "wait" (IO waits for ring space)
-    label: str
-    start_s: float
-    end_s: float
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ from sticc.runtime.core import (
     checksum,
 )
 from sticc.runtime.encoder import PART_BLOCKS
-from sticc.sharding import PARTS, check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
+from sticc.schema import PARTS
+from sticc.sharding import check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
 from sticc.spec import ModelSpec
 
 DATA_FILE = "weights.safetensors"

@@ -93,8 +93,8 @@ def test_shard_rejects_bad_models(capsys, tmp_path, bad_checkpoints, case, needl
         ('{"default_bits": 7}', "bits 7 not in the store"),
         ('{"default_bits": 4, "shards": [{"layer": 9, "index": 0, "bits": 4}]}', "does not exist"),
         ('{"default_bits": 4, "shards": [{"layer": 0, "index": 0, "bits": 0, "preload": true}]}', "dropped and preloaded"),
-        ('{"default_bits": 4, "colour": "red"}', "unknown keys"),
-        ('{"default_bits": 4, "shards": [{"layer": "0", "index": 0, "bits": 4}]}', "non-integer"),
+        ('{"default_bits": 4, "colour": "red"}', "colour: is not a known key"),
+        ('{"default_bits": 4, "shards": [{"layer": "0", "index": 0, "bits": 4}]}', "shards[0].layer: input should be a valid integer (got '0')"),
         ('[1, 2]', "JSON object"),
     ],
 )

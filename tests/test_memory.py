@@ -12,7 +12,7 @@ from safetensors import safe_open
 from solvers.uniform import uniform_plan
 from sticc.checkpoint import Checkpoint
 from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
-from sticc.sharding import PARTS
+from sticc.schema import PARTS
 from sticc.store import Store
 
 SENTENCE = "Streaming shards keeps only a few percent of the weights in memory at any moment."

@@ -16,7 +16,7 @@ from rich.console import Console
 from solvers.uniform import uniform_plan
 from sticc.errors import UserError
 from sticc.lower import lower
-from sticc.plan import by_position
+from sticc.plan import Event, by_position
 from sticc.report import (
     NO_TIMELINE,
     lane_bars,
@@ -27,7 +27,7 @@ from sticc.report import (
     timeline_summary,
     write_reports,
 )
-from sticc.simulate import Event, simulate
+from sticc.simulate import simulate
 from sticc.store import Store
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -325,12 +325,12 @@ def test_report_of_a_compiled_plan(tiny_bert_store, tmp_path):
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "must hold a JSON object"),
         (json.dumps({"default_bits": 4}), "no format_version"),
-        (json.dumps({"format_version": 99}), "format_version 99"),
-        (json.dumps({"format_version": 2, "shards": []}), "missing keys"),
-        (json.dumps({"format_version": 1, "shards": []}), "format_version 1"),
-        ("targets", "targets must be an object"),
+        (json.dumps({"format_version": 99}), "format_version: input should be 2 (got 99)"),
+        (json.dumps({"format_version": 2, "shards": []}), "is not a sticc plan.json (no store_id"),
+        (json.dumps({"format_version": 1, "shards": []}), "format_version: input should be 2 (got 1)"),
+        ("targets", "targets: must be a JSON object"),
         ("timeline", "timeline.events[0]"),
-        ("shards", "shards must be a list"),
+        ("shards", "shards[0].bits: input should be a valid integer (got '4')"),
     ],
 )
 def test_bad_plan_files_are_one_line_errors(tmp_path, content, needle):
