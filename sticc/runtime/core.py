@@ -762,8 +762,9 @@ class RunnerCore:
         self.reader = StoreReader(os.path.join(self.store_dir, self.DATA_FILE), cap)
         self.pool = WeightPool(self.POOL)
         self._row_threads = ThreadPoolExecutor(self.EMBED_IO_THREADS, thread_name_prefix="sticc-rows")
-        self._call_lock = threading.Lock()
-        self.last_stats = None
+        self._call_lock = threading.Lock()  # calls are served one at a time (they share the pool and the IO lane)
+        self._stats = threading.local()  # the calling thread's last stats (`last_stats`)
+        self._latest_stats = None
         self.pinned_chunks = {}  # key -> a chunk pinned in place, in kernel form
         self.prepared = {}  # key -> what the family prepared to dequantize the chunk (`prepare_chunk`)
         self._pin_loads()
@@ -870,12 +871,19 @@ class RunnerCore:
                 self.pool.ring.stop()
                 if self._io_started:
                     call.wait_done()
-            self.last_stats = {
+            self._stats.value = self._latest_stats = {
                 "latency_s": time.perf_counter() - start_s,
                 "peak_weight_bytes": self.pool.peak_bytes,
                 "io_bytes": self.reader.bytes_read - read_before,
             }
             return result
+
+    @property
+    def last_stats(self):
+        """{"latency_s", "peak_weight_bytes", "io_bytes"} of the calling thread's last call on this
+        runner, else of the runner's last call from any thread; None before any call."""
+        mine = getattr(self._stats, "value", None)
+        return mine if mine is not None else self._latest_stats
 
     def start_io(self, call: Call) -> None:
         """Hand the call to the IO lane (the family calls this when its embedding is done: the
@@ -907,6 +915,8 @@ class RunnerCore:
         raise NotImplementedError
 
     def close(self) -> None:
-        self.io_lane.close()
-        self._row_threads.shutdown()
-        self.reader.close()
+        """Stop the IO lane and close the store, after any call in progress."""
+        with self._call_lock:
+            self.io_lane.close()
+            self._row_threads.shutdown()
+            self.reader.close()
