@@ -179,3 +179,29 @@ def check_runner_source(text: str, runtime_body: str) -> None:
         raise _refuse(runner, f"the Runner class lacks {sorted(RUNNER_ATTRIBUTES - assigned) or ['schedule']}")
     if ast.dump(guard) != ast.dump(ast.parse(MAIN_GUARD).body[0]):
         raise _refuse(guard, "the last statement is not the `__main__` guard")
+
+
+def runner_literal(path, name: str, kind: type):
+    """The literal class attribute `name` of the generated runner at `path`, read without running
+    it (a runner is code; reading its facts must not execute it). A `UserError` where the file is
+    not a runner or the attribute is not a literal of `kind`."""
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"{path} is not a runner sticc wrote: {error}") from None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Runner":
+            for statement in node.body:
+                if (
+                    isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == name
+                ):
+                    try:
+                        value = ast.literal_eval(statement.value)
+                    except ValueError:
+                        break
+                    if type(value) is kind:
+                        return value
+                    break
+    raise UserError(f"{path} is not a runner sticc wrote (no literal {name})")

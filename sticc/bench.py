@@ -39,6 +39,7 @@ from sticc.bench_case import proc_status_bytes
 from sticc.errors import UserError
 from sticc.measure import Spread
 from sticc.plan import Plan, RuntimeSettings, ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.schema import OPEN, read_file, with_config
 from sticc.sentences import EVAL_SENTENCES
 from sticc.store import Store
 
@@ -107,13 +108,20 @@ class CaseResult:
 # ----------------------------------------------------------------------------------------------
 
 
+@with_config(OPEN)
+@dataclass(frozen=True)
+class SourceConfigMark:
+    """The one key of a checkpoint's config.json the benchmark reads: random weights are marked."""
+
+    sticc_random_weights: bool = False
+
+
 def subject_of(store: Store, plan_json: dict) -> Subject:
     source = store.source_dir
     checkpoint = source if source is not None and (source / "config.json").is_file() else None
     # the checkpoint's config, kept in the store: examples/random_checkpoint.py marks random weights
     config_path = store.path / "source_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    random_weights = bool(config.get("sticc_random_weights", False))
+    random_weights = config_path.is_file() and read_file(SourceConfigMark, config_path, "checkpoint config").sticc_random_weights
     targets = plan_json["targets"]
     return Subject(
         store.path, store.spec.name, store.spec.fp32_weight_nbytes, random_weights, checkpoint,
@@ -371,13 +379,13 @@ def bench(
 ) -> tuple[Subject, Settings, list[CaseResult]]:
     """Run `sticc bench` (see the module docstring); the settings as applied (the plan's emulated
     bandwidth when none was given)."""
-    from codegen import load_runner
+    from codegen.literals import runner_literal
     from sticc.report import read_plan_json
 
     plan_json = read_plan_json(out_dir / "plan.json")
     if not (out_dir / "runner.py").is_file():
         raise UserError(f"{out_dir} has no runner.py: give a directory written by `sticc compile`")
-    store = Store.open(store_dir or load_runner(out_dir / "runner.py").Runner.DEFAULT_STORE)
+    store = Store.open(store_dir or runner_literal(out_dir / "runner.py", "DEFAULT_STORE", str))
     if plan_json["store_id"] != store.store_id:
         raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
     if settings.io_bandwidth_Bps is None:

@@ -9,8 +9,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from sticc.errors import UserError
-from sticc.families import LAYER_ROLES, Family, family_for
-from sticc.jsonfile import read_json_object
+from sticc.families import LAYER_ROLES, ConfigHead, Family, family_for
+from sticc.schema import OPEN, Name, parse_json, read_file, with_config
 from sticc.spec import ModelSpec
 
 
@@ -29,10 +29,17 @@ class Checkpoint:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise UserError(f"model directory {model_dir} does not exist")
-        config = read_json_object(model_dir / "config.json", f"{model_dir} has no config.json")
-        family = family_for(config)
-        name = str(config.get("_name_or_path") or model_dir.name)
-        spec = family.spec_from_config(config, name)
+        config_path = model_dir / "config.json"
+        try:
+            raw = config_path.read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{model_dir} has no config.json") from None
+        except OSError as error:
+            raise UserError(f"{config_path} cannot be read: {error.strerror or error}") from None
+        head = parse_json(ConfigHead, raw, str(config_path))
+        family = family_for(head)
+        name = head.name_or_path or model_dir.name
+        spec = family.spec_from_config(parse_json(family.config_kind, raw, str(config_path)), name)
         files = _tensor_files(model_dir)
         prefix = _detect_prefix(family, files)
         checkpoint = cls(model_dir, spec, family, prefix, files)
@@ -102,17 +109,22 @@ def _header(path: Path) -> dict[str, list[int]]:
         raise UserError(f"{path.name} is not a valid safetensors file (truncated or malformed): {error}") from None
 
 
+@with_config(OPEN)
+@dataclass(frozen=True)
+class SafetensorsIndex:
+    """model.safetensors.index.json: which file holds each tensor (its metadata is ignored)."""
+
+    weight_map: dict[Name, Name]
+
+
 def _tensor_files(model_dir: Path) -> dict[str, Path]:
     single = model_dir / "model.safetensors"
     index = model_dir / "model.safetensors.index.json"
     if single.exists():
         return {name: single for name in _header(single)}
     if index.exists():
-        weight_map = read_json_object(index, f"{model_dir} has no {index.name}").get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise UserError(f"{index} has no weight_map")
         files = {}
-        for name, file_name in weight_map.items():
+        for name, file_name in read_file(SafetensorsIndex, index, "checkpoint index").weight_map.items():
             path = (model_dir / str(file_name)).resolve()
             if path.parent != model_dir.resolve() or not path.exists():
                 raise UserError(f"{index.name} names a missing or outside shard file {file_name!r}")

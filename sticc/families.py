@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from sticc.errors import UserError
-from sticc.spec import ModelSpec
+from sticc.schema import OPEN, Name, with_config
+from sticc.spec import Activation, LayerNormEps, ModelSpec, Size, Vocab
 
 LAYER_ROLES = (
     "q.weight", "q.bias", "k.weight", "k.bias", "v.weight", "v.bias", "o.weight", "o.bias",
@@ -23,52 +27,79 @@ LAYER_ROLES = (
 )
 
 
+@with_config(OPEN)
+@dataclass(frozen=True)
+class ConfigHead:
+    """What sticc reads of any config.json before it knows the family: the family, and the name."""
+
+    model_type: Name | None = None
+    name_or_path: Annotated[Name | None, Field(alias="_name_or_path")] = None
+
+
+@with_config(OPEN)
+@dataclass(frozen=True)
+class BertConfig:
+    """The keys of a BERT / RoBERTa config.json that sticc uses (others are ignored)."""
+
+    num_hidden_layers: Size
+    num_attention_heads: Size
+    hidden_size: Size
+    intermediate_size: Size
+    vocab_size: Vocab
+    max_position_embeddings: Size
+    type_vocab_size: Annotated[int, Field(ge=0, le=1 << 16)] = 2
+    pad_token_id: Annotated[int, Field(ge=0, le=1 << 24)] | None = 0
+    layer_norm_eps: LayerNormEps = 1e-12
+    hidden_act: Activation = "gelu"
+    position_embedding_type: Literal["absolute"] = "absolute"
+
+
+@with_config(OPEN)
+@dataclass(frozen=True)
+class DistilBertConfig:
+    """The keys of a DistilBERT config.json that sticc uses (others are ignored)."""
+
+    n_layers: Size
+    n_heads: Size
+    dim: Size
+    hidden_dim: Size
+    vocab_size: Vocab
+    max_position_embeddings: Size
+    pad_token_id: Annotated[int, Field(ge=0, le=1 << 24)] | None = 0
+    activation: Activation = "gelu"
+
+
 @dataclass(frozen=True)
 class Family:
     """A family adapter: config -> spec, canonical role -> checkpoint tensor name."""
 
     name: str
     model_types: tuple[str, ...]
-    spec_from_config: Callable[[dict, str], ModelSpec]
+    config_kind: type  # the validated config.json record
+    spec_from_config: Callable[[object, str], ModelSpec]  # (config record, model name) -> spec
     embed_names: dict[str, str]  # role -> name (without the checkpoint's prefix)
     layer_name: Callable[[int, str], str]  # (layer, role) -> name
     prefixes: tuple[str, ...]  # checkpoints of task heads nest the encoder under one of these
 
 
-def _require(config: dict, key: str, kind: type = int):
-    if key not in config:
-        raise UserError(f"config.json has no {key!r}")
-    value = config[key]
-    if kind is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise UserError(f"config.json: {key!r} must be an integer, got {value!r}")
-    return value
+def _heads_divide(hidden: int, heads: int, key: str) -> None:
+    if hidden % heads:
+        raise UserError(f"config.json: {key} {hidden} is not divisible by {heads} heads")
 
 
-def _bert_like_spec(family: str, position_kind: str) -> Callable[[dict, str], ModelSpec]:
-    def spec(config: dict, name: str) -> ModelSpec:
-        if config.get("position_embedding_type", "absolute") != "absolute":
-            raise UserError(f"position_embedding_type {config['position_embedding_type']!r} is not supported")
-        heads = _require(config, "num_attention_heads")
-        hidden = _require(config, "hidden_size")
-        if heads <= 0 or hidden % heads:
-            raise UserError(f"config.json: hidden_size {hidden} is not divisible by {heads} heads")
+def _bert_like_spec(family: str, position_kind: str) -> Callable[[BertConfig, str], ModelSpec]:
+    def spec(config: BertConfig, name: str) -> ModelSpec:
+        heads, hidden = config.num_attention_heads, config.hidden_size
+        _heads_divide(hidden, heads, "hidden_size")
         return ModelSpec(
-            family=family, name=name, layers=_require(config, "num_hidden_layers"), heads=heads,
-            kv_heads=heads, hidden=hidden, head_dim=hidden // heads, ffn=_require(config, "intermediate_size"),
-            vocab=_require(config, "vocab_size"), type_vocab=config.get("type_vocab_size", 2),
-            max_positions=_require(config, "max_position_embeddings"), position_kind=position_kind,
-            pad_token_id=config.get("pad_token_id", 0) or 0,
-            layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
-            activation=_activation(config.get("hidden_act", "gelu")),
+            family=family, name=name, layers=config.num_hidden_layers, heads=heads, kv_heads=heads, hidden=hidden,
+            head_dim=hidden // heads, ffn=config.intermediate_size, vocab=config.vocab_size,
+            type_vocab=config.type_vocab_size, max_positions=config.max_position_embeddings,
+            position_kind=position_kind, pad_token_id=config.pad_token_id or 0,
+            layer_norm_eps=config.layer_norm_eps, activation=config.hidden_act,
         )
 
     return spec
-
-
-def _activation(name: object) -> str:
-    if name not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
-        raise UserError(f"activation {name!r} is not supported")
-    return str(name)
 
 
 _BERT_LAYER = {
@@ -90,18 +121,14 @@ _BERT_EMBED = {
 }
 
 
-def _distilbert_spec(config: dict, name: str) -> ModelSpec:
-    heads = _require(config, "n_heads")
-    hidden = _require(config, "dim")
-    if heads <= 0 or hidden % heads:
-        raise UserError(f"config.json: dim {hidden} is not divisible by {heads} heads")
+def _distilbert_spec(config: DistilBertConfig, name: str) -> ModelSpec:
+    heads, hidden = config.n_heads, config.dim
+    _heads_divide(hidden, heads, "dim")
     return ModelSpec(
-        family="distilbert", name=name, layers=_require(config, "n_layers"), heads=heads, kv_heads=heads,
-        hidden=hidden, head_dim=hidden // heads, ffn=_require(config, "hidden_dim"),
-        vocab=_require(config, "vocab_size"), type_vocab=0,
-        max_positions=_require(config, "max_position_embeddings"), position_kind="absolute",
-        pad_token_id=config.get("pad_token_id", 0) or 0, layer_norm_eps=1e-12,
-        activation=_activation(config.get("activation", "gelu")),
+        family="distilbert", name=name, layers=config.n_layers, heads=heads, kv_heads=heads, hidden=hidden,
+        head_dim=hidden // heads, ffn=config.hidden_dim, vocab=config.vocab_size, type_vocab=0,
+        max_positions=config.max_position_embeddings, position_kind="absolute",
+        pad_token_id=config.pad_token_id or 0, layer_norm_eps=1e-12, activation=config.activation,
     )
 
 
@@ -118,24 +145,24 @@ _DISTILBERT_LAYER = {
 
 FAMILIES = (
     Family(
-        "bert", ("bert",), _bert_like_spec("bert", "absolute"), _BERT_EMBED,
+        "bert", ("bert",), BertConfig, _bert_like_spec("bert", "absolute"), _BERT_EMBED,
         lambda layer, role: f"encoder.layer.{layer}.{_BERT_LAYER[role]}", ("", "bert."),
     ),
     Family(
-        "roberta", ("roberta", "xlm-roberta"), _bert_like_spec("roberta", "roberta"), _BERT_EMBED,
+        "roberta", ("roberta", "xlm-roberta"), BertConfig, _bert_like_spec("roberta", "roberta"), _BERT_EMBED,
         lambda layer, role: f"encoder.layer.{layer}.{_BERT_LAYER[role]}", ("", "roberta."),
     ),
     Family(
-        "distilbert", ("distilbert",), _distilbert_spec,
+        "distilbert", ("distilbert",), DistilBertConfig, _distilbert_spec,
         {k: v for k, v in _BERT_EMBED.items() if k != "embed.type"},
         lambda layer, role: f"transformer.layer.{layer}.{_DISTILBERT_LAYER[role]}", ("", "distilbert."),
     ),
 )
 
 
-def family_for(config: dict) -> Family:
+def family_for(config: ConfigHead) -> Family:
     """The adapter for a config's model_type, or a clear error naming the supported ones."""
-    model_type = config.get("model_type")
+    model_type = config.model_type
     for family in FAMILIES:
         if model_type in family.model_types:
             return family

@@ -54,8 +54,9 @@ def read_plan_json(path: str | Path) -> dict:
         path = path / "plan.json"
     plan = read_file(PlanFile, path, "plan file")
     missing = [key for key in _REQUIRED_KEYS if getattr(plan, key) is None]
-    if missing or not plan.shards:
-        missing = missing or ["shards"]
+    missing += [] if plan.shards else ["shards"]
+    missing += [] if plan.targets.seq_len is not None else ["targets.seq_len"]
+    if missing:
         raise UserError(f"{path} is not a sticc plan.json (no {', '.join(missing)}; hand-written plans have no predictions: compile them first)")
     return json.loads(json.dumps(asdict(plan)))
 

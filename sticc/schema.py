@@ -128,6 +128,8 @@ def parse_json(kind: type[T], data: bytes | str | dict | list, where: str) -> T:
         if first["type"] == "json_invalid":
             raise UserError(f"{where} is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}") from None
         raise UserError(f"{where}: {first_error(error)}") from None
+    except UserError as error:  # a record's own consistency check (its __post_init__)
+        raise UserError(f"{where}: {error}") from None
 
 
 def read_file(kind: type[T], path, what: str) -> T:

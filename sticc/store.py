@@ -24,14 +24,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
 from sticc.checkpoint import Checkpoint
 from sticc.errors import UserError
-from sticc.jsonfile import fsync_file, read_json_object, replace_dir
+from sticc.jsonfile import fsync_file, replace_dir
 from sticc.quant import QUANTIZER_NAME, encode_piece
 from sticc.runtime.core import (
     READ_ALIGN_BYTES,
@@ -43,14 +45,28 @@ from sticc.runtime.core import (
     checksum,
 )
 from sticc.runtime.encoder import PART_BLOCKS
-from sticc.schema import PARTS
+from sticc.schema import (
+    PARTS,
+    STORED_BITS,
+    STRICT,
+    Checksum64,
+    Count,
+    Name,
+    Offset,
+    Part,
+    PositiveCount,
+    Sha256,
+    StoredBits,
+    parse_json,
+    with_config,
+)
 from sticc.sharding import check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
 from sticc.spec import ModelSpec
 
 DATA_FILE = "weights.safetensors"
 ALIGNMENT_BYTES = READ_ALIGN_BYTES  # runners read blobs in whole units of this (direct IO)
 DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 16, 32)
-SUPPORTED_BITS = frozenset(range(2, 9)) | {16, 32}
+SUPPORTED_BITS = frozenset(STORED_BITS)
 DEFAULT_GROUP_SIZE = 64
 
 
@@ -88,6 +104,100 @@ class RowTableEntry:
     checksum_table: Extent
 
 
+# ----------------------------------------------------------------------------------------------
+# manifest.json
+# ----------------------------------------------------------------------------------------------
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ExtentRecord:
+    offset: Offset
+    nbytes: Count
+    checksum: Checksum64
+
+    def extent(self) -> Extent:
+        return Extent(self.offset, self.nbytes, self.checksum)
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class RowTableRecord:
+    offset: Offset
+    rows: PositiveCount
+    row_nbytes: PositiveCount
+    checksum_table: ExtentRecord
+
+    def entry(self) -> RowTableEntry:
+        return RowTableEntry(self.offset, self.rows, self.row_nbytes, self.checksum_table.extent())
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class LayoutRecord:
+    rows: PositiveCount
+    cols: PositiveCount
+    group_size: Count
+    bias_len: Count
+
+    def blob(self, bits: int) -> BlobLayout:
+        try:
+            return blob_layout(self.rows, self.cols, bits, self.group_size, self.bias_len)
+        except (ValueError, ZeroDivisionError) as error:
+            raise UserError(f"a version's layout is impossible: {error}") from None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class VersionRecord:
+    layer: Count
+    index: Count
+    part: Part
+    bits: StoredBits
+    offset: Offset
+    nbytes: Count
+    checksum: Checksum64
+    layout: LayoutRecord
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class QuantizerRecord:
+    method: Name
+    group_size: Annotated[int, Field(ge=8, le=1 << 20)]
+    calibration: Name = ""
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class SourceRecord:
+    model_dir: Name | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: the model spec, where every blob is and how it is laid out, and the
+    store's id (the sha256 of the rest)."""
+
+    format: Literal["sticc-store"]
+    format_version: Literal[2]
+    data_file: Literal["weights.safetensors"]
+    alignment_bytes: Literal[4096]
+    spec: ModelSpec
+    shards_per_layer: PositiveCount
+    bits: Annotated[list[StoredBits], Field(min_length=1)]
+    quantizer: QuantizerRecord
+    source: SourceRecord
+    tokenizer: Literal["tokenizer.json"] | None
+    global_header: ExtentRecord
+    layer_headers: list[ExtentRecord]
+    word_embeddings: RowTableRecord
+    position_embeddings: RowTableRecord
+    versions: list[VersionRecord]
+    store_id: Sha256
+
+
 @dataclass(frozen=True)
 class Store:
     """An opened store (manifest only; data is read by runners and `verify`)."""
@@ -116,52 +226,108 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
+        """The store at `path`, its manifest validated (`Manifest`) and checked against itself:
+        every version present with the layout its spec implies, every extent inside the data file."""
         path = Path(path)
         manifest_path = path / "manifest.json"
         if not path.is_dir():
             raise UserError(f"store {path} does not exist")
-        manifest = read_json_object(manifest_path, f"{path} is not a sticc store (no manifest.json)")
         try:
-            return cls._from_manifest(path, manifest)
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"{manifest_path} is malformed: {error!r}") from None
-
-    @classmethod
-    def _from_manifest(cls, path: Path, manifest: dict) -> Store:
-        if manifest.get("format") != "sticc-store":
-            raise UserError(f"{path}/manifest.json is not a sticc store manifest")
-        if manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raw = manifest_path.read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{path} is not a sticc store (no manifest.json)") from None
+        except OSError as error:
+            raise UserError(f"{manifest_path} cannot be read: {error.strerror or error}") from None
+        try:
+            loose = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{manifest_path} is not valid JSON: {error}") from None
+        if isinstance(loose, dict) and loose.get("format") == "sticc-store" and loose.get("format_version") != STORE_FORMAT_VERSION:
             raise UserError(
-                f"{path} is a store of format {manifest.get('format_version')!r}, this sticc reads format "
+                f"{path} is a store of format {loose.get('format_version')!r}, this sticc reads format "
                 f"{STORE_FORMAT_VERSION}: re-shard the model with `sticc shard`"
             )
-        if manifest_id(manifest) != manifest["store_id"]:
-            raise UserError(f"{path}/manifest.json was modified after the store was written (store id mismatch)")
+        manifest = parse_json(Manifest, raw, str(manifest_path))
+        if manifest_id(loose) != manifest.store_id:
+            raise UserError(f"{manifest_path} was modified after the store was written (store id mismatch)")
+        return cls._from_manifest(path, manifest)
 
-        def extent(d: dict) -> Extent:
-            return Extent(int(d["offset"]), int(d["nbytes"]), int(d["checksum"]))
-
-        def table(d: dict) -> RowTableEntry:
-            return RowTableEntry(int(d["offset"]), int(d["rows"]), int(d["row_nbytes"]), extent(d["checksum_table"]))
-
-        versions = {}
-        for entry in manifest["versions"]:
-            # numbers as numbers: a runner renders them into its source (as literals)
-            key = VersionKey(int(entry["layer"]), int(entry["index"]), str(entry["part"]), int(entry["bits"]))
-            lay = entry["layout"]
-            layout = blob_layout(int(lay["rows"]), int(lay["cols"]), key.bits, int(lay["group_size"]), int(lay["bias_len"]))
-            versions[key] = Version(key, extent(entry), layout)
+    @classmethod
+    def _from_manifest(cls, path: Path, manifest: Manifest) -> Store:
+        where = f"{path}/manifest.json"
+        spec = manifest.spec
+        check_shards_per_layer(spec, manifest.shards_per_layer)
+        group_size = manifest.quantizer.group_size
+        versions: dict[VersionKey, Version] = {}
+        for entry in manifest.versions:
+            key = VersionKey(entry.layer, entry.index, entry.part, entry.bits)
+            if key in versions:
+                raise UserError(f"{where}: {key.describe()} appears twice")
+            versions[key] = Version(key, Extent(entry.offset, entry.nbytes, entry.checksum), entry.layout.blob(entry.bits))
+        expected = _expected_layouts(spec, manifest.bits, manifest.shards_per_layer, group_size, where)
+        if set(versions) != set(expected):
+            missing = sorted(set(expected) - set(versions), key=_key_order)
+            extra = sorted(set(versions) - set(expected), key=_key_order)
+            what = f"lacks {missing[0].describe()}" if missing else f"has an extra {extra[0].describe()}"
+            raise UserError(f"{where}: {what} (versions must cover layers x shards x parts x bits)")
+        for key, version in versions.items():
+            if version.layout != expected[key] or version.extent.nbytes != version.layout.nbytes:
+                raise UserError(f"{where}: {key.describe()} has a layout its spec does not imply")
+        headers = (manifest.global_header.extent(), *(e.extent() for e in manifest.layer_headers))
+        tables = (manifest.word_embeddings.entry(), manifest.position_embeddings.entry())
+        hidden_nbytes = 4 * spec.hidden
+        if len(manifest.layer_headers) != spec.layers:
+            raise UserError(f"{where}: {len(manifest.layer_headers)} layer headers for {spec.layers} layers")
+        if headers[0].nbytes != global_header_nbytes(spec) or any(h.nbytes != layer_header_nbytes(spec) for h in headers[1:]):
+            raise UserError(f"{where}: a header's size is not the one its spec implies")
+        for table, rows in zip(tables, (spec.vocab, spec.max_positions), strict=True):
+            if table.rows != rows or table.row_nbytes != hidden_nbytes or table.checksum_table.nbytes != 8 * rows:
+                raise UserError(f"{where}: an embedding table's shape is not the one its spec implies")
+        extents = [*headers, *(v.extent for v in versions.values())]
+        extents += [e for t in tables for e in (t.checksum_table, Extent(t.offset, t.rows * t.row_nbytes, 0))]
+        data_path = path / DATA_FILE
+        try:
+            size = data_path.stat().st_size
+        except OSError:
+            raise UserError(f"{path} has no data file {DATA_FILE}: the store is incomplete") from None
+        for extent in extents:
+            if extent.offset % ALIGNMENT_BYTES or extent.offset + extent.nbytes > size:
+                raise UserError(f"{where}: an extent at {extent.offset} is misaligned or beyond the data file's {size} bytes")
         return cls(
-            path=path, store_id=manifest["store_id"], spec=ModelSpec.from_json(manifest["spec"]),
-            shards_per_layer=manifest["shards_per_layer"], bits=tuple(manifest["bits"]),
-            group_size=manifest["quantizer"]["group_size"], quantizer=manifest["quantizer"]["method"],
-            global_header=extent(manifest["global_header"]),
-            layer_headers=tuple(extent(e) for e in manifest["layer_headers"]),
-            word_embeddings=table(manifest["word_embeddings"]),
-            position_embeddings=table(manifest["position_embeddings"]),
-            versions=versions, has_tokenizer=bool(manifest.get("tokenizer")),
-            source_dir=Path(manifest["source"]["model_dir"]) if manifest.get("source", {}).get("model_dir") else None,
+            path=path, store_id=manifest.store_id, spec=spec, shards_per_layer=manifest.shards_per_layer,
+            bits=tuple(sorted(manifest.bits)), group_size=group_size, quantizer=manifest.quantizer.method,
+            global_header=headers[0], layer_headers=headers[1:], word_embeddings=tables[0],
+            position_embeddings=tables[1], versions=versions, has_tokenizer=manifest.tokenizer is not None,
+            source_dir=Path(manifest.source.model_dir) if manifest.source.model_dir else None,
         )
+
+
+def _key_order(key: VersionKey) -> tuple:
+    return (key.layer, key.index, key.part, key.bits)
+
+
+def _expected_layouts(spec: ModelSpec, bits, shards_per_layer: int, group_size: int, where: str) -> dict[VersionKey, BlobLayout]:
+    """The layout of every version a store of this spec holds."""
+    layouts = {}
+    for part in PARTS:
+        shape = piece_shape(spec, shards_per_layer, part)
+        for b in bits:
+            try:
+                layout = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
+            except (ValueError, ZeroDivisionError):
+                raise UserError(f"{where}: group_size {group_size} does not split a {part} piece at {b} bits") from None
+            for layer in range(spec.layers):
+                for index in range(shards_per_layer):
+                    layouts[VersionKey(layer, index, part, b)] = layout
+    return layouts
+
+
+def global_header_nbytes(spec: ModelSpec) -> int:
+    return 4 * (2 * spec.hidden + spec.type_vocab * spec.hidden)
+
+
+def layer_header_nbytes(spec: ModelSpec) -> int:
+    return 4 * 6 * spec.hidden
 
 
 def manifest_id(manifest: dict) -> str:
@@ -254,9 +420,9 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, g
     """Every tensor of the data file with its size, in file order, before any data is computed."""
     hidden = spec.hidden
     entries: list[tuple[str, str, tuple[int, ...], int]] = []
-    entries.append(("header.global", "U8", (4 * (2 * hidden + spec.type_vocab * hidden),), 0))
+    entries.append(("header.global", "U8", (global_header_nbytes(spec),), 0))
     for layer in range(spec.layers):
-        entries.append((f"header.layer.{layer}", "U8", (4 * 6 * hidden,), 0))
+        entries.append((f"header.layer.{layer}", "U8", (layer_header_nbytes(spec),), 0))
     entries.append(("embed.word.checksum", "U64", (spec.vocab,), 0))
     entries.append(("embed.position.checksum", "U64", (spec.max_positions,), 0))
     entries.append(("embed.word", "F32", (spec.vocab, hidden), 0))
