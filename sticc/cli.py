@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sticc.errors import UserError
-from sticc.runtime.core import parse_quantity
+from sticc.schema import QUANTITIES, parse_flag
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,13 +41,15 @@ def progress_bar(items: Iterator, total: int, what: str) -> Iterator:
             progress.advance(task)
 
 
+# integer flags lie in [min, MAX_FLAG_INT] (click's ranges): no flag needs more, none overflows
+MAX_FLAG_INT = 1 << 20
+
+
 def _quantity(text: str | None, unit: str, flag: str) -> float | None:
+    """A quantity flag ("40ms", "2MB", "200MB/s") in base units, validated (`sticc.schema.QUANTITIES`)."""
     if text is None:
         return None
-    try:
-        return parse_quantity(text, unit)
-    except ValueError as error:
-        raise UserError(f"{flag}: {error}") from None
+    return parse_flag(QUANTITIES[unit], text, flag)
 
 
 def _bits_list(text: str) -> tuple[int, ...]:
@@ -61,8 +64,8 @@ def shard(
     model_dir: Annotated[Path, typer.Argument(help="HF checkpoint directory (config.json + safetensors)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="store directory to write")],
     bits: Annotated[str, typer.Option(help="bitwidths to store every shard at")] = "2,3,4,5,6,8,16,32",
-    shards_per_layer: Annotated[int | None, typer.Option(help="shards per layer (default: one per head)")] = None,
-    group_size: Annotated[int, typer.Option(help="weights per quantization group")] = 64,
+    shards_per_layer: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="shards per layer (default: one per head)")] = None,
+    group_size: Annotated[int, typer.Option(min=8, max=MAX_FLAG_INT, help="weights per quantization group")] = 64,
 ) -> None:
     """Cut a checkpoint into shards, quantize each at every bitwidth, and write a store."""
     from sticc.store import write_store
@@ -116,12 +119,12 @@ def compile_(
     device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
     importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
     solver: Annotated[str, typer.Option(help="cpsat (exact) or greedy (STI's heuristic)")] = "cpsat",
-    seq_len: Annotated[int | None, typer.Option(help="sequence length the plan is made for (default 128)")] = None,
+    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length the plan is made for (default 128)")] = None,
     time_limit: Annotated[str, typer.Option(help="CP-SAT time limit, e.g. 10s")] = "10s",
-    bits: Annotated[int | None, typer.Option(help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
+    bits: Annotated[int | None, typer.Option(min=1, max=32, help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
     plan: Annotated[Path | None, typer.Option(help="no solver: a hand-written plan JSON (see docs/plan-schema.md)")] = None,
     shards_per_chunk: Annotated[
-        int | None, typer.Option(help="kept shards loaded and computed together (default: a quarter of a layer; fewer need less memory)")
+        int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="kept shards loaded and computed together (default: a quarter of a layer; fewer need less memory)")
     ] = None,
 ) -> None:
     """Plan for a latency target and memory budget (or take a given plan) and generate its runner."""
@@ -197,7 +200,7 @@ def _names(text: str, flag: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 def bench(
     out: Annotated[Path, typer.Argument(help="a directory written by `sticc compile` (runner.py, plan.json)")],
     store: Annotated[Path | None, typer.Option(help="the store (default: the one the runner was compiled for)")] = None,
-    runs: Annotated[int, typer.Option(help="timed fresh-process runs per case")] = 7,
+    runs: Annotated[int, typer.Option(min=1, max=10_000, help="timed fresh-process runs per case")] = 7,
     cold: Annotated[bool, typer.Option("--cold/--warm", help="evict the files each case reads before its call")] = True,
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash for every case, e.g. 200MB/s (default: the plan's)")] = None,
     baselines: Annotated[str, typer.Option(help="cases beside the runner")] = "preload,load-exec,layerwise,greedy,hf,hf-offload",
@@ -229,14 +232,14 @@ def sweep(
     latency: Annotated[str, typer.Option(help="latency targets, e.g. 20ms,40ms,80ms")],
     memory: Annotated[str, typer.Option(help="memory budgets, e.g. 1MB,4MB,16MB")],
     out: Annotated[Path, typer.Option("-o", "--out", help="directory for sweep.json and the plots")] = Path("sweep"),
-    runs: Annotated[int, typer.Option(help="timed fresh-process runs per case")] = 3,
+    runs: Annotated[int, typer.Option(min=1, max=10_000, help="timed fresh-process runs per case")] = 3,
     cold: Annotated[bool, typer.Option("--cold/--warm", help="evict the files each case reads before its call")] = True,
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash for every case, e.g. 200MB/s")] = None,
     baselines: Annotated[str, typer.Option(help="plan-independent cases beside the plans")] = "preload,load-exec,layerwise,hf,hf-offload",
-    fidelity: Annotated[float, typer.Option(help="mean cosine a point needs for the memory-vs-latency plot")] = 0.99,
+    fidelity: Annotated[float, typer.Option(min=-1.0, max=1.0, help="mean cosine a point needs for the memory-vs-latency plot")] = 0.99,
     device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
     importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
-    seq_len: Annotated[int, typer.Option(help="sequence length the plans are made for and timed at")] = 128,
+    seq_len: Annotated[int, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length the plans are made for and timed at")] = 128,
     time_limit: Annotated[str, typer.Option(help="CP-SAT time limit per plan")] = "10s",
 ) -> None:
     """Plan a grid of latency targets x memory budgets with CP-SAT and greedy, run them beside the baselines, plot."""
@@ -286,7 +289,7 @@ app.add_typer(profile_app, name="profile")
 def profile_device(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="device profile JSON to write")],
-    seq_len: Annotated[int, typer.Option(help="sequence length to measure around")] = 128,
+    seq_len: Annotated[int, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length to measure around")] = 128,
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash, e.g. 200MB/s: recorded, and enforced by runners")] = None,
 ) -> None:
     """Measure this machine: cold reads, dequantization, compute per chunk, embedding."""
@@ -367,6 +370,9 @@ def verify(store_dir: Annotated[Path, typer.Argument(help="a store written by `s
     print(f"{store_dir}: {len(store.versions)} shard versions, headers and embedding rows all match their checksums")
 
 
+INTERNAL_ERROR_EXIT = 3  # what the fuzz suite counts as a failure: every input error has its own line
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage and user errors become one line and a non-zero exit."""
     try:
@@ -384,6 +390,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exit as done:
         return done.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:  # the file system refused: permissions, a full disk, a path that is a file
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug in sticc: still one line; the traceback on request
+        if os.environ.get("STICC_DEBUG"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else ""
+        print(f"error: internal error ({type(error).__name__}: {message}), a bug in sticc; "
+              "STICC_DEBUG=1 shows the traceback", file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
     return 0
 
 

@@ -19,9 +19,19 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
-from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema, with_config
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    with_config,
+)
 
 from sticc.errors import UserError
+from sticc.runtime.core import parse_quantity
 
 T = TypeVar("T")
 
@@ -144,6 +154,34 @@ def read_file(kind: type[T], path, what: str) -> T:
     except OSError as error:
         raise UserError(f"{what} {path} cannot be read: {error.strerror or error}") from None
     return parse_json(kind, raw, str(path))
+
+
+def _quantity(unit: str):
+    def parse(text: object) -> float:
+        if not isinstance(text, str):
+            raise ValueError(f"a quantity is text such as {_EXAMPLES[unit]}")
+        return parse_quantity(text, unit)
+
+    return parse
+
+
+_EXAMPLES: Final = {"s": "40ms", "B": "2MB", "B/s": "200MB/s"}
+# the quantities flags take, from text, with the ranges that make sense for each
+QUANTITIES: Final = {
+    "s": Annotated[float, BeforeValidator(_quantity("s")), Field(gt=0, le=1e6, allow_inf_nan=False)],
+    "B": Annotated[float, BeforeValidator(_quantity("B")), Field(ge=1, le=float(1 << 50), allow_inf_nan=False)],
+    "B/s": Annotated[float, BeforeValidator(_quantity("B/s")), Field(ge=1, le=1e13, allow_inf_nan=False)],
+}
+
+
+def parse_flag(kind, text: str, flag: str):
+    """The value of the command-line flag `flag` given as `text`, validated as `kind`."""
+    try:
+        return _adapter(kind).validate_python(text)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{flag} {text!r}: {message[:1].lower()}{message[1:]}") from None
 
 
 def json_schema(kind: type, title: str) -> dict:
