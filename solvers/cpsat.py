@@ -77,6 +77,10 @@ class Scale:
     sub_ticks: int  # duration sums are in 1/sub_ticks ticks
     byte_unit: int  # divides every byte quantity of the problem, so bytes are exact
     importance_unit: float  # summed importance per objective unit
+    # durations are clamped to this many ticks: far beyond any horizon (about `time_resolution`
+    # ticks), so a choice that costs more stays infeasible, and absurd device figures cannot
+    # overflow CP-SAT's 64-bit coefficients
+    max_ticks: int = 1000 * TIME_RESOLUTION
 
     @classmethod
     def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
@@ -90,15 +94,16 @@ class Scale:
             sub_ticks=SUB_TICKS,
             byte_unit=reduce(math.gcd, (q for q in quantities if q), 0) or 1,
             importance_unit=max(most, 1e-30) / IMPORTANCE_RESOLUTION,
+            max_ticks=1000 * time_resolution,
         )
 
     def fine(self, seconds: float) -> int:
         """A duration in 1/sub_ticks ticks, rounded up (1e-12 relative absorbs float noise)."""
-        return max(0, math.ceil(seconds / self.time_unit_s * self.sub_ticks * (1 - 1e-12)))
+        return max(0, math.ceil(min(self.max_ticks * self.sub_ticks, seconds / self.time_unit_s * self.sub_ticks * (1 - 1e-12))))
 
     def ticks(self, seconds: float) -> int:
         """A duration or an instant in ticks, rounded up."""
-        return max(0, math.ceil(seconds / self.time_unit_s * (1 - 1e-12)))
+        return max(0, math.ceil(min(self.max_ticks, seconds / self.time_unit_s * (1 - 1e-12))))
 
     def ticks_down(self, seconds: float) -> int:
         """A deadline in ticks, rounded down."""

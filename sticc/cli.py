@@ -373,36 +373,41 @@ def verify(store_dir: Annotated[Path, typer.Argument(help="a store written by `s
 INTERNAL_ERROR_EXIT = 3  # what the fuzz suite counts as a failure: every input error has its own line
 
 
+def _error(message: str) -> None:
+    """`message` on stderr as one line: its line breaks and other unprintable characters (which
+    may come from an input, e.g. a key of a plan file) escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"error: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage and user errors become one line and a non-zero exit."""
     try:
         app(args=argv, standalone_mode=False)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _error(str(error))
         return error.exit_code
     except ClickException as error:  # usage errors: unknown flags, missing arguments
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `sticc`: the help was printed
             return 0
-        print(f"error: {error.format_message()}", file=sys.stderr)
+        _error(error.format_message())
         return 1
     except Abort:
-        print("error: aborted", file=sys.stderr)
+        _error("aborted")
         return 1
     except Exit as done:
         return done.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _error("interrupted")
         return 130
     except OSError as error:  # the file system refused: permissions, a full disk, a path that is a file
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        _error(f"{where}{error.strerror or error}")
         return 1
     except Exception as error:  # a bug in sticc: still one line; the traceback on request
         if os.environ.get("STICC_DEBUG"):
             raise
-        message = str(error).splitlines()[0] if str(error) else ""
-        print(f"error: internal error ({type(error).__name__}: {message}), a bug in sticc; "
-              "STICC_DEBUG=1 shows the traceback", file=sys.stderr)
+        _error(f"internal error ({type(error).__name__}: {error}), a bug in sticc; STICC_DEBUG=1 shows the traceback")
         return INTERNAL_ERROR_EXIT
     return 0
 

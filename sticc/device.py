@@ -34,6 +34,7 @@ from sticc.jsonfile import write_json_atomic
 from sticc.schema import (
     PARTS,
     STRICT,
+    CapRate,
     Count,
     Name,
     NonNegative,
@@ -114,7 +115,7 @@ class DeviceProfile:
     decode: Annotated[dict[StoredBits, Decode], Field(min_length=1)]  # by bits (2-8 packed, 16, 32), on the compute lane's threads
     compute: dict[Part, PartCompute]  # by part
     embed_s: tuple[NonNegative, NonNegative]  # e0, e1 (per token)
-    emulated_bandwidth_Bps: Rate | None = None  # runners compiled with this profile cap their reads to it
+    emulated_bandwidth_Bps: CapRate | None = None  # runners compiled with this profile cap their reads to it
     fit_error: FitError | None = None  # of the compute fit, for measured profiles
     note: Name = ""
     calibration: Calibration | None = None  # None: every scale 1, no spread

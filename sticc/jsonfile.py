@@ -1,6 +1,5 @@
-"""Files in and out: user-supplied JSON read with one clear error for a missing, malformed or
-non-object file; outputs written atomically and durably (a reader, or a machine that loses power,
-never sees half a file or half a set).
+"""Files out: outputs written atomically and durably (a reader, or a machine that loses power,
+never sees half a file or half a set). Files in are read through `sticc.schema`.
 
 Every output is written under a unique hidden temporary name beside its target (two writers never
 share one), flushed and fsynced, renamed into place, and its directory fsynced so the rename
@@ -24,24 +23,6 @@ from pathlib import Path
 from sticc.errors import UserError
 
 TEMP_SUFFIX = ".sticc-tmp"  # every temporary file or directory sticc stages ends in this
-
-
-def read_json_object(path: Path, missing: str) -> dict:
-    """The JSON object in `path`; `missing` is the error message when the file does not exist."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(missing) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return data
-
-
-# ----------------------------------------------------------------------------------------------
-# Durable files
-# ----------------------------------------------------------------------------------------------
 
 
 def fsync_dir(path: str | Path) -> None:

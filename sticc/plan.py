@@ -24,7 +24,9 @@ from sticc.schema import (
     PARTS,
     STRICT,
     Bits,
+    CapRate,
     Count,
+    Elapsed,
     Finite,
     Name,
     Part,
@@ -82,12 +84,12 @@ class SolverInfo:
 @with_config(STRICT)
 @dataclass(frozen=True)
 class Predicted:
-    latency_s: Seconds | None  # the median call (needs a device profile)
+    latency_s: Elapsed | None  # the median call (needs a device profile)
     peak_weight_bytes: Count  # the runner's weight pool, made at construction
     preload_bytes: Count  # preloaded pieces as held (stored, slot-rounded)
     io_bytes: Count  # per call at targets.seq_len (batch 1, all tokens distinct)
     fidelity_loss: Finite | None  # needs an importance profile
-    planned_latency_s: Seconds | None = None  # the latency at `planned_percentile`: what the target bounds
+    planned_latency_s: Elapsed | None = None  # the latency at `planned_percentile`: what the target bounds
     planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
 
 
@@ -147,7 +149,7 @@ class MemoryModel:
 class RuntimeSettings:
     """Settings a plan's runner starts with, from the device profile it was planned for."""
 
-    io_bandwidth_cap_Bps: Rate | None = None  # emulated flash bandwidth the runner's reads are capped to
+    io_bandwidth_cap_Bps: CapRate | None = None  # emulated flash bandwidth the runner's reads are capped to
     compute_threads: Threads | None = None  # torch compute threads (None: torch's default, every core)
 
 
@@ -199,8 +201,8 @@ class Event:
     # "stall": compute waits for IO; "wait": IO waits for ring space
     kind: Literal["embed", "load", "compute", "join", "stall", "wait"]
     label: Name
-    start_s: Seconds
-    end_s: Seconds
+    start_s: Elapsed
+    end_s: Elapsed
 
     def __post_init__(self) -> None:
         if self.end_s < self.start_s - 1e-9:
@@ -236,8 +238,8 @@ class MemoryRecord:
 @dataclass(frozen=True)
 class TimelineRecord:
     events: list[Event]
-    compute_stall_s: Seconds
-    ring_wait_s: Seconds
+    compute_stall_s: Elapsed
+    ring_wait_s: Elapsed
 
 
 @with_config(STRICT)
@@ -263,7 +265,7 @@ class ComparisonRecord:
 class DeviceRecord:
     device: Name
     read_bandwidth_Bps: Rate
-    emulated_bandwidth_Bps: Rate | None
+    emulated_bandwidth_Bps: CapRate | None
     compute_threads: Threads
     quantile_factor: Positive
 

@@ -38,7 +38,9 @@ NO_TIMELINE = "no device profile: no timeline"
 # ----------------------------------------------------------------------------------------------
 
 # what a plan.json written by `sticc compile` has, and a hand-written one lacks
-_REQUIRED_KEYS = ("format_version", "store_id", "model", "solver", "memory_budget_bytes", "shards_per_chunk", "predicted")
+_REQUIRED_KEYS = (
+    "format_version", "store_id", "model", "solver", "memory_budget_bytes", "shards_per_chunk", "predicted", "plan_hash",
+)
 _LANES = ("io", "compute")
 
 
@@ -58,7 +60,8 @@ def read_plan_json(path: str | Path) -> dict:
     missing += [] if plan.targets.seq_len is not None else ["targets.seq_len"]
     if missing:
         raise UserError(f"{path} is not a sticc plan.json (no {', '.join(missing)}; hand-written plans have no predictions: compile them first)")
-    return json.loads(json.dumps(asdict(plan)))
+    # as JSON, without the sections it lacks (a missing key and a null one read the same below)
+    return {key: value for key, value in json.loads(json.dumps(asdict(plan))).items() if value is not None}
 
 
 def _is_number(value) -> bool:
@@ -733,7 +736,8 @@ def _tick_step(span_ms: float, ticks: int = 10) -> float:
 def write_reports(out_dir: str | Path, plan: dict) -> list[Path]:
     """Write report.md and timeline.svg into `out_dir`; return their paths.
 
-    Both are written into a staging directory beside them, then renamed over the old ones (as
-    `codegen.write_output` does): a reader never sees half a file.
+    Each is written under a unique temporary name, fsynced and renamed over the old one
+    (`sticc.jsonfile.write_files_atomic`): a reader never sees half a file, though a crash between
+    the two renames can leave one report new and the other old.
     """
     return write_files_atomic(out_dir, {REPORT_MD: render_markdown(plan), TIMELINE_SVG: render_svg(plan)})

@@ -47,12 +47,18 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Offset = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Checksum64 = Annotated[int, Field(ge=0, lt=1 << 64)]
-Seconds = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
-PositiveSeconds = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
-Rate = Annotated[float, Field(gt=0, le=1e18, allow_inf_nan=False)]  # bytes or weights per second
-NonNegative = Annotated[float, Field(ge=0, le=1e18, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, le=1e18, allow_inf_nan=False)]
+# the ranges of measured figures: wide enough for any device, narrow enough that every cost the
+# planner derives from them (products and sums over thousands of shards) stays a finite float
+Seconds = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+Rate = Annotated[float, Field(ge=1, le=1e15, allow_inf_nan=False)]  # bytes or weights per second
+# an emulated flash bandwidth a runner caps its reads to: no slower than 1 MB/s (every runner call
+# would take minutes), no faster than any memory bus
+CapRate = Annotated[float, Field(ge=1e6, le=1e13, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+Positive = Annotated[float, Field(ge=1e-9, le=1e9, allow_inf_nan=False)]  # a scale or a ratio
 Finite = Annotated[float, Field(ge=-1e18, le=1e18, allow_inf_nan=False)]
+Elapsed = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a time sticc predicted: any finite length
 Bits = Annotated[int, Field(ge=0, le=32)]  # 0: dropped
 STORED_BITS: Final = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 
@@ -170,7 +176,7 @@ _EXAMPLES: Final = {"s": "40ms", "B": "2MB", "B/s": "200MB/s"}
 QUANTITIES: Final = {
     "s": Annotated[float, BeforeValidator(_quantity("s")), Field(gt=0, le=1e6, allow_inf_nan=False)],
     "B": Annotated[float, BeforeValidator(_quantity("B")), Field(ge=1, le=float(1 << 50), allow_inf_nan=False)],
-    "B/s": Annotated[float, BeforeValidator(_quantity("B/s")), Field(ge=1, le=1e13, allow_inf_nan=False)],
+    "B/s": Annotated[float, BeforeValidator(_quantity("B/s")), Field(ge=1e6, le=1e13, allow_inf_nan=False)],
 }
 
 

@@ -34,7 +34,7 @@ from sticc.bench import (
     timing_ids,
 )
 from sticc.errors import UserError
-from sticc.jsonfile import write_json_atomic
+from sticc.jsonfile import fsync_dir, fsync_file, write_json_atomic
 from sticc.plan import RuntimeSettings
 from sticc.sentences import EVAL_SENTENCES
 from sticc.store import Store
@@ -107,7 +107,8 @@ def to_json(subject: Subject, settings: Settings, points: list[Point]) -> dict:
 
 
 def write_outputs(out_dir: Path, subject: Subject, settings: Settings, points: list[Point], threshold: float = 0.99) -> list[Path]:
-    """sweep.json and the figures, each written atomically (staged in `out_dir`, then renamed)."""
+    """sweep.json and the figures, each written atomically and durably (staged in `out_dir`,
+    fsynced, then renamed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".sticc-sweep-", dir=out_dir))
     try:
@@ -118,7 +119,10 @@ def write_outputs(out_dir: Path, subject: Subject, settings: Settings, points: l
                 figure.savefig(staging / f"{name}.{extension}", dpi=150, bbox_inches="tight")
                 written.append(f"{name}.{extension}")
         for name in written:
+            fsync_file(staging / name)
+        for name in written:
             os.replace(staging / name, out_dir / name)
+        fsync_dir(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out_dir / name for name in written]

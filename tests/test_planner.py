@@ -134,17 +134,17 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
     good = json.loads(path.read_text())
     cases = [
         ({"request_latency_s": -1}, "request_latency_s: input should be greater than or equal to 0 (got -1)"),
-        ({"read_bandwidth_Bps": 0}, "read_bandwidth_Bps: input should be greater than 0"),
+        ({"read_bandwidth_Bps": 0}, "read_bandwidth_Bps: input should be greater than or equal to 1 (got 0)"),
         ({"decode": {"7x": {"call_s": 0, "weights_per_s": 1}}}, "decode.7x (a key): input should be a valid integer"),
         ({"decode": {"4": {"call_s": 0}}}, "decode.4.weights_per_s: is required"),
         ({"compute": {"attn": good["compute"]["attn"]}}, "compute must give figures for the parts ['attn', 'ffn']"),
         ({"compute": {**good["compute"], "ffn": {"chunk_s": [1, 2], "join_s": [0, 0]}}}, "compute.ffn.chunk_s[2]: is required"),
         ({"format_version": 9}, "format_version: input should be 2 (got 9)"),
         ({"surprise": 1}, "surprise: is not a known key"),
-        ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale: input should be greater than 0"),
+        ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale: input should be greater than or equal to 0.000000001 (got 0)"),
         ({"calibration": {**good["calibration"], "latency_quantiles": {"150": 1.0}}}, "calibration.latency_quantiles.150 (a key): input should be less than or equal to 99"),
         ({"calibration": {**good["calibration"], "decode_scales": {"x": 1.0}}}, "calibration.decode_scales.x (a key)"),
-        ({"checksum_Bps": 0}, "checksum_Bps: input should be greater than 0"),
+        ({"checksum_Bps": 0}, "checksum_Bps: input should be greater than or equal to 1 (got 0)"),
         ({"compute_threads": "2"}, "compute_threads: input should be a valid integer (got '2')"),
         ({"checksum_Bps": float("nan")}, "checksum_Bps: input should be a finite number"),
     ]
