@@ -10,7 +10,7 @@ from safetensors import SafetensorError, safe_open
 
 from sticc.errors import UserError
 from sticc.families import LAYER_ROLES, ConfigHead, Family, family_for
-from sticc.schema import OPEN, Name, parse_json, read_file, with_config
+from sticc.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
 from sticc.spec import ModelSpec
 
 
@@ -30,12 +30,7 @@ class Checkpoint:
         if not model_dir.is_dir():
             raise UserError(f"model directory {model_dir} does not exist")
         config_path = model_dir / "config.json"
-        try:
-            raw = config_path.read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{model_dir} has no config.json") from None
-        except OSError as error:
-            raise UserError(f"{config_path} cannot be read: {error.strerror or error}") from None
+        raw = read_bytes(config_path, f"{model_dir} has no config.json")
         head = parse_json(ConfigHead, raw, str(config_path))
         family = family_for(head)
         name = head.name_or_path or model_dir.name

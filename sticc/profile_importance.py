@@ -54,7 +54,7 @@ from sticc.runtime.encoder import (
     position_ids_for,
     residual_norm,
 )
-from sticc.schema import PARTS
+from sticc.schema import PARTS, read_bytes
 from sticc.store import Store
 
 Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
@@ -149,12 +149,7 @@ class CalibrationInputs:
 def read_calibration_texts(path: str | Path) -> list[str]:
     """One calibration text per non-empty line of the UTF-8 file `path` (surrounding blanks stripped)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"--calib {path} does not exist") from None
-    except OSError as error:
-        raise UserError(f"--calib {path} cannot be read: {error.strerror or error}") from None
+    raw = read_bytes(path, f"--calib {path} does not exist")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

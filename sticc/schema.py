@@ -148,18 +148,23 @@ def parse_json(kind: type[T], data: bytes | str | dict | list, where: str) -> T:
         raise UserError(f"{where}: {error}") from None
 
 
-def read_file(kind: type[T], path, what: str) -> T:
-    """The file at `path` validated as `kind`; `what` names the file kind in the missing-file error."""
+def read_bytes(path, missing: str) -> bytes:
+    """The bytes of the file at `path`; a `UserError` saying `missing` when there is none, and
+    one line for a directory or an unreadable file."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            return handle.read()
     except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist") from None
+        raise UserError(missing) from None
     except IsADirectoryError:
-        raise UserError(f"{what} {path} is a directory, not a file") from None
+        raise UserError(f"{path} is a directory, not a file") from None
     except OSError as error:
-        raise UserError(f"{what} {path} cannot be read: {error.strerror or error}") from None
-    return parse_json(kind, raw, str(path))
+        raise UserError(f"{path} cannot be read: {error.strerror or error}") from None
+
+
+def read_file(kind: type[T], path, what: str) -> T:
+    """The file at `path` validated as `kind`; `what` names the file kind in the missing-file error."""
+    return parse_json(kind, read_bytes(path, f"{what} {path} does not exist"), str(path))
 
 
 def _quantity(unit: str):

@@ -58,6 +58,7 @@ from sticc.schema import (
     Sha256,
     StoredBits,
     parse_json,
+    read_bytes,
     with_config,
 )
 from sticc.sharding import check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
@@ -232,12 +233,7 @@ class Store:
         manifest_path = path / "manifest.json"
         if not path.is_dir():
             raise UserError(f"store {path} does not exist")
-        try:
-            raw = manifest_path.read_bytes()
-        except FileNotFoundError:
-            raise UserError(f"{path} is not a sticc store (no manifest.json)") from None
-        except OSError as error:
-            raise UserError(f"{manifest_path} cannot be read: {error.strerror or error}") from None
+        raw = read_bytes(manifest_path, f"{path} is not a sticc store (no manifest.json)")
         try:
             loose = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as error:

@@ -214,7 +214,7 @@ def test_calibration_file_errors(tiny_bert_store: Path, tmp_path: Path) -> None:
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8"):
         read_calibration_texts(tmp_path / "latin1.txt")
-    with pytest.raises(UserError, match="cannot be read"):
+    with pytest.raises(UserError, match="is a directory, not a file"):
         read_calibration_texts(tmp_path)
     with pytest.raises(UserError, match=r"no tokenizer\.json"):
         calibration_inputs(Store.open(tiny_bert_store), ["some text"])
