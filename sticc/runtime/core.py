@@ -691,8 +691,8 @@ def _is_number(text: str) -> bool:
 
 
 def _positive(value: float, text: str) -> float:
-    if not value > 0:
-        raise ValueError(f"{text!r} must be positive")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{text!r} must be positive and finite")
     return value
 
 
