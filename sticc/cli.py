@@ -363,8 +363,8 @@ def verify(store_dir: Annotated[Path, typer.Argument(help="a store written by `s
     store = Store.open(store_dir)
     problems = verify_store(store, progress_bar)
     if problems:
-        for problem in problems[:20]:
-            print(f"corrupt: {problem}", file=sys.stderr)
+        for problem in problems[:20]:  # the findings are the command's output; the failure is one line
+            print(f"corrupt: {problem}")
         more = " (first 20 shown)" if len(problems) > 20 else ""
         raise UserError(f"{store_dir}: {len(problems)} corrupt blobs{more}")
     print(f"{store_dir}: {len(store.versions)} shard versions, headers and embedding rows all match their checksums")

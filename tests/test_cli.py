@@ -141,8 +141,9 @@ def test_verify_reports_corruption_with_non_zero_exit(capsys, tmp_path, tiny_ber
     last = max(Store.open(copy).versions.values(), key=lambda v: v.extent.offset)  # the file ends in padding
     raw[last.extent.offset + last.extent.nbytes - 100] ^= 1
     data.write_bytes(bytes(raw))
-    code, _, err = run_cli(capsys, "verify", copy)
-    assert code == 1 and "corrupt: layer 1 shard 3 ffn @32b: checksum mismatch" in err
+    code, out, err = run_cli(capsys, "verify", copy)
+    assert code == 1 and "corrupt: layer 1 shard 3 ffn @32b: checksum mismatch" in out
+    assert len(err.strip().splitlines()) == 1 and "1 corrupt blobs" in err
     assert "Traceback" not in err
 
 
