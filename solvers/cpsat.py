@@ -80,7 +80,7 @@ class Scale:
     # durations are clamped to this many ticks: far beyond any horizon (about `time_resolution`
     # ticks), so a choice that costs more stays infeasible, and absurd device figures cannot
     # overflow CP-SAT's 64-bit coefficients
-    max_ticks: int = 1000 * TIME_RESOLUTION
+    max_ticks: int
 
     @classmethod
     def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:

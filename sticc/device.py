@@ -119,7 +119,7 @@ class DeviceProfile:
     fit_error: FitError | None = None  # of the compute fit, for measured profiles
     note: Name = ""
     calibration: Calibration | None = None  # None: every scale 1, no spread
-    format_version: Literal[2] = DEVICE_FORMAT_VERSION
+    format_version: Literal[DEVICE_FORMAT_VERSION] = DEVICE_FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if set(self.compute) != set(PARTS):

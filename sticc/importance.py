@@ -69,7 +69,7 @@ class AdditivityRecord:
 class ImportanceFile:
     """importance.json as stored: `loss[layer][index]` maps bits (as strings; 0 = dropped) to a loss."""
 
-    format_version: Literal[1]
+    format_version: Literal[IMPORTANCE_FORMAT_VERSION]
     store_id: Name
     loss: list[list[dict[Bits, Finite]]]
     metric: Name = ""

@@ -284,7 +284,7 @@ class PlanFile:
     `shards` and/or `default_bits`. The outputs (`predicted`, `solver`, `load_order`, the findings
     `memory` ... `importance`) are read back by `sticc report` and recomputed by `--plan`."""
 
-    format_version: Literal[2] | None = None
+    format_version: Literal[PLAN_FORMAT_VERSION] | None = None
     store_id: Sha256 | None = None
     model: Name | None = None
     targets: TargetsFile = TargetsFile()

@@ -182,9 +182,9 @@ class Manifest:
     store's id (the sha256 of the rest)."""
 
     format: Literal["sticc-store"]
-    format_version: Literal[2]
-    data_file: Literal["weights.safetensors"]
-    alignment_bytes: Literal[4096]
+    format_version: Literal[STORE_FORMAT_VERSION]
+    data_file: Literal[DATA_FILE]
+    alignment_bytes: Literal[ALIGNMENT_BYTES]
     spec: ModelSpec
     shards_per_layer: PositiveCount
     bits: Annotated[list[StoredBits], Field(min_length=1)]
