@@ -16,4 +16,5 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check sticc solvers codegen tests examples
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest

@@ -22,11 +22,11 @@ import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
 import sticc.runtime.encoder as encoder_module
 from codegen.literals import check_runner_source, docstring_text, python_literal
-from sticc.graph import ComputeStep, build_graph, linear_schedule
-from sticc.jsonfile import write_dir_atomic
-from sticc.plan import Plan, chunk_loads, memory_model
+from sticc.base.jsonfile import write_dir_atomic
+from sticc.ir.graph import ComputeStep, build_graph, linear_schedule
+from sticc.ir.plan import Plan, chunk_loads, memory_model
+from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
-from sticc.store import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -213,7 +213,7 @@ OUTPUT_FILES = ("runner.py", "plan.json", "report.md", "timeline.svg", "device.j
 
 def write_output(out_dir: str | Path, source: RunnerSource, extra: dict[str, str] | None = None) -> Path:
     """Write runner.py, plan.json and the `extra` files (reports, profiles) as the directory
-    `out_dir`, replaced as a whole (`sticc.jsonfile.write_dir_atomic`: staged in a hidden sibling,
+    `out_dir`, replaced as a whole (`sticc.base.jsonfile.write_dir_atomic`: staged in a hidden sibling,
     fsynced, swapped in): a reader or a crash sees the old output or the new one, never a mix.
     An existing `out_dir` must be empty or a sticc output (runner.py or plan.json); the old
     output's files not written again (`OUTPUT_FILES`) are dropped, anything else in it is kept."""

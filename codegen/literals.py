@@ -19,7 +19,7 @@ import ast
 import math
 from functools import lru_cache
 
-from sticc.errors import UserError
+from sticc.base.errors import UserError
 
 # the Runner class attributes a generated runner assigns, each literal data
 RUNNER_ATTRIBUTES = frozenset({

@@ -16,8 +16,9 @@ import transformers
 
 from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.default_model import minilm_dir, minilm_store
-from sticc.plan import ShardChoice, SolverInfo, make_plan
+from sticc.base.progress import progress_bar
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.model.default_model import minilm_dir, minilm_store
 
 
 def median_ms(call, repeats: int = 15) -> float:
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("work"))
     parser.add_argument("--shards-per-chunk", type=int, default=12)
     args = parser.parse_args()
-    store, store_dir = minilm_store(args.work)
+    store, store_dir = minilm_store(args.work, progress_bar)
     every = tuple(ShardChoice(c.layer, c.index, 32, preload=True) for c in uniform_plan(store, 32).shards)
     plan = make_plan(store, every, SolverInfo("hand", "GIVEN"), shards_per_chunk=args.shards_per_chunk)
     out = args.work / "compute-preloaded"

@@ -20,13 +20,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sticc.cli import main as sticc_main
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_store
-from sticc.measure import time_forward_process
-from sticc.profile_device import cached_device
-from sticc.profile_importance import cached_importance
-from sticc.report import read_plan_json
+from sticc.base.progress import progress_bar
+from sticc.bench.lane_fit import cached_device
+from sticc.bench.measure import time_forward_process
+from sticc.cli.main import main as sticc_main
+from sticc.compile.report import read_plan_json
+from sticc.model.default_model import minilm_store
+from sticc.profile.measure_importance import cached_importance
 from sticc.runtime.core import parse_quantity
 
 
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("work"))
     args = parser.parse_args()
     console = Console()
-    store, store_dir = minilm_store(args.work)
+    store, store_dir = minilm_store(args.work, progress_bar)
     cached_importance(store, None, progress_bar)
     outs = []
     for seq_len, targets in ((128, args.targets_128), (32, args.targets_32)):

@@ -4,9 +4,9 @@ For a compiled runner (OUT), three kinds of calls, interleaved, cold (the store 
 this process:
 - in a call: the runner as compiled, traced (`forward(trace=...)`);
 - IO alone: the IO lane's loads with a compute lane that only takes and releases each chunk
-  (`sticc.bench_modes.io_only`);
+  (`sticc.bench.modes.io_only`);
 - compute alone: the same plan compiled with a ring that admits every chunk, every load done
-  before the compute lane starts (`sticc.bench_modes.with_io_first`).
+  before the compute lane starts (`sticc.bench.modes.with_io_first`).
 The IO lane's time is the sum over chunks of io_start..io_end (ring space taken to handed over);
 the compute lane's is the call from the embedding's end to its last chunk (dequantization,
 kernels, joins and the steps between them) less its waits for the IO lane; the embedding's is
@@ -29,17 +29,17 @@ from pathlib import Path
 import torch
 
 from codegen import emit_runner, load_runner, write_output
-from sticc.bench import timing_ids
-from sticc.bench_modes import io_only, with_io_first
-from sticc.device import DeviceProfile
-from sticc.measure import evict_from_page_cache
-from sticc.plan import memory_model, read_plan
-from sticc.profile_device import _trace_by_event
-from sticc.store import Store
+from sticc.base.measure import evict_from_page_cache
+from sticc.bench.lane_fit import trace_by_event
+from sticc.bench.modes import io_only, with_io_first
+from sticc.bench.suite import timing_ids
+from sticc.ir.plan import memory_model, read_plan
+from sticc.model.store import Store
+from sticc.profile.device import DeviceProfile
 
 
 def lanes(trace: list) -> dict[str, float]:
-    events = _trace_by_event(trace)
+    events = trace_by_event(trace)
     io = sum(events["io_end"][k] - t for k, t in events.get("io_start", {}).items())
     embed_end = events["embed_end"][-1]
     compute_start = events.get("io_all_done", {}).get(-1, embed_end)

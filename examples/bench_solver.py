@@ -1,7 +1,7 @@
 """How fast does the CP-SAT planner close its gap on BERT-base- and BERT-large-shaped instances?
 
 The instances are built from shapes alone (`synthetic_problem`): the cost tables come from the
-same formulas `sticc.lower` uses (stored piece layouts and slots, decoded chunk sizes, the device
+same formulas `sticc.ir.lower` uses (stored piece layouts and slots, decoded chunk sizes, the device
 profile's read, checksum, decode and compute fits) with plausible phone-class device numbers, and importances are
 random like the planner tests' synthetic profiles. No store is written (a BERT-large store would
 be gigabytes). The targets are tight: the memory budget is 1-2% of the fp32 weights and the
@@ -27,13 +27,13 @@ import networkx as nx
 
 from solvers.base import Choices, dropped_all, evaluate
 from solvers.cpsat import cpsat_solve
-from sticc.device import Decode, DeviceProfile, PartCompute
-from sticc.errors import UserError
-from sticc.lower import ChunkSlot, PartCosts, Problem
-from sticc.plan import ShardChoice, slot_groups
+from sticc.base.errors import UserError
+from sticc.base.schema import PARTS
+from sticc.ir.lower import ChunkSlot, PartCosts, Problem
+from sticc.ir.plan import ShardChoice, slot_groups
+from sticc.model.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
+from sticc.profile.device import Decode, DeviceProfile, PartCompute
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, blob_layout, decoded_chunk_nbytes
-from sticc.schema import PARTS
-from sticc.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 
 # A phone-class device, by hand (not measured): UFS-like cold reads, ~100 GFLOP/s of compute.
 PHONE = DeviceProfile(
@@ -74,7 +74,7 @@ def synthetic_problem(
     vocab: int = 30522,
     seed: int = 0,
 ) -> Problem:
-    """A BERT-shaped planning instance from shapes: one head group per shard, as `sticc.lower` costs it."""
+    """A BERT-shaped planning instance from shapes: one head group per shard, as `sticc.ir.lower` costs it."""
     width, units = hidden // shards, ffn // shards
     shapes = {"attn": (4 * width, hidden, 3 * width), "ffn": (2 * units, hidden, units)}  # rows, cols, bias
     parts = {}

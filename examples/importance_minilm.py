@@ -14,9 +14,9 @@ import statistics
 import time
 from pathlib import Path
 
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_store
-from sticc.profile_importance import measure_importance
+from sticc.base.progress import progress_bar
+from sticc.model.default_model import minilm_store
+from sticc.profile.measure_importance import measure_importance
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the profile here")
     parser.add_argument("--workers", type=int, help="processes (default: min(2, cores))")
     args = parser.parse_args()
-    store, store_dir = minilm_store(args.work)
+    store, store_dir = minilm_store(args.work, progress_bar)
     start_s = time.perf_counter()
     profile = measure_importance(store, progress=progress_bar, workers=args.workers)
     wall_s = time.perf_counter() - start_s

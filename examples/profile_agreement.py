@@ -13,12 +13,12 @@ import random
 import statistics
 from pathlib import Path
 
-from sticc.device import DeviceProfile
-from sticc.importance import ImportanceProfile
-from sticc.lower import lower
-from sticc.plan import ShardChoice
-from sticc.simulate import simulate
-from sticc.store import Store
+from sticc.ir.lower import lower
+from sticc.ir.plan import ShardChoice
+from sticc.ir.simulate import simulate
+from sticc.model.store import Store
+from sticc.profile.device import DeviceProfile
+from sticc.profile.importance import ImportanceProfile
 
 BUDGETS = (4_000_000, 4_500_000, 8_000_000)
 PLANS_PER_BUDGET = 10

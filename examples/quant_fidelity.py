@@ -1,8 +1,8 @@
 """End-to-end fidelity of the piece quantizers on the default model (all-MiniLM-L6-v2).
 
-Every piece of every layer is quantized with `sticc.quant.encode_piece`, dequantized with
+Every piece of every layer is quantized with `sticc.model.quant.encode_piece`, dequantized with
 `sticc.runtime.decode.decode_piece`, put back into a `transformers.BertModel`, and the attention-mask
-mean-pooled embeddings of 30 held-out sentences (disjoint from `sticc.calibration`'s calibration
+mean-pooled embeddings of 30 held-out sentences (disjoint from `sticc.model.activation_stats`'s calibration
 text) are compared with the fp32 model: min and mean cosine. Prints a markdown table.
 Run: .venv/bin/python examples/quant_fidelity.py  (needs the test extra: transformers)
 """
@@ -17,13 +17,13 @@ import torch
 import transformers
 from tokenizers import Tokenizer
 
-from sticc.calibration import CALIBRATION_SENTENCES, piece_calibration
-from sticc.checkpoint import Checkpoint
-from sticc.default_model import minilm_dir
-from sticc.quant import QUANTIZER_NAME, encode_piece
+from sticc.model.activation_stats import CALIBRATION_SENTENCES, piece_stats
+from sticc.model.checkpoint import Checkpoint
+from sticc.model.default_model import minilm_dir
+from sticc.model.quant import QUANTIZER_NAME, encode_piece
+from sticc.model.sharding import layer_pieces
+from sticc.model.texts import EVAL_SENTENCES
 from sticc.runtime.decode import decode_piece
-from sticc.sentences import EVAL_SENTENCES
-from sticc.sharding import layer_pieces
 
 # name -> (method, inputs): inputs "none" (weights only), "importance" (diagonal), "calibration" (GPTQ)
 CONFIGS = {
@@ -59,7 +59,7 @@ def quantized_weights(checkpoint: Checkpoint, pieces: list[dict], shards: int, b
             if inputs == "importance":
                 extra["importance"] = calibration[(layer, index, part)].importance
             elif inputs == "calibration":
-                extra["calibration"] = calibration[(layer, index, part)]
+                extra["stats"] = calibration[(layer, index, part)]
             layout, blob = encode_piece(matrix, bias, bits, group_size, method=method, **extra)
             w, b = decode_piece(torch.frombuffer(bytearray(blob), dtype=torch.uint8), layout)
             if part == "attn":
@@ -103,7 +103,7 @@ def main() -> None:
     calibration = None
     if any(CONFIGS[name][1] != "none" for name in args.configs):
         start = time.perf_counter()
-        calibration = piece_calibration(checkpoint, args.shards_per_layer)
+        calibration = piece_stats(checkpoint, args.shards_per_layer)
         print(f"calibration: {len(CALIBRATION_SENTENCES)} sentences, {time.perf_counter() - start:.2f} s")
 
     print("| quantizer | group | bits | stored bits/weight | min cos | mean cos | quantize s |")

@@ -28,19 +28,19 @@ from rich.table import Table
 
 from codegen import emit_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.cli import main as sticc_main
-from sticc.cli import progress_bar
-from sticc.default_model import minilm_store
-from sticc.device import DeviceProfile
-from sticc.importance import ImportanceProfile
-from sticc.lower import lower
-from sticc.measure import encode_in_process, time_forward_process
-from sticc.planner import PLANNED_PERCENTILE
-from sticc.profile_device import cached_device
-from sticc.profile_importance import cached_importance
-from sticc.report import read_plan_json
-from sticc.sentences import EVAL_SENTENCES
-from sticc.simulate import simulate
+from sticc.base.progress import progress_bar
+from sticc.bench.lane_fit import cached_device
+from sticc.bench.measure import encode_in_process, time_forward_process
+from sticc.cli.main import main as sticc_main
+from sticc.compile.planner import PLANNED_PERCENTILE
+from sticc.compile.report import read_plan_json
+from sticc.ir.lower import lower
+from sticc.ir.simulate import simulate
+from sticc.model.default_model import minilm_store
+from sticc.model.texts import EVAL_SENTENCES
+from sticc.profile.device import DeviceProfile
+from sticc.profile.importance import ImportanceProfile
+from sticc.profile.measure_importance import cached_importance
 
 SEQ_LEN = 128
 FAITHFUL_MEMORY = 0.05  # of the fp32 weights
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=80)
     console.print(f"the all-MiniLM-L6-v2 store: {args.work / 'minilm-store'} (sharded on first use)")
-    store, store_dir = minilm_store(args.work)
+    store, store_dir = minilm_store(args.work, progress_bar)
 
 
     device, _, _ = cached_device(store, SEQ_LEN, None, progress_bar)

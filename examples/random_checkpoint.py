@@ -28,7 +28,7 @@ def write_checkpoint(shape: str, out: Path, seed: int) -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    from sticc.default_model import minilm_dir
+    from sticc.model.default_model import minilm_dir
 
     tokenizer = minilm_dir() / "tokenizer.json"
     if not tokenizer.exists():

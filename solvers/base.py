@@ -1,7 +1,7 @@
 """What every solver shares: the result type, the simulator-backed feasibility check, and the
 check that some plan meets the targets at all (with the message naming what is reachable).
 
-A solver takes a lowered `sticc.lower.Problem` and returns a `Solution`: one `ShardChoice` per shard
+A solver takes a lowered `sticc.ir.lower.Problem` and returns a `Solution`: one `ShardChoice` per shard
 (bits, 0 = dropped; preload flag), its summed importance, and the simulation of the plan on the
 problem's device. A solution is feasible when the simulation fits the memory budget and finishes
 within the latency target.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sticc.errors import InfeasibleError
-from sticc.lower import Problem
-from sticc.plan import ShardChoice, SolverInfo, admit_nbytes
-from sticc.simulate import ChunkWork, Simulation, memory_of, plan_work, simulate
+from sticc.base.errors import InfeasibleError
+from sticc.ir.lower import Problem
+from sticc.ir.plan import ShardChoice, SolverInfo, admit_nbytes, member_order
+from sticc.ir.simulate import ChunkWork, Simulation, chunk_work, latency_of, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]
 
@@ -36,7 +36,7 @@ def budget_bytes(problem: Problem, choices: Choices) -> int:
 
 
 def budget_for(problem: Problem, work: list[ChunkWork]) -> int:
-    """`budget_bytes` of a plan given as its chunks' work (`sticc.simulate.plan_work`)."""
+    """`budget_bytes` of a plan given as its chunks' work (`sticc.ir.simulate.plan_work`)."""
     if problem.memory_bytes is not None:
         return problem.memory_bytes
     pinned, scratch, slack = memory_of(problem, work)
@@ -107,3 +107,44 @@ def check_reachable(problem: Problem) -> None:
         else f"the smallest memory any plan needs is {_mb(least_memory)}"
     )
     raise InfeasibleError(f"no plan meets {' within '.join(asked)}: {fastest}; {smallest}")
+
+
+class Checker:
+    """`is_feasible(problem, evaluate(problem, choices))`, answered faster and identically: chunk
+    costs are cached by (slot, members) (`sticc.ir.simulate.chunk_work` computes them, so every float
+    is the simulator's), and the simulator's event loop runs without recording events and stops
+    once it passes the target (`sticc.ir.simulate.latency_of`). The tests
+    check it against the simulator on random plans."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.cache: dict[tuple[int, tuple[tuple[int, bool], ...]], ChunkWork] = {}
+
+    def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
+        """(slot number, work) of every non-empty chunk, in load order (`sticc.ir.simulate.plan_work`)."""
+        out = []
+        for c, slot in enumerate(self.problem.slots):
+            members = [choices[(slot.layer, i)] for i in slot.indices]
+            kept = sorted((m.bits, m.preload) for m in members if m.bits)
+            if not kept:
+                continue
+            # a slot's work depends on its members' (bits, preload) only
+            key = (c, tuple(kept))
+            w = self.cache.get(key)
+            if w is None:
+                w = chunk_work(self.problem, slot, member_order([m for m in members if m.bits]))
+                self.cache[key] = w
+            out.append((c, w))
+        return out
+
+    def feasible(self, choices: Choices) -> bool:
+        problem = self.problem
+        numbered = self.work(choices)
+        work = [w for _, w in numbered]
+        admit = admit_for(problem, work)
+        if admit is None:
+            return False
+        if problem.latency_s is None:
+            return True
+        limit = problem.latency_s * (1 + 1e-9)
+        return latency_of(problem, work, admit, limit) <= limit

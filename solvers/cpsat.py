@@ -1,7 +1,7 @@
 """The CP-SAT planner: the plan of highest summed importance, exact with respect to the simulator.
 
 It chooses for every shard a bitwidth (0: dropped) and, for kept shards, a preload flag, so that
-the machine of `sticc.simulate` finishes within the latency target and holds its weights within
+the machine of `sticc.ir.simulate` finishes within the latency target and holds its weights within
 the memory budget. The model encodes the simulator's semantics (docs/solver.md has the formulas):
 
 - Decisions. Per shard a one-hot over {0} + bits. Costs are uniform per part and bitwidth, so a
@@ -50,10 +50,10 @@ from functools import reduce
 
 from ortools.sat.python import cp_model, cp_model_helper
 
-from solvers.base import Choices, Solution, check_reachable, dropped_all, evaluate, is_feasible, solution
-from sticc.errors import InfeasibleError
-from sticc.lower import PartCosts, Problem
-from sticc.plan import ShardChoice, SolverInfo
+from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, evaluate, is_feasible, solution
+from sticc.base.errors import InfeasibleError
+from sticc.ir.lower import PartCosts, Problem
+from sticc.ir.plan import ShardChoice, SolverInfo
 
 TIME_RESOLUTION = 100_000  # ticks per reference latency (the target, or an upper bound without one)
 SUB_TICKS = 1_000  # durations are summed in 1/SUB_TICKS ticks and rounded up once per constraint
@@ -633,9 +633,7 @@ def _fill(problem: Problem, choices: Choices, deadline_s: float) -> Choices | No
     planner's fast check). From every shard dropped it finds plans the greedy planner's uniform
     submodel misses where memory is tightest (BERT-base at 1%: 0.28 against 0.21). None when it
     runs past `deadline_s` (on BERT-large it takes about 0.7 s and has not helped)."""
-    from solvers.greedy import _Checker
-
-    checker = _Checker(problem)
+    checker = Checker(problem)
     choices = dict(choices)
     for position in sorted(choices, key=lambda p: (-problem.loss[p][0], p)):
         if time.perf_counter() > deadline_s:

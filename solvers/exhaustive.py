@@ -6,9 +6,9 @@ import itertools
 import time
 
 from solvers.base import Solution, check_reachable, evaluate, is_feasible
-from sticc.errors import InfeasibleError, UserError
-from sticc.lower import Problem
-from sticc.plan import ShardChoice, SolverInfo
+from sticc.base.errors import InfeasibleError, UserError
+from sticc.ir.lower import Problem
+from sticc.ir.plan import ShardChoice, SolverInfo
 
 MAX_PLANS = 200_000
 

@@ -11,7 +11,7 @@ Following STI (Guo, Choe, Lin, ASPLOS 2023), in four passes, each checked with t
    feasible, then the upgrade pass runs once more on what that freed.
 
 The checks give the simulator's answers but run its event loop on cached chunk costs, without
-recording events and stopping once past the latency target (`_Checker`): 5-7x faster on BERT-large
+recording events and stopping once past the latency target (`Checker`): 5-7x faster on BERT-large
 shapes, the same plan (`fast=False` runs the full simulator for every check).
 """
 
@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import time
 
-from solvers.base import Choices, Solution, admit_for, check_reachable, evaluate, is_feasible, solution
-from sticc.lower import Problem
-from sticc.plan import ShardChoice, SolverInfo, member_order
-from sticc.schema import PARTS
-from sticc.simulate import ChunkWork, chunk_work, latency_of
+from solvers.base import Checker, Choices, Solution, check_reachable, evaluate, is_feasible, solution
+from sticc.base.schema import PARTS
+from sticc.ir.lower import Problem
+from sticc.ir.plan import ShardChoice, SolverInfo
 
 
 def _compute_only_s(problem: Problem, kept: int) -> float:
@@ -38,48 +37,7 @@ def _compute_only_s(problem: Problem, kept: int) -> float:
     return total
 
 
-class _Checker:
-    """`is_feasible(problem, evaluate(problem, choices))`, answered faster and identically: chunk
-    costs are cached by (slot, members) (`sticc.simulate.chunk_work` computes them, so every float
-    is the simulator's), and the simulator's event loop runs without recording events and stops
-    once it passes the target (`sticc.simulate.latency_of`). The tests
-    check it against the simulator on random plans."""
-
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-        self.cache: dict[tuple[int, tuple[tuple[int, bool], ...]], ChunkWork] = {}
-
-    def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
-        """(slot number, work) of every non-empty chunk, in load order (`sticc.simulate.plan_work`)."""
-        out = []
-        for c, slot in enumerate(self.problem.slots):
-            members = [choices[(slot.layer, i)] for i in slot.indices]
-            kept = sorted((m.bits, m.preload) for m in members if m.bits)
-            if not kept:
-                continue
-            # a slot's work depends on its members' (bits, preload) only
-            key = (c, tuple(kept))
-            w = self.cache.get(key)
-            if w is None:
-                w = chunk_work(self.problem, slot, member_order([m for m in members if m.bits]))
-                self.cache[key] = w
-            out.append((c, w))
-        return out
-
-    def feasible(self, choices: Choices) -> bool:
-        problem = self.problem
-        numbered = self.work(choices)
-        work = [w for _, w in numbered]
-        admit = admit_for(problem, work)
-        if admit is None:
-            return False
-        if problem.latency_s is None:
-            return True
-        limit = problem.latency_s * (1 + 1e-9)
-        return latency_of(problem, work, admit, limit) <= limit
-
-
-def _feasible(problem: Problem, choices: Choices, checker: _Checker | None = None) -> bool:
+def _feasible(problem: Problem, choices: Choices, checker: Checker | None = None) -> bool:
     if checker is None:
         return is_feasible(problem, evaluate(problem, choices))
     return checker.feasible(choices)
@@ -96,7 +54,7 @@ def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
     return choices
 
 
-def _upgrade(problem: Problem, choices: Choices, checker: _Checker | None = None) -> Choices:
+def _upgrade(problem: Problem, choices: Choices, checker: Checker | None = None) -> Choices:
     """Most important shards first: each takes its most important version that keeps the plan feasible."""
     choices = dict(choices)
     order = sorted(choices, key=lambda p: (-problem.loss[p][0], p))
@@ -117,7 +75,7 @@ def _upgrade(problem: Problem, choices: Choices, checker: _Checker | None = None
     return choices
 
 
-def _preload(problem: Problem, choices: Choices, checker: _Checker | None = None) -> Choices:
+def _preload(problem: Problem, choices: Choices, checker: Checker | None = None) -> Choices:
     """Preload kept shards in load order while the plan stays feasible."""
     choices = dict(choices)
     for position in sorted(choices):
@@ -133,11 +91,11 @@ def _preload(problem: Problem, choices: Choices, checker: _Checker | None = None
 
 
 def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
-    """STI's greedy plan. `fast` answers the feasibility checks with `_Checker` (the same answers
+    """STI's greedy plan. `fast` answers the feasibility checks with `Checker` (the same answers
     as the simulator, several times faster); `fast=False` runs the simulator for every check."""
     start_s = time.perf_counter()
     check_reachable(problem)
-    checker = _Checker(problem) if fast else None
+    checker = Checker(problem) if fast else None
     kept = problem.shards_per_layer
     if problem.latency_s is not None:
         while kept > 0 and _compute_only_s(problem, kept) > problem.latency_s:

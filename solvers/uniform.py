@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sticc.plan import Plan, ShardChoice, SolverInfo, make_plan
-from sticc.store import Store
+from sticc.ir.plan import Plan, ShardChoice, SolverInfo, make_plan
+from sticc.model.store import Store
 
 
 def uniform_plan(

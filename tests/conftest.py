@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import build_tiny_checkpoint
 
-from sticc.default_model import minilm_dir
-from sticc.store import write_store
+from sticc.model.default_model import minilm_dir
+from sticc.model.store import write_store
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ import torch
 import transformers
 
 from codegen import emit_runner, load_runner, write_output
-from sticc.plan import Plan
-from sticc.store import Store
+from sticc.ir.plan import Plan
+from sticc.model.store import Store
 
 TINY = {"layers": 2, "heads": 4, "hidden": 32, "ffn": 64, "vocab": 128, "positions": 40}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from sticc.device import Calibration, Decode, DeviceProfile, PartCompute, model_shape
-from sticc.importance import ImportanceProfile
-from sticc.store import Store
+from sticc.model.store import Store
+from sticc.profile.device import Decode, DeviceProfile, LaneFit, PartCompute, model_shape
+from sticc.profile.importance import ImportanceProfile
 
 
 def synthetic_device(
@@ -35,7 +35,7 @@ def synthetic_device(
         },
         embed_s=(200e-6, 2e-6),
         fit_error=None,
-        calibration=Calibration(1.0, {}, 1.0, 1.0, 1.0, 0.1, 5e-6, handover_s, {50: 1.0, 90: 1.1}, 0, 0, 0.0, 0.0),
+        lane_fit=LaneFit(1.0, {}, 1.0, 1.0, 1.0, 0.1, 5e-6, handover_s, {50: 1.0, 90: 1.1}, 0, 0, 0.0, 0.0),
     )
 
 

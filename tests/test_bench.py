@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import compile_runner
 
-from sticc.bench import (
+from sticc.bench.cases import proc_status_bytes
+from sticc.bench.suite import (
     Settings,
     bench,
     layerwise_plan,
@@ -16,11 +17,10 @@ from sticc.bench import (
     rss_peaks_in_call,
     timing_ids,
 )
-from sticc.bench_case import proc_status_bytes
-from sticc.cli import main
-from sticc.plan import RuntimeSettings
-from sticc.store import Store
-from sticc.sweep import FIGURES, Point, write_outputs
+from sticc.bench.sweep import FIGURES, Point, write_outputs
+from sticc.cli.main import main
+from sticc.ir.plan import RuntimeSettings
+from sticc.model.store import Store
 
 
 def no_progress(items, total, what):
@@ -145,7 +145,7 @@ def test_timing_ids_are_distinct_and_in_the_vocabulary():
 
 def test_baseline_runners_match_each_other(tmp_path, tiny_bert_store):
     """preload (tables pinned), layerwise (a block loaded while one computes) and plain row reads agree."""
-    from sticc.bench_modes import with_pinned_embeddings
+    from sticc.bench.modes import with_pinned_embeddings
 
     store = Store.open(tiny_bert_store)
     ids = torch.tensor([timing_ids(store.spec.vocab, 16)])
@@ -203,14 +203,14 @@ def test_sweep_cli_plans_runs_and_records_infeasible_points(tmp_path, tiny_bert_
 
 
 # ----------------------------------------------------------------------------------------------
-# ONNX Runtime peers (sticc.bench_ort) and cold starts; none of these needs a generated runner
+# ONNX Runtime peers (sticc.bench.ort) and cold starts; none of these needs a generated runner
 # ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory, tiny_bert):
     """The tiny BERT exported to ONNX and quantized to int8, as `sticc bench` prepares them in its parent."""
-    from sticc.bench_ort import export_fp32, quantize_int8
+    from sticc.bench.ort import export_fp32, quantize_int8
 
     work = tmp_path_factory.mktemp("ort")
     fp32 = export_fp32(tiny_bert, work / "ort" / "model.onnx")
@@ -230,8 +230,8 @@ def test_ort_cases_match_fp32(onnx_models, tiny_bert, name, floor):
     """Resident session, padded fidelity batch: pooled last hidden states against transformers in fp32."""
     from helpers import hf_hidden, hf_model, pooled
 
-    from sticc.bench_case import run_case
-    from sticc.bench_ort import ort_spec
+    from sticc.bench.cases import run_case
+    from sticc.bench.ort import ort_spec
 
     ids, mask, types = _padded_inputs(128)
     fidelity = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "token_type_ids": types.tolist()}
@@ -267,8 +267,8 @@ def test_ort_cold_start_runs_in_a_fresh_process(onnx_models):
     """Mode "cold-start": the session is created inside the timed call, from an evicted model file."""
     import os
 
-    from sticc.bench import run_child
-    from sticc.bench_ort import ort_spec
+    from sticc.bench.ort import ort_spec
+    from sticc.bench.suite import run_child
 
     model = onnx_models["ort-int8"]
     spec = {**ort_spec("ort-int8", model, "cold-start", None, True), "input_ids": timing_ids(128, 16)}
@@ -280,8 +280,8 @@ def test_ort_cold_start_runs_in_a_fresh_process(onnx_models):
 def test_ort_without_its_packages_is_one_line(monkeypatch, tmp_path, tiny_bert_store):
     import importlib.util
 
-    from sticc.bench import baseline_cases, subject_of
-    from sticc.errors import UserError
+    from sticc.base.errors import UserError
+    from sticc.bench.suite import baseline_cases, subject_of
 
     store = Store.open(tiny_bert_store)
     subject = subject_of(store, {"targets": {"seq_len": 16}})
@@ -301,8 +301,8 @@ def test_cold_starts_are_interleaved_and_reported(monkeypatch):
 
     from rich.console import Console
 
-    import sticc.bench as bench_module
-    from sticc.bench import Case, Subject, print_table, run_cases, to_json
+    import sticc.bench.suite as bench_module
+    from sticc.bench.suite import Case, Subject, print_table, run_cases, to_json
 
     calls = []
 
@@ -337,8 +337,8 @@ def test_lane_modes_load_first_or_only_load(tmp_path, tiny_bert_store):
     """The modes examples/bench_lanes.py times: every load before any compute gives the same
     output; loads alone read every streamed byte and compute nothing."""
     from solvers.uniform import uniform_plan
-    from sticc.bench_modes import io_only, with_io_first
-    from sticc.plan import memory_model
+    from sticc.bench.modes import io_only, with_io_first
+    from sticc.ir.plan import memory_model
 
     store = Store.open(tiny_bert_store)
     ids = torch.tensor([timing_ids(store.spec.vocab, 16)])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sticc.cli import main
-from sticc.store import Store
+from sticc.cli.main import main
+from sticc.model.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def test_console_script_and_runner_processes(tmp_path, minilm_store):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "sticc.cli", "compile", str(minilm_store), "-o", str(out), "--bits", "4"],
+        [sys.executable, "-m", "sticc.cli.main", "compile", str(minilm_store), "-o", str(out), "--bits", "4"],
         capture_output=True, text=True, env=env, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -172,7 +172,7 @@ def test_console_script_and_runner_processes(tmp_path, minilm_store):
     )
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no sticc store" in bad.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "sticc.cli", "shard", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")],
+        [sys.executable, "-m", "sticc.cli.main", "shard", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")],
         capture_output=True, text=True, env=env, check=False,
     )
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
@@ -183,7 +183,7 @@ def profiled_store(tmp_path, tiny_bert_store):
     """The tiny store with hand-written (synthetic) device and importance profiles on disk."""
     from planning_helpers import synthetic_device, synthetic_importance
 
-    from sticc.store import Store
+    from sticc.model.store import Store
 
     store = Store.open(tiny_bert_store)
     synthetic_device(store, cap_Bps=4e6).write(tmp_path / "device.json")

@@ -8,9 +8,9 @@ from pathlib import Path
 from codegen import emit_runner
 from codegen.emit import _runtime_body
 from solvers.uniform import uniform_plan
-from sticc.graph import NodeKind, build_graph, linear_schedule
-from sticc.plan import ShardChoice, SolverInfo, make_plan
-from sticc.store import Store
+from sticc.ir.graph import NodeKind, build_graph, linear_schedule
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.model.store import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_bert_runner.py.txt"
 RUNTIME_MARK = "# <the runtime: sticc/runtime/{core,decode,encoder}.py, inlined verbatim (checked separately)>"

@@ -22,9 +22,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.model.store import Store, write_store
 from sticc.runtime import core
-from sticc.store import Store, write_store
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "a", "cat", "dog", "sat", "on", "mat", "ran", "."]
@@ -271,7 +271,7 @@ def test_a_file_system_refusing_o_direct_falls_back_to_buffered_reads(text_store
 WRITER = """
 import sys
 from pathlib import Path
-from sticc.cache import write_cached_json
+from sticc.base.cache import write_cached_json
 for n in range(300):
     write_cached_json(Path(sys.argv[1]), {"writer": sys.argv[2], "n": n, "pad": "x" * 4096})
 """
@@ -284,7 +284,7 @@ def test_two_processes_writing_one_cache_entry_leave_a_whole_entry(tmp_path):
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), name], env=env, stderr=subprocess.PIPE, text=True)
         for name in ("a", "b")
     ]
-    from sticc.cache import read_cached_json
+    from sticc.base.cache import read_cached_json
 
     reads = 0
     while any(writer.poll() is None for writer in writers):
@@ -301,15 +301,15 @@ def test_two_processes_writing_one_cache_entry_leave_a_whole_entry(tmp_path):
 # what `sticc profile importance` and `sticc compile` run to fill the cache, with one worker
 PROFILER = """
 import sys
-from sticc.profile_importance import cached_importance
-from sticc.store import Store
+from sticc.profile.measure_importance import cached_importance
+from sticc.model.store import Store
 cached_importance(Store.open(sys.argv[1]), None, workers=1)
 """
 
 
 def test_two_profilers_fill_the_cache_at_once(tiny_bert, tmp_path, monkeypatch):
-    from sticc.importance import ImportanceProfile
-    from sticc.profile_importance import cached_importance
+    from sticc.profile.importance import ImportanceProfile
+    from sticc.profile.measure_importance import cached_importance
 
     store_dir = tmp_path / "store"  # the cheapest store to profile: 2 shards at 4 bits against 8
     write_store(tiny_bert, store_dir, bits=(4, 8), shards_per_layer=1)

@@ -12,11 +12,11 @@ from planning_helpers import synthetic_device, synthetic_importance
 from solvers.base import dropped_all, evaluate, is_feasible
 from solvers.cpsat import PlanModel, Scale, cpsat_solve, model_check
 from solvers.exhaustive import exhaustive_solve
-from sticc.errors import InfeasibleError
-from sticc.lower import Problem, lower
-from sticc.plan import ShardChoice
-from sticc.simulate import memory_of, plan_work
-from sticc.store import Store, write_store
+from sticc.base.errors import InfeasibleError
+from sticc.ir.lower import Problem, lower
+from sticc.ir.plan import ShardChoice
+from sticc.ir.simulate import memory_of, plan_work
+from sticc.model.store import Store, write_store
 
 SEQ_LEN = 16
 CAP_BPS = 20e6  # slow enough that the cap binds on the tiny model
@@ -139,8 +139,9 @@ def test_infeasible_targets_raise(tiny_stores) -> None:
 def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_chunk, cap_Bps) -> None:
     """The greedy planner's fast feasibility check answers as the simulator does (the same latency,
     to the last bit), and the greedy plan is the same with either check."""
-    from solvers.greedy import _Checker, greedy_solve
-    from sticc.simulate import latency_of
+    from solvers.base import Checker
+    from solvers.greedy import greedy_solve
+    from sticc.ir.simulate import latency_of
 
     loose = _problem(tiny_stores[store_name], shards_per_chunk, cap_Bps)
     rng = random.Random(f"greedy-{store_name}-{shards_per_chunk}-{cap_Bps}")
@@ -152,7 +153,7 @@ def test_greedy_fast_check_is_the_simulator(tiny_stores, store_name, shards_per_
         simulation = evaluate(replace(loose, memory_bytes=budget), choices)
         for latency_s in (None, simulation.latency_s, simulation.latency_s * 0.999):
             problem = replace(loose, memory_bytes=budget, latency_s=latency_s)
-            checker = _Checker(problem)
+            checker = Checker(problem)
             assert checker.feasible(choices) == is_feasible(problem, simulation)
             if simulation.fits:
                 numbered = checker.work(choices)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from sticc import jsonfile
-from sticc.cli import main
-from sticc.errors import UserError
-from sticc.jsonfile import TEMP_SUFFIX, replace_dir, write_files_atomic, write_json_atomic
-from sticc.store import Store, verify_store, write_store
+from sticc.base import jsonfile
+from sticc.base.errors import UserError
+from sticc.base.jsonfile import TEMP_SUFFIX, replace_dir, write_files_atomic, write_json_atomic
+from sticc.cli.main import main
+from sticc.model.store import Store, verify_store, write_store
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -56,7 +56,7 @@ def test_concurrent_json_writers_each_leave_a_whole_file(tmp_path):
             errors.append(error)
 
     script = (
-        "import sys; from sticc.jsonfile import write_json_atomic\n"
+        "import sys; from sticc.base.jsonfile import write_json_atomic\n"
         "k = int(sys.argv[2])\n"
         "for _ in range(30): write_json_atomic(sys.argv[1], {'writer': k, 'payload': [k] * 2000})\n"
     )
@@ -201,7 +201,7 @@ def run_cli(runs: list[tuple[list[str], float | None]]) -> float:
     longest wall time."""
     start = time.perf_counter()
     processes = [
-        subprocess.Popen([sys.executable, "-m", "sticc.cli", *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-m", "sticc.cli.main", *argv], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for argv, _ in runs
     ]
     for process, (_, kill_after) in sorted(zip(processes, runs, strict=True), key=lambda pr: pr[1][1] or 1e9):

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from planning_helpers import synthetic_device, synthetic_importance
 
 from codegen import load_runner
-from sticc.cli import INTERNAL_ERROR_EXIT, main
-from sticc.store import Store, manifest_id
+from sticc.cli.main import INTERNAL_ERROR_EXIT, main
+from sticc.model.store import Store, manifest_id
 
 EXAMPLES = int(os.environ.get("STICC_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -12,10 +12,11 @@ from helpers import compile_runner, hf_hidden, hf_model, pooled
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from solvers.uniform import uniform_plan
-from sticc.errors import UserError
-from sticc.importance import ImportanceProfile
-from sticc.plan import ShardChoice, SolverInfo, make_plan
-from sticc.profile_importance import (
+from sticc.base.errors import UserError
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.model.store import Store, write_store
+from sticc.profile.importance import ImportanceProfile
+from sticc.profile.measure_importance import (
     CalibrationBatch,
     ImportanceMeasurer,
     additivity_summary,
@@ -27,7 +28,6 @@ from sticc.profile_importance import (
     read_calibration_texts,
 )
 from sticc.runtime.encoder import mean_pool
-from sticc.store import Store, write_store
 
 PLANS = 4  # additivity plans in these tests (the default is 16)
 

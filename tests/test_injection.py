@@ -21,9 +21,9 @@ from codegen import emit_runner, load_runner
 from codegen.emit import _runtime_body
 from codegen.literals import check_runner_source
 from solvers.uniform import uniform_plan
-from sticc.cli import INTERNAL_ERROR_EXIT, main
-from sticc.errors import UserError
-from sticc.store import Store, manifest_id
+from sticc.base.errors import UserError
+from sticc.cli.main import INTERNAL_ERROR_EXIT, main
+from sticc.model.store import Store, manifest_id
 
 CODE = "open('PWNED', 'w')"
 PAYLOADS = (

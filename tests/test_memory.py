@@ -10,10 +10,10 @@ from helpers import compile_runner
 from safetensors import safe_open
 
 from solvers.uniform import uniform_plan
-from sticc.checkpoint import Checkpoint
-from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
-from sticc.schema import PARTS
-from sticc.store import Store
+from sticc.base.schema import PARTS
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.model.checkpoint import Checkpoint
+from sticc.model.store import Store
 
 SENTENCE = "Streaming shards keeps only a few percent of the weights in memory at any moment."
 

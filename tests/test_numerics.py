@@ -7,8 +7,8 @@ import torch
 from helpers import build_tiny_checkpoint, compile_runner, hf_hidden, hf_model, pooled, zero_dropped
 
 from solvers.uniform import uniform_plan
-from sticc.plan import ShardChoice, SolverInfo, make_plan
-from sticc.store import Store, write_store
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.model.store import Store, write_store
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

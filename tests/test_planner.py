@@ -13,13 +13,13 @@ from planning_helpers import synthetic_device, synthetic_importance
 from solvers.base import dropped_all, evaluate, is_feasible
 from solvers.exhaustive import exhaustive_solve
 from solvers.greedy import greedy_solve
-from sticc.device import Calibration, DeviceProfile
-from sticc.errors import InfeasibleError, UserError
-from sticc.lower import lower
-from sticc.plan import ShardChoice, SolverInfo, make_plan, memory_model
-from sticc.planner import check_reachable
-from sticc.simulate import simulate
-from sticc.store import Store, write_store
+from sticc.base.errors import InfeasibleError, UserError
+from sticc.compile.planner import check_reachable
+from sticc.ir.lower import lower
+from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.simulate import simulate
+from sticc.model.store import Store, write_store
+from sticc.profile.device import DEVICE_FORMAT_VERSION, DeviceProfile, LaneFit
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,8 @@ def test_unreachable_targets_name_what_is_reachable(small_store):
 
 
 def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_path):
-    calibration = Calibration(1.5, {4: 1.1, 8: 1.3}, 1.2, 1.3, 2.0, 0.2, 3e-5, 1e-4, {50: 1.01, 90: 1.2}, 3, 12, 0.4, 0.05)
-    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), calibration=calibration)
+    lane_fit = LaneFit(1.5, {4: 1.1, 8: 1.3}, 1.2, 1.3, 2.0, 0.2, 3e-5, 1e-4, {50: 1.01, 90: 1.2}, 3, 12, 0.4, 0.05)
+    device = dataclasses.replace(synthetic_device(small_store, cap_Bps=2e8), lane_fit=lane_fit)
     path = tmp_path / "device.json"
     device.write(path)
     assert DeviceProfile.read(path) == device
@@ -139,11 +139,11 @@ def test_device_profile_round_trips_and_bad_fields_are_named(small_store, tmp_pa
         ({"decode": {"4": {"call_s": 0}}}, "decode.4.weights_per_s: is required"),
         ({"compute": {"attn": good["compute"]["attn"]}}, "compute must give figures for the parts ['attn', 'ffn']"),
         ({"compute": {**good["compute"], "ffn": {"chunk_s": [1, 2], "join_s": [0, 0]}}}, "compute.ffn.chunk_s[2]: is required"),
-        ({"format_version": 9}, "format_version: input should be 2 (got 9)"),
+        ({"format_version": 9}, f"format_version: input should be {DEVICE_FORMAT_VERSION} (got 9)"),
         ({"surprise": 1}, "surprise: is not a known key"),
-        ({"calibration": {**good["calibration"], "read_scale": 0}}, "calibration.read_scale: input should be greater than or equal to 0.000000001 (got 0)"),
-        ({"calibration": {**good["calibration"], "latency_quantiles": {"150": 1.0}}}, "calibration.latency_quantiles.150 (a key): input should be less than or equal to 99"),
-        ({"calibration": {**good["calibration"], "decode_scales": {"x": 1.0}}}, "calibration.decode_scales.x (a key)"),
+        ({"lane_fit": {**good["lane_fit"], "read_scale": 0}}, "lane_fit.read_scale: input should be greater than or equal to 0.000000001 (got 0)"),
+        ({"lane_fit": {**good["lane_fit"], "latency_quantiles": {"150": 1.0}}}, "lane_fit.latency_quantiles.150 (a key): input should be less than or equal to 99"),
+        ({"lane_fit": {**good["lane_fit"], "decode_scales": {"x": 1.0}}}, "lane_fit.decode_scales.x (a key)"),
         ({"checksum_Bps": 0}, "checksum_Bps: input should be greater than or equal to 1 (got 0)"),
         ({"compute_threads": "2"}, "compute_threads: input should be a valid integer (got '2')"),
         ({"checksum_Bps": float("nan")}, "checksum_Bps: input should be a finite number"),
@@ -167,9 +167,9 @@ def test_profiles_for_another_store_are_refused(small_store, tiny_bert_store):
         synthetic_importance(other).check_store(small_store)
 
 
-def test_calibration_scales_each_lane(small_store):
+def test_lane_fit_scales_each_lane(small_store):
     device = synthetic_device(small_store)
-    scaled = dataclasses.replace(device, calibration=Calibration(2.0, {4: 5.0}, 3.0, 6.0, 4.0, 0.0, 2e-5, 1e-4, {50: 1.1, 90: 1.32}, 1, 4, 0.0, 0.0))
+    scaled = dataclasses.replace(device, lane_fit=LaneFit(2.0, {4: 5.0}, 3.0, 6.0, 4.0, 0.0, 2e-5, 1e-4, {50: 1.1, 90: 1.32}, 1, 4, 0.0, 0.0))
     assert scaled.read_s(4096) == pytest.approx(2 * device.read_s(4096))
     assert scaled.check_s(4096) == pytest.approx(2 * device.check_s(4096))
     assert scaled.io_chunk_s == pytest.approx(2 * device.io_chunk_overhead_s)
@@ -199,16 +199,16 @@ def test_planning_to_a_percentile_scales_every_duration(small_store):
     assert planned.cap_Bps == median.cap_Bps  # an emulated flash speed is what it is
 
 
-def test_calibration_recovers_a_device_from_its_traces(small_store):
+def test_lane_fit_recovers_a_device_from_its_traces(small_store):
     """Traces made by the simulator from a device whose lanes run slower than its isolated figures
-    (a known calibration): fitting them to the isolated figures predicts every traced call again."""
-    from sticc.device import Calibration
-    from sticc.plan import make_plan
-    from sticc.profile_device import Observation, fit_calibration
-    from sticc.simulate import plan_work
+    (a known lane fit): fitting them to the isolated figures predicts every traced call again."""
+    from sticc.bench.lane_fit import Observation, fit_lane_scales
+    from sticc.ir.plan import make_plan
+    from sticc.ir.simulate import plan_work
+    from sticc.profile.device import LaneFit
 
-    base = dataclasses.replace(synthetic_device(small_store), calibration=None)
-    truth = dataclasses.replace(base, calibration=Calibration(
+    base = dataclasses.replace(synthetic_device(small_store), lane_fit=None)
+    truth = dataclasses.replace(base, lane_fit=LaneFit(
         1.3, {4: 2.0, 8: 1.5}, 1.4, 1.0, 1.2, 0.0, 0.0, 0.0, {}, 0, 0, 0.0, 0.0,
     ))
     importance = synthetic_importance(small_store)
@@ -230,7 +230,7 @@ def test_calibration_recovers_a_device_from_its_traces(small_store):
         for key, event in zip([k for k, w in enumerate(work) if w.ring_nbytes], loads, strict=True):
             trace += [("io_start", key, event.start_s), ("io_end", key, event.end_s)]
         observations.append(Observation(choices, budget, 16, 1, [trace] * 2 if trial % 2 else [trace], [simulation.latency_s] * (2 if trial % 2 else 1)))
-    fitted = fit_calibration(small_store, base, observations)
+    fitted = fit_lane_scales(small_store, base, observations)
     assert fitted.calls == 12 and fitted.plans == 8
     assert fitted.latency_error_after < 0.02 < fitted.latency_error_before
     assert fitted.latency_quantiles[50] == pytest.approx(1.0, abs=0.02)

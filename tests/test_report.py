@@ -14,10 +14,8 @@ from planning_helpers import synthetic_device, synthetic_importance
 from rich.console import Console
 
 from solvers.uniform import uniform_plan
-from sticc.errors import UserError
-from sticc.lower import lower
-from sticc.plan import Event, by_position
-from sticc.report import (
+from sticc.base.errors import UserError
+from sticc.compile.report import (
     NO_TIMELINE,
     lane_bars,
     print_report,
@@ -27,8 +25,10 @@ from sticc.report import (
     timeline_summary,
     write_reports,
 )
-from sticc.simulate import simulate
-from sticc.store import Store
+from sticc.ir.lower import lower
+from sticc.ir.plan import Event, by_position
+from sticc.ir.simulate import simulate
+from sticc.model.store import Store
 
 SVG = "{http://www.w3.org/2000/svg}"
 

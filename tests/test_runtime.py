@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sticc.quant import encode_piece, pack_codes, quantize_groups
+from sticc.model.quant import encode_piece, pack_codes, quantize_groups
 from sticc.runtime.core import READ_ALIGN_BYTES, PoolLayout, Ring, StoreReader, WeightPool, blob_layout, parse_quantity
 from sticc.runtime.decode import PoolViews, RunDecoder, decode_piece, unpack_codes_into
 
@@ -164,7 +164,7 @@ def test_pool_is_one_aligned_allocation_with_exact_regions():
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_reader_reads_blobs_exactly_with_and_without_direct_io(tiny_bert_store, direct):
-    from sticc.store import Store
+    from sticc.model.store import Store
 
     store = Store.open(tiny_bert_store)
     version = max(store.versions.values(), key=lambda v: v.extent.offset)  # the last blob: the file's end
@@ -205,7 +205,7 @@ def test_trace_records_every_chunk_in_order(tiny_bert_store, tmp_path):
     from helpers import compile_runner
 
     from solvers.uniform import uniform_plan
-    from sticc.store import Store
+    from sticc.model.store import Store
 
     store = Store.open(tiny_bert_store)
     runner = compile_runner(tiny_bert_store, uniform_plan(store, 4), tmp_path)
@@ -224,7 +224,7 @@ def test_calls_from_several_threads_are_served_one_at_a_time(tiny_bert_store, tm
     from helpers import compile_runner
 
     from solvers.uniform import uniform_plan
-    from sticc.store import Store
+    from sticc.model.store import Store
 
     store = Store.open(tiny_bert_store)
     runner = compile_runner(tiny_bert_store, uniform_plan(store, 8, memory_bytes=None), tmp_path)

@@ -10,10 +10,10 @@ import torch
 from helpers import compile_runner
 from safetensors import safe_open
 
-import sticc.store as store_module
+import sticc.model.store as store_module
 from solvers.uniform import uniform_plan
-from sticc.errors import UserError
-from sticc.store import ALIGNMENT_BYTES, Store, verify_store, write_store
+from sticc.base.errors import UserError
+from sticc.model.store import ALIGNMENT_BYTES, Store, verify_store, write_store
 
 
 def test_data_file_is_valid_safetensors_with_aligned_blobs(tiny_bert_store):
@@ -121,7 +121,7 @@ def test_store_is_deterministic(tmp_path, tiny_bert):
 
 def test_a_store_of_the_old_format_is_refused_with_one_line_to_re_shard(tmp_path, tiny_bert_store):
     """Format 1 (crc32 checksums) cannot be read by this sticc nor by a runner compiled by it."""
-    from sticc.store import manifest_id
+    from sticc.model.store import manifest_id
 
     store = Store.open(tiny_bert_store)
     runner = compile_runner(tiny_bert_store, uniform_plan(store, 8), tmp_path / "out")
@@ -144,7 +144,7 @@ def test_the_data_file_ends_on_a_whole_read_unit(tiny_bert_store):
 
 def test_a_manifest_layout_that_is_not_a_number_is_malformed(tmp_path, tiny_bert_store):
     """A layout field holding text never reaches a runner's source: the manifest is malformed."""
-    from sticc.store import manifest_id
+    from sticc.model.store import manifest_id
 
     bad = tmp_path / "bad"
     shutil.copytree(tiny_bert_store, bad)

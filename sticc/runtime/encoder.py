@@ -36,7 +36,7 @@ ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
 }
-# per part: (row blocks, bias blocks) of a piece (sticc/sharding.py cuts them so)
+# per part: (row blocks, bias blocks) of a piece (sticc/model/sharding.py cuts them so)
 PART_BLOCKS = {"attn": (4, 3), "ffn": (2, 1)}
 
 

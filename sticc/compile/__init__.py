@@ -1,0 +1,1 @@
+"""Compiling for targets: solve the lowered graph, predict with the simulator, and render the reports."""

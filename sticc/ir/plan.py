@@ -1,0 +1,489 @@
+"""Plan: the one contract between planners, reports and codegen (schema: docs/plan-schema.md).
+
+A plan gives every shard a bitwidth (0 = dropped) and a preload flag, the targets it was made for,
+the weight-pool budget the runner enforces, and what it predicts. Plans come from a solver
+(`solvers/`) or from a hand-written JSON file; both go through `validate_choices`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from sticc.base.errors import UserError
+from sticc.base.schema import (
+    PARTS,
+    STRICT,
+    Bits,
+    CapRate,
+    Count,
+    Elapsed,
+    Finite,
+    Name,
+    Part,
+    Positive,
+    PositiveCount,
+    PositiveSeconds,
+    Rate,
+    Seconds,
+    Sha256,
+    Threads,
+    read_file,
+    with_config,
+)
+from sticc.model.sharding import default_shards_per_chunk
+from sticc.model.store import Store
+from sticc.profile.importance import AdditivityRecord
+from sticc.runtime.core import READ_ALIGN_BYTES, ChunkLoad, Member, PoolLayout, align_up, decoded_nbytes, pinned_nbytes
+from sticc.runtime.encoder import embed_rows_nbytes
+
+PLAN_FORMAT_VERSION = 2  # 2: the two-lane engine (pool memory, planned percentile, no io_threads)
+DEFAULT_SEQ_LEN = 128
+
+
+SeqLen = Annotated[int, Field(ge=1, le=1 << 20)]
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, order=True)
+class ShardChoice:
+    layer: Count
+    index: Count
+    bits: Bits  # 0: dropped
+    preload: bool = False
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class Targets:
+    latency_s: PositiveSeconds | None
+    memory_bytes: PositiveCount | None
+    seq_len: SeqLen
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class SolverInfo:
+    name: Name  # "uniform" | "hand" | a solver's name
+    status: Name  # "GIVEN" for plans not found by a solver
+    objective: Finite | None = None
+    bound: Finite | None = None
+    gap: Finite | None = None
+    wall_s: Seconds | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class Predicted:
+    latency_s: Elapsed | None  # the median call (needs a device profile)
+    peak_weight_bytes: Count  # the runner's weight pool, made at construction
+    preload_bytes: Count  # preloaded pieces as held (stored, slot-rounded)
+    io_bytes: Count  # per call at targets.seq_len (batch 1, all tokens distinct)
+    fidelity_loss: Finite | None  # needs an importance profile
+    planned_latency_s: Elapsed | None = None  # the latency at `planned_percentile`: what the target bounds
+    planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
+
+
+def admit_nbytes(budget_bytes: int, fixed_bytes: int, slack_bytes: int) -> int:
+    """Ring bytes the IO lane may hold at once within `budget_bytes`, beside `fixed_bytes` (pinned,
+    scratch and the ring's slack): whole read units (every chunk is, so rounding down admits exactly
+    the same chunks); 0 when nothing streams (no slack: no ring)."""
+    if not slack_bytes:
+        return 0
+    return max(0, budget_bytes - fixed_bytes) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """The weight bytes a plan's runner holds (`sticc.runtime.core.WeightPool`): one pool made at
+    construction, [ring | scratch | pinned], sized from these figures and the budget."""
+
+    pinned_bytes: int  # headers, preloaded pieces as stored, chunks pinned in place (decoded)
+    scratch_bytes: int  # the largest chunk dequantized, or one call's embedding rows at seq_len
+    chunk_bytes: tuple[int, ...]  # ring bytes of every chunk that streams (stored, slot-rounded), in load order
+
+    @property
+    def slack_bytes(self) -> int:
+        """Ring bytes beyond admission: the largest chunk, so every admitted chunk finds a
+        contiguous place even where it wraps around the ring's end."""
+        return max(self.chunk_bytes, default=0)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return self.pinned_bytes + self.scratch_bytes + self.slack_bytes
+
+    @property
+    def minimum_budget_bytes(self) -> int:
+        """Enough to admit the largest chunk alone: correct, but IO and compute then take turns."""
+        return self.fixed_bytes + max(self.chunk_bytes, default=0)
+
+    @property
+    def default_budget_bytes(self) -> int:
+        """Enough to admit any two consecutive chunks: one computed while the next is loaded."""
+        pairs = [a + b for a, b in itertools.pairwise(self.chunk_bytes)] or list(self.chunk_bytes)
+        return self.fixed_bytes + max(pairs, default=0)
+
+    @property
+    def all_chunks_bytes(self) -> int:
+        return self.fixed_bytes + sum(self.chunk_bytes)
+
+    def admit_bytes(self, budget_bytes: int) -> int:
+        return admit_nbytes(budget_bytes, self.fixed_bytes, self.slack_bytes)
+
+    def pool_layout(self, budget_bytes: int) -> PoolLayout:
+        admit = self.admit_bytes(budget_bytes)
+        return PoolLayout(admit + self.slack_bytes, admit, self.scratch_bytes, self.pinned_bytes)
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Settings a plan's runner starts with, from the device profile it was planned for."""
+
+    io_bandwidth_cap_Bps: CapRate | None = None  # emulated flash bandwidth the runner's reads are capped to
+    compute_threads: Threads | None = None  # torch compute threads (None: torch's default, every core)
+
+
+@dataclass(frozen=True)
+class Plan:
+    store_id: str
+    model: str
+    targets: Targets
+    solver: SolverInfo
+    memory_budget_bytes: int  # the runner's weight pool capacity
+    shards_per_chunk: int  # kept shards of a layer block loaded and computed together
+    shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
+    predicted: Predicted
+    runtime: RuntimeSettings = RuntimeSettings()
+    # what the planner found out, for reports (docs/plan-schema.md): memory, timeline, comparison,
+    # device, importance; empty for plans compiled without profiles
+    details: tuple[tuple[str, object], ...] = ()
+
+    def to_json(self) -> dict:
+        data = {
+            "format_version": PLAN_FORMAT_VERSION,
+            "store_id": self.store_id,
+            "model": self.model,
+            "targets": asdict(self.targets),
+            "solver": asdict(self.solver),
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "shards_per_chunk": self.shards_per_chunk,
+            "predicted": asdict(self.predicted),
+            "shards": [asdict(c) for c in self.shards],
+            "load_order": [list(step) for step in load_order(self)],
+            "runtime": asdict(self.runtime),
+            **dict(self.details),
+        }
+        data["plan_hash"] = plan_hash(data)
+        return data
+
+
+def plan_hash(data: dict) -> str:
+    body = {k: v for k, v in data.items() if k != "plan_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class Event:
+    """One bar of a plan's simulated timeline (`sticc.ir.simulate`)."""
+
+    lane: Literal["io", "compute"]
+    # "stall": compute waits for IO; "wait": IO waits for ring space
+    kind: Literal["embed", "load", "compute", "join", "stall", "wait"]
+    label: Name
+    start_s: Elapsed
+    end_s: Elapsed
+
+    def __post_init__(self) -> None:
+        if self.end_s < self.start_s - 1e-9:
+            raise ValueError(f"an event ends ({self.end_s}) before it starts ({self.start_s})")
+
+
+# ----------------------------------------------------------------------------------------------
+# plan.json: what `sticc compile` writes, and what `--plan` and `sticc report` read
+# ----------------------------------------------------------------------------------------------
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class TargetsFile:
+    """`targets` of a plan file: each optional in a hand-written plan."""
+
+    latency_s: PositiveSeconds | None = None
+    memory_bytes: PositiveCount | None = None
+    seq_len: SeqLen | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class MemoryRecord:
+    pinned_bytes: Count
+    scratch_bytes: Count
+    ring_bytes: Count
+    admit_bytes: Count
+    full_precision_bytes: Count
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class TimelineRecord:
+    events: list[Event]
+    compute_stall_s: Elapsed
+    ring_wait_s: Elapsed
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class SolutionSummary:
+    """Another solver's plan at the same targets (`sticc.compile.planner._summary`)."""
+
+    objective: Finite
+    status: Name
+    predicted: Predicted
+    kept: Count
+    mean_bits: Annotated[float, Field(ge=0, le=32)]
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ComparisonRecord:
+    greedy: SolutionSummary | None = None
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class DeviceRecord:
+    device: Name
+    read_bandwidth_Bps: Rate
+    emulated_bandwidth_Bps: CapRate | None
+    compute_threads: Threads
+    quantile_factor: Positive
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ImportanceRecord:
+    metric: Name
+    additivity: AdditivityRecord
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class PlanFile:
+    """plan.json. `sticc compile` writes every key; a hand-written plan (`--plan`) needs only
+    `shards` and/or `default_bits`. The outputs (`predicted`, `solver`, `load_order`, the findings
+    `memory` ... `importance`) are read back by `sticc report` and recomputed by `--plan`."""
+
+    format_version: Literal[PLAN_FORMAT_VERSION] | None = None
+    store_id: Sha256 | None = None
+    model: Name | None = None
+    targets: TargetsFile = TargetsFile()
+    solver: SolverInfo | None = None
+    memory_budget_bytes: PositiveCount | None = None
+    shards_per_chunk: PositiveCount | None = None
+    shards: list[ShardChoice] = field(default_factory=list)
+    default_bits: Bits | None = None
+    predicted: Predicted | None = None
+    load_order: list[tuple[Count, Count, Part]] | None = None
+    runtime: RuntimeSettings = RuntimeSettings()
+    plan_hash: Sha256 | None = None
+    memory: MemoryRecord | None = None
+    timeline: TimelineRecord | None = None
+    comparison: ComparisonRecord | None = None
+    device: DeviceRecord | None = None
+    importance: ImportanceRecord | None = None
+
+
+def load_order(plan: Plan) -> list[tuple[int, int, str]]:
+    """(layer, index, part) of every kept piece in the order compute consumes them."""
+    return [(layer, index, part) for layer, part, chunk in chunks(plan.shards, plan.shards_per_chunk) for index in chunk]
+
+
+def by_position(shards: tuple[ShardChoice, ...]) -> dict[tuple[int, int], ShardChoice]:
+    """{(layer, index): choice} for looking shards up by position."""
+    return {(c.layer, c.index): c for c in shards}
+
+
+def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int, ...]]:
+    """The fixed index groups of a layer block: a chunk holds the kept shards of one group, so
+    which chunk a shard lands in never depends on which other shards are dropped."""
+    return [
+        tuple(range(start, min(start + shards_per_chunk, shards_per_layer)))
+        for start in range(0, shards_per_layer, shards_per_chunk)
+    ]
+
+
+def member_order(members: list[ShardChoice]) -> list[ShardChoice]:
+    """A chunk's kept shards in the order the runner loads and stacks them: by bits, streamed
+    before preloaded, then by index, so the pieces of one bitwidth and home are dequantized in one
+    run and adjacent streamed pieces are read with one read."""
+    return sorted(members, key=lambda c: (c.bits, c.preload, c.index))
+
+
+def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
+    """(layer, part, shard indices in member order) of every non-empty chunk, in load order: per
+    layer and block, one chunk per group of `slot_groups` that keeps at least one shard."""
+    positions = by_position(shards)
+    layers = sorted({c.layer for c in shards})
+    per_layer = sum(1 for c in shards if c.layer == layers[0]) if layers else 0
+    out = []
+    for layer in layers:
+        for part in PARTS:
+            for group in slot_groups(per_layer, shards_per_chunk):
+                kept = [positions[(layer, i)] for i in group if positions[(layer, i)].bits]
+                if kept:
+                    out.append((layer, part, tuple(c.index for c in member_order(kept))))
+    return out
+
+
+def header_extents(store: Store) -> tuple:
+    """The global and per-layer headers, in the order a runner pins them."""
+    return (store.global_header, *store.layer_headers)
+
+
+def chunk_loads(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> tuple[tuple[int, str, ChunkLoad], ...]:
+    """(layer, part, load) of every non-empty chunk, in load order, as the runner's LOADS table has them."""
+    positions = by_position(shards)
+    out = []
+    for key, (layer, part, indices) in enumerate(chunks(shards, shards_per_chunk)):
+        members = []
+        for index in indices:
+            choice = positions[(layer, index)]
+            version = store.version(layer, index, part, choice.bits)
+            members.append(Member(version.key.describe(), version.extent.offset, version.layout, version.extent.checksum, choice.preload))
+        out.append((layer, part, ChunkLoad(key, tuple(members))))
+    return tuple(out)
+
+
+def scratch_nbytes(spec, seq_len: int, loads: tuple[ChunkLoad, ...]) -> int:
+    """The scratch: the largest chunk dequantized, or one call's embedding rows at `seq_len`."""
+    need = [embed_rows_nbytes(spec.hidden, seq_len, spec.vocab)]
+    need += [decoded_nbytes(load.members) for load in loads if not load.pinned_in_place]
+    return align_up(max(need), READ_ALIGN_BYTES)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building plans
+# ----------------------------------------------------------------------------------------------
+
+
+def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardChoice, ...]:
+    """Check a complete set of shard choices against the store; return them sorted."""
+    spec = store.spec
+    seen: dict[tuple[int, int], ShardChoice] = {}
+    for choice in choices:
+        where = f"shard (layer {choice.layer}, index {choice.index})"
+        if not (0 <= choice.layer < spec.layers and 0 <= choice.index < store.shards_per_layer):
+            raise UserError(f"{where} does not exist: the store has {spec.layers} layers x {store.shards_per_layer} shards")
+        if (choice.layer, choice.index) in seen:
+            raise UserError(f"{where} appears twice in the plan")
+        if choice.bits != 0 and choice.bits not in store.bits:
+            raise UserError(f"{where}: bits {choice.bits} not in the store (has {list(store.bits)}; 0 drops)")
+        if choice.preload and choice.bits == 0:
+            raise UserError(f"{where} is dropped and preloaded at once")
+        seen[(choice.layer, choice.index)] = choice
+    missing = [(layer, i) for layer in range(spec.layers) for i in range(store.shards_per_layer) if (layer, i) not in seen]
+    if missing:
+        raise UserError(f"plan leaves {len(missing)} shards unspecified, first (layer {missing[0][0]}, index {missing[0][1]}); give default_bits")
+    return tuple(sorted(seen.values()))
+
+
+def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
+    loads = tuple(load for _, _, load in chunk_loads(store, shards, shards_per_chunk))
+    pinned = pinned_nbytes(loads, tuple(e.nbytes for e in header_extents(store)))
+    ring = tuple(load.ring_nbytes for load in loads if load.ring_nbytes)
+    return MemoryModel(pinned, scratch_nbytes(store.spec, seq_len, loads), ring)
+
+
+def make_plan(
+    store: Store,
+    shards: tuple[ShardChoice, ...],
+    solver: SolverInfo,
+    seq_len: int | None = None,
+    memory_bytes: int | None = None,
+    latency_s: float | None = None,
+    shards_per_chunk: int | None = None,
+) -> Plan:
+    """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
+
+    `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer;
+    `shards_per_chunk` defaults to a quarter of a layer's shards (see DEFAULT_CHUNK_FRACTION).
+    """
+    shards = validate_choices(store, list(shards))
+    seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
+    if seq_len <= 0 or seq_len > store.spec.max_positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
+    if shards_per_chunk is None:
+        shards_per_chunk = default_shards_per_chunk(store.shards_per_layer)
+    if not 1 <= shards_per_chunk <= store.shards_per_layer:
+        raise UserError(f"--shards-per-chunk {shards_per_chunk} must lie in [1, {store.shards_per_layer}]")
+    memory = memory_model(store, shards, shards_per_chunk, seq_len)
+    if memory_bytes is None:
+        budget = memory.default_budget_bytes
+    elif memory_bytes < memory.minimum_budget_bytes:
+        raise UserError(
+            f"memory budget {memory_bytes} B is below this plan's minimum {memory.minimum_budget_bytes} B "
+            f"(headers and preload {memory.pinned_bytes} B, scratch {memory.scratch_bytes} B, the largest "
+            f"streamed chunk twice {2 * memory.slack_bytes} B; a smaller --shards-per-chunk lowers it)"
+        )
+    else:
+        budget = memory_bytes
+    preload = sum(
+        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes for c in shards if c.preload for part in PARTS
+    )
+    streamed = sum(
+        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes
+        for c in shards if c.bits and not c.preload for part in PARTS
+    )
+    predicted = Predicted(
+        latency_s=None,
+        peak_weight_bytes=memory.pool_layout(budget).nbytes,
+        preload_bytes=preload,
+        io_bytes=streamed + embed_rows_nbytes(store.spec.hidden, seq_len, store.spec.vocab),
+        fidelity_loss=None,
+    )
+    targets = Targets(latency_s, memory_bytes, seq_len)
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, predicted)
+
+
+def read_plan(
+    store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None,
+    shards_per_chunk: int | None = None,
+) -> Plan:
+    """A hand-written (or previously emitted) plan file, validated against `store`.
+
+    Read: `shards` (list of {layer, index, bits, preload?}), `default_bits` for shards not listed,
+    optional `targets` {seq_len, memory_bytes, latency_s}, `shards_per_chunk` and `runtime`; the
+    outputs of an emitted plan.json (`predicted`, `load_order`, the findings) are checked and
+    recomputed, `solver` is kept as the record of who made the plan.
+    """
+    path = Path(path)
+    data = read_file(PlanFile, path, "plan file")
+    if data.store_id is not None and data.store_id != store.store_id:
+        raise UserError(f"plan file {path} was made for another store (store_id differs)")
+    choices: dict[tuple[int, int], ShardChoice] = {}
+    for choice in data.shards:
+        if (choice.layer, choice.index) in choices:
+            raise UserError(f"plan file {path}: shard (layer {choice.layer}, index {choice.index}) appears twice")
+        choices[(choice.layer, choice.index)] = choice
+    if data.default_bits is not None:
+        for layer in range(store.spec.layers):
+            for index in range(store.shards_per_layer):
+                choices.setdefault((layer, index), ShardChoice(layer, index, data.default_bits))
+    plan = make_plan(
+        store, tuple(choices.values()), data.solver or SolverInfo("hand", "GIVEN"),
+        seq_len=seq_len or data.targets.seq_len,
+        memory_bytes=memory_bytes if memory_bytes is not None else data.targets.memory_bytes,
+        latency_s=data.targets.latency_s,
+        shards_per_chunk=shards_per_chunk or data.shards_per_chunk,
+    )
+    if data.load_order is not None and [list(s) for s in load_order(plan)] != [list(s) for s in data.load_order]:
+        raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")
+    return replace(plan, runtime=data.runtime)

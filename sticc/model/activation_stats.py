@@ -1,0 +1,232 @@
+"""Calibration: activation statistics of a plain-torch forward pass, turned into per-piece importance.
+
+The quantizer minimizes, per group, a weighted squared error sum_i h_i (w_i - w^_i)^2. For a linear
+map y = x W^T the output error of row i is sum_j x_j dW_ij, whose expected square, ignoring the
+correlations between input channels, is sum_j E[x_j^2] dW_ij^2: the weight of an element is the
+second moment of the input channel it multiplies. Each piece therefore gets
+  attn: Wq/Wk/Wv rows  -> E[x_j^2] of the layer input, per column j;
+        Wo^T rows       -> E[c_r^2] of the attention context (the head dims of the shard), per row r;
+  ffn:  Wup rows        -> E[x_j^2] of the attention block's output (post-LayerNorm), per column j;
+        Wdown^T rows    -> E[a_r^2] of the activation output of the shard's units, per row r.
+
+`piece_importance` returns only these diagonal weights. `piece_stats` also keeps the full
+second-moment matrices E[x x^T] of each piece's two inputs (and the mean of the first), which lets
+`sticc.model.quant.encode_piece` run GPTQ error feedback, the correlations included, and bias correction.
+
+The statistics come from a forward pass over `CALIBRATION_SENTENCES` (disjoint from the sentences
+`examples/quant_fidelity.py` evaluates on), run here in plain torch from the checkpoint tensors
+(post-LayerNorm BERT / RoBERTa / DistilBERT encoders, the families `sticc.model.families` knows).
+Pad tokens are excluded. Without a tokenizer.json the pass runs on random token ids (fixed seed).
+Everything is deterministic for a given checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sticc.model.checkpoint import Checkpoint
+from sticc.model.sharding import check_shards_per_layer, piece_shape
+from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
+
+CALIBRATION_SENTENCES = (
+    "The city council approved a new budget that expands public transport and cuts parking fees downtown.",
+    "After three days of hiking through the rain, we finally reached the hut at the top of the valley.",
+    "Researchers found that mice given the compound lived longer and showed fewer signs of inflammation.",
+    "To install the package, run the installer as an administrator and restart your computer afterwards.",
+    "What is the difference between a virus and a bacterium, and why do antibiotics only work on one?",
+    "The orchestra opened the season with Mahler's second symphony, conducted by a guest from Vienna.",
+    "Shares of the chipmaker fell sharply after it warned that supply shortages would hurt sales.",
+    "My sister adopted a grey kitten from the shelter, and it already sleeps on her keyboard.",
+    "The ancient Romans built aqueducts that carried fresh water across valleys for dozens of miles.",
+    "Can you recommend a good book about the history of mathematics for a high school student?",
+    "Please send the signed contract back by Friday so that we can schedule the delivery.",
+    "A sudden storm knocked out power to thousands of homes along the northern coast last night.",
+    "The function returns null when the key is missing, so always check the result before using it.",
+    "Olive oil, garlic, and a little lemon juice make a simple dressing for almost any salad.",
+    "He trained for two years before running his first marathon in just under four hours.",
+    "The judge ruled that the evidence had been obtained illegally and dismissed the case.",
+    "Glaciers in the Alps have lost more than half of their volume since the early twentieth century.",
+    "I'm not sure whether the meeting is on Tuesday or Wednesday; could you check the calendar?",
+    "The startup raised forty million dollars to build batteries for electric trucks.",
+    "Children learn languages faster when they hear them spoken at home from an early age.",
+    "Our hotel room had a balcony overlooking the harbor, where fishing boats came in at dawn.",
+    "The spacecraft will use the gravity of Venus to slingshot toward the outer solar system.",
+    "Why does my laptop fan get so loud whenever I open more than a few browser tabs?",
+    "Volunteers planted two thousand trees along the river to prevent erosion and flooding.",
+    "The painting was stolen in 1990 and has never been recovered, despite a large reward.",
+    "Regular exercise lowers blood pressure and improves sleep, according to the new study.",
+    "The recipe calls for butter, but you can substitute coconut oil to make it vegan.",
+    "Customers complained that the update removed features they relied on every day.",
+    "The detective noticed a muddy footprint beside the window that nobody else had seen.",
+    "Inflation slowed for the fourth month in a row, giving the central bank room to pause.",
+    "A good password is long, unique to each site, and stored in a password manager.",
+    "The tournament final went to penalties after both teams failed to score in extra time.",
+)
+FALLBACK_SEED = 0
+FALLBACK_LENGTH = 32  # tokens per sequence when there is no tokenizer.json
+_MATRIX_ROLES = tuple(f"{m}.{k}" for m in ("q", "k", "v", "o", "up", "down") for k in ("weight", "bias"))
+
+
+@dataclass(frozen=True)
+class InputStatistics:
+    """Statistics of one matrix input over the calibration tokens (pad tokens excluded)."""
+
+    mean: torch.Tensor  # [n] E[x]
+    gram: torch.Tensor  # [n, n] E[x x^T] (uncentered)
+
+    @property
+    def second_moment(self) -> torch.Tensor:
+        """[n] E[x_j^2]."""
+        return torch.diagonal(self.gram).clone()
+
+
+@dataclass(frozen=True)
+class LayerStatistics:
+    """The inputs of one layer's matrices."""
+
+    attn_input: InputStatistics  # [hidden] layer input (input of Wq, Wk, Wv)
+    context: InputStatistics  # [hidden] attention context, heads concatenated (input of Wo)
+    ffn_input: InputStatistics  # [hidden] attention block output after its LayerNorm (input of Wup)
+    ffn_hidden: InputStatistics  # [ffn] activation output (input of Wdown)
+
+
+@dataclass(frozen=True)
+class PieceStats:
+    """What `sticc.model.quant.encode_piece` needs to quantize one piece for its inputs (GPTQ).
+
+    Rows [0, split) are applied as x @ W^T (input channel = column; their bias is the piece's bias),
+    rows [split, rows) as a @ W (input channel = row).
+    """
+
+    importance: torch.Tensor  # [rows, cols], as `piece_importance`
+    split: int
+    column_mean: torch.Tensor  # [cols] E[x] of the first rows' input
+    column_gram: torch.Tensor  # [cols, cols] E[x x^T] of the first rows' input
+    row_gram: torch.Tensor  # [rows - split, rows - split] E[a a^T] of the last rows' input
+
+
+def calibration_batch(
+    checkpoint: Checkpoint, sentences: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids, attention mask and token types [n, L] of the calibration text."""
+    spec = checkpoint.spec
+    texts = list(CALIBRATION_SENTENCES if sentences is None else sentences)
+    path = Path(checkpoint.model_dir) / "tokenizer.json"
+    if path.exists():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(path))
+        limit = spec.max_positions - (spec.pad_token_id + 1 if spec.position_kind == "roberta" else 0)
+        tokenizer.enable_truncation(max_length=limit)
+        tokenizer.enable_padding(pad_id=spec.pad_token_id)
+        encodings = tokenizer.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
+        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
+        types = torch.tensor([e.type_ids for e in encodings], dtype=torch.int64)
+        return ids, mask, types
+    generator = torch.Generator().manual_seed(FALLBACK_SEED)
+    limit = spec.max_positions - (spec.pad_token_id + 1 if spec.position_kind == "roberta" else 0)
+    length = min(FALLBACK_LENGTH, limit)
+    ids = torch.randint(0, spec.vocab, (len(texts), length), generator=generator)
+    if spec.position_kind == "roberta":  # keep random ids off the padding id, which roberta positions skip
+        ids = torch.where(ids == spec.pad_token_id, (ids + 1) % spec.vocab, ids)
+    return ids, torch.ones_like(ids), torch.zeros_like(ids)
+
+
+@torch.no_grad()
+def layer_statistics(checkpoint: Checkpoint, sentences: list[str] | None = None) -> list[LayerStatistics]:
+    """Run the fp32 encoder on the calibration text; per layer, the statistics of every matrix input."""
+    spec = checkpoint.spec
+    ids, mask, types = calibration_batch(checkpoint, sentences)
+    batch, length = ids.shape
+    keep = mask.reshape(-1).bool()  # real tokens only
+
+    def stats(x: torch.Tensor) -> InputStatistics:
+        flat = x.reshape(batch * length, -1)[keep].to(torch.float64)
+        gram = flat.T @ flat / flat.shape[0]
+        return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+
+    def norm(x: torch.Tensor, role: str, layer: int | None = None) -> torch.Tensor:
+        weight, bias = checkpoint.tensor(f"{role}.weight", layer), checkpoint.tensor(f"{role}.bias", layer)
+        return F.layer_norm(x, (spec.hidden,), weight, bias, spec.layer_norm_eps)
+
+    positions = position_ids_for(ids, mask, spec.position_kind, spec.pad_token_id)
+    x = checkpoint.tensor("embed.word")[ids] + checkpoint.tensor("embed.position")[positions]
+    if spec.type_vocab:
+        x = x + checkpoint.tensor("embed.type")[types]
+    x = norm(x, "embed.norm")
+    key_mask = mask.bool()[:, None, None, :]
+    statistics = []
+    for layer in range(spec.layers):
+        t = {role: checkpoint.tensor(role, layer) for role in _MATRIX_ROLES}
+        q, k, v = (
+            F.linear(x, t[f"{name}.weight"], t[f"{name}.bias"])
+            .view(batch, length, spec.heads, spec.head_dim)
+            .transpose(1, 2)
+            for name in ("q", "k", "v")
+        )
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        context = context.transpose(1, 2).reshape(batch, length, spec.hidden)
+        attended = norm(F.linear(context, t["o.weight"], t["o.bias"]) + x, "attn_norm", layer)
+        hidden = ACTIVATIONS[spec.activation](F.linear(attended, t["up.weight"], t["up.bias"]))
+        out = norm(F.linear(hidden, t["down.weight"], t["down.bias"]) + attended, "ffn_norm", layer)
+        statistics.append(LayerStatistics(stats(x), stats(context), stats(attended), stats(hidden)))
+        x = out
+    return statistics
+
+
+def piece_importance(
+    checkpoint: Checkpoint, shards_per_layer: int, sentences: list[str] | None = None
+) -> dict[tuple[int, int, str], torch.Tensor]:
+    """{(layer, shard index, part): importance [rows, cols]} for every piece `sticc.model.sharding.layer_pieces` makes.
+
+    Each tensor has the piece's full shape (fp32, nonnegative), element (r, c) being the second
+    moment of the input channel that weight multiplies (see the module docstring); each half of
+    a piece is scaled to mean 1 (only ratios inside a quantization group matter). Pass it as
+    `importance` to `sticc.model.quant.encode_piece`.
+    """
+    stats = piece_stats(checkpoint, shards_per_layer, sentences)
+    return {key: piece.importance for key, piece in stats.items()}
+
+
+def piece_stats(
+    checkpoint: Checkpoint, shards_per_layer: int, sentences: list[str] | None = None
+) -> dict[tuple[int, int, str], PieceStats]:
+    """{(layer, shard index, part): PieceStats} for every piece; pass as `stats` to `encode_piece`."""
+    spec = checkpoint.spec
+    check_shards_per_layer(spec, shards_per_layer)
+    width = spec.heads // shards_per_layer * spec.head_dim
+    units = spec.ffn // shards_per_layer
+    calibration = {}
+    for layer, s in enumerate(layer_statistics(checkpoint, sentences)):
+        attn_in, context, ffn_in, ffn_hidden = (
+            x.second_moment for x in (s.attn_input, s.context, s.ffn_input, s.ffn_hidden)
+        )
+        for index in range(shards_per_layer):
+            heads = slice(index * width, (index + 1) * width)
+            cut = slice(index * units, (index + 1) * units)
+            attn = torch.cat([
+                _unit_mean(attn_in[None, :].expand(3 * width, spec.hidden)),
+                _unit_mean(context[heads, None].expand(width, spec.hidden)),
+            ])
+            ffn = torch.cat([
+                _unit_mean(ffn_in[None, :].expand(units, spec.hidden)),
+                _unit_mean(ffn_hidden[cut, None].expand(units, spec.hidden)),
+            ])
+            for part, importance, first, second, rows in (
+                ("attn", attn, s.attn_input, s.context, heads), ("ffn", ffn, s.ffn_input, s.ffn_hidden, cut),
+            ):
+                shape = piece_shape(spec, shards_per_layer, part)
+                assert importance.shape == (shape.rows, shape.cols)
+                calibration[(layer, index, part)] = PieceStats(
+                    importance.contiguous(), shape.bias_len, first.mean, first.gram, second.gram[rows, rows].clone(),
+                )
+    return calibration
+
+
+def _unit_mean(x: torch.Tensor) -> torch.Tensor:
+    return x / x.mean().clamp(min=torch.finfo(torch.float32).tiny)

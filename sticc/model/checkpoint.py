@@ -1,0 +1,138 @@
+"""Reading an HF checkpoint directory: config.json + safetensors (single file or index). Never pickle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from sticc.base.errors import UserError
+from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
+from sticc.model.families import LAYER_ROLES, ConfigHead, Family, family_for
+from sticc.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An opened checkpoint: its spec, its family adapter, and where each tensor lives."""
+
+    model_dir: Path
+    spec: ModelSpec
+    family: Family
+    prefix: str
+    files: dict[str, Path]  # tensor name -> safetensors file
+
+    @classmethod
+    def open(cls, model_dir: str | Path) -> Checkpoint:
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise UserError(f"model directory {model_dir} does not exist")
+        config_path = model_dir / "config.json"
+        raw = read_bytes(config_path, f"{model_dir} has no config.json")
+        head = parse_json(ConfigHead, raw, str(config_path))
+        family = family_for(head)
+        name = head.name_or_path or model_dir.name
+        spec = family.spec_from_config(parse_json(family.config_kind, raw, str(config_path)), name)
+        files = _tensor_files(model_dir)
+        prefix = _detect_prefix(family, files)
+        checkpoint = cls(model_dir, spec, family, prefix, files)
+        checkpoint._check_shapes()
+        return checkpoint
+
+    def tensor(self, role: str, layer: int | None = None) -> torch.Tensor:
+        """The fp32 tensor playing canonical `role` (of `layer` for per-layer roles)."""
+        short = self.family.embed_names[role] if layer is None else self.family.layer_name(layer, role)
+        name = self.prefix + short
+        if name not in self.files:
+            raise UserError(f"checkpoint has no tensor {name!r}")
+        try:
+            with safe_open(self.files[name], framework="pt") as handle:
+                return handle.get_tensor(name).to(torch.float32)
+        except (SafetensorError, OSError) as error:  # corrupt data
+            raise UserError(f"cannot read tensor {name!r} from {self.files[name].name}: {error}") from None
+
+    def has(self, role: str) -> bool:
+        return role in self.family.embed_names and self.prefix + self.family.embed_names[role] in self.files
+
+    def _check_shapes(self) -> None:
+        spec = self.spec
+        expected = {
+            ("embed.word", None): (spec.vocab, spec.hidden),
+            ("embed.position", None): (spec.max_positions, spec.hidden),
+            ("embed.norm.weight", None): (spec.hidden,),
+        }
+        if spec.type_vocab:
+            expected[("embed.type", None)] = (spec.type_vocab, spec.hidden)
+        for layer in range(spec.layers):
+            for role in LAYER_ROLES:
+                expected[(role, layer)] = _layer_role_shape(spec, role)
+        with_shapes = self._shapes()
+        for (role, layer), shape in expected.items():
+            short = self.family.embed_names[role] if layer is None else self.family.layer_name(layer, role)
+            name = self.prefix + short
+            if name not in with_shapes:
+                raise UserError(f"checkpoint is missing tensor {name!r}")
+            if tuple(with_shapes[name]) != shape:
+                raise UserError(f"tensor {name!r} has shape {tuple(with_shapes[name])}, config implies {shape}")
+
+    def _shapes(self) -> dict[str, list[int]]:
+        shapes: dict[str, list[int]] = {}
+        for path in sorted(set(self.files.values())):
+            shapes.update(_header(path))
+        return shapes
+
+
+def _layer_role_shape(spec: ModelSpec, role: str) -> tuple[int, ...]:
+    matrix, _, kind = role.partition(".")
+    if matrix in ("q", "k", "v", "o"):
+        return (spec.hidden, spec.hidden) if kind == "weight" else (spec.hidden,)
+    if matrix == "up":
+        return (spec.ffn, spec.hidden) if kind == "weight" else (spec.ffn,)
+    if matrix == "down":
+        return (spec.hidden, spec.ffn) if kind == "weight" else (spec.hidden,)
+    return (spec.hidden,)
+
+
+def _header(path: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors header, validating the file's structure and length."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 - safe_open is not a mapping
+    except (SafetensorError, OSError) as error:  # truncated or malformed
+        raise UserError(f"{path.name} is not a valid safetensors file (truncated or malformed): {error}") from None
+
+
+@with_config(OPEN)
+@dataclass(frozen=True)
+class SafetensorsIndex:
+    """model.safetensors.index.json: which file holds each tensor (its metadata is ignored)."""
+
+    weight_map: dict[Name, Name]
+
+
+def _tensor_files(model_dir: Path) -> dict[str, Path]:
+    single = model_dir / "model.safetensors"
+    index = model_dir / "model.safetensors.index.json"
+    if single.exists():
+        return {name: single for name in _header(single)}
+    if index.exists():
+        files = {}
+        for name, file_name in read_file(SafetensorsIndex, index, "checkpoint index").weight_map.items():
+            path = (model_dir / str(file_name)).resolve()
+            if path.parent != model_dir.resolve() or not path.exists():
+                raise UserError(f"{index.name} names a missing or outside shard file {file_name!r}")
+            files[name] = path
+        return files
+    if any(model_dir.glob("*.bin")) or any(model_dir.glob("*.pt")):
+        raise UserError(f"{model_dir} holds only pickle checkpoints (.bin/.pt); sticc reads safetensors only, never pickle")
+    raise UserError(f"{model_dir} has no model.safetensors")
+
+
+def _detect_prefix(family: Family, files: dict[str, Path]) -> str:
+    probe = family.embed_names["embed.word"]
+    for prefix in family.prefixes:
+        if prefix + probe in files:
+            return prefix
+    raise UserError(f"checkpoint has no {probe!r} under any known prefix for {family.name}")

@@ -1,0 +1,37 @@
+"""Held-out evaluation sentences: fidelity against fp32 is measured on these (benchmarks,
+examples). They are disjoint from the quantizer's calibration sentences (`sticc.model.activation_stats`) and
+from the importance profile's (`sticc.profile.measure_importance`), so no plan is scored on text it was
+fitted to."""
+
+EVAL_SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Quarterly revenue rose 12 percent, beating analyst expectations despite weaker demand in Europe.",
+    "How do I reset my router if the admin password no longer works?",
+    "She played a haunting cello solo at the memorial service last Sunday.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "The committee postponed the vote until every member had read the full report.",
+    "Add two cups of flour, a pinch of salt, and stir until the dough is smooth.",
+    "Is it safe to take ibuprofen together with antihistamines?",
+    "The striker scored twice in the final ten minutes to win the cup.",
+    "A segmentation fault usually means the program touched memory it does not own.",
+    "Thousands of migrating cranes stopped over at the lake this autumn.",
+    "My flight was cancelled, so I spent the night on a bench at the airport.",
+    "The treaty ended decades of border disputes between the two kingdoms.",
+    "Use a binary search when the array is sorted; it runs in logarithmic time.",
+    "Grandma's garden is full of tomatoes, zucchini and sunflowers every August.",
+    "Interest rates are expected to stay unchanged until the end of the year.",
+    "He apologized for the misunderstanding and offered to pay for the damage.",
+    "The telescope captured faint light from a galaxy billions of years old.",
+    "Please remember to water the plants while I am away on vacation.",
+    "Is there a vegetarian restaurant open late near the train station?",
+    "The novel follows three generations of a fishing family on a remote island.",
+    "Vaccines train the immune system to recognize specific pathogens.",
+    "Our startup is hiring backend engineers familiar with distributed databases.",
+    "Heavy snowfall closed the mountain pass for the third time this week.",
+    "I can't believe how expensive concert tickets have become!",
+    "The museum's new exhibit explores the history of early photography.",
+    "Machine translation quality improved dramatically with neural networks.",
+    "Turn left at the bakery, then walk two blocks to reach the library.",
+    "The toddler giggled as the puppy licked her face.",
+    "Climate scientists warn that coral reefs face widespread bleaching.",
+)

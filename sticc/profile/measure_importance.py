@@ -1,0 +1,725 @@
+"""Importance profiling: how much output fidelity every shard version loses, measured.
+
+For every shard (layer, index) and every stored bitwidth, plus 0 (dropped), the encoder runs on
+calibration text with only that shard changed and every other shard at the reference precision
+(the store's 32-bit versions), and the loss is 1 - cosine(pooled reference output, pooled output),
+averaged over the sentences. Then random whole plans are measured the same way and compared with
+the additive model's prediction, the sum of their shards' losses (`ImportanceProfile.additivity`).
+Schema, metric and measured figures: docs/importance-profile.md.
+
+The forward pass is built from the store with the runner's own kernels (`sticc.runtime`): the
+same dequantization, the same attention/FFN chunk kernels, the same residual-LayerNorm join, the
+same embedding rows. How it stays fast:
+- the reference hidden state entering each layer is computed once; a shard of layer l recomputes
+  only from layer l on;
+- in layer l, the other shards' attention output is computed once and shared by every variant of
+  the shard; from layer l's FFN on, the variants run stacked as one batch;
+- calibration sentences are batched by length: no work is spent on padding;
+- shards are spread over `workers` spawned processes with one torch thread each, heaviest (first
+  layers) first. Every task is computed the same way whichever process runs it, so the profile
+  does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import random
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sticc.base.cache import cache_dir, read_cached_json, write_cached_json
+from sticc.base.errors import UserError
+from sticc.base.progress import Progress
+from sticc.base.schema import PARTS, read_bytes
+from sticc.model.store import Store
+from sticc.profile.importance import ImportanceProfile
+from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
+from sticc.runtime.decode import decode_piece
+from sticc.runtime.encoder import (
+    LAYER_HEADER_VECTORS,
+    attention_chunk,
+    attention_mask_bias,
+    ffn_chunk,
+    kernel_form,
+    mean_pool,
+    position_ids_for,
+    residual_norm,
+)
+
+Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
+
+
+PROFILER_VERSION = 2  # part of the cache key: bump whenever what is measured changes
+DEFAULT_ADDITIVITY_PLANS = 16
+ADDITIVITY_SEED = 0
+DROP_RATES = (0.0, 0.05, 0.1, 0.2, 0.3)  # a random plan drops each shard with one of these probabilities
+BATCH_SENTENCES = 8  # most calibration sentences (all of one length) per batch
+# without a tokenizer.json: random token sequences of random lengths (fixed seed)
+FALLBACK_SEED = 0
+FALLBACK_SEQUENCES = 32
+FALLBACK_MAX_TOKENS = 32
+
+# Held out from quantization: none of these is in sticc.model.activation_stats.CALIBRATION_SENTENCES (which the
+# quantizer fits to) nor in examples/quant_fidelity.py's evaluation sentences. Lengths vary on purpose.
+HELD_OUT_SENTENCES = (
+    "Thanks!",
+    "Where is the nearest pharmacy?",
+    "Turn off the oven.",
+    "Why do cats purr?",
+    "The referee blew the whistle.",
+    "I love this song.",
+    "The bridge will be closed for repairs until the end of March.",
+    "She forgot her umbrella at the café and had to walk home in the pouring rain.",
+    "Quantum computers exploit superposition and entanglement to solve certain problems much faster "
+    "than classical machines, although building reliable qubits remains extremely difficult.",
+    "The farmers' market on Saturday morning sells fresh bread, local honey, cheese from nearby farms, "
+    "and flowers cut the same day.",
+    "After the merger, the two companies kept separate brands but combined their logistics networks to save costs.",
+    "In 1969, two astronauts walked on the Moon while a third orbited above them in the command module.",
+    "The error message says the file is locked by another process.",
+    "Our neighbours are repainting their fence a bright shade of yellow.",
+    "Good morning, everyone, and welcome to the annual general meeting of the rowing club.",
+    "A balanced diet includes vegetables, whole grains, lean protein, and plenty of water.",
+    "Could you explain how compound interest works with a simple example?",
+    "Lightning struck the old oak tree, splitting its trunk down the middle.",
+    "The library extended its opening hours during the exam period so students could study late into the evening.",
+    "He whispered the password and the heavy door creaked open.",
+    "Sea levels are rising faster than predicted, threatening low-lying islands and coastal cities around the world.",
+    "The spreadsheet crashed when I tried to sort a column with more than a million rows.",
+    "Bees tell each other where the flowers are through a special dance.",
+    "The new law requires restaurants to display calorie counts next to every item on their menus, "
+    "starting next January.",
+    "My grandfather repaired watches in a tiny workshop behind the train station for almost fifty years.",
+    "Which programming language should a beginner learn first?",
+    "The hurricane weakened to a tropical storm before making landfall.",
+    "Delivery was fast, but the box arrived damaged and one of the glasses was broken.",
+    "Philosophers have long debated whether free will is compatible with a universe governed by physical laws.",
+    "The violinist tuned her instrument while the audience slowly found their seats.",
+    "Store the vaccine between two and eight degrees Celsius and protect it from light.",
+    "Once upon a time, in a kingdom by the sea, there lived a fisherman who could talk to the fish, and "
+    "every evening he asked them about the storms that were coming, the ships that had sunk, and the "
+    "treasures hidden beneath the waves.",
+)
+
+
+def _no_progress(items: Iterator, total: int, what: str) -> Iterator:
+    return items
+
+
+# ----------------------------------------------------------------------------------------------
+# Calibration inputs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibrationBatch:
+    """Token ids, attention mask and token types [n, L] of sentences of similar length."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CalibrationInputs:
+    """The tokenized calibration set and what identifies it (the cache key's half)."""
+
+    batches: tuple[CalibrationBatch, ...]
+    source: str
+    sentences: int
+    tokens: int  # real tokens, padding excluded
+    sha256: str  # of the texts (or of the random-token recipe)
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "sentences": self.sentences, "tokens": self.tokens, "sha256": self.sha256}
+
+
+def read_calibration_texts(path: str | Path) -> list[str]:
+    """One calibration text per non-empty line of the UTF-8 file `path` (surrounding blanks stripped)."""
+    path = Path(path)
+    raw = read_bytes(path, f"--calib {path} does not exist")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"--calib {path} is not UTF-8 text (invalid byte at offset {error.start})") from None
+    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"--calib {path} holds no text: give one calibration text per line")
+    return texts
+
+
+def _position_limit(store: Store) -> int:
+    spec = store.spec
+    return spec.max_positions - (spec.pad_token_id + 1 if spec.position_kind == "roberta" else 0)
+
+
+def calibration_inputs(store: Store, texts: list[str] | None = None, source: str | None = None) -> CalibrationInputs:
+    """Tokenize `texts` (default: HELD_OUT_SENTENCES) with the store's tokenizer.json, truncated to
+    the model's positions, batched by length. A store without a tokenizer gets random token
+    sequences (fixed seed) and refuses explicit texts."""
+    spec = store.spec
+    limit = _position_limit(store)
+    tokenizer_path = store.path / "tokenizer.json"
+    sequences: list[tuple[list[int], list[int]]]  # (ids, type ids) per sentence
+    if store.has_tokenizer and tokenizer_path.exists():
+        from tokenizers import Tokenizer
+
+        if texts is not None and not texts:
+            raise UserError("no calibration texts given")
+        chosen = list(HELD_OUT_SENTENCES if texts is None else texts)
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.enable_truncation(max_length=limit)
+        tokenizer.no_padding()
+        sequences = [(e.ids, e.type_ids) for e in tokenizer.encode_batch(chosen)]
+        if source is None:
+            source = f"built-in: {len(chosen)} sentences held out from quantization" if texts is None else "given texts"
+        digest = hashlib.sha256(json.dumps(chosen, ensure_ascii=False).encode()).hexdigest()
+    else:
+        if texts is not None:
+            raise UserError(f"store {store.path} has no tokenizer.json: calibration texts cannot be tokenized")
+        generator = torch.Generator().manual_seed(FALLBACK_SEED)
+        longest = min(FALLBACK_MAX_TOKENS, limit)
+        lengths = torch.randint(min(4, longest), longest + 1, (FALLBACK_SEQUENCES,), generator=generator).tolist()
+        sequences = []
+        for length in lengths:
+            ids = torch.randint(0, spec.vocab, (length,), generator=generator)
+            # off the padding id: roberta positions skip it, and it would read as padding
+            ids = torch.where(ids == spec.pad_token_id, (ids + 1) % spec.vocab, ids)
+            sequences.append((ids.tolist(), [0] * length))
+        recipe = {"random_tokens": FALLBACK_SEED, "sequences": FALLBACK_SEQUENCES, "max_tokens": longest}
+        source = f"{FALLBACK_SEQUENCES} random token sequences (seed {FALLBACK_SEED}): the store has no tokenizer.json"
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    # batches of sentences of one length: no padding, so no work is wasted on it
+    by_length: dict[int, list[int]] = {}
+    for k, (ids, _) in enumerate(sequences):
+        by_length.setdefault(len(ids), []).append(k)
+    groups = [
+        members[start : start + BATCH_SENTENCES]
+        for _, members in sorted(by_length.items())
+        for start in range(0, len(members), BATCH_SENTENCES)
+    ]
+    batches = []
+    for group in groups:
+        ids = torch.tensor([sequences[k][0] for k in group], dtype=torch.int64)
+        types = torch.tensor([sequences[k][1] for k in group], dtype=torch.int64)
+        batches.append(CalibrationBatch(ids, torch.ones_like(ids), types))
+    tokens = sum(len(ids) for ids, _ in sequences)
+    return CalibrationInputs(tuple(batches), source, len(sequences), tokens, digest)
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder in memory, read from the store
+# ----------------------------------------------------------------------------------------------
+
+
+def reference_bits(store: Store) -> int:
+    """The precision losses are measured against: 32 bits, or the store's highest bitwidth."""
+    return 32 if 32 in store.bits else max(store.bits)
+
+
+class StoreEncoder:
+    """The encoder read from a store: headers, embedding rows, every layer at the reference
+    precision, and any piece at any stored bitwidth on demand; its forward uses the runner's kernels.
+    """
+
+    def __init__(self, store: Store, reference: int) -> None:
+        spec = store.spec
+        self.store = store
+        self.spec = spec
+        self.shards = store.shards_per_layer
+        self.heads_per_shard = spec.heads // store.shards_per_layer
+        self.units = spec.ffn // store.shards_per_layer
+        self.reader = StoreReader(str(store.data_path))
+        globals_ = self._read(store.global_header, "global header").view(torch.float32)
+        self.embed_norm_weight = globals_[: spec.hidden]
+        self.embed_norm_bias = globals_[spec.hidden : 2 * spec.hidden]
+        self.token_types = globals_[2 * spec.hidden :].view(spec.type_vocab, spec.hidden)
+        self.headers = [
+            dict(zip(LAYER_HEADER_VECTORS, self._read(extent, f"layer {layer} header").view(torch.float32).view(-1, spec.hidden), strict=True))
+            for layer, extent in enumerate(store.layer_headers)
+        ]
+        self._tables = {}
+        for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
+            sums = self._read(table.checksum_table, f"{name} checksums").numpy().view(np.uint64)
+            self._tables[name] = (RowTable(table.offset, table.rows, table.row_nbytes), sums)
+        # every layer block as one chunk of all its shards at the reference precision
+        self.reference = {
+            (layer, part): self.chunk(part, [self.piece(layer, index, part, reference) for index in range(self.shards)])
+            for layer in range(spec.layers)
+            for part in PARTS
+        }
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def _read(self, extent: Extent, what: str) -> torch.Tensor:
+        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
+        self.reader.read(buffer, extent.offset, what)
+        if checksum(memoryview(buffer.numpy())) != extent.checksum:
+            raise checksum_error(what)
+        return buffer
+
+    def piece(self, layer: int, index: int, part: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stored piece, dequantized: weight [rows, cols] and bias, fp32."""
+        version = self.store.version(layer, index, part, bits)
+        return decode_piece(self._read(version.extent, version.key.describe()), version.layout)
+
+    @staticmethod
+    def chunk(part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
+        """Pieces of `part` stacked in the kernels' form, (weights, biases)."""
+        return kernel_form(torch.stack([w for w, _ in pieces]), torch.stack([b for _, b in pieces]), part)
+
+    def reference_subset(self, layer: int, part: str, indices: list[int]) -> Chunk | None:
+        """The reference chunk of `layer`'s block `part` restricted to shards `indices` (None: none)."""
+        if not indices:
+            return None
+        weights, biases = self.reference[(layer, part)]
+        if len(indices) == self.shards:
+            return weights, biases
+        keep = torch.tensor(indices)
+        return weights[:, keep], biases[:, keep]
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def embed(self, batch: CalibrationBatch) -> torch.Tensor:
+        """LayerNorm(word + position + token type embeddings) [B, L, hidden], as the runner's `_embed`."""
+        spec = self.spec
+        ids, mask = batch.input_ids, batch.attention_mask
+        position_ids = position_ids_for(ids, mask, spec.position_kind, spec.pad_token_id)
+        if int(position_ids.max()) >= spec.max_positions:
+            raise UserError(f"calibration sequence too long: the model has {spec.max_positions} positions")
+        rows = []
+        with ThreadPoolExecutor(1) as io_threads:
+            for name, values in (("word embedding", ids), ("position embedding", position_ids)):
+                table, sums = self._tables[name]
+                unique, index = torch.unique(values, sorted=True, return_inverse=True)
+                out = torch.empty(len(unique), spec.hidden)
+                read_rows(self.reader, table, sums, unique, out, name, io_threads, 1)
+                rows.append(out[index])
+        x = rows[0] + rows[1]
+        if spec.type_vocab:
+            x += self.token_types[batch.token_type_ids]
+        return F.layer_norm(x, (spec.hidden,), self.embed_norm_weight, self.embed_norm_bias, spec.layer_norm_eps)
+
+    def accumulate(self, acc: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, part: str, chunk: Chunk | None) -> None:
+        """Add `chunk`'s output of block `part` on input `x` to `acc` [tokens, hidden]."""
+        if chunk is None:
+            return
+        if part == "attn":
+            attention_chunk(acc, x, mask, *chunk, self.heads_per_shard, self.spec.head_dim)
+        else:
+            ffn_chunk(acc, x, *chunk, self.spec.activation)
+
+    def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
+        header = self.headers[layer]
+        return residual_norm(
+            acc, x, header[f"{part}_out_bias"], header[f"{part}_norm_weight"], header[f"{part}_norm_bias"],
+            self.spec.layer_norm_eps,
+        )
+
+    def block(self, x: torch.Tensor, mask: torch.Tensor, layer: int, part: str, chunks: list[Chunk]) -> torch.Tensor:
+        """Block `part` of `layer` over `chunks` (the kept shards), closed by its join."""
+        acc = x.new_zeros(x.shape[0] * x.shape[1], self.spec.hidden)
+        for chunk in chunks:
+            self.accumulate(acc, x, mask, part, chunk)
+        return self.join(acc, x, layer, part)
+
+    def reference_layers(self, x: torch.Tensor, mask: torch.Tensor, first: int, stop: int | None = None) -> torch.Tensor:
+        """Layers [first, stop) (default: to the last) at the reference precision."""
+        for layer in range(first, self.spec.layers if stop is None else stop):
+            for part in PARTS:
+                x = self.block(x, mask, layer, part, [self.reference[(layer, part)]])
+        return x
+
+
+def cosine_losses(reference: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """1 - cosine of each row pair [n, hidden] -> [n], float64: |a/|a| - b/|b||^2 / 2, which keeps
+    the small losses of nearly equal vectors (1 - cos in fp32 would round them to 0)."""
+    a = F.normalize(reference.to(torch.float64), dim=-1)
+    b = F.normalize(output.to(torch.float64), dim=-1)
+    return 0.5 * (a - b).pow(2).sum(-1)
+
+
+class ImportanceMeasurer:
+    """The reference run on the calibration set, kept, and the measurements that reuse it."""
+
+    def __init__(self, store: Store, batches: tuple[CalibrationBatch, ...], reference: int) -> None:
+        self.reference_bits = reference
+        self.model = StoreEncoder(store, reference)
+        self.batches = batches
+        self.masks = [attention_mask_bias(batch.attention_mask) for batch in batches]
+        self.sentences = sum(batch.input_ids.shape[0] for batch in batches)
+        self.entering: list[list[torch.Tensor]] = []  # [batch][layer]: reference hidden state entering the layer
+        self.pooled: list[torch.Tensor] = []  # [batch]: reference pooled output [n, hidden]
+        with torch.inference_mode():
+            for batch, mask in zip(batches, self.masks, strict=True):
+                x = self.model.embed(batch)
+                states = []
+                for layer in range(store.spec.layers):
+                    states.append(x)
+                    x = self.model.reference_layers(x, mask, layer, layer + 1)
+                self.entering.append(states)
+                self.pooled.append(mean_pool(x, batch.attention_mask))
+
+    def close(self) -> None:
+        self.model.close()
+
+    @torch.inference_mode()
+    def shard_losses(self, layer: int, index: int, variants: tuple[int, ...]) -> dict[int, float]:
+        """{bits: loss} of shard (layer, index) at each of `variants` (0: dropped), the rest at the reference."""
+        model = self.model
+        others = [k for k in range(model.shards) if k != index]
+        shared = {part: model.reference_subset(layer, part, others) for part in PARTS}
+        own = {
+            bits: {part: model.chunk(part, [model.piece(layer, index, part, bits)]) for part in PARTS}
+            for bits in variants
+            if bits
+        }
+        count = len(variants)
+        totals = dict.fromkeys(variants, 0.0)
+        for b, batch in enumerate(self.batches):
+            x, mask = self.entering[b][layer], self.masks[b]
+            size, length = batch.input_ids.shape
+            tokens = size * length
+            # attention of layer l: the other shards' part is the same for every variant
+            others_attn = x.new_zeros(tokens, self.model.spec.hidden)
+            model.accumulate(others_attn, x, mask, "attn", shared["attn"])
+            attended = []
+            for bits in variants:
+                acc = others_attn.clone()
+                if bits:
+                    model.accumulate(acc, x, mask, "attn", own[bits]["attn"])
+                attended.append(model.join(acc, x, layer, "attn"))
+            # from layer l's FFN on, the variants run stacked: [variants * n, L, hidden]
+            y = torch.cat(attended)
+            stacked_mask = batch.attention_mask.repeat(count, 1)
+            stacked_bias = attention_mask_bias(stacked_mask)
+            acc = y.new_zeros(count * tokens, self.model.spec.hidden)
+            model.accumulate(acc, y, stacked_bias, "ffn", shared["ffn"])
+            for v, bits in enumerate(variants):
+                if bits:
+                    rows = slice(v * tokens, (v + 1) * tokens)
+                    model.accumulate(acc[rows], y[v * size : (v + 1) * size], mask, "ffn", own[bits]["ffn"])
+            out = model.reference_layers(model.join(acc, y, layer, "ffn"), stacked_bias, layer + 1)
+            pooled = mean_pool(out, stacked_mask).view(count, size, -1)
+            for v, bits in enumerate(variants):
+                totals[bits] += float(cosine_losses(self.pooled[b], pooled[v]).sum())
+        return {bits: total / self.sentences for bits, total in totals.items()}
+
+    @torch.inference_mode()
+    def plan_loss(self, plan_bits: tuple[tuple[int, ...], ...]) -> float:
+        """The measured loss of a whole plan: `plan_bits[layer][index]` for every shard (0: dropped)."""
+        model = self.model
+        xs = [states[0] for states in self.entering]
+        for layer, row in enumerate(plan_bits):
+            by_bits: dict[int, list[int]] = {}  # the kept shards of the layer, one chunk per bitwidth
+            for index, bits in enumerate(row):
+                if bits:
+                    by_bits.setdefault(bits, []).append(index)
+            for part in PARTS:
+                chunks = []
+                for bits, indices in sorted(by_bits.items()):
+                    if bits == self.reference_bits:
+                        chunks.append(model.reference_subset(layer, part, indices))
+                    else:
+                        chunks.append(model.chunk(part, [model.piece(layer, index, part, bits) for index in indices]))
+                xs = [model.block(x, mask, layer, part, chunks) for x, mask in zip(xs, self.masks, strict=True)]
+        total = 0.0
+        for b, (x, batch) in enumerate(zip(xs, self.batches, strict=True)):
+            total += float(cosine_losses(self.pooled[b], mean_pool(x, batch.attention_mask)).sum())
+        return total / self.sentences
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks, run in this process or in spawned workers
+# ----------------------------------------------------------------------------------------------
+
+_WORKER: ImportanceMeasurer | None = None
+_WORKER_ERROR: BaseException | None = None
+
+
+def _batches_to_lists(batches: tuple[CalibrationBatch, ...]) -> list[tuple[list, list, list]]:
+    """Plain lists for the trip to a spawned worker (no tensor pickling, no shared memory)."""
+    return [(b.input_ids.tolist(), b.attention_mask.tolist(), b.token_type_ids.tolist()) for b in batches]
+
+
+def _batches_from_lists(lists: list[tuple[list, list, list]]) -> tuple[CalibrationBatch, ...]:
+    return tuple(CalibrationBatch(*(torch.tensor(values, dtype=torch.int64) for values in batch)) for batch in lists)
+
+
+def _start_worker(store_path: str, batch_lists: list, reference: int) -> None:
+    """Pool initializer: one torch thread, the store opened here, the reference run once."""
+    global _WORKER, _WORKER_ERROR
+    torch.set_num_threads(1)
+    try:
+        _WORKER = ImportanceMeasurer(Store.open(store_path), _batches_from_lists(batch_lists), reference)
+    except BaseException as error:  # raised by the first task, so the caller sees the real error
+        _WORKER_ERROR = error
+
+
+def _run_task(task: tuple) -> tuple:
+    if _WORKER is None:
+        raise _WORKER_ERROR or RuntimeError("importance worker was not started")
+    return _task_result(_WORKER, task)
+
+
+def _task_result(measurer: ImportanceMeasurer, task: tuple) -> tuple:
+    kind, key, payload = task
+    if kind == "shard":
+        return kind, key, measurer.shard_losses(*key, payload)
+    return kind, key, measurer.plan_loss(payload)
+
+
+class _TaskRunner:
+    """Runs measurement tasks in `workers` spawned processes, or in this one when workers == 1 (with
+    one torch thread too, so results are the same bits either way)."""
+
+    def __init__(self, store: Store, calibration: CalibrationInputs, reference: int, workers: int) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._measurer: ImportanceMeasurer | None = None
+        self._threads = torch.get_num_threads()
+        if workers == 1:
+            torch.set_num_threads(1)
+            try:
+                self._measurer = ImportanceMeasurer(store, calibration.batches, reference)
+            except BaseException:
+                torch.set_num_threads(self._threads)
+                raise
+        else:
+            self._executor = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),  # torch and fork do not mix
+                initializer=_start_worker,
+                initargs=(str(store.path), _batches_to_lists(calibration.batches), reference),
+            )
+
+    def results(self, tasks: list[tuple]) -> Iterator[tuple]:
+        """Each task's result, in the order they finish."""
+        if self._executor is None:
+            for task in tasks:
+                yield _task_result(self._measurer, task)
+            return
+        futures = [self._executor.submit(_run_task, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool:
+            raise RuntimeError(
+                "an importance worker process died; a script that measures with workers > 1 must call "
+                "it under `if __name__ == '__main__':` (processes are spawned)"
+            ) from None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._measurer is not None:
+            self._measurer.close()
+            torch.set_num_threads(self._threads)
+
+
+# ----------------------------------------------------------------------------------------------
+# The profile
+# ----------------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def measure_importance(
+    store: Store,
+    texts: list[str] | None = None,
+    progress: Progress = _no_progress,
+    workers: int | None = None,
+    additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
+    source: str | None = None,
+) -> ImportanceProfile:
+    """Measure the importance profile of `store` on `texts` (default: HELD_OUT_SENTENCES).
+
+    `progress(iterable, total, what)` wraps the stream of results (see `sticc.cli.main.progress_bar`);
+    `workers` processes share the work (default: min(2, cores)); `additivity_plans` random whole
+    plans check the additive model (0: skip); `source` names the texts in the profile.
+    """
+    return measure_calibrated(store, calibration_inputs(store, texts, source), progress, workers, additivity_plans)
+
+
+def measure_calibrated(
+    store: Store,
+    calibration: CalibrationInputs,
+    progress: Progress = _no_progress,
+    workers: int | None = None,
+    additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
+) -> ImportanceProfile:
+    """`measure_importance` on already tokenized calibration inputs."""
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise UserError(f"workers must be at least 1, not {workers}")
+    if additivity_plans < 0:
+        raise UserError(f"additivity plans must be 0 or more, not {additivity_plans}")
+    reference = reference_bits(store)
+    variants = tuple(sorted({0} | set(store.bits) - {reference}))
+    # heaviest first: a shard of layer l recomputes layers l.. (balances the workers)
+    positions = [(layer, index) for layer in range(store.spec.layers) for index in range(store.shards_per_layer)]
+    shard_tasks = [("shard", position, variants) for position in positions]
+    loss: dict[tuple[int, int], dict[int, float]] = {}
+    runner = None
+    try:
+        runner = _TaskRunner(store, calibration, reference, min(workers, len(shard_tasks)))
+        for _, position, losses in progress(iter(runner.results(shard_tasks)), len(shard_tasks), "measuring shards"):
+            loss[position] = {reference: 0.0, **losses}
+        additivity = {}
+        if additivity_plans:
+            plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
+            plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
+            measured = {}
+            for _, k, value in progress(iter(runner.results(plan_tasks)), len(plan_tasks), "measuring random plans"):
+                measured[k] = value
+            additivity = additivity_summary(plans, [measured[k] for k in range(len(plans))], loss)
+    except StoreError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if runner is not None:
+            runner.close()
+    metric = (
+        f"1 - cosine of the mean-pooled last hidden state against the store's {reference}-bit weights, "
+        "mean over the calibration sentences, only the named shard changed"
+    )
+    if reference != 32:
+        metric += f" (the store has no 32-bit versions: {reference} bits is the reference)"
+    return ImportanceProfile(
+        store.store_id, metric, calibration.to_json(), {position: loss[position] for position in positions}, additivity,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The additivity check
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RandomPlan:
+    """A random whole plan: each shard dropped with probability `drop_rate`, else a random stored
+    bitwidth of at least `min_bits`."""
+
+    drop_rate: float
+    min_bits: int
+    bits: tuple[tuple[int, ...], ...]  # [layer][index], 0 = dropped
+
+    def describe(self) -> dict:
+        kept = [b for row in self.bits for b in row if b]
+        return {
+            "drop_rate": self.drop_rate, "min_bits": self.min_bits,
+            "dropped": sum(1 for row in self.bits for b in row if not b),
+            "mean_kept_bits": sum(kept) / len(kept) if kept else None,
+        }
+
+
+def random_plans(store: Store, count: int, seed: int) -> list[RandomPlan]:
+    rng = random.Random(seed)
+    bits = sorted(store.bits)
+    plans = []
+    for _ in range(count):
+        drop_rate = rng.choice(DROP_RATES)
+        floor = rng.choice(bits)
+        allowed = [b for b in bits if b >= floor]
+        rows = tuple(
+            tuple(0 if rng.random() < drop_rate else rng.choice(allowed) for _ in range(store.shards_per_layer))
+            for _ in range(store.spec.layers)
+        )
+        plans.append(RandomPlan(drop_rate, floor, rows))
+    return plans
+
+
+def _pearson(xs: np.ndarray, ys: np.ndarray) -> float | None:
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    denominator = math.sqrt(float((dx * dx).sum() * (dy * dy).sum()))
+    return float((dx * dy).sum()) / denominator if len(xs) > 1 and denominator > 0 else None
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    start = 0
+    while start < len(values):
+        stop = start
+        while stop + 1 < len(values) and values[order[stop + 1]] == values[order[start]]:
+            stop += 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2
+        start = stop + 1
+    return ranks
+
+
+def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dict[tuple[int, int], dict[int, float]]) -> dict:
+    """How well the sum of per-shard losses predicted each plan's measured loss."""
+    predicted = [
+        sum(loss[(layer, index)][b] for layer, row in enumerate(plan.bits) for index, b in enumerate(row))
+        for plan in plans
+    ]
+    xs, ys = np.array(predicted), np.array(measured)
+    ratios = sorted(m / p for p, m in zip(predicted, measured, strict=True) if p > 0)
+    return {
+        "plans": len(plans),
+        "seed": ADDITIVITY_SEED,
+        "pearson": _pearson(xs, ys),
+        "spearman": _pearson(_ranks(xs), _ranks(ys)),
+        "median_ratio": float(np.median(ratios)) if ratios else None,
+        "min_ratio": ratios[0] if ratios else None,
+        "max_ratio": ratios[-1] if ratios else None,
+        "pairs": [[p, m] for p, m in zip(predicted, measured, strict=True)],
+        "mix": [plan.describe() for plan in plans],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Cached
+# ----------------------------------------------------------------------------------------------
+
+
+def importance_cache_path(store: Store, calibration: CalibrationInputs) -> Path:
+    """Where the profile of `store` on `calibration` is cached."""
+    return cache_dir(store.store_id) / f"importance-v{PROFILER_VERSION}-{calibration.sha256[:16]}.json"
+
+
+def _cached_profile(path: Path, store: Store, calibration: CalibrationInputs) -> ImportanceProfile | None:
+    """The cached profile at `path` if it is whole and is this store's on these texts, else None."""
+    data = read_cached_json(path)
+    if data is None:
+        return None
+    try:
+        profile = ImportanceProfile.from_json(data, str(path))
+        profile.check_store(store)
+    except (UserError, LookupError, TypeError, ValueError, AttributeError):
+        return None
+    if profile.calibration.get("sha256") != calibration.sha256:
+        return None
+    return profile
+
+
+def cached_importance(
+    store: Store, calib_path: Path | None, progress: Progress = _no_progress, workers: int | None = None,
+) -> tuple[ImportanceProfile, Path, bool]:
+    """(profile, cache path, whether it came from the cache) for `store` on the texts of
+    `calib_path` (one per line; None: the built-in held-out sentences). A missing or corrupt cache
+    entry is measured again; a cache that cannot be written is skipped."""
+    texts = read_calibration_texts(calib_path) if calib_path is not None else None
+    calibration = calibration_inputs(store, texts, str(calib_path) if calib_path is not None else None)
+    path = importance_cache_path(store, calibration)
+    cached = _cached_profile(path, store, calibration)
+    if cached is not None:
+        return cached, path, True
+    profile = measure_calibrated(store, calibration, progress, workers)
+    with contextlib.suppress(OSError):  # a read-only cache costs a re-measurement next time, nothing else
+        write_cached_json(path, profile.to_json())
+    return profile, path, False
