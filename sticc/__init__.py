@@ -1,8 +1,13 @@
 """sticc: compile transformer inference into a runner that streams quantized shards.
 
-Data flow: HF checkpoint -> `sticc.model.store` (sharded, quantized) -> profiles (`sticc.profile.measure_device`,
-`sticc.profile.measure_importance`) -> `sticc.ir.lower` (shard graph with costs) -> `solvers` -> `sticc.ir.plan`
-(predicted by `sticc.ir.simulate`) -> `codegen` (runner.py) and `sticc.compile.report`. See DESIGN.md.
+Data flow (docs/architecture.md), one stage package each, imports only downward:
+HF checkpoint -> `sticc.model.store.write_store` (sharded, quantized with `sticc.model.activation_stats`)
+-> profiles: `sticc.profile.measure_device` and `sticc.bench.lane_fit` (device.json),
+`sticc.profile.measure_importance` (importance.json)
+-> `sticc.ir.lower` (the shard graph with costs) -> `solvers` -> `sticc.ir.plan.Plan`, planned by
+`sticc.compile.planner` and predicted by `sticc.ir.simulate`
+-> `codegen` (runner.py, inlining `sticc.runtime`) and `sticc.compile.report` (report.md, timeline.svg);
+`sticc.bench` runs compiled runners; `sticc.cli` is the command line.
 """
 
 __version__ = "0.1.0"
