@@ -36,9 +36,10 @@ from sticc.bench.suite import timing_ids
 from sticc.ir.plan import memory_model, read_plan
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
+from sticc.runtime.core import TraceEvent
 
 
-def lanes(trace: list) -> dict[str, float]:
+def lanes(trace: list[TraceEvent]) -> dict[str, float]:
     events = trace_by_event(trace)
     io = sum(events["io_end"][k] - t for k, t in events.get("io_start", {}).items())
     embed_end = events["embed_end"][-1]
@@ -77,7 +78,7 @@ def main() -> None:
         for run in range(args.runs + 1):  # the first round is not counted
             for name, runner in runners.items():
                 evict_from_page_cache(store.data_path)
-                trace: list = []
+                trace: list[TraceEvent] = []
                 runner.forward(ids, trace=trace)
                 if run:
                     measured[name].append({**lanes(trace), "latency": runner.last_stats["latency_s"]})

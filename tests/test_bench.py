@@ -350,9 +350,9 @@ def test_lane_modes_load_first_or_only_load(tmp_path, tiny_bert_store):
     first = with_io_first(type(roomy))(str(tiny_bert_store))
     trace: list = []
     assert torch.equal(first.forward(ids, trace=trace), expected)
-    done = next(t for event, _, t in trace if event == "io_all_done")
-    assert all(t <= done for event, _, t in trace if event == "io_end")
-    assert all(t >= done for event, _, t in trace if event == "compute_start")
+    done = next(e.time_s for e in trace if e.event == "io_all_done")
+    assert all(e.time_s <= done for e in trace if e.event == "io_end")
+    assert all(e.time_s >= done for e in trace if e.event == "compute_start")
     with pytest.raises(ValueError, match="more --memory"):
         with_io_first(type(streamed))(str(tiny_bert_store)).forward(ids)
     loads = io_only(type(streamed))(str(tiny_bert_store))

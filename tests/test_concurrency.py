@@ -87,7 +87,7 @@ def call(runner, job: tuple) -> tuple:
     else:
         trace = [] if job[2] else None
         output = runner.forward(*job[1], trace=trace)
-        assert trace is None or trace[0][0] == "call_start"
+        assert trace is None or trace[0].event == "call_start"
     time.sleep(0.02)  # a caller busy with its output before it reads the stats
     return output, dict(runner.last_stats)
 

@@ -202,7 +202,7 @@ def test_planning_to_a_percentile_scales_every_duration(small_store):
 def test_lane_fit_recovers_a_device_from_its_traces(small_store):
     """Traces made by the simulator from a device whose lanes run slower than its isolated figures
     (a known lane fit): fitting them to the isolated figures predicts every traced call again."""
-    from sticc.bench.lane_fit import Observation, fit_lane_scales
+    from sticc.bench.lane_fit import Observation, fit_lane_scales, trace_from_json
     from sticc.ir.plan import make_plan
     from sticc.ir.simulate import plan_work
     from sticc.profile.device import LaneFit
@@ -229,6 +229,8 @@ def test_lane_fit_recovers_a_device_from_its_traces(small_store):
             trace += [("compute_start", key, event.start_s), ("decode_end", key, decode_end), ("compute_end", key, event.end_s)]
         for key, event in zip([k for k, w in enumerate(work) if w.ring_nbytes], loads, strict=True):
             trace += [("io_start", key, event.start_s), ("io_end", key, event.end_s)]
+        trace = trace_from_json(json.loads(json.dumps(trace)))  # as a child's traces arrive
+        assert trace[0] == ("call_start", -1, 0.0) and trace[0].event == "call_start"
         observations.append(Observation(choices, budget, 16, 1, [trace] * 2 if trial % 2 else [trace], [simulation.latency_s] * (2 if trial % 2 else 1)))
     fitted = fit_lane_scales(small_store, base, observations)
     assert fitted.calls == 12 and fitted.plans == 8

@@ -3,6 +3,7 @@ the pool, the reader, units, the call driver."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 
@@ -12,7 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sticc.model.quant import encode_piece, pack_codes, quantize_groups
-from sticc.runtime.core import READ_ALIGN_BYTES, PoolLayout, Ring, StoreReader, WeightPool, blob_layout, parse_quantity
+from sticc.runtime.core import (
+    READ_ALIGN_BYTES,
+    Call,
+    PoolLayout,
+    Ring,
+    StoreReader,
+    TraceEvent,
+    TraceEventName,
+    WeightPool,
+    blob_layout,
+    parse_quantity,
+)
 from sticc.runtime.decode import PoolViews, RunDecoder, decode_piece, unpack_codes_into
 
 
@@ -205,19 +217,43 @@ def test_trace_records_every_chunk_in_order(tiny_bert_store, tmp_path):
     from helpers import compile_runner
 
     from solvers.uniform import uniform_plan
+    from sticc.bench.lane_fit import trace_from_json
     from sticc.model.store import Store
 
     store = Store.open(tiny_bert_store)
     runner = compile_runner(tiny_bert_store, uniform_plan(store, 4), tmp_path)
     trace: list = []
     runner.forward(torch.tensor([[1, 5, 9, 2]]), trace=trace)
-    events = [event for event, _, _ in trace]
+    events = [e.event for e in trace]
     keys = len(runner.LOADS)
     assert events[0] == "call_start" and "embed_end" in events
     assert [events.count(e) for e in ("io_start", "io_end", "compute_start", "decode_end", "compute_end")] == [keys] * 5
-    times = [t for _, _, t in trace]
-    assert [k for e, k, _ in trace if e == "io_end"] == list(range(keys))
-    assert all(t >= trace[0][2] for t in times)
+    times = [e.time_s for e in trace]
+    assert [e.key for e in trace if e.event == "io_end"] == list(range(keys))
+    assert all(t >= trace[0].time_s for t in times)
+    # typed events: the runner's own inlined `TraceEvent`, named by `TraceEventName` values (plain strings)
+    runtime = type(runner).forward.__globals__
+    assert all(isinstance(e, runtime["TraceEvent"]) for e in trace)
+    assert all(type(e.event) is str and TraceEventName(e.event).value == e.event for e in trace)
+    assert [e.value for e in runtime["TraceEventName"]] == [e.value for e in TraceEventName]
+    assert trace[0].event == TraceEventName.CALL_START.value and trace[0].key == -1
+    assert {e.key for e in trace if e.event == TraceEventName.EMBED_END.value} == {-1}
+    # through JSON (a child process's traces) and back, the same events
+    assert trace_from_json(json.loads(json.dumps(trace))) == trace
+    assert all(isinstance(e, TraceEvent) for e in trace_from_json(json.loads(json.dumps(trace))))
+
+
+def test_call_notes_trace_events_by_name():
+    trace: list = []
+    call = Call(trace)
+    call.note(TraceEventName.IO_START, 3)
+    call.note("io_end", 3)  # a name's value is accepted too (`sticc.bench.modes` notes by value)
+    assert [(e.event, e.key) for e in trace] == [("io_start", 3), ("io_end", 3)]
+    assert all(isinstance(e, TraceEvent) and e.time_s > 0 for e in trace)
+    assert trace[0].time_s <= trace[1].time_s
+    with pytest.raises(ValueError):
+        call.note("io_ended", 3)
+    Call(None).note(TraceEventName.CALL_START, -1)  # not tracing: nothing recorded, nothing raised
 
 
 def test_calls_from_several_threads_are_served_one_at_a_time(tiny_bert_store, tmp_path):

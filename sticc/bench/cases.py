@@ -152,7 +152,9 @@ def run_case(spec: dict) -> dict:
 
 def trace_calls(spec: dict) -> dict:
     """A generated runner, constructed as an app constructs it, then `calls` cold calls on the spec's
-    token ids, each traced (`forward(trace=...)`): the device profile's calibration runs this."""
+    token ids, each traced (`forward(trace=...)`): the device profile's calibration runs this. Each
+    trace's `TraceEvent`s go out as JSON lists [event, key, time_s] (`sticc.bench.lane_fit.trace_from_json`
+    reads them back)."""
     case = RunnerCase({**spec, "mode": "call"})
     case.setup()
     ids = torch.tensor([spec["input_ids"]], dtype=torch.int64)

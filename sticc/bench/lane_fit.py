@@ -44,6 +44,7 @@ from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile, LaneFit
 from sticc.profile.importance import ImportanceProfile
 from sticc.profile.measure_device import device_profile, fit_nonnegative, measure_lanes
+from sticc.runtime.core import TraceEvent, TraceEventName
 
 TRACED_CALLS = 6  # traced cold calls per fit plan and length, in a fresh process
 QUANTILES = (50, 75, 90, 95)
@@ -143,10 +144,16 @@ def fit_plans(store: Store, seq_len: int) -> list:
     return out
 
 
-def trace_by_event(trace: list) -> dict[str, dict[int, float]]:
+def trace_from_json(trace: list) -> list[TraceEvent]:
+    """A trace back from JSON (a child's `forward(trace=...)`, lists [event, key, time_s]) as `TraceEvent`s."""
+    return [TraceEvent(TraceEventName(event).value, int(key), float(time_s)) for event, key, time_s in trace]
+
+
+def trace_by_event(trace: list[TraceEvent]) -> dict[str, dict[int, float]]:
+    """A trace as {event name: {chunk key (-1: the call's own): perf_counter seconds}}."""
     events: dict[str, dict[int, float]] = {}
-    for event, key, t in trace:
-        events.setdefault(event, {})[key] = t
+    for e in trace:
+        events.setdefault(e.event, {})[e.key] = e.time_s
     return events
 
 
@@ -172,7 +179,8 @@ def fit_lanes(store: Store, profile: DeviceProfile, seq_len: int, progress: Prog
         for n, (length, _, choices, budget) in enumerate(progress(iter(cases), len(cases), "fitting lanes to traced calls")):
             plan = make_plan(store, tuple(choices.values()), SolverInfo("lane fit", "GIVEN"), seq_len=length, memory_bytes=budget)
             traced = _traced_calls(store, plan, Path(tmp) / str(n), profile.compute_threads, length, n)
-            observations.append(Observation(choices, budget, length, plan.shards_per_chunk, traced["traces"], traced["latencies"]))
+            traces = [trace_from_json(trace) for trace in traced["traces"]]
+            observations.append(Observation(choices, budget, length, plan.shards_per_chunk, traces, traced["latencies"]))
     return fit_lane_scales(store, profile, observations)
 
 

@@ -24,12 +24,14 @@ define its dataclasses, which string annotations would prevent.
 """
 
 import collections
+import enum
 import json
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -534,24 +536,47 @@ def read_rows(
 # ----------------------------------------------------------------------------------------------
 
 
+class TraceEventName(enum.Enum):
+    """What a trace event marks; its value is the name a trace records (and serializes)."""
+
+    CALL_START = "call_start"  # the call began (key -1)
+    EMBED_END = "embed_end"  # the embedding is done, the IO lane starts (key -1)
+    IO_START = "io_start"  # IO lane: ring space taken for the chunk
+    IO_END = "io_end"  # IO lane: the chunk read, checked and handed over
+    COMPUTE_START = "compute_start"  # compute lane: the chunk handed over (or pinned)
+    DECODE_END = "decode_end"  # compute lane: the chunk dequantized
+    COMPUTE_END = "compute_end"  # compute lane: done with the chunk
+    IO_ALL_DONE = "io_all_done"  # every chunk loaded before compute (`sticc.bench.modes.with_io_first`; key -1)
+
+
+class TraceEvent(NamedTuple):
+    """One event of a traced call (`forward(trace=...)`); as JSON, the list [event, key, time_s]."""
+
+    event: str  # a `TraceEventName` value
+    key: int  # the chunk's key; -1 for the call's own events
+    time_s: float  # time.perf_counter() seconds
+
+
 class Call:
     """One call's hand-over between the lanes: which chunks are loaded (their ring offsets), the
     IO lane's error, cancellation, and the optional trace."""
 
-    def __init__(self, trace: list | None) -> None:
-        self.trace = trace  # (event, chunk key, perf_counter seconds) when tracing
+    def __init__(self, trace: list[TraceEvent] | None) -> None:
+        self.trace = trace  # `TraceEvent`s when tracing
         self._ready: dict = {}
         self._error = None
         self._done = False
         self.cancelled = False
         self._cond = threading.Condition()
 
-    def note(self, event: str, key: int) -> None:
+    def note(self, event: TraceEventName, key: int) -> None:
+        """Record `event` of chunk `key` (-1: of the call) when tracing; `event` may also be its value."""
         if self.trace is not None:
-            self.trace.append((event, key, time.perf_counter()))
+            now = time.perf_counter()
+            self.trace.append(TraceEvent(TraceEventName(event).value, key, now))
 
     def publish(self, key: int, ring_start: int) -> None:
-        self.note("io_end", key)
+        self.note(TraceEventName.IO_END, key)
         with self._cond:
             self._ready[key] = ring_start
             self._cond.notify_all()
@@ -644,7 +669,7 @@ class IOLane:
             if call.cancelled:
                 return
             start = ring.allocate(load.ring_nbytes)
-            call.note("io_start", load.key)
+            call.note(TraceEventName.IO_START, load.key)
             for ring_offset, span, file_offset, needed, members in self._reads[load.key]:
                 at = start + ring_offset
                 reader.read_span(view[at : at + span], file_offset, needed, members[0][3])
@@ -851,7 +876,7 @@ class RunnerCore:
 
     # -- per call ------------------------------------------------------------------------------
 
-    def run_call(self, compute, trace: list | None = None):
+    def run_call(self, compute, trace: list[TraceEvent] | None = None):
         """Drive one call: reset the pool's per-call state, start the IO lane after `compute`'s
         embedding (see `start_io`), run `compute(call)`, wait for the IO lane, account."""
         with self._call_lock:
@@ -861,7 +886,7 @@ class RunnerCore:
             self.reader.start_cap_clock()
             self.pool.ring.reset()
             call = Call(trace)
-            call.note("call_start", -1)
+            call.note(TraceEventName.CALL_START, -1)
             self._io_started = False
             try:
                 result = compute(call)
@@ -888,7 +913,7 @@ class RunnerCore:
     def start_io(self, call: Call) -> None:
         """Hand the call to the IO lane (the family calls this when its embedding is done: the
         embedding's cold row reads gate every kernel, so they do not queue behind chunk reads)."""
-        call.note("embed_end", -1)
+        call.note(TraceEventName.EMBED_END, -1)
         self._io_started = True
         self.io_lane.submit(call)
 
@@ -896,17 +921,17 @@ class RunnerCore:
         """Chunk `key` in kernel form: pinned in place, or waited for and dequantized into scratch."""
         pinned = self.pinned_chunks.get(key)
         if pinned is not None:
-            call.note("compute_start", key)
+            call.note(TraceEventName.COMPUTE_START, key)
             return pinned
         ring_start = call.wait(key) if self.LOADS[key].ring_nbytes else 0
-        call.note("compute_start", key)
+        call.note(TraceEventName.COMPUTE_START, key)
         out = self.decode_chunk(key, ring_start)
-        call.note("decode_end", key)
+        call.note(TraceEventName.DECODE_END, key)
         return out
 
     def release(self, call: Call, key: int) -> None:
         """The compute lane is done with chunk `key`: its ring space goes back."""
-        call.note("compute_end", key)
+        call.note(TraceEventName.COMPUTE_END, key)
         if self.LOADS[key].ring_nbytes:
             self.pool.ring.free_oldest()
 

@@ -24,6 +24,7 @@ from sticc.runtime.core import (
     RowTable,
     RunnerCore,
     StoreError,
+    TraceEvent,
     decoded_nbytes,
     parse_quantity,
     read_rows,
@@ -242,12 +243,13 @@ class EncoderRunner(RunnerCore):
 
     # -- per call --------------------------------------------------------------------------------
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, trace: list | None = None) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, trace: list[TraceEvent] | None = None) -> torch.Tensor:
         """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`.
 
-        `trace`, a list, receives (event, chunk key, perf_counter seconds) tuples: "call_start",
-        "embed_end", and per chunk "io_start" (ring space taken) and "io_end" (read and checked)
-        from the IO lane, "compute_start" (handed over), "decode_end" and "compute_end"."""
+        `trace`, a list, receives `TraceEvent(event, key, time_s)`s (perf_counter seconds; key -1
+        for the call's own events), `event` a `TraceEventName` value: "call_start", "embed_end",
+        and per chunk "io_start" (ring space taken) and "io_end" (read and checked) from the IO
+        lane, "compute_start" (handed over), "decode_end" and "compute_end"."""
         input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
         if input_ids.ndim != 2:
             raise ValueError("input_ids must be [batch, length]")
