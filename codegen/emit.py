@@ -2,8 +2,8 @@
 
 `emit_runner` returns a `RunnerSource` (text plus metadata); `write_output` puts it on disk with the
 plan, atomically. The runtime (`sticc/runtime/`: core, decode, encoder) is inlined verbatim; the generated part is the
-literal tables (store extents, load list) and the schedule, one block per compute node of the
-shard graph, each block commented with the graph node it came from.
+literal tables (store extents, load list) and the schedule: the shard graph's schedule of the plan
+(`sticc.ir.plan.block_loads`), one block per layer block, commented with the join node closing it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import sticc.runtime.decode as decode_module
 import sticc.runtime.encoder as encoder_module
 from codegen.literals import check_runner_source, docstring_text, python_literal
 from sticc.base.jsonfile import write_dir_atomic
-from sticc.ir.graph import ComputeStep, build_graph, linear_schedule
-from sticc.ir.plan import Plan, chunk_loads, memory_model
+from sticc.base.schema import Part
+from sticc.ir.graph import Block
+from sticc.ir.plan import Plan, block_loads, memory_model
 from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
 
@@ -97,33 +98,30 @@ def _runtime_body() -> str:
     return "\n".join(unique_imports) + "\n\n\n" + "\n\n\n".join(bodies)
 
 
-def _describe(step: ComputeStep, shards_per_layer: int) -> str:
-    what = "attention" if step.part == "attn" else "FFN"
-    if not step.loads:
-        return f"layer {step.layer} {what}: every shard dropped, only the bias and the join remain"
-    bits = sorted({load.bits for load in step.loads})
-    preloaded = sum(load.preload for load in step.loads)
+def _describe(block: Block, shards_per_layer: int) -> str:
+    what = "attention" if block.part is Part.ATTN else "FFN"
+    members = [m for chunk in block.chunks for m in chunk.members]
+    if not members:
+        return f"layer {block.layer} {what}: every shard dropped, only the bias and the join remain"
+    bits = sorted({m.bits for m in members})
+    preloaded = sum(m.preload for m in members)
     return (
-        f"layer {step.layer} {what}: {len(step.loads)}/{shards_per_layer} shards kept, "
+        f"layer {block.layer} {what}: {len(members)}/{shards_per_layer} shards kept, "
         f"bits {'/'.join(map(str, bits))}" + (f", {preloaded} preloaded" if preloaded else "")
     )
 
 
 def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
-    """The runner for `plan` over `store`; identical inputs give identical bytes."""
-    steps = linear_schedule(build_graph(store, plan))
+    """The runner for `plan` over `store`; identical inputs give identical bytes. The schedule is
+    the shard graph's (`ShardGraph.schedule`): one block per layer block, its chunks' loads in order."""
     loads: list[ChunkLine] = []
-    keys: dict[tuple[int, str], list[int]] = {}
-    for layer, part, load in chunk_loads(store, plan.shards, plan.shards_per_chunk):
-        members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
-        keys.setdefault((layer, part), []).append(load.key)
-        loads.append(ChunkLine(load.key, part, members))
     blocks: list[BlockLines] = []
-    for step in steps:
-        block_keys = tuple(keys.get((step.layer, step.part), ()))
-        kept = sum(len(loads[k].members) for k in block_keys)
-        assert kept == len(step.loads), "the load table and the shard graph disagree"
-        blocks.append(BlockLines(repr(step.node), step.layer, step.part, block_keys, _describe(step, store.shards_per_layer)))
+    for block, chunk_loads in block_loads(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len):
+        for load in chunk_loads:
+            members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
+            loads.append(ChunkLine(load.key, block.part.value, members))
+        keys = tuple(load.key for load in chunk_loads)
+        blocks.append(BlockLines(repr(block.join.key), block.layer, block.part.value, keys, _describe(block, store.shards_per_layer)))
     plan_json = plan.to_json()
     spec = store.spec
     memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)

@@ -17,7 +17,8 @@ import transformers
 from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
 from sticc.base.progress import progress_bar
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.default_model import minilm_dir, minilm_store
 
 

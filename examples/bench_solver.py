@@ -23,14 +23,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import networkx as nx
-
 from solvers.base import Choices, dropped_all, evaluate
 from solvers.cpsat import cpsat_solve
 from sticc.base.errors import UserError
 from sticc.base.schema import PARTS
-from sticc.ir.lower import ChunkSlot, PartCosts, Problem
-from sticc.ir.plan import ShardChoice, slot_groups
+from sticc.ir.graph import GraphShape, Lanes, NodeCosts, PartCosts, ShardChoice, build_graph
+from sticc.ir.lower import Problem
 from sticc.model.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 from sticc.profile.device import Decode, DeviceProfile, PartCompute
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, blob_layout, decoded_chunk_nbytes
@@ -93,30 +91,24 @@ def synthetic_problem(
             decode_piece_s={b: rows * cols / device.decode[b].weights_per_s for b in bits},
             decoded_nbytes=tuple(decoded),
             compute_s=tuple(device.chunk_s(part, n, seq_len) for n in range(shards_per_chunk + 1)),
-            join_s=device.join_s(part, seq_len),
         )
-    slots = tuple(
-        ChunkSlot(layer, part, group)
-        for layer in range(layers) for part in PARTS for group in slot_groups(shards, shards_per_chunk)
-    )
     rng = random.Random(seed)
     loss = {}
     for layer in range(layers):
         for index in range(shards):
             weight = rng.uniform(0.2, 1.0) * 1e-2
             loss[(layer, index)] = {0: weight, **{b: (0.0 if b == 32 else weight * 0.5 ** (b * rng.uniform(0.8, 1.2))) for b in bits}}
-    embed = 4 * hidden * (min(seq_len, vocab) + seq_len)
-    # embedding LayerNorm + 2 token types; 6 vectors per layer; whole read units as a runner pins them
-    headers = align_up(4 * 2 * hidden * 2 + layers * 4 * 6 * hidden, READ_ALIGN_BYTES)
-    return Problem(
-        model=f"synthetic {layers}x{shards} h{hidden} f{ffn}", store_id="synthetic", layers=layers,
-        shards_per_layer=shards, shards_per_chunk=shards_per_chunk, bits=tuple(sorted(bits)), parts=parts,
-        slots=slots, loss=loss, header_nbytes=headers, embed_scratch_nbytes=align_up(embed, READ_ALIGN_BYTES),
-        embed_io_nbytes=embed, embed_s=device.embed_time_s(seq_len), io_chunk_overhead_s=device.io_chunk_overhead_s,
-        handover_s=device.handover_s, interference=device.interference, chunk_overhead_s=device.compute_chunk_s,
-        cap_Bps=cap_Bps, latency_s=latency_s, memory_bytes=memory_bytes, seq_len=seq_len, percentile=None,
-        graph=nx.DiGraph(),
+    # embedding LayerNorm + 2 token types; 6 vectors per layer (as stored)
+    shape = GraphShape(
+        f"synthetic {layers}x{shards} h{hidden} f{ffn}", "synthetic", layers, shards, tuple(sorted(bits)), hidden, vocab,
+        2 * hidden * 4, (4 * 2 * hidden * 2, *([4 * 6 * hidden] * layers)),
     )
+    lanes = Lanes(device.io_chunk_overhead_s, device.handover_s, device.interference, device.compute_chunk_s, cap_Bps)
+    costs = NodeCosts(
+        parts=parts, join_s={part: device.join_s(part, seq_len) for part in PARTS}, embed_s=device.embed_time_s(seq_len),
+        loss=loss, lanes=lanes,
+    )
+    return Problem(build_graph(shape, shards_per_chunk, seq_len, costs=costs), latency_s, memory_bytes)
 
 
 def uniform_choices(problem: Problem, bits: int) -> Choices:
@@ -124,7 +116,7 @@ def uniform_choices(problem: Problem, bits: int) -> Choices:
 
 
 def fp32_weight_nbytes(problem: Problem) -> int:
-    return sum(4 * c.weights for c in problem.parts.values()) * problem.layers * problem.shards_per_layer
+    return sum(4 * c.weights for c in problem.graph.part_costs.values()) * problem.layers * problem.shards_per_layer
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import random
 import statistics
 from pathlib import Path
 
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
-from sticc.ir.plan import ShardChoice
 from sticc.ir.simulate import simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sticc.base.errors import InfeasibleError
+from sticc.ir.graph import ShardChoice, member_order
 from sticc.ir.lower import Problem
-from sticc.ir.plan import ShardChoice, SolverInfo, admit_nbytes, member_order
+from sticc.ir.plan import SolverInfo, admit_nbytes
 from sticc.ir.simulate import ChunkWork, Simulation, chunk_work, latency_of, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]
@@ -123,7 +124,7 @@ class Checker:
     def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
         """(slot number, work) of every non-empty chunk, in load order (`sticc.ir.simulate.plan_work`)."""
         out = []
-        for c, slot in enumerate(self.problem.slots):
+        for c, slot in enumerate(self.problem.graph.chunks):
             members = [choices[(slot.layer, i)] for i in slot.indices]
             kept = sorted((m.bits, m.preload) for m in members if m.bits)
             if not kept:

@@ -52,8 +52,9 @@ from ortools.sat.python import cp_model, cp_model_helper
 
 from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, evaluate, is_feasible, solution
 from sticc.base.errors import InfeasibleError
-from sticc.ir.lower import PartCosts, Problem
-from sticc.ir.plan import ShardChoice, SolverInfo
+from sticc.ir.graph import PartCosts, ShardChoice
+from sticc.ir.lower import Problem
+from sticc.ir.plan import SolverInfo
 
 TIME_RESOLUTION = 100_000  # ticks per reference latency (the target, or an upper bound without one)
 SUB_TICKS = 1_000  # durations are summed in 1/SUB_TICKS ticks and rounded up once per constraint
@@ -85,8 +86,8 @@ class Scale:
     @classmethod
     def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
         reference_s = problem.latency_s if problem.latency_s else latency_upper_bound_s(problem)
-        quantities = [problem.header_nbytes, problem.embed_scratch_nbytes, problem.embed_io_nbytes]
-        for costs in problem.parts.values():
+        quantities = [problem.graph.header_nbytes, problem.graph.embed.scratch_nbytes, problem.graph.embed.io_nbytes]
+        for costs in problem.graph.part_costs.values():
             quantities += [*costs.slot_nbytes.values(), *costs.decoded_nbytes]
         most = sum(max(problem.importance(layer, index, b) for b in problem.bits) for layer, index in problem.positions)
         return cls(
@@ -136,17 +137,17 @@ class Scale:
 
 def latency_upper_bound_s(problem: Problem) -> float:
     """Every slot full at its most expensive bitwidth, IO and compute one after the other."""
-    total = problem.embed_s + (problem.embed_io_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
+    total = problem.graph.embed.duration_s + (problem.graph.embed.io_nbytes / problem.lanes.cap_Bps if problem.lanes.cap_Bps else 0.0)
     read_nbytes = 0
-    for slot in problem.slots:
-        costs = problem.parts[slot.part]
+    for slot in problem.graph.chunks:
+        costs = problem.graph.costs(slot)
         io = max(costs.read_s[b] + costs.check_s[b] for b in problem.bits)
         decode = max(2 * (costs.decode_call_s[b] + costs.decode_piece_s[b]) for b in problem.bits)
-        work = problem.io_chunk_overhead_s + len(slot.indices) * io
-        total += (1 + problem.interference) * work + problem.handover_s + problem.chunk_overhead_s
-        total += len(slot.indices) * decode + max(costs.compute_s) + costs.join_s
+        work = problem.lanes.io_chunk_overhead_s + len(slot.indices) * io
+        total += (1 + problem.lanes.interference) * work + problem.lanes.handover_s + problem.lanes.chunk_overhead_s
+        total += len(slot.indices) * decode + max(costs.compute_s) + problem.graph.join(slot.layer, slot.part).duration_s
         read_nbytes += len(slot.indices) * max(costs.slot_nbytes.values())
-    return total + (read_nbytes / problem.cap_Bps if problem.cap_Bps else 0.0)
+    return total + (read_nbytes / problem.lanes.cap_Bps if problem.lanes.cap_Bps else 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,9 +210,9 @@ class PlanModel:
         self.scale = scale
         self.model = cp_model.CpModel()
         self.options = (0, *problem.bits)
-        self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.slots))
-        self.slot_groups = [Group(s.layer, s.indices) for s in problem.slots]
-        self.horizon = scale.ticks(latency_upper_bound_s(problem)) + 2 * len(problem.slots) + 2
+        self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.graph.chunks))
+        self.slot_groups = [Group(s.layer, s.indices) for s in problem.graph.chunks]
+        self.horizon = scale.ticks(latency_upper_bound_s(problem)) + 2 * len(problem.graph.chunks) + 2
         if latency_target and problem.latency_s is not None:
             self.horizon = min(self.horizon, scale.ticks_down(problem.latency_s))
         self._add_decisions()
@@ -309,7 +310,7 @@ class PlanModel:
         """The compute lane's work on the slot: dequantization runs, then the kernel."""
         f, bits = self.scale.fine, self.problem.bits
         size, in_place = self.size[g], self.in_place[g]
-        kernel = sum(f(self.problem.chunk_overhead_s + costs.compute_s[n]) * (v + in_place.get(n, 0)) for n, v in size.items() if n)
+        kernel = sum(f(self.problem.lanes.chunk_overhead_s + costs.compute_s[n]) * (v + in_place.get(n, 0)) for n, v in size.items() if n)
         calls = sum(f(costs.decode_call_s[b]) * (self.call[g][b] + self.pre_call[g][b]) for b in bits)
         pieces = sum(f(costs.decode_piece_s[b]) * self.kept[g][b] for b in bits)
         # a chunk pinned in place is decoded at construction: take back its run at 32 bits
@@ -317,8 +318,8 @@ class PlanModel:
         if in_place:
             pinned = sum((f(costs.decode_call_s[32]) + n * f(costs.decode_piece_s[32])) * v for n, v in in_place.items())
         # what the slot's IO work takes from the compute lane
-        g_ = self.problem.interference
-        interference = f(g_ * self.problem.io_chunk_overhead_s) * self.streams[g] + sum(
+        g_ = self.problem.lanes.interference
+        interference = f(g_ * self.problem.lanes.io_chunk_overhead_s) * self.streams[g] + sum(
             f(g_ * (costs.read_s[b] + costs.check_s[b])) * self._streamed(g, b) for b in bits
         )
         return kernel + calls + pieces - pinned + interference
@@ -326,7 +327,7 @@ class PlanModel:
     def io_fine(self, g: Group, costs: PartCosts):
         """The IO lane's work on the slot: overhead when it streams, reads, checksums."""
         f = self.scale.fine
-        overhead = f(self.problem.io_chunk_overhead_s) * self.streams[g]
+        overhead = f(self.problem.lanes.io_chunk_overhead_s) * self.streams[g]
         return overhead + sum(f(costs.read_s[b]) * self._streamed(g, b) for b in self.problem.bits) + self.check_fine(g, costs)
 
     def check_fine(self, g: Group, costs: PartCosts):
@@ -346,18 +347,18 @@ class PlanModel:
     def _add_timeline(self) -> None:
         m, p, s = self.model, self.problem, self.scale
         h, k = self.horizon, s.sub_ticks
-        self.embed_end = s.ticks(max(p.embed_s, p.embed_io_nbytes / p.cap_Bps if p.cap_Bps else 0.0))
-        self.handover = s.ticks(p.handover_s)
+        self.embed_end = s.ticks(max(p.graph.embed.duration_s, p.graph.embed.io_nbytes / p.lanes.cap_Bps if p.lanes.cap_Bps else 0.0))
+        self.handover = s.ticks(p.lanes.handover_s)
         self.io_start, self.io_end, self.compute_start, self.compute_end, self.read_total = [], [], [], [], []
         self.joins = {}
-        self.cap = s.cap_fraction(p.cap_Bps) if p.cap_Bps else None
+        self.cap = s.cap_fraction(p.lanes.cap_Bps) if p.lanes.cap_Bps else None
         self.started = []
-        embed_read = s.units(p.embed_io_nbytes)
-        most_read = sum(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].slot_nbytes.values()) for slot, g in zip(p.slots, self.slot_groups, strict=True))
+        embed_read = s.units(p.graph.embed.io_nbytes)
+        most_read = sum(len(g.indices) * max(s.units(n) for n in p.graph.costs(slot).slot_nbytes.values()) for slot, g in zip(p.graph.chunks, self.slot_groups, strict=True))
         read_so_far, started = 0, 0
         previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
-        for c, (slot, g) in enumerate(zip(p.slots, self.slot_groups, strict=True)):
-            costs = p.parts[slot.part]
+        for c, (slot, g) in enumerate(zip(p.graph.chunks, self.slot_groups, strict=True)):
+            costs = p.graph.costs(slot)
             io_start = m.new_int_var(0, h, f"io_start_{c}")
             io_end = m.new_int_var(0, h, f"io_end_{c}")
             start = m.new_int_var(0, h, f"compute_start_{c}")
@@ -393,7 +394,7 @@ class PlanModel:
             previous_io, previous_step = io_end, end
             if _block_ends(p, c):
                 join = m.new_int_var(0, h, f"join_{slot.layer}_{slot.part}")
-                m.add(k * (join - end) >= s.fine(costs.join_s))
+                m.add(k * (join - end) >= s.fine(p.graph.join(slot.layer, slot.part).duration_s))
                 self.joins[(slot.layer, slot.part)] = join
                 previous_step = join
         self.latency = previous_step
@@ -402,14 +403,14 @@ class PlanModel:
 
     def _add_memory(self) -> None:
         m, p, s = self.model, self.problem, self.scale
-        slots = list(zip(p.slots, self.slot_groups, strict=True))
-        self.pinned = s.units(p.header_nbytes) + sum(self.pinned_units(g, p.parts[slot.part]) for slot, g in slots)
-        self.most_scratch = max([s.units(p.embed_scratch_nbytes), *(s.units(max(c.decoded_nbytes)) for c in p.parts.values())])
-        self.scratch = m.new_int_var(s.units(p.embed_scratch_nbytes), self.most_scratch, "scratch")
-        self.most_slack = max(len(g.indices) * max(s.units(n) for n in p.parts[slot.part].slot_nbytes.values()) for slot, g in slots)
+        slots = list(zip(p.graph.chunks, self.slot_groups, strict=True))
+        self.pinned = s.units(p.graph.header_nbytes) + sum(self.pinned_units(g, p.graph.costs(slot)) for slot, g in slots)
+        self.most_scratch = max([s.units(p.graph.embed.scratch_nbytes), *(s.units(max(c.decoded_nbytes)) for c in p.graph.part_costs.values())])
+        self.scratch = m.new_int_var(s.units(p.graph.embed.scratch_nbytes), self.most_scratch, "scratch")
+        self.most_slack = max(len(g.indices) * max(s.units(n) for n in p.graph.costs(slot).slot_nbytes.values()) for slot, g in slots)
         self.slack = m.new_int_var(0, self.most_slack, "slack")
         for slot, g in slots:
-            costs = p.parts[slot.part]
+            costs = p.graph.costs(slot)
             m.add(self.scratch >= self.scratch_units(g, costs))
             m.add(self.slack >= self.ring_units(g, costs))
         self.arena = None
@@ -423,7 +424,7 @@ class PlanModel:
         m.add(self.arena >= self.slack)
         intervals, demands = [], []
         for c, (slot, g) in enumerate(slots):
-            costs = p.parts[slot.part]
+            costs = p.graph.costs(slot)
             demand = m.new_int_var(0, self.most_slack, f"ring_held_{c}")
             m.add(demand == self.ring_units(g, costs))
             # the space is back a hand-over after the compute ends (the waiting IO lane wakes up)
@@ -487,9 +488,9 @@ class PlanModel:
         def value(expr) -> int:
             return _evaluate(expr, values)
 
-        slots = list(zip(p.slots, self.slot_groups, strict=True))
-        scratch = max([s.units(p.embed_scratch_nbytes), *(value(self.scratch_units(g, p.parts[slot.part])) for slot, g in slots)])
-        slack = max(value(self.ring_units(g, p.parts[slot.part])) for slot, g in slots)
+        slots = list(zip(p.graph.chunks, self.slot_groups, strict=True))
+        scratch = max([s.units(p.graph.embed.scratch_nbytes), *(value(self.scratch_units(g, p.graph.costs(slot))) for slot, g in slots)])
+        slack = max(value(self.ring_units(g, p.graph.costs(slot))) for slot, g in slots)
         values[self.scratch.index] = scratch
         values[self.slack.index] = slack
         arena, demands = None, []
@@ -497,14 +498,14 @@ class PlanModel:
             arena = s.units_down(p.memory_bytes) - value(self.pinned) - scratch - slack
             values[self.arena.index] = arena
             for c, var in enumerate(self.demand):
-                values[var.index] = value(self.ring_units(self.slot_groups[c], p.parts[p.slots[c].part]))
+                values[var.index] = value(self.ring_units(self.slot_groups[c], p.graph.part_costs[p.graph.chunks[c].part]))
                 demands.append(values[var.index])
         # the earliest schedule: the simulator's rules in ticks, FIFO ring admission
         live: list[tuple[int, int]] = []  # (demand, freed at), in allocation order
         previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
         read_so_far, started = 0, 0
         for c, (slot, g) in enumerate(slots):
-            costs = p.parts[slot.part]
+            costs = p.graph.costs(slot)
             loaded = values[self.streams[g].index]
             io_start = previous_io
             if arena is not None and demands[c]:
@@ -519,7 +520,7 @@ class PlanModel:
                 started = max(started, loaded)
                 values[self.read_total[c].index] = read_so_far
                 values[self.started[c].index] = started
-                total = read_so_far + s.units(p.embed_io_nbytes) * started
+                total = read_so_far + s.units(p.graph.embed.io_nbytes) * started
                 io_end = max(io_end, _ceil_div(k * den * total + num * value(self.check_fine(g, costs)), num * k))
             start = max(previous_step, io_end + self.handover * loaded)
             end = start + _ceil_div(value(self.compute_fine(g, costs)), k)
@@ -531,7 +532,7 @@ class PlanModel:
                     live.append((demands[c], end + self.handover))
             previous_io, previous_step = io_end, end
             if _block_ends(p, c):
-                previous_step = end + _ceil_div(s.fine(costs.join_s), k)
+                previous_step = end + _ceil_div(s.fine(p.graph.join(slot.layer, slot.part).duration_s), k)
                 values[self.joins[(slot.layer, slot.part)].index] = previous_step
         return values
 
@@ -553,7 +554,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 def _block_ends(problem: Problem, c: int) -> bool:
     """Whether slot c is the last of its block (its join follows)."""
-    slots = problem.slots
+    slots = problem.graph.chunks
     return c + 1 == len(slots) or (slots[c + 1].layer, slots[c + 1].part) != (slots[c].layer, slots[c].part)
 
 
@@ -635,11 +636,11 @@ def _fill(problem: Problem, choices: Choices, deadline_s: float) -> Choices | No
     runs past `deadline_s` (on BERT-large it takes about 0.7 s and has not helped)."""
     checker = Checker(problem)
     choices = dict(choices)
-    for position in sorted(choices, key=lambda p: (-problem.loss[p][0], p)):
+    for position in sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p)):
         if time.perf_counter() > deadline_s:
             return None
         current = choices[position]
-        losses = problem.loss[position]
+        losses = problem.graph.loss(position)
         for bits in sorted((b for b in problem.bits if losses[b] < losses[current.bits]), key=lambda b: (losses[b], -b)):
             trial = dict(choices)
             trial[position] = ShardChoice(position[0], position[1], bits, current.preload and bool(current.bits))

@@ -7,8 +7,9 @@ import time
 
 from solvers.base import Solution, check_reachable, evaluate, is_feasible
 from sticc.base.errors import InfeasibleError, UserError
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import Problem
-from sticc.ir.plan import ShardChoice, SolverInfo
+from sticc.ir.plan import SolverInfo
 
 MAX_PLANS = 200_000
 

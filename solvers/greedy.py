@@ -21,18 +21,20 @@ import time
 
 from solvers.base import Checker, Choices, Solution, check_reachable, evaluate, is_feasible, solution
 from sticc.base.schema import PARTS
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import Problem
-from sticc.ir.plan import ShardChoice, SolverInfo
+from sticc.ir.plan import SolverInfo
 
 
 def _compute_only_s(problem: Problem, kept: int) -> float:
     """Latency with IO free: embedding, every chunk of `kept` shards per layer, every join."""
-    total = problem.embed_s
+    total = problem.graph.embed.duration_s
     spc = problem.shards_per_chunk
     for part in PARTS:
-        costs = problem.parts[part]
+        costs = problem.graph.part_costs[part]
         full, rest = divmod(kept, spc)
-        per_layer = full * costs.compute_s[spc] + (costs.compute_s[rest] if rest else 0.0) + costs.join_s
+        join_s = problem.graph.join(0, part).duration_s  # a part's joins cost the same in every layer
+        per_layer = full * costs.compute_s[spc] + (costs.compute_s[rest] if rest else 0.0) + join_s
         total += problem.layers * per_layer
     return total
 
@@ -47,7 +49,7 @@ def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
     """`kept` most important shards of every layer at `bits`, the rest dropped."""
     choices = {}
     for layer in range(problem.layers):
-        ranked = sorted(range(problem.shards_per_layer), key=lambda i: (-problem.loss[(layer, i)][0], i))
+        ranked = sorted(range(problem.shards_per_layer), key=lambda i: (-problem.graph.loss((layer, i))[0], i))
         keep = set(ranked[:kept])
         for index in range(problem.shards_per_layer):
             choices[(layer, index)] = ShardChoice(layer, index, bits if index in keep else 0)
@@ -57,14 +59,14 @@ def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
 def _upgrade(problem: Problem, choices: Choices, checker: Checker | None = None) -> Choices:
     """Most important shards first: each takes its most important version that keeps the plan feasible."""
     choices = dict(choices)
-    order = sorted(choices, key=lambda p: (-problem.loss[p][0], p))
+    order = sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p))
     for position in order:
         current = choices[position]
         if not current.bits:
             continue
         better = sorted(
-            (b for b in problem.bits if problem.loss[position][b] < problem.loss[position][current.bits]),
-            key=lambda b: (problem.loss[position][b], b),
+            (b for b in problem.bits if problem.graph.loss(position)[b] < problem.graph.loss(position)[current.bits]),
+            key=lambda b: (problem.graph.loss(position)[b], b),
         )
         for bits in better:
             trial = dict(choices)

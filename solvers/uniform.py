@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sticc.ir.plan import Plan, ShardChoice, SolverInfo, make_plan
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import Plan, SolverInfo, make_plan
 from sticc.model.store import Store
 
 

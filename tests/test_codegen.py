@@ -8,8 +8,8 @@ from pathlib import Path
 from codegen import emit_runner
 from codegen.emit import _runtime_body
 from solvers.uniform import uniform_plan
-from sticc.ir.graph import NodeKind, build_graph, linear_schedule
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.ir.graph import ShardChoice, build_graph, by_position, store_shape
+from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_bert_runner.py.txt"
@@ -58,13 +58,17 @@ def test_generated_runner_is_valid_python_with_the_plan_in_its_header(tiny_bert_
     assert "3/8 shards kept" in source.text and "1 preloaded" in source.text
 
 
-def test_graph_has_loads_only_for_kept_shards(tiny_bert_store):
+def test_the_schedule_has_loads_only_for_kept_shards(tiny_bert_store):
+    """Codegen's schedule is the shard graph's: kept shards only, chunks fed by their shards, blocks
+    in model order."""
     store = Store.open(tiny_bert_store)
-    graph = build_graph(store, _mixed_plan(store))
-    loads = sorted(n for n, d in graph.nodes(data=True) if d["kind"] is NodeKind.LOAD and n[0] == "load")
-    assert loads == sorted(("load", 0, i, p) for i in (0, 2, 3) for p in ("attn", "ffn"))
-    assert graph.nodes[("load", 0, 3, "ffn")]["preload"] is True
-    assert set(graph.successors(("load", 0, 2, "attn"))) == {("compute", 0, "attn")}
-    steps = linear_schedule(graph)
-    assert [(s.layer, s.part) for s in steps] == [(0, "attn"), (0, "ffn"), (1, "attn"), (1, "ffn")]
-    assert [load.index for load in steps[0].loads] == [0, 2, 3] and steps[2].loads == ()
+    plan = _mixed_plan(store)
+    graph = build_graph(store_shape(store), plan.shards_per_chunk, plan.targets.seq_len)
+    blocks = graph.schedule(by_position(plan.shards))
+    loads = sorted((b.layer, m.index, b.part.value) for b in blocks for c in b.chunks for m in c.members)
+    assert loads == sorted((0, i, p) for i in (0, 2, 3) for p in ("attn", "ffn"))
+    assert [m.preload for b in blocks for c in b.chunks for m in c.members if (b.layer, m.index) == (0, 3)] == [True, True]
+    chunk_of_2 = next(c.node for c in blocks[0].chunks if 2 in c.node.indices)
+    assert set(graph.nx.successors(("shard", 0, 2))) == {chunk_of_2.key, ("chunk", 0, "ffn", chunk_of_2.indices[0])}
+    assert [(b.layer, b.part) for b in blocks] == [(0, "attn"), (0, "ffn"), (1, "attn"), (1, "ffn")]
+    assert [m.index for c in blocks[0].chunks for m in c.members] == [0, 2, 3] and blocks[2].chunks == ()

@@ -22,7 +22,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from codegen import emit_runner, load_runner, write_output
 from solvers.uniform import uniform_plan
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import SolverInfo, make_plan, memory_model
 from sticc.model.store import Store, write_store
 from sticc.runtime import core
 

@@ -13,8 +13,8 @@ from solvers.base import dropped_all, evaluate, is_feasible
 from solvers.cpsat import PlanModel, Scale, cpsat_solve, model_check
 from solvers.exhaustive import exhaustive_solve
 from sticc.base.errors import InfeasibleError
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import Problem, lower
-from sticc.ir.plan import ShardChoice
 from sticc.ir.simulate import memory_of, plan_work
 from sticc.model.store import Store, write_store
 
@@ -47,8 +47,8 @@ def _targets(problem: Problem) -> list[tuple[float | None, int | None]]:
     """(latency, memory) targets from loose to tight: some shards must be dropped or cut."""
     low = evaluate(problem, dropped_all(problem)).latency_s
     high = evaluate(problem, _all_bits(problem, max(problem.bits))).latency_s
-    least = problem.header_nbytes + problem.embed_scratch_nbytes
-    chunk = max(max(c.decoded_nbytes) + problem.shards_per_chunk * max(c.slot_nbytes.values()) for c in problem.parts.values())
+    least = problem.graph.header_nbytes + problem.graph.embed.scratch_nbytes
+    chunk = max(max(c.decoded_nbytes) + problem.shards_per_chunk * max(c.slot_nbytes.values()) for c in problem.graph.part_costs.values())
     return [
         (low + 0.3 * (high - low), None),
         (None, least + chunk + chunk // 2),
@@ -104,7 +104,7 @@ def test_model_matches_simulator_on_fixed_plans(tiny_stores, store_name, shards_
         assert check.status == "OPTIMAL"
         memory = (simulation.pinned_nbytes, simulation.scratch_nbytes, simulation.slack_nbytes)
         assert (check.pinned_nbytes, check.scratch_nbytes, check.slack_nbytes) == memory
-        tolerance_s = scale.time_unit_s * (3 * len(problem.slots) + 2)
+        tolerance_s = scale.time_unit_s * (3 * len(problem.graph.chunks) + 2)
         assert simulation.latency_s - 1e-12 <= check.latency_s <= simulation.latency_s + tolerance_s
         # the hint's schedule (the simulator's rules in the model's integers) is the model's least latency
         plan = PlanModel(problem, scale, latency_target=False)
@@ -129,7 +129,7 @@ def test_infeasible_targets_raise(tiny_stores) -> None:
     low = evaluate(loose, dropped_all(loose)).latency_s
     with pytest.raises(InfeasibleError, match=r"the smallest latency reachable at all is .* \(every shard dropped\); no memory reaches"):
         cpsat_solve(replace(loose, latency_s=0.9 * low), workers=1)
-    least = loose.header_nbytes + loose.embed_scratch_nbytes
+    least = loose.graph.header_nbytes + loose.graph.embed.scratch_nbytes
     with pytest.raises(InfeasibleError, match=r"no plan fits in .*; the smallest memory any plan needs is"):
         cpsat_solve(replace(loose, memory_bytes=least - 1), workers=1)
 

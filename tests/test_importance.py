@@ -13,7 +13,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store, write_store
 from sticc.profile.importance import ImportanceProfile
 from sticc.profile.measure_importance import (

@@ -11,7 +11,8 @@ from safetensors import safe_open
 
 from solvers.uniform import uniform_plan
 from sticc.base.schema import PARTS
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import SolverInfo, make_plan, memory_model
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.store import Store
 

@@ -7,7 +7,8 @@ import torch
 from helpers import build_tiny_checkpoint, compile_runner, hf_hidden, hf_model, pooled, zero_dropped
 
 from solvers.uniform import uniform_plan
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store, write_store
 
 SENTENCES = [

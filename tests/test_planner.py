@@ -15,8 +15,9 @@ from solvers.exhaustive import exhaustive_solve
 from solvers.greedy import greedy_solve
 from sticc.base.errors import InfeasibleError, UserError
 from sticc.compile.planner import check_reachable
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.plan import SolverInfo, make_plan, memory_model
 from sticc.ir.simulate import simulate
 from sticc.model.store import Store, write_store
 from sticc.profile.device import DEVICE_FORMAT_VERSION, DeviceProfile, LaneFit
@@ -68,22 +69,23 @@ def test_simulator_on_a_hand_computed_pipeline(small_store):
     choices = dropped_all(problem)
     choices[(0, 0)] = ShardChoice(0, 0, 8)
     simulation = simulate(problem, choices, 10**9)
-    attn, ffn = problem.parts["attn"], problem.parts["ffn"]
+    attn, ffn = problem.graph.part_costs["attn"], problem.graph.part_costs["ffn"]
 
     def io(costs):
-        return problem.io_chunk_overhead_s + costs.read_s[8] + costs.check_s[8]
+        return problem.lanes.io_chunk_overhead_s + costs.read_s[8] + costs.check_s[8]
 
     def compute(costs):
-        overhead = problem.chunk_overhead_s + problem.interference * io(costs)
+        overhead = problem.lanes.chunk_overhead_s + problem.lanes.interference * io(costs)
         return overhead + costs.decode_call_s[8] + costs.decode_piece_s[8] + costs.compute_s[1]
 
     # compute runs the embedding; then IO loads attn and ffn back to back, compute dequantizes and
     # runs each chunk once it is handed over, then its join
-    attn_io_end = problem.embed_s + io(attn)
-    ffn_ready = attn_io_end + io(ffn) + problem.handover_s
-    t = attn_io_end + problem.handover_s + compute(attn) + attn.join_s
-    t = max(t, ffn_ready) + compute(ffn) + ffn.join_s
-    t += attn.join_s + ffn.join_s  # layer 1: nothing kept, joins only
+    attn_io_end = problem.graph.embed.duration_s + io(attn)
+    ffn_ready = attn_io_end + io(ffn) + problem.lanes.handover_s
+    attn_join, ffn_join = problem.graph.join(0, "attn").duration_s, problem.graph.join(0, "ffn").duration_s
+    t = attn_io_end + problem.lanes.handover_s + compute(attn) + attn_join
+    t = max(t, ffn_ready) + compute(ffn) + ffn_join
+    t += problem.graph.join(1, "attn").duration_s + problem.graph.join(1, "ffn").duration_s  # layer 1: nothing kept, joins only
     assert simulation.latency_s == pytest.approx(t, rel=1e-12)
 
 
@@ -192,11 +194,11 @@ def test_planning_to_a_percentile_scales_every_duration(small_store):
     planned = lower(small_store, device, importance, 16, None, None, percentile=90)
     factor = device.quantile_factor(90)
     assert factor > 1
-    assert planned.embed_s == pytest.approx(factor * median.embed_s)
-    for part in median.parts:
-        assert planned.parts[part].compute_s[1] == pytest.approx(factor * median.parts[part].compute_s[1])
-        assert planned.parts[part].read_s[8] == pytest.approx(factor * median.parts[part].read_s[8])
-    assert planned.cap_Bps == median.cap_Bps  # an emulated flash speed is what it is
+    assert planned.graph.embed.duration_s == pytest.approx(factor * median.graph.embed.duration_s)
+    for part in median.graph.part_costs:
+        assert planned.graph.part_costs[part].compute_s[1] == pytest.approx(factor * median.graph.part_costs[part].compute_s[1])
+        assert planned.graph.part_costs[part].read_s[8] == pytest.approx(factor * median.graph.part_costs[part].read_s[8])
+    assert planned.lanes.cap_Bps == median.lanes.cap_Bps  # an emulated flash speed is what it is
 
 
 def test_lane_fit_recovers_a_device_from_its_traces(small_store):

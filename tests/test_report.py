@@ -25,8 +25,9 @@ from sticc.compile.report import (
     timeline_summary,
     write_reports,
 )
+from sticc.ir.graph import by_position
 from sticc.ir.lower import lower
-from sticc.ir.plan import Event, by_position
+from sticc.ir.plan import Event
 from sticc.ir.simulate import simulate
 from sticc.model.store import Store
 

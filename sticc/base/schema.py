@@ -17,7 +17,8 @@ the library a contributor most likely knows.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Final, Literal, TypeVar, get_args
+from enum import StrEnum
+from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -75,8 +76,15 @@ Percentile = Annotated[int, Field(ge=1, le=99)]
 Threads = Annotated[int, Field(ge=1, le=1024)]
 Name = Annotated[str, Field(max_length=4096)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Part = Literal["attn", "ffn"]  # a shard's two pieces: its heads' attention, its slice of the FFN
-PARTS: Final = get_args(Part)
+class Part(StrEnum):
+    """A shard's two pieces: its heads' attention and its slice of the FFN (the names the runtime's
+    blocks and the store's pieces go by)."""
+
+    ATTN = "attn"
+    FFN = "ffn"
+
+
+PARTS: Final = tuple(Part)
 
 
 def _adapter(kind: type) -> TypeAdapter:

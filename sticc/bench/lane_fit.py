@@ -36,8 +36,9 @@ from sticc.base.measure import evict_from_page_cache
 from sticc.base.progress import Progress, quiet
 from sticc.base.schema import PARTS
 from sticc.bench.suite import run_child
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
-from sticc.ir.plan import ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.plan import SolverInfo, make_plan, memory_model
 from sticc.ir.simulate import plan_work, simulate
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
@@ -219,8 +220,8 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
             rows.append(tuple(row))
             overheads, joins = _gaps(events, work)
             chunk_gaps += overheads
-            join_gaps += [(gap, problem.parts[part].join_s) for gap, part in joins]
-            embeds.append((events["embed_end"][-1] - events["call_start"][-1]) / problem.embed_s)
+            join_gaps += [(gap, problem.graph.join(0, part).duration_s) for gap, part in joins]
+            embeds.append((events["embed_end"][-1] - events["call_start"][-1]) / problem.graph.embed.duration_s)
             handovers += _handovers(events)
             calls.append((observation, latency_s, simulated.latency_s))
     table = np.array(rows)
@@ -291,7 +292,7 @@ def _gaps(events: dict[str, dict[int, float]], work: list) -> tuple[list[float],
         if b != a + 1 or a not in ends or io_end.get(b, 0.0) > ends[a]:
             continue
         gap = starts[b] - ends[a]
-        first, second = work[a].slot, work[b].slot
+        first, second = work[a].chunk, work[b].chunk
         if (first.layer, first.part) == (second.layer, second.part):
             within.append(gap)
         elif (second.layer, second.part) == _next_block(first.layer, first.part):

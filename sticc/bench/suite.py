@@ -44,7 +44,8 @@ from sticc.bench.cases import proc_status_bytes
 from sticc.bench.ort import export_fp32, ort_spec, quantize_int8
 from sticc.compile.planner import plan_for_targets
 from sticc.compile.report import read_plan_json
-from sticc.ir.plan import Plan, RuntimeSettings, ShardChoice, SolverInfo, make_plan, memory_model
+from sticc.ir.graph import ShardChoice
+from sticc.ir.plan import Plan, RuntimeSettings, SolverInfo, make_plan, memory_model
 from sticc.model.store import Store
 from sticc.model.texts import EVAL_SENTENCES
 from sticc.profile.device import DeviceProfile

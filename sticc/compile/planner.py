@@ -17,8 +17,9 @@ from dataclasses import asdict, replace
 from solvers.base import Solution, budget_bytes, check_reachable
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
+from sticc.ir.graph import by_position
 from sticc.ir.lower import Problem, lower
-from sticc.ir.plan import Plan, Predicted, RuntimeSettings, by_position, make_plan
+from sticc.ir.plan import Plan, Predicted, RuntimeSettings, make_plan
 from sticc.ir.simulate import Simulation, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
@@ -59,7 +60,7 @@ def predicted_from(problem: Problem, choices, simulation: Simulation, planned: S
     """What a plan is predicted to do: `simulation` on the median problem, `planned` (optional) on
     the problem at its planned percentile."""
     preload = sum(
-        problem.parts[part].slot_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.parts
+        problem.graph.part_costs[part].slot_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.graph.part_costs
     )
     return Predicted(
         latency_s=simulation.latency_s,

@@ -1,99 +1,519 @@
-"""The shard dependency graph (networkx) and the linear schedule codegen renders from it.
+"""The shard graph: the IR that lowering produces and every later stage reads.
 
-Nodes (tuples, each with attribute `kind`):
-  ("embed",)                 compute: token, position and type embeddings
-  ("header", L)              load, preloaded at construction: layer L's unsplittable parameters
-  ("load", L, i, part)       load of shard i's `part` piece of layer L at its planned bits
-  ("compute", L, part)       compute: the block `part` of layer L over its kept shards, then its join
-  ("output",)                the last hidden state
-Edges: data dependencies. Loads feed the compute node of their (layer, part); compute nodes form a
-chain in model order. The parts of a layer come from `sticc.model.sharding.PARTS`; nothing here knows
-which family the model is.
+`build_graph` lowers a store's structure for one phase and sequence length; `sticc.ir.lower`
+builds the same graph with the device's costs and the shards' losses on its nodes. The solvers
+(CP-SAT, greedy, exhaustive), the simulator, the reports and codegen read this graph and nothing
+else: there is no side table. A plan is a `ShardChoice` per SHARD node; `ShardGraph.schedule`
+applies it, giving the blocks, chunks and members in the order the runner loads and computes them.
+
+Nodes (networkx, keyed by tuples; attribute "record" holds the node's typed record):
+  EMBED     ("embed",)                 EmbedNode: token, position and type embeddings (cold row reads)
+  HEADER    ("header", L)              HeaderNode: unsplittable parameters, pinned at construction
+                                       (L = -1: the global header)
+  SHARD     ("shard", L, i)            ShardNode: a shard (heads + FFN slice) and its loss by bitwidth
+  CHUNK     ("chunk", L, part, i0)     ChunkNode: the kernel over the kept pieces of a fixed group of
+                                       shards of one block, with its part's costs
+  JOIN      ("join", L, part)          JoinNode: residual + LayerNorm closing the block
+  KV_CACHE  ("kv", L)                  KVCacheNode: decoders: layer L's cache, read by its attention
+  LM_HEAD   ("lm_head",)               LMHeadNode: decoders: the vocabulary projection
+  OUTPUT    ("output",)                the last hidden state (or logits)
+Edges are data dependencies: every shard feeds one chunk per part of its layer; the compute
+nodes (embed, chunks, joins, lm_head, output) form one chain in compute order; headers feed their
+layer's joins; a KV cache feeds its layer's attention chunks.
+
+Costs are uniform over the shards of a part (every piece of a part has the same shape), so a
+layer block's chunks share one `PartCosts` record. Times are in seconds, sizes in bytes.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
+from functools import cached_property
 
 import networkx as nx
 
-from sticc.base.schema import PARTS
-from sticc.ir.plan import Plan, by_position
+from sticc.base.schema import PARTS, STRICT, Bits, Count, Part, with_config
 from sticc.model.store import Store
+from sticc.runtime.core import READ_ALIGN_BYTES, align_up, pinned_nbytes
+from sticc.runtime.encoder import embed_rows_nbytes
 
 
-class NodeKind(Enum):
-    LOAD = "load"
-    COMPUTE = "compute"
+class NodeKind(StrEnum):
+    EMBED = "embed"
+    HEADER = "header"
+    SHARD = "shard"
+    CHUNK = "chunk"
+    JOIN = "join"
+    KV_CACHE = "kv"
+    LM_HEAD = "lm_head"
+    OUTPUT = "output"
 
 
-def build_graph(store: Store, plan: Plan) -> nx.DiGraph:
-    graph = nx.DiGraph()
-    choices = by_position(plan.shards)
-    graph.add_node(("embed",), kind=NodeKind.COMPUTE, op="embed")
-    previous = ("embed",)
-    for layer in range(store.spec.layers):
-        header = ("header", layer)
-        graph.add_node(header, kind=NodeKind.LOAD, layer=layer, preload=True, nbytes=store.layer_headers[layer].nbytes)
-        for part in PARTS:
-            compute = ("compute", layer, part)
-            graph.add_node(compute, kind=NodeKind.COMPUTE, op=part, layer=layer, part=part)
-            graph.add_edge(previous, compute)
-            graph.add_edge(header, compute)
-            for index in range(store.shards_per_layer):
-                choice = choices[(layer, index)]
-                if not choice.bits:
-                    continue
-                version = store.version(layer, index, part, choice.bits)
-                load = ("load", layer, index, part)
-                graph.add_node(
-                    load, kind=NodeKind.LOAD, layer=layer, index=index, part=part, bits=choice.bits,
-                    preload=choice.preload, nbytes=version.layout.nbytes,
-                )
-                graph.add_edge(load, compute)
-            previous = compute
-    graph.add_node(("output",), kind=NodeKind.COMPUTE, op="output")
-    graph.add_edge(previous, ("output",))
-    return graph
+class Phase(StrEnum):
+    """What one runner call does: an encoder's forward, a decoder's prompt, or one decoded token."""
+
+    ENCODE = "encode"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+# ----------------------------------------------------------------------------------------------
+# What a plan decides per shard
+# ----------------------------------------------------------------------------------------------
+
+
+@with_config(STRICT)
+@dataclass(frozen=True, order=True)
+class ShardChoice:
+    layer: Count
+    index: Count
+    bits: Bits  # 0: dropped
+    preload: bool = False
+
+
+Position = tuple[int, int]  # (layer, shard index)
+
+
+def by_position(shards: Iterable[ShardChoice]) -> dict[Position, ShardChoice]:
+    """{(layer, index): choice} for looking shards up by position."""
+    return {(c.layer, c.index): c for c in shards}
+
+
+def member_order(members: Iterable[ShardChoice]) -> list[ShardChoice]:
+    """A chunk's kept shards in the order the runner loads and stacks them: by bits, streamed
+    before preloaded, then by index, so the pieces of one bitwidth and home are dequantized in one
+    run and adjacent streamed pieces are read with one read."""
+    return sorted(members, key=lambda c: (c.bits, c.preload, c.index))
+
+
+def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int, ...]]:
+    """The fixed index groups of a layer block: a chunk holds the kept shards of one group, so
+    which chunk a shard lands in never depends on which other shards are dropped."""
+    return [
+        tuple(range(start, min(start + shards_per_chunk, shards_per_layer)))
+        for start in range(0, shards_per_layer, shards_per_chunk)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Node records
+# ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class LoadStep:
-    node: tuple
+class PartCosts:
+    """What one piece of `part` costs at each bitwidth, and one chunk by its number of kept shards."""
+
+    part: Part
+    weights: int  # weight count of one piece
+    stored_nbytes: Mapping[int, int]  # by bits: the piece as stored
+    slot_nbytes: Mapping[int, int]  # by bits: the piece as held (ring or pinned) and read: whole read units
+    read_s: Mapping[int, float]  # by bits: one streamed piece's read (IO lane)
+    check_s: Mapping[int, float]  # by bits: its checksum, after the read (IO lane)
+    decode_call_s: Mapping[int, float]  # by bits: fixed cost of dequantizing one run (compute lane)
+    decode_piece_s: Mapping[int, float]  # by bits: per piece in a run (compute lane)
+    decoded_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk: the chunk dequantized (read units)
+    compute_s: tuple[float, ...]  # by kept shards in a chunk, 0..shards_per_chunk: its kernel
+
+
+@dataclass(frozen=True)
+class EmbedNode:
+    scratch_nbytes: int  # one call's embedding rows in the scratch (read units)
+    io_nbytes: int  # bytes of one call's embedding rows read
+    duration_s: float | None = None  # None in a graph without costs
+
+    kind = NodeKind.EMBED
+
+    @property
+    def key(self) -> tuple:
+        return ("embed",)
+
+
+@dataclass(frozen=True)
+class HeaderNode:
+    layer: int  # -1: the global header
+    nbytes: int  # as stored
+
+    kind = NodeKind.HEADER
+
+    @property
+    def key(self) -> tuple:
+        return ("header", self.layer)
+
+
+@dataclass(frozen=True)
+class ShardNode:
     layer: int
     index: int
-    part: str
-    bits: int
-    preload: bool
+    loss: Mapping[int, float] | None = None  # bits -> fidelity loss (0: dropped); None without importance
+
+    kind = NodeKind.SHARD
+
+    @property
+    def key(self) -> tuple:
+        return ("shard", self.layer, self.index)
 
 
 @dataclass(frozen=True)
-class ComputeStep:
-    node: tuple
+class ChunkNode:
     layer: int
-    part: str
-    loads: tuple[LoadStep, ...]  # in consumption order
+    part: Part
+    indices: tuple[int, ...]  # the shard indices whose kept pieces this chunk holds
+    costs: PartCosts | None = None  # None in a graph without costs
+
+    kind = NodeKind.CHUNK
+
+    @property
+    def key(self) -> tuple:
+        return ("chunk", self.layer, self.part.value, self.indices[0])
 
 
-def linear_schedule(graph: nx.DiGraph) -> tuple[ComputeStep, ...]:
-    """Compute steps of the block nodes in dependency order, each with the loads it consumes.
+@dataclass(frozen=True)
+class JoinNode:
+    layer: int
+    part: Part
+    duration_s: float | None = None  # paid even with every shard dropped; None without costs
 
-    The IO thread issues loads in exactly this order, so a bounded pool never holds a piece that
-    compute needs later while compute waits for one that cannot be loaded.
-    """
-    steps = []
-    for node in nx.topological_sort(graph):
-        data = graph.nodes[node]
-        if data["kind"] is not NodeKind.COMPUTE or node[0] != "compute":
-            continue
-        loads = sorted(
-            (pred for pred in graph.predecessors(node) if pred[0] == "load"), key=lambda pred: pred[2]
-        )
-        steps.append(ComputeStep(
-            node, data["layer"], data["part"],
-            tuple(LoadStep(p, p[1], p[2], p[3], graph.nodes[p]["bits"], graph.nodes[p]["preload"]) for p in loads),
-        ))
-    order = [(s.layer, PARTS.index(s.part)) for s in steps]
-    assert order == sorted(order), "compute nodes must form a chain in model order"
-    return tuple(steps)
+    kind = NodeKind.JOIN
+
+    @property
+    def key(self) -> tuple:
+        return ("join", self.layer, self.part.value)
+
+
+@dataclass(frozen=True)
+class KVCacheNode:
+    """A decoder layer's key/value cache for `tokens` positions: read by the layer's attention."""
+
+    layer: int
+    nbytes_per_token: int
+    tokens: int
+
+    kind = NodeKind.KV_CACHE
+
+    @property
+    def key(self) -> tuple:
+        return ("kv", self.layer)
+
+
+@dataclass(frozen=True)
+class LMHeadNode:
+    """A decoder's vocabulary projection, on the last position only."""
+
+    vocab: int
+    nbytes: int  # as held (fp32)
+    duration_s: float | None = None
+
+    kind = NodeKind.LM_HEAD
+
+    @property
+    def key(self) -> tuple:
+        return ("lm_head",)
+
+
+@dataclass(frozen=True)
+class OutputNode:
+    kind = NodeKind.OUTPUT
+
+    @property
+    def key(self) -> tuple:
+        return ("output",)
+
+
+Record = EmbedNode | HeaderNode | ShardNode | ChunkNode | JoinNode | KVCacheNode | LMHeadNode | OutputNode
+Step = ChunkNode | JoinNode  # what the compute lane runs for a layer block
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """The engine's per-chunk constants on this device (`sticc.profile.device.DeviceProfile`)."""
+
+    io_chunk_overhead_s: float  # the IO lane's work per loaded chunk
+    handover_s: float  # a loaded chunk reaches a waiting compute lane this much later
+    interference: float  # a chunk's compute takes this many seconds more per second of its IO work
+    chunk_overhead_s: float  # the compute lane's steps around every chunk
+    cap_Bps: float | None  # emulated flash bandwidth, or None
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    model: str
+    store_id: str
+    phase: Phase
+    seq_len: int  # tokens per call (PREFILL: the prompt; DECODE: 1, with `context` cached)
+    layers: int
+    shards_per_layer: int
+    shards_per_chunk: int
+    bits: tuple[int, ...]  # stored bitwidths, ascending; 0 (dropped) is always allowed too
+    context: int = 0  # DECODE: cached positions
+    percentile: int | None = None  # durations at this percentile of calls (None: the median)
+    lanes: Lanes | None = None  # None in a graph without costs
+
+
+# ----------------------------------------------------------------------------------------------
+# What a plan makes of the graph
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledChunk:
+    node: ChunkNode
+    members: tuple[ShardChoice, ...]  # kept shards, in member order
+
+
+@dataclass(frozen=True)
+class Block:
+    """A layer block as the runner runs it: its non-empty chunks, then its join."""
+
+    join: JoinNode
+    chunks: tuple[ScheduledChunk, ...]
+
+    @property
+    def layer(self) -> int:
+        return self.join.layer
+
+    @property
+    def part(self) -> Part:
+        return self.join.part
+
+
+class GraphError(ValueError):
+    """A shard graph that breaks an invariant of the IR (a bug in whoever built it)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The graph
+# ----------------------------------------------------------------------------------------------
+
+
+class ShardGraph:
+    """A networkx DiGraph (`.nx`) with typed records on its nodes and typed accessors."""
+
+    def __init__(self, info: GraphInfo) -> None:
+        self.info = info
+        self.nx = nx.DiGraph()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def add(self, record: Record, after: Iterable[Record] = ()) -> Record:
+        """Add `record`'s node with edges from the nodes of `after`."""
+        self.nx.add_node(record.key, record=record, kind=record.kind)
+        for source in after:
+            self.nx.add_edge(source.key, record.key)
+        return record
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def record(self, key: tuple) -> Record:
+        return self.nx.nodes[key]["record"]
+
+    def records(self, kind: NodeKind) -> list[Record]:
+        return [data["record"] for _, data in self.nx.nodes(data=True) if data["kind"] is kind]
+
+    @cached_property
+    def compute_chain(self) -> tuple[Record, ...]:
+        """The compute nodes in the order the compute lane runs them (the chain's topological order)."""
+        compute = (NodeKind.EMBED, NodeKind.CHUNK, NodeKind.JOIN, NodeKind.LM_HEAD, NodeKind.OUTPUT)
+        chain = self.nx.subgraph([k for k, d in self.nx.nodes(data=True) if d["kind"] in compute])
+        return tuple(self.record(key) for key in nx.topological_sort(chain))
+
+    @cached_property
+    def steps(self) -> tuple[Step, ...]:
+        """Chunks and joins in compute order: the layer blocks."""
+        return tuple(r for r in self.compute_chain if isinstance(r, ChunkNode | JoinNode))
+
+    @cached_property
+    def chunks(self) -> tuple[ChunkNode, ...]:
+        """Every chunk node in compute (and load) order."""
+        return tuple(r for r in self.steps if isinstance(r, ChunkNode))
+
+    def join(self, layer: int, part: Part) -> JoinNode:
+        return self.record(("join", layer, Part(part).value))
+
+    @property
+    def embed(self) -> EmbedNode:
+        return self.record(("embed",))
+
+    @cached_property
+    def header_nbytes(self) -> int:
+        """The headers as the runner pins them: each segment-aligned, the whole in read units
+        (`sticc.runtime.core.pinned_nbytes` with no chunk)."""
+        return pinned_nbytes((), tuple(h.nbytes for h in self.records(NodeKind.HEADER)))
+
+    @property
+    def lanes(self) -> Lanes:
+        if self.info.lanes is None:
+            raise GraphError("this shard graph carries no costs (lowered without a device profile)")
+        return self.info.lanes
+
+    @cached_property
+    def positions(self) -> tuple[Position, ...]:
+        return tuple((layer, index) for layer in range(self.info.layers) for index in range(self.info.shards_per_layer))
+
+    def shard(self, position: Position) -> ShardNode:
+        return self.record(("shard", *position))
+
+    def loss(self, position: Position) -> Mapping[int, float]:
+        loss = self.shard(position).loss
+        if loss is None:
+            raise GraphError("this shard graph carries no losses (lowered without an importance profile)")
+        return loss
+
+    def costs(self, chunk: ChunkNode) -> PartCosts:
+        if chunk.costs is None:
+            raise GraphError("this shard graph carries no costs (lowered without a device profile)")
+        return chunk.costs
+
+    @cached_property
+    def part_costs(self) -> Mapping[Part, PartCosts]:
+        """The costs every chunk of a part shares, by part (read off the chunk nodes)."""
+        return {chunk.part: self.costs(chunk) for chunk in self.chunks}
+
+    def chunk_members(self, chunk: ChunkNode, choices: Mapping[Position, ShardChoice]) -> list[ShardChoice]:
+        """The kept shards of `chunk` under `choices`, in the runner's member order."""
+        return member_order(c for c in (choices[(chunk.layer, i)] for i in chunk.indices) if c.bits)
+
+    def schedule(self, choices: Mapping[Position, ShardChoice]) -> tuple[Block, ...]:
+        """The layer blocks in compute order with the non-empty chunks `choices` leave."""
+        blocks, pending = [], []
+        for step in self.steps:
+            if isinstance(step, ChunkNode):
+                members = self.chunk_members(step, choices)
+                if members:
+                    pending.append(ScheduledChunk(step, tuple(members)))
+            else:
+                blocks.append(Block(step, tuple(pending)))
+                pending = []
+        return tuple(blocks)
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise `GraphError` naming the first broken invariant (see the module docstring)."""
+        g, info = self.nx, self.info
+        if not nx.is_directed_acyclic_graph(g):
+            raise GraphError("the shard graph has a cycle")
+        for key, data in g.nodes(data=True):
+            record = data.get("record")
+            if record is None or record.key != key or data["kind"] is not record.kind:
+                raise GraphError(f"node {key} does not carry its own record")
+        chain = self.compute_chain
+        for a, b in itertools.pairwise(chain):
+            if not g.has_edge(a.key, b.key):
+                raise GraphError(f"compute nodes {a.key} and {b.key} are not chained")
+        if not chain or chain[0].kind is not NodeKind.EMBED or chain[-1].kind is not NodeKind.OUTPUT:
+            raise GraphError("the compute chain must run from the embedding to the output")
+        decoder = info.phase is not Phase.ENCODE
+        if decoder != bool(self.records(NodeKind.LM_HEAD)) or decoder != bool(self.records(NodeKind.KV_CACHE)):
+            raise GraphError(f"a {info.phase} graph {'needs' if decoder else 'has no'} KV caches and an LM head")
+        expected = [(layer, part) for layer in range(info.layers) for part in PARTS]
+        if [(s.layer, s.part) for s in self.steps if isinstance(s, JoinNode)] != expected:
+            raise GraphError("the blocks must run layer by layer, attention before FFN")
+        groups = slot_groups(info.shards_per_layer, info.shards_per_chunk)
+        block_chunks: dict[tuple[int, Part], list[tuple[int, ...]]] = {}
+        for chunk in self.chunks:
+            block_chunks.setdefault((chunk.layer, chunk.part), []).append(chunk.indices)
+        for block in expected:
+            if block_chunks.get(block, []) != groups:
+                raise GraphError(f"block {block} must hold the chunks {groups}, has {block_chunks.get(block)}")
+        for layer, index in self.positions:
+            shard = ("shard", layer, index)
+            if shard not in g:
+                raise GraphError(f"shard {(layer, index)} is missing")
+            fed = sorted((self.record(k).part, self.record(k).layer) for k in g.successors(shard))
+            if fed != [(part, layer) for part in sorted(PARTS)]:
+                raise GraphError(f"shard {(layer, index)} must feed one chunk per part of its layer")
+            loss = self.shard((layer, index)).loss
+            if loss is not None and set(loss) != {0, *info.bits}:
+                raise GraphError(f"shard {(layer, index)} has losses for bits {sorted(loss)}, not {[0, *info.bits]}")
+        costed = {chunk.costs is not None for chunk in self.chunks} | {info.lanes is not None}
+        if len(costed) > 1:
+            raise GraphError("costs must be on every chunk and the lanes, or on none")
+        for chunk in self.chunks:
+            if chunk.costs is not None and (set(chunk.costs.read_s) != set(info.bits) or chunk.costs.part is not chunk.part):
+                raise GraphError(f"chunk {chunk.key} carries costs of another part or other bitwidths")
+        for kv in self.records(NodeKind.KV_CACHE):
+            for successor in g.successors(kv.key):
+                record = self.record(successor)
+                if not (isinstance(record, ChunkNode) and record.part is Part.ATTN and record.layer == kv.layer):
+                    raise GraphError(f"KV cache {kv.key} may feed only its layer's attention chunks, feeds {successor}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Lowering a store's structure
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeCosts:
+    """The costed records `sticc.ir.lower` hands `build_graph` (all None: a graph without costs)."""
+
+    parts: Mapping[Part, PartCosts] | None = None
+    join_s: Mapping[Part, float] | None = None
+    embed_s: float | None = None
+    loss: Mapping[Position, Mapping[int, float]] | None = None
+    lanes: Lanes | None = None
+    percentile: int | None = None
+    lm_head_s: float | None = None
+
+
+@dataclass(frozen=True)
+class GraphShape:
+    """The facts of a model the graph's structure depends on (`store_shape` reads them off a store;
+    a benchmark may give them by hand)."""
+
+    model: str
+    store_id: str
+    layers: int
+    shards_per_layer: int
+    bits: tuple[int, ...]  # stored bitwidths
+    hidden: int
+    vocab: int
+    kv_nbytes_per_token: int  # decoders: one layer's keys and values per position (fp32)
+    header_nbytes: tuple[int, ...]  # the global header, then one per layer, as stored
+
+
+def store_shape(store: Store) -> GraphShape:
+    spec = store.spec
+    return GraphShape(
+        spec.name, store.store_id, spec.layers, store.shards_per_layer, tuple(sorted(store.bits)), spec.hidden, spec.vocab,
+        2 * spec.kv_heads * spec.head_dim * 4, tuple(e.nbytes for e in (store.global_header, *store.layer_headers)),
+    )
+
+
+def build_graph(
+    shape: GraphShape, shards_per_chunk: int, seq_len: int, phase: Phase = Phase.ENCODE, context: int = 0,
+    costs: NodeCosts = NodeCosts(),
+) -> ShardGraph:
+    """The shard graph of a model of `shape` for one call of `phase` at `seq_len` tokens (DECODE:
+    one token over `context` cached positions), with `costs` on its nodes when given; validated."""
+    info = GraphInfo(
+        shape.model, shape.store_id, phase, seq_len, shape.layers, shape.shards_per_layer, shards_per_chunk,
+        tuple(sorted(shape.bits)), context, costs.percentile, costs.lanes,
+    )
+    graph = ShardGraph(info)
+    rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab)
+    previous = graph.add(EmbedNode(align_up(rows, READ_ALIGN_BYTES), rows, costs.embed_s))
+    graph.add(HeaderNode(-1, shape.header_nbytes[0]))
+    headers = [graph.add(HeaderNode(layer, nbytes)) for layer, nbytes in enumerate(shape.header_nbytes[1:])]
+    shards = {p: graph.add(ShardNode(*p, None if costs.loss is None else costs.loss[p])) for p in graph.positions}
+    decoder = phase is not Phase.ENCODE
+    for layer in range(shape.layers):
+        kv = graph.add(KVCacheNode(layer, shape.kv_nbytes_per_token, seq_len + context)) if decoder else None
+        for part in PARTS:
+            for group in slot_groups(shape.shards_per_layer, shards_per_chunk):
+                chunk = ChunkNode(layer, part, group, None if costs.parts is None else costs.parts[part])
+                sources = [previous, *(shards[(layer, i)] for i in group)]
+                if kv is not None and part is Part.ATTN:
+                    sources.append(kv)
+                previous = graph.add(chunk, after=sources)
+            join = JoinNode(layer, part, None if costs.join_s is None else costs.join_s[part])
+            previous = graph.add(join, after=(previous, headers[layer]))
+    if decoder:
+        previous = graph.add(LMHeadNode(shape.vocab, shape.vocab * shape.hidden * 4, costs.lm_head_s), after=(previous,))
+    graph.add(OutputNode(), after=(previous,))
+    graph.validate()
+    return graph

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,6 +38,7 @@ from sticc.base.schema import (
     read_file,
     with_config,
 )
+from sticc.ir.graph import Block, Phase, ShardChoice, build_graph, by_position, member_order, slot_groups, store_shape
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
 from sticc.profile.importance import AdditivityRecord
@@ -48,15 +50,6 @@ DEFAULT_SEQ_LEN = 128
 
 
 SeqLen = Annotated[int, Field(ge=1, le=1 << 20)]
-
-
-@with_config(STRICT)
-@dataclass(frozen=True, order=True)
-class ShardChoice:
-    layer: Count
-    index: Count
-    bits: Bits  # 0: dropped
-    preload: bool = False
 
 
 @with_config(STRICT)
@@ -189,14 +182,27 @@ def plan_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+class Lane(StrEnum):
+    IO = "io"
+    COMPUTE = "compute"
+
+
+class EventKind(StrEnum):
+    EMBED = "embed"
+    LOAD = "load"
+    COMPUTE = "compute"
+    JOIN = "join"
+    STALL = "stall"  # the compute lane waits for IO
+    WAIT = "wait"  # the IO lane waits for ring space
+
+
 @with_config(STRICT)
 @dataclass(frozen=True)
 class Event:
     """One bar of a plan's simulated timeline (`sticc.ir.simulate`)."""
 
-    lane: Literal["io", "compute"]
-    # "stall": compute waits for IO; "wait": IO waits for ring space
-    kind: Literal["embed", "load", "compute", "join", "stall", "wait"]
+    lane: Lane
+    kind: EventKind
     label: Name
     start_s: Elapsed
     end_s: Elapsed
@@ -306,27 +312,6 @@ def load_order(plan: Plan) -> list[tuple[int, int, str]]:
     return [(layer, index, part) for layer, part, chunk in chunks(plan.shards, plan.shards_per_chunk) for index in chunk]
 
 
-def by_position(shards: tuple[ShardChoice, ...]) -> dict[tuple[int, int], ShardChoice]:
-    """{(layer, index): choice} for looking shards up by position."""
-    return {(c.layer, c.index): c for c in shards}
-
-
-def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int, ...]]:
-    """The fixed index groups of a layer block: a chunk holds the kept shards of one group, so
-    which chunk a shard lands in never depends on which other shards are dropped."""
-    return [
-        tuple(range(start, min(start + shards_per_chunk, shards_per_layer)))
-        for start in range(0, shards_per_layer, shards_per_chunk)
-    ]
-
-
-def member_order(members: list[ShardChoice]) -> list[ShardChoice]:
-    """A chunk's kept shards in the order the runner loads and stacks them: by bits, streamed
-    before preloaded, then by index, so the pieces of one bitwidth and home are dequantized in one
-    run and adjacent streamed pieces are read with one read."""
-    return sorted(members, key=lambda c: (c.bits, c.preload, c.index))
-
-
 def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
     """(layer, part, shard indices in member order) of every non-empty chunk, in load order: per
     layer and block, one chunk per group of `slot_groups` that keeps at least one shard."""
@@ -348,17 +333,23 @@ def header_extents(store: Store) -> tuple:
     return (store.global_header, *store.layer_headers)
 
 
-def chunk_loads(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> tuple[tuple[int, str, ChunkLoad], ...]:
-    """(layer, part, load) of every non-empty chunk, in load order, as the runner's LOADS table has them."""
-    positions = by_position(shards)
-    out = []
-    for key, (layer, part, indices) in enumerate(chunks(shards, shards_per_chunk)):
-        members = []
-        for index in indices:
-            choice = positions[(layer, index)]
-            version = store.version(layer, index, part, choice.bits)
-            members.append(Member(version.key.describe(), version.extent.offset, version.layout, version.extent.checksum, choice.preload))
-        out.append((layer, part, ChunkLoad(key, tuple(members))))
+def block_loads(
+    store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int,
+) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
+    """Every layer block of the shard graph's schedule (`ShardGraph.schedule`) with its chunks as
+    the runner's LOADS table has them (keys in load order)."""
+    graph = build_graph(store_shape(store), shards_per_chunk, seq_len, Phase.ENCODE)
+    out, key = [], 0
+    for block in graph.schedule(by_position(shards)):
+        loads = []
+        for chunk in block.chunks:
+            members = []
+            for choice in chunk.members:
+                version = store.version(block.layer, choice.index, block.part, choice.bits)
+                members.append(Member(version.key.describe(), version.extent.offset, version.layout, version.extent.checksum, choice.preload))
+            loads.append(ChunkLoad(key, tuple(members)))
+            key += 1
+        out.append((block, tuple(loads)))
     return tuple(out)
 
 
@@ -396,7 +387,7 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
 
 
 def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
-    loads = tuple(load for _, _, load in chunk_loads(store, shards, shards_per_chunk))
+    loads = tuple(load for _, block in block_loads(store, shards, shards_per_chunk, seq_len) for load in block)
     pinned = pinned_nbytes(loads, tuple(e.nbytes for e in header_extents(store)))
     ring = tuple(load.ring_nbytes for load in loads if load.ring_nbytes)
     return MemoryModel(pinned, scratch_nbytes(store.spec, seq_len, loads), ring)

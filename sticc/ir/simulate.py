@@ -35,16 +35,16 @@ import heapq
 import math
 from dataclasses import dataclass
 
-from sticc.base.schema import PARTS
-from sticc.ir.lower import ChunkSlot, Problem, chunk_members
-from sticc.ir.plan import Event, ShardChoice, admit_nbytes
+from sticc.ir.graph import ChunkNode, JoinNode, Phase, Position, ShardChoice
+from sticc.ir.lower import Problem
+from sticc.ir.plan import Event, EventKind, Lane, admit_nbytes
 
 
 @dataclass(frozen=True)
 class ChunkWork:
-    """What one non-empty chunk costs, from the problem's tables."""
+    """What one non-empty chunk costs, from its graph node's costs."""
 
-    slot: ChunkSlot
+    chunk: ChunkNode
     members: tuple[ShardChoice, ...]
     pinned_in_place: bool
     ring_nbytes: int  # its streamed pieces as stored (0: nothing streamed, not loaded)
@@ -58,16 +58,16 @@ class ChunkWork:
     decode_by_bits: tuple[tuple[int, float], ...] = ()  # decode_s by bitwidth
 
 
-def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) -> ChunkWork:
-    costs = problem.parts[slot.part]
+def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -> ChunkWork:
+    costs, lanes = problem.graph.costs(chunk), problem.lanes
     n = len(members)
     if all(m.preload and m.bits == 32 for m in members):
         decoded = costs.decoded_nbytes[n]
-        return ChunkWork(slot, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, problem.chunk_overhead_s + costs.compute_s[n])
+        return ChunkWork(chunk, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, lanes.chunk_overhead_s + costs.compute_s[n])
     streamed = [m for m in members if not m.preload]
     pinned = sum(costs.slot_nbytes[m.bits] for m in members if m.preload)
     ring = sum(costs.slot_nbytes[m.bits] for m in streamed)
-    io_cpu = (problem.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
+    io_cpu = (lanes.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
     check = sum(costs.check_s[m.bits] for m in streamed)
     # one dequantization call per run of one bitwidth and home (streamed or preloaded)
     runs: dict[tuple[int, bool], int] = {}
@@ -77,21 +77,16 @@ def chunk_work(problem: Problem, slot: ChunkSlot, members: list[ShardChoice]) ->
     for (b, _), count in runs.items():
         by_bits[b] = by_bits.get(b, 0.0) + costs.decode_call_s[b] + count * costs.decode_piece_s[b]
     decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
-    interference = problem.interference * (io_cpu + check)
+    interference = lanes.interference * (io_cpu + check)
     return ChunkWork(
-        slot, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
-        problem.chunk_overhead_s + decode + costs.compute_s[n] + interference, tuple(sorted(by_bits.items())),
+        chunk, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
+        lanes.chunk_overhead_s + decode + costs.compute_s[n] + interference, tuple(sorted(by_bits.items())),
     )
 
 
-def plan_work(problem: Problem, choices: dict[tuple[int, int], ShardChoice]) -> list[ChunkWork]:
-    """Every non-empty chunk of a plan, in load order."""
-    out = []
-    for slot in problem.slots:
-        members = chunk_members(problem, slot, choices)
-        if members:
-            out.append(chunk_work(problem, slot, members))
-    return out
+def plan_work(problem: Problem, choices: dict[Position, ShardChoice]) -> list[ChunkWork]:
+    """Every non-empty chunk of a plan, in load order (`ShardGraph.schedule`)."""
+    return [chunk_work(problem, c.node, list(c.members)) for block in problem.graph.schedule(choices) for c in block.chunks]
 
 
 @dataclass(frozen=True)
@@ -111,12 +106,12 @@ class Simulation:
 
 def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int, int]:
     """(pinned, scratch, slack) bytes of a plan's chunks."""
-    pinned = problem.header_nbytes + sum(w.pinned_nbytes for w in work)
-    scratch = max([problem.embed_scratch_nbytes, *(w.scratch_nbytes for w in work)])
+    pinned = problem.graph.header_nbytes + sum(w.pinned_nbytes for w in work)
+    scratch = max([problem.graph.embed.scratch_nbytes, *(w.scratch_nbytes for w in work)])
     return pinned, scratch, max((w.ring_nbytes for w in work), default=0)
 
 
-def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budget_bytes: int) -> Simulation:
+def simulate(problem: Problem, choices: dict[Position, ShardChoice], budget_bytes: int) -> Simulation:
     """Simulate one call of the plan `choices` with a weight pool of `budget_bytes`."""
     work = plan_work(problem, choices)
     pinned, scratch, slack = memory_of(problem, work)
@@ -124,8 +119,8 @@ def simulate(problem: Problem, choices: dict[tuple[int, int], ShardChoice], budg
     fits = budget_bytes >= pinned + scratch + slack and admit >= slack
     events: list[Event] = []
     latency, read_so_far = _run(problem, work, admit, events, math.inf)
-    stall = sum(e.end_s - e.start_s for e in events if e.kind == "stall")
-    wait = sum(e.end_s - e.start_s for e in events if e.kind == "wait")
+    stall = sum(e.end_s - e.start_s for e in events if e.kind is EventKind.STALL)
+    wait = sum(e.end_s - e.start_s for e in events if e.kind is EventKind.WAIT)
     return Simulation(
         latency_s=latency, pinned_nbytes=pinned, scratch_nbytes=scratch, slack_nbytes=slack, admit_nbytes=admit,
         peak_weight_bytes=pinned + scratch + admit + slack, io_nbytes=read_so_far,
@@ -145,21 +140,26 @@ def _run(
     problem: Problem, work: list[ChunkWork], admit: int, events: list[Event] | None, limit_s: float,
 ) -> tuple[float, int]:
     """The event loop: (latency, bytes read); `events`, if a list, receives the timeline."""
+    graph = problem.graph
+    if graph.info.phase is not Phase.ENCODE:
+        raise NotImplementedError(f"the simulator models encoder calls; a {graph.info.phase} graph needs the decoder engine")
     record = events is not None
-    cap = problem.cap_Bps
-    embed_end = problem.embed_s if not cap else max(problem.embed_s, problem.embed_io_nbytes / cap)
+    lanes, embed = graph.lanes, graph.embed
+    cap = lanes.cap_Bps
+    embed_end = embed.duration_s if not cap else max(embed.duration_s, embed.io_nbytes / cap)
 
-    steps: list[tuple[str, int | tuple[int, str]]] = []  # compute lane: ("chunk", i) or ("join", (layer, part))
+    # the compute lane: the graph's steps, each chunk step the index of its work (empty chunks skipped)
+    steps: list[int | JoinNode] = []
     position = 0
-    for layer in range(problem.layers):
-        for part in PARTS:
-            while position < len(work) and (work[position].slot.layer, work[position].slot.part) == (layer, part):
-                steps.append(("chunk", position))
-                position += 1
-            steps.append(("join", (layer, part)))
+    for step in graph.steps:
+        if isinstance(step, JoinNode):
+            steps.append(step)
+        elif position < len(work) and work[position].chunk is step:
+            steps.append(position)
+            position += 1
 
     if record:
-        events.append(Event("compute", "embed", "embedding", 0.0, embed_end))
+        events.append(Event(Lane.COMPUTE, EventKind.EMBED, "embedding", 0.0, embed_end))
     heap: list[tuple[float, int, str, int]] = []
     counter = 0
 
@@ -169,7 +169,7 @@ def _run(
         counter += 1
 
     live = 0
-    read_so_far = problem.embed_io_nbytes
+    read_so_far = embed.io_nbytes
     # chunks with nothing streamed are not loaded: ready from the start
     ready: dict[int, float] = {i: 0.0 for i, w in enumerate(work) if not w.ring_nbytes}
     loaded = [i for i, w in enumerate(work) if w.ring_nbytes]
@@ -187,7 +187,7 @@ def _run(
             return
         io_blocked = False
         if record and now > io_idle_since:
-            events.append(Event("io", "wait", "ring full", io_idle_since, now))
+            events.append(Event(Lane.IO, EventKind.WAIT, "ring full", io_idle_since, now))
         live += w.ring_nbytes
         read_so_far += w.read_nbytes
         reads_done = now + w.io_cpu_s
@@ -195,30 +195,29 @@ def _run(
             reads_done = max(reads_done, read_so_far / cap)
         end = reads_done + w.check_s
         if record:
-            events.append(Event("io", "load", _label(w), now, end))
+            events.append(Event(Lane.IO, EventKind.LOAD, _label(w), now, end))
         push(end, "io_done", item)
 
     def advance_compute(now: float) -> None:
         nonlocal comp_next, comp_waiting_since
         if comp_next == len(steps):
             return
-        kind, item = steps[comp_next]
-        if kind == "join":
-            layer, part = item
-            end = now + problem.parts[part].join_s
+        item = steps[comp_next]
+        if isinstance(item, JoinNode):
+            end = now + item.duration_s
             if record:
-                events.append(Event("compute", "join", f"layer {layer} {part} join", now, end))
+                events.append(Event(Lane.COMPUTE, EventKind.JOIN, f"layer {item.layer} {item.part} join", now, end))
             push(end, "join_done")
             return
         if item not in ready:
             comp_waiting_since = now if comp_waiting_since is None else comp_waiting_since
             return
         if record and comp_waiting_since is not None and now > comp_waiting_since:
-            events.append(Event("compute", "stall", "waiting for IO", comp_waiting_since, now))
+            events.append(Event(Lane.COMPUTE, EventKind.STALL, "waiting for IO", comp_waiting_since, now))
         comp_waiting_since = None
         end = now + work[item].compute_s
         if record:
-            events.append(Event("compute", "compute", _label(work[item]), now, end))
+            events.append(Event(Lane.COMPUTE, EventKind.COMPUTE, _label(work[item]), now, end))
         push(end, "compute_done", item)
 
     push(embed_end, "embed_done")
@@ -237,7 +236,7 @@ def _run(
             io_next += 1
             io_idle_since = now
             try_io(now)
-            push(now + problem.handover_s, "ready", item)
+            push(now + lanes.handover_s, "ready", item)
         elif kind == "ready":
             ready[item] = now
             if comp_waiting_since is not None:
@@ -245,7 +244,7 @@ def _run(
         elif kind == "compute_done":
             comp_next += 1
             if work[item].ring_nbytes:
-                push(now + problem.handover_s, "ring_free", item)
+                push(now + lanes.handover_s, "ring_free", item)
             advance_compute(now)
         elif kind == "embed_done":
             try_io(now)  # the IO lane starts when the embedding ends
@@ -259,4 +258,4 @@ def _run(
 
 def _label(w: ChunkWork) -> str:
     bits = "/".join(str(b) for b in sorted({m.bits for m in w.members}))
-    return f"L{w.slot.layer} {w.slot.part} x{len(w.members)} @{bits}b"
+    return f"L{w.chunk.layer} {w.chunk.part} x{len(w.members)} @{bits}b"

@@ -123,7 +123,7 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         if set(self.compute) != set(PARTS):
-            raise ValueError(f"compute must give figures for the parts {list(PARTS)}")
+            raise ValueError(f"compute must give figures for the parts {[p.value for p in PARTS]}")
 
     # -- costs (isolated figures times the lane fit's scales) ---------------------------
 
