@@ -20,6 +20,7 @@ import math
 from functools import lru_cache
 
 from sticc.base.errors import UserError
+from sticc.base.schema import Part
 
 # the Runner class attributes a generated runner assigns, each literal data
 RUNNER_ATTRIBUTES = frozenset({
@@ -39,7 +40,7 @@ SCHEDULE_ATTRIBUTES = frozenset({
     "join", "Tensor",
 })
 SCHEDULE_CALLS = frozenset({"x.new_zeros", "self.take", "self.release", "self.join", "attention_chunk", "ffn_chunk"})
-SCHEDULE_STRINGS = frozenset({"attn", "ffn"})
+SCHEDULE_STRINGS = frozenset(part.value for part in Part)
 MAIN_GUARD = 'if __name__ == "__main__":\n    raise SystemExit(runner_main(Runner))\n'
 
 

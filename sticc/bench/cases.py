@@ -1,6 +1,6 @@
 """One benchmark case, run in this fresh process: `python -m sticc.bench.cases < SPEC_JSON`.
 
-(Spec kind "trace" instead runs a runner's traced calls for the device profile's calibration,
+(Spec kind "trace" instead runs a runner's traced calls for the device profile's lane fit,
 `trace_calls`.)
 
 The spec (written by `sticc.bench.suite`) names the case: a generated runner ("runner", timed per call or
@@ -152,7 +152,7 @@ def run_case(spec: dict) -> dict:
 
 def trace_calls(spec: dict) -> dict:
     """A generated runner, constructed as an app constructs it, then `calls` cold calls on the spec's
-    token ids, each traced (`forward(trace=...)`): the device profile's calibration runs this. Each
+    token ids, each traced (`forward(trace=...)`): the device profile's lane fit runs this. Each
     trace's `TraceEvent`s go out as JSON lists [event, key, time_s] (`sticc.bench.lane_fit.trace_from_json`
     reads them back)."""
     case = RunnerCase({**spec, "mode": "call"})

@@ -12,18 +12,31 @@ plan.json reports both that latency (`predicted.planned_latency_s`) and the medi
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from solvers.base import Solution, budget_bytes, check_reachable
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
+from sticc.base.schema import parse_json
 from sticc.ir.graph import by_position
 from sticc.ir.lower import Problem, lower
-from sticc.ir.plan import Plan, Predicted, RuntimeSettings, make_plan
+from sticc.ir.plan import (
+    ComparisonRecord,
+    DeviceRecord,
+    Findings,
+    ImportanceRecord,
+    MemoryRecord,
+    Plan,
+    Predicted,
+    RuntimeSettings,
+    SolutionSummary,
+    TimelineRecord,
+    make_plan,
+)
 from sticc.ir.simulate import Simulation, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
-from sticc.profile.importance import ImportanceProfile
+from sticc.profile.importance import AdditivityRecord, ImportanceProfile
 
 __all__ = ["SOLVERS", "check_reachable", "plan_for_targets", "predict_given_plan"]
 
@@ -41,19 +54,19 @@ def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> 
     return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices), greedy
 
 
-def _summary(median: Problem, solution: Solution, planned: Problem) -> dict:
+def _summary(median: Problem, solution: Solution, planned: Problem) -> SolutionSummary:
     """A solution's objective and predictions, for the report's comparison."""
     choices = solution.choices
     budget = budget_bytes(planned, choices)
     kept = [c for c in choices.values() if c.bits]
     predicted = predicted_from(median, choices, simulate(median, choices, budget), simulate(planned, choices, budget))
-    return {
-        "objective": planned.objective(choices),
-        "status": solution.info.status,
-        "predicted": asdict(predicted),
-        "kept": len(kept),
-        "mean_bits": sum(c.bits for c in kept) / len(kept) if kept else 0.0,
-    }
+    return SolutionSummary(
+        objective=planned.objective(choices),
+        status=solution.info.status,
+        predicted=predicted,
+        kept=len(kept),
+        mean_bits=sum(c.bits for c in kept) / len(kept) if kept else 0.0,
+    )
 
 
 def predicted_from(problem: Problem, choices, simulation: Simulation, planned: Simulation | None = None) -> Predicted:
@@ -75,7 +88,7 @@ def predicted_from(problem: Problem, choices, simulation: Simulation, planned: S
 
 def finish_plan(
     store: Store, problem: Problem, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None,
-    comparison: dict | None = None, at_percentile: Problem | None = None,
+    comparison: ComparisonRecord | None = None, at_percentile: Problem | None = None,
 ) -> Plan:
     """`plan` with the simulator's predictions (median and planned percentile), the device's
     runtime settings and the findings; `problem` is the median problem, `at_percentile` the one at
@@ -87,31 +100,30 @@ def finish_plan(
     predicted = predicted_from(problem, choices, simulation, planned)
     if importance is None:
         predicted = replace(predicted, fidelity_loss=None)
-    details = {
-        "memory": {
-            "pinned_bytes": simulation.pinned_nbytes,
-            "scratch_bytes": simulation.scratch_nbytes,
-            "ring_bytes": simulation.admit_nbytes + simulation.slack_nbytes,
-            "admit_bytes": simulation.admit_nbytes,
-            "full_precision_bytes": store.spec.fp32_weight_nbytes,
-        },
-        "timeline": {
-            "events": [asdict(e) for e in simulation.events],
-            "compute_stall_s": simulation.compute_stall_s,
-            "ring_wait_s": simulation.ring_wait_s,
-        },
-        "comparison": comparison or {},
-        "device": {
-            "device": device.device,
-            "read_bandwidth_Bps": device.read_bandwidth_Bps,
-            "emulated_bandwidth_Bps": device.emulated_bandwidth_Bps,
-            "compute_threads": device.compute_threads,
-            "quantile_factor": device.quantile_factor(PLANNED_PERCENTILE),
-        },
-        "importance": None if importance is None else {"metric": importance.metric, "additivity": importance.additivity},
-    }
+    findings = Findings(
+        memory=MemoryRecord(
+            pinned_bytes=simulation.pinned_nbytes,
+            scratch_bytes=simulation.scratch_nbytes,
+            ring_bytes=simulation.admit_nbytes + simulation.slack_nbytes,
+            admit_bytes=simulation.admit_nbytes,
+            full_precision_bytes=store.spec.fp32_weight_nbytes,
+        ),
+        timeline=TimelineRecord(list(simulation.events), simulation.compute_stall_s, simulation.ring_wait_s),
+        comparison=comparison or ComparisonRecord(),
+        device=DeviceRecord(
+            device=device.device,
+            read_bandwidth_Bps=device.read_bandwidth_Bps,
+            emulated_bandwidth_Bps=device.emulated_bandwidth_Bps,
+            compute_threads=device.compute_threads,
+            quantile_factor=device.quantile_factor(PLANNED_PERCENTILE),
+        ),
+        importance=None if importance is None else ImportanceRecord(
+            importance.metric,
+            parse_json(AdditivityRecord, importance.additivity, "importance profile") if importance.additivity else AdditivityRecord(),
+        ),
+    )
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
-    return replace(plan, predicted=predicted, runtime=runtime, details=tuple(details.items()))
+    return replace(plan, predicted=predicted, runtime=runtime, findings=findings)
 
 
 def _at_percentile(store: Store, problem: Problem, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:
@@ -143,7 +155,7 @@ def plan_for_targets(
     )
     plan = replace(plan, targets=replace(plan.targets, memory_bytes=memory_bytes))
     median = lower(store, device, importance, seq_len, latency_s, memory_bytes, problem.shards_per_chunk)
-    comparison = {} if solver == "greedy" else {"greedy": _summary(median, greedy, problem)}
+    comparison = ComparisonRecord(None if solver == "greedy" else _summary(median, greedy, problem))
     return finish_plan(store, median, plan, device, importance, comparison, problem), problem
 
 

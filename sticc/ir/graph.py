@@ -357,10 +357,16 @@ class ShardGraph:
         return self.record(("shard", *position))
 
     def loss(self, position: Position) -> Mapping[int, float]:
-        loss = self.shard(position).loss
-        if loss is None:
+        """The shard's fidelity loss by bitwidth (0: dropped)."""
+        return self._losses[position]
+
+    @cached_property
+    def _losses(self) -> dict[Position, Mapping[int, float]]:
+        """Every SHARD node's losses by position, read once (planners look them up in inner loops)."""
+        losses = {(s.layer, s.index): s.loss for s in self.records(NodeKind.SHARD)}
+        if any(loss is None for loss in losses.values()):
             raise GraphError("this shard graph carries no losses (lowered without an importance profile)")
-        return loss
+        return losses
 
     def costs(self, chunk: ChunkNode) -> PartCosts:
         if chunk.costs is None:

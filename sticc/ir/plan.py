@@ -38,7 +38,7 @@ from sticc.base.schema import (
     read_file,
     with_config,
 )
-from sticc.ir.graph import Block, Phase, ShardChoice, build_graph, by_position, member_order, slot_groups, store_shape
+from sticc.ir.graph import Block, Phase, ShardChoice, build_graph, by_position, store_shape
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
 from sticc.profile.importance import AdditivityRecord
@@ -152,11 +152,10 @@ class Plan:
     memory_budget_bytes: int  # the runner's weight pool capacity
     shards_per_chunk: int  # kept shards of a layer block loaded and computed together
     shards: tuple[ShardChoice, ...]  # every shard, sorted by (layer, index)
+    load_order: tuple[tuple[int, int, Part], ...]  # (layer, index, part) of every kept piece, as the schedule consumes them
     predicted: Predicted
     runtime: RuntimeSettings = RuntimeSettings()
-    # what the planner found out, for reports (docs/plan-schema.md): memory, timeline, comparison,
-    # device, importance; empty for plans compiled without profiles
-    details: tuple[tuple[str, object], ...] = ()
+    findings: Findings | None = None  # what the planner found out, for reports; None without profiles
 
     def to_json(self) -> dict:
         data = {
@@ -169,9 +168,9 @@ class Plan:
             "shards_per_chunk": self.shards_per_chunk,
             "predicted": asdict(self.predicted),
             "shards": [asdict(c) for c in self.shards],
-            "load_order": [list(step) for step in load_order(self)],
+            "load_order": [list(step) for step in self.load_order],
             "runtime": asdict(self.runtime),
-            **dict(self.details),
+            **({} if self.findings is None else self.findings.to_json()),
         }
         data["plan_hash"] = plan_hash(data)
         return data
@@ -280,6 +279,27 @@ class ImportanceRecord:
     additivity: AdditivityRecord
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What the planner found out about a plan, for the reports (docs/plan-schema.md)."""
+
+    memory: MemoryRecord
+    timeline: TimelineRecord
+    comparison: ComparisonRecord
+    device: DeviceRecord
+    importance: ImportanceRecord | None
+
+    def to_json(self) -> dict:
+        """plan.json's `memory`, `timeline`, `comparison`, `device` and `importance` (an empty
+        comparison and an unmeasured additivity as `{}`)."""
+        data = asdict(self)
+        if self.comparison.greedy is None:
+            data["comparison"] = {}
+        if self.importance is not None and not self.importance.additivity.plans:
+            data["importance"]["additivity"] = {}
+        return data
+
+
 @with_config(STRICT)
 @dataclass(frozen=True)
 class PlanFile:
@@ -305,27 +325,6 @@ class PlanFile:
     comparison: ComparisonRecord | None = None
     device: DeviceRecord | None = None
     importance: ImportanceRecord | None = None
-
-
-def load_order(plan: Plan) -> list[tuple[int, int, str]]:
-    """(layer, index, part) of every kept piece in the order compute consumes them."""
-    return [(layer, index, part) for layer, part, chunk in chunks(plan.shards, plan.shards_per_chunk) for index in chunk]
-
-
-def chunks(shards: tuple[ShardChoice, ...], shards_per_chunk: int) -> list[tuple[int, str, tuple[int, ...]]]:
-    """(layer, part, shard indices in member order) of every non-empty chunk, in load order: per
-    layer and block, one chunk per group of `slot_groups` that keeps at least one shard."""
-    positions = by_position(shards)
-    layers = sorted({c.layer for c in shards})
-    per_layer = sum(1 for c in shards if c.layer == layers[0]) if layers else 0
-    out = []
-    for layer in layers:
-        for part in PARTS:
-            for group in slot_groups(per_layer, shards_per_chunk):
-                kept = [positions[(layer, i)] for i in group if positions[(layer, i)].bits]
-                if kept:
-                    out.append((layer, part, tuple(c.index for c in member_order(kept))))
-    return out
 
 
 def header_extents(store: Store) -> tuple:
@@ -386,8 +385,13 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
     return tuple(sorted(seen.values()))
 
 
-def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
-    loads = tuple(load for _, block in block_loads(store, shards, shards_per_chunk, seq_len) for load in block)
+def memory_model(
+    store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int,
+    blocks: tuple[tuple[Block, tuple[ChunkLoad, ...]], ...] | None = None,
+) -> MemoryModel:
+    """The plan's pool figures; `blocks`: its `block_loads`, when the caller has them already."""
+    blocks = block_loads(store, shards, shards_per_chunk, seq_len) if blocks is None else blocks
+    loads = tuple(load for _, chunk_loads in blocks for load in chunk_loads)
     pinned = pinned_nbytes(loads, tuple(e.nbytes for e in header_extents(store)))
     ring = tuple(load.ring_nbytes for load in loads if load.ring_nbytes)
     return MemoryModel(pinned, scratch_nbytes(store.spec, seq_len, loads), ring)
@@ -415,7 +419,8 @@ def make_plan(
         shards_per_chunk = default_shards_per_chunk(store.shards_per_layer)
     if not 1 <= shards_per_chunk <= store.shards_per_layer:
         raise UserError(f"--shards-per-chunk {shards_per_chunk} must lie in [1, {store.shards_per_layer}]")
-    memory = memory_model(store, shards, shards_per_chunk, seq_len)
+    blocks = block_loads(store, shards, shards_per_chunk, seq_len)
+    memory = memory_model(store, shards, shards_per_chunk, seq_len, blocks)
     if memory_bytes is None:
         budget = memory.default_budget_bytes
     elif memory_bytes < memory.minimum_budget_bytes:
@@ -441,7 +446,10 @@ def make_plan(
         fidelity_loss=None,
     )
     targets = Targets(latency_s, memory_bytes, seq_len)
-    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, predicted)
+    order = tuple(
+        (block.layer, member.index, block.part) for block, _ in blocks for chunk in block.chunks for member in chunk.members
+    )
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, order, predicted)
 
 
 def read_plan(
@@ -475,6 +483,6 @@ def read_plan(
         latency_s=data.targets.latency_s,
         shards_per_chunk=shards_per_chunk or data.shards_per_chunk,
     )
-    if data.load_order is not None and [list(s) for s in load_order(plan)] != [list(s) for s in data.load_order]:
+    if data.load_order is not None and [list(s) for s in plan.load_order] != [list(s) for s in data.load_order]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")
     return replace(plan, runtime=data.runtime)

@@ -24,7 +24,7 @@ tests check that their predictions equal the simulator's. The machine, as the ru
   not loaded: it is ready at once.
 - The IO lane's work slows the compute lane (shared cores, caches, memory bandwidth, the GIL): a
   chunk's compute takes `interference` x its own IO work longer (the IO lane runs ahead, so its
-  work overlaps compute; the calibration fits the factor on traced calls).
+  work overlaps compute; the lane fit fits the factor on traced calls).
 - A chunk whose kept pieces are all preloaded at 32 bits is pinned in place (decoded at
   construction): no IO, no ring, no scratch, no dequantization.
 """

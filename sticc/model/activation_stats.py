@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sticc.base.schema import Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sharding import check_shards_per_layer, piece_shape
 from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
@@ -201,7 +202,7 @@ def piece_stats(
     check_shards_per_layer(spec, shards_per_layer)
     width = spec.heads // shards_per_layer * spec.head_dim
     units = spec.ffn // shards_per_layer
-    calibration = {}
+    stats = {}
     for layer, s in enumerate(layer_statistics(checkpoint, sentences)):
         attn_in, context, ffn_in, ffn_hidden = (
             x.second_moment for x in (s.attn_input, s.context, s.ffn_input, s.ffn_hidden)
@@ -218,14 +219,14 @@ def piece_stats(
                 _unit_mean(ffn_hidden[cut, None].expand(units, spec.hidden)),
             ])
             for part, importance, first, second, rows in (
-                ("attn", attn, s.attn_input, s.context, heads), ("ffn", ffn, s.ffn_input, s.ffn_hidden, cut),
+                (Part.ATTN, attn, s.attn_input, s.context, heads), (Part.FFN, ffn, s.ffn_input, s.ffn_hidden, cut),
             ):
                 shape = piece_shape(spec, shards_per_layer, part)
                 assert importance.shape == (shape.rows, shape.cols)
-                calibration[(layer, index, part)] = PieceStats(
+                stats[(layer, index, part)] = PieceStats(
                     importance.contiguous(), shape.bias_len, first.mean, first.gram, second.gram[rows, rows].clone(),
                 )
-    return calibration
+    return stats
 
 
 def _unit_mean(x: torch.Tensor) -> torch.Tensor:

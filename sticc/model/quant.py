@@ -13,7 +13,7 @@ quantizers differ only in how they pick codes, scales and zeros:
   feedback: weights are quantized one input channel at a time and the rounding error of each is
   pushed onto the not yet quantized channels through the inverse of the (shrunk) input second-moment
   matrix, so that the layer's *output* error, not the weight error, is minimized; and the fp32 bias of
-  the piece's first rows absorbs the mean output shift. Without calibration it is the weighted search.
+  the piece's first rows absorbs the mean output shift. Without activation statistics it is the weighted search.
 
 docs/quantization.md explains the choices and has the end-to-end numbers.
 Dequantization lives in `sticc.runtime.decode` (shared with every runner).
@@ -308,7 +308,7 @@ def encode_piece(
         if method == QUANTIZER_NAME and stats is not None and cols % group_size == 0:
             if stats.split != bias.numel():
                 raise ValueError(
-                    f"calibration splits the piece after {stats.split} rows but its bias has {bias.numel()}"
+                    f"the activation statistics split the piece after {stats.split} rows but its bias has {bias.numel()}"
                 )
             codes, scales, zeros, stored_bias = _gptq_piece(matrix, bias, bits, group_size, h, stats)
         else:

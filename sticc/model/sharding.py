@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from sticc.base.errors import UserError
+from sticc.base.schema import Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.spec import ModelSpec
 from sticc.runtime.encoder import GLOBAL_HEADER_VECTORS, LAYER_HEADER_VECTORS
@@ -48,7 +49,7 @@ def check_shards_per_layer(spec: ModelSpec, shards_per_layer: int) -> None:
 def piece_shape(spec: ModelSpec, shards_per_layer: int, part: str) -> PieceShape:
     width = spec.heads // shards_per_layer * spec.head_dim
     units = spec.ffn // shards_per_layer
-    if part == "attn":
+    if part == Part.ATTN:
         return PieceShape(4 * width, spec.hidden, 3 * width)
     return PieceShape(2 * units, spec.hidden, units)
 
@@ -66,8 +67,8 @@ def layer_pieces(checkpoint: Checkpoint, layer: int, shards_per_layer: int) -> d
         attn_bias = torch.cat([t["q.bias"][rows], t["k.bias"][rows], t["v.bias"][rows]])
         cut = slice(index * units, (index + 1) * units)
         ffn = torch.cat([t["up.weight"][cut], t["down.weight"][:, cut].T])
-        pieces[(index, "attn")] = (attn.contiguous(), attn_bias.contiguous())
-        pieces[(index, "ffn")] = (ffn.contiguous(), t["up.bias"][cut].contiguous())
+        pieces[(index, Part.ATTN)] = (attn.contiguous(), attn_bias.contiguous())
+        pieces[(index, Part.FFN)] = (ffn.contiguous(), t["up.bias"][cut].contiguous())
     return pieces
 
 

@@ -33,7 +33,7 @@ import torch
 
 from sticc.base.measure import evict_from_page_cache
 from sticc.base.progress import Progress, quiet
-from sticc.base.schema import PARTS
+from sticc.base.schema import PARTS, Part
 from sticc.model.sharding import default_shards_per_chunk, piece_shape
 from sticc.model.store import Store
 from sticc.profile.device import Decode, DeviceProfile, FitError, PartCompute, model_shape
@@ -50,7 +50,7 @@ def _median_s(run: Callable[[], object], repeats: int) -> float:
 
 def _least_s(run: Callable[[], object], repeats: int) -> float:
     """The least of `repeats` runs: an isolated figure's intrinsic cost, what the noise of a shared
-    machine cannot lower (the calibration scales it to what calls see)."""
+    machine cannot lower (the lane fit scales it to what calls see)."""
     return min(_times_s(run, repeats))
 
 
@@ -215,7 +215,7 @@ def _kernel(store: Store, part: str, shards: int, seq_len: int) -> Callable[[], 
     x = torch.randn(1, seq_len, spec.hidden)
     acc = torch.zeros(seq_len, spec.hidden)
     mask = attention_mask_bias(torch.ones(1, seq_len, dtype=torch.int64))
-    if part == "attn":
+    if part == Part.ATTN:
         heads = spec.heads // store.shards_per_layer
         return lambda: attention_chunk(acc, x, mask, weights, biases, heads, spec.head_dim)
     return lambda: ffn_chunk(acc, x, weights, biases, spec.activation)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from sticc.base.cache import cache_dir, read_cached_json, write_cached_json
 from sticc.base.errors import UserError
 from sticc.base.progress import Progress
-from sticc.base.schema import PARTS, read_bytes
+from sticc.base.schema import PARTS, Part, read_bytes
 from sticc.model.store import Store
 from sticc.profile.importance import ImportanceProfile
 from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
@@ -317,7 +317,7 @@ class StoreEncoder:
         """Add `chunk`'s output of block `part` on input `x` to `acc` [tokens, hidden]."""
         if chunk is None:
             return
-        if part == "attn":
+        if part == Part.ATTN:
             attention_chunk(acc, x, mask, *chunk, self.heads_per_shard, self.spec.head_dim)
         else:
             ffn_chunk(acc, x, *chunk, self.spec.activation)
@@ -395,24 +395,24 @@ class ImportanceMeasurer:
             tokens = size * length
             # attention of layer l: the other shards' part is the same for every variant
             others_attn = x.new_zeros(tokens, self.model.spec.hidden)
-            model.accumulate(others_attn, x, mask, "attn", shared["attn"])
+            model.accumulate(others_attn, x, mask, Part.ATTN, shared[Part.ATTN])
             attended = []
             for bits in variants:
                 acc = others_attn.clone()
                 if bits:
-                    model.accumulate(acc, x, mask, "attn", own[bits]["attn"])
-                attended.append(model.join(acc, x, layer, "attn"))
+                    model.accumulate(acc, x, mask, Part.ATTN, own[bits][Part.ATTN])
+                attended.append(model.join(acc, x, layer, Part.ATTN))
             # from layer l's FFN on, the variants run stacked: [variants * n, L, hidden]
             y = torch.cat(attended)
             stacked_mask = batch.attention_mask.repeat(count, 1)
             stacked_bias = attention_mask_bias(stacked_mask)
             acc = y.new_zeros(count * tokens, self.model.spec.hidden)
-            model.accumulate(acc, y, stacked_bias, "ffn", shared["ffn"])
+            model.accumulate(acc, y, stacked_bias, Part.FFN, shared[Part.FFN])
             for v, bits in enumerate(variants):
                 if bits:
                     rows = slice(v * tokens, (v + 1) * tokens)
-                    model.accumulate(acc[rows], y[v * size : (v + 1) * size], mask, "ffn", own[bits]["ffn"])
-            out = model.reference_layers(model.join(acc, y, layer, "ffn"), stacked_bias, layer + 1)
+                    model.accumulate(acc[rows], y[v * size : (v + 1) * size], mask, Part.FFN, own[bits][Part.FFN])
+            out = model.reference_layers(model.join(acc, y, layer, Part.FFN), stacked_bias, layer + 1)
             pooled = mean_pool(out, stacked_mask).view(count, size, -1)
             for v, bits in enumerate(variants):
                 totals[bits] += float(cosine_losses(self.pooled[b], pooled[v]).sum())
@@ -547,7 +547,7 @@ def measure_importance(
 ) -> ImportanceProfile:
     """Measure the importance profile of `store` on `texts` (default: HELD_OUT_SENTENCES).
 
-    `progress(iterable, total, what)` wraps the stream of results (see `sticc.cli.main.progress_bar`);
+    `progress(iterable, total, what)` wraps the stream of results (see `sticc.base.progress.progress_bar`);
     `workers` processes share the work (default: min(2, cores)); `additivity_plans` random whole
     plans check the additive model (0: skip); `source` names the texts in the profile.
     """
