@@ -24,8 +24,9 @@ import sticc.runtime.encoder as encoder_module
 from codegen.literals import check_runner_source, docstring_text, python_literal
 from sticc.base.jsonfile import write_dir_atomic
 from sticc.base.schema import Part
-from sticc.ir.graph import Block
-from sticc.ir.plan import Plan, block_loads, memory_model
+from sticc.ir.graph import Block, by_position
+from sticc.ir.memory import plan_memory
+from sticc.ir.plan import Plan, block_loads, plan_graph
 from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
 
@@ -116,7 +117,11 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     the shard graph's (`ShardGraph.schedule`): one block per layer block, its chunks' loads in order."""
     loads: list[ChunkLine] = []
     blocks: list[BlockLines] = []
-    for block, chunk_loads in block_loads(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len):
+    graph = plan_graph(store, plan.shards_per_chunk, plan.targets.seq_len)
+    schedule = graph.schedule(by_position(plan.shards))
+    order = tuple((b.layer, m.index, b.part) for b in schedule for c in b.chunks for m in c.members)
+    assert order == plan.load_order, "the plan's load order is not its shard graph's schedule"
+    for block, chunk_loads in block_loads(store, schedule):
         for load in chunk_loads:
             members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
             loads.append(ChunkLine(load.key, block.part.value, members))
@@ -124,7 +129,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
         blocks.append(BlockLines(repr(block.join.key), block.layer, block.part.value, keys, _describe(block, store.shards_per_layer)))
     plan_json = plan.to_json()
     spec = store.spec
-    memory = memory_model(store, plan.shards, plan.shards_per_chunk, plan.targets.seq_len)
+    memory = plan_memory(graph, schedule)
     pool = memory.pool_layout(plan.memory_budget_bytes)
     runtime_body = _runtime_body()
     text = _environment().get_template("runner.py.j2").render(

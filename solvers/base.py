@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from sticc.base.errors import InfeasibleError
 from sticc.ir.graph import ShardChoice, member_order
 from sticc.ir.lower import Problem
-from sticc.ir.plan import SolverInfo, admit_nbytes
+from sticc.ir.memory import admit_nbytes
+from sticc.ir.plan import SolverInfo
 from sticc.ir.simulate import ChunkWork, Simulation, chunk_work, latency_of, memory_of, plan_work, simulate
 
 Choices = dict[tuple[int, int], ShardChoice]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from sticc.runtime.core import read_rows
+from sticc.runtime.core import TraceEventName, read_rows
 
 
 def with_pinned_embeddings(runner_class: type) -> type:
@@ -59,13 +59,13 @@ def with_io_first(runner_class: type) -> type:
                 raise ValueError("loading every chunk first needs a ring that admits them all: compile with more --memory")
             super().start_io(call)
             self._loaded_first = {key: call.wait(key) for key in streamed}
-            call.note("io_all_done", -1)
+            call.note(TraceEventName.IO_ALL_DONE.value, -1)  # a value: the runner inlines its own enum
 
         def take(self, call, key: int):
             if key in self._loaded_first:
-                call.note("compute_start", key)
+                call.note(TraceEventName.COMPUTE_START.value, key)
                 out = self.decode_chunk(key, self._loaded_first.pop(key))
-                call.note("decode_end", key)
+                call.note(TraceEventName.DECODE_END.value, key)
                 return out
             return super().take(call, key)
 

@@ -36,8 +36,9 @@ from functools import cached_property
 import networkx as nx
 
 from sticc.base.schema import PARTS, STRICT, Bits, Count, Part, with_config
+from sticc.model.sharding import piece_shape
 from sticc.model.store import Store
-from sticc.runtime.core import READ_ALIGN_BYTES, align_up, pinned_nbytes
+from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
 
 
@@ -104,19 +105,57 @@ def slot_groups(shards_per_layer: int, shards_per_chunk: int) -> list[tuple[int,
 
 
 @dataclass(frozen=True)
-class PartCosts:
-    """What one piece of `part` costs at each bitwidth, and one chunk by its number of kept shards."""
+class PieceLayout:
+    """One stored piece of a part, the same for every shard of every layer (`store_shape` checks)."""
+
+    weights: int  # weight count
+    bias_len: int
+    stored_nbytes: Mapping[int, int]  # by bits: as stored
+    slot_nbytes: Mapping[int, int]  # by bits: as held (ring or pinned) and read: whole read units
+
+
+@dataclass(frozen=True)
+class PieceSizes:
+    """The bytes of a part's pieces and chunks, device-independent: on every chunk node."""
 
     part: Part
     weights: int  # weight count of one piece
     stored_nbytes: Mapping[int, int]  # by bits: the piece as stored
     slot_nbytes: Mapping[int, int]  # by bits: the piece as held (ring or pinned) and read: whole read units
+    decoded_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk: the chunk dequantized (read units)
+
+
+@dataclass(frozen=True)
+class PartCosts:
+    """What one piece of `part` costs at each bitwidth on a device, and one chunk by its number of
+    kept shards (the sizes are the chunk node's `PieceSizes`, read through)."""
+
+    sizes: PieceSizes
     read_s: Mapping[int, float]  # by bits: one streamed piece's read (IO lane)
     check_s: Mapping[int, float]  # by bits: its checksum, after the read (IO lane)
     decode_call_s: Mapping[int, float]  # by bits: fixed cost of dequantizing one run (compute lane)
     decode_piece_s: Mapping[int, float]  # by bits: per piece in a run (compute lane)
-    decoded_nbytes: tuple[int, ...]  # by kept shards in a chunk, 0..shards_per_chunk: the chunk dequantized (read units)
     compute_s: tuple[float, ...]  # by kept shards in a chunk, 0..shards_per_chunk: its kernel
+
+    @property
+    def part(self) -> Part:
+        return self.sizes.part
+
+    @property
+    def weights(self) -> int:
+        return self.sizes.weights
+
+    @property
+    def stored_nbytes(self) -> Mapping[int, int]:
+        return self.sizes.stored_nbytes
+
+    @property
+    def slot_nbytes(self) -> Mapping[int, int]:
+        return self.sizes.slot_nbytes
+
+    @property
+    def decoded_nbytes(self) -> tuple[int, ...]:
+        return self.sizes.decoded_nbytes
 
 
 @dataclass(frozen=True)
@@ -162,6 +201,7 @@ class ChunkNode:
     layer: int
     part: Part
     indices: tuple[int, ...]  # the shard indices whose kept pieces this chunk holds
+    sizes: PieceSizes
     costs: PartCosts | None = None  # None in a graph without costs
 
     kind = NodeKind.CHUNK
@@ -439,8 +479,13 @@ class ShardGraph:
         if len(costed) > 1:
             raise GraphError("costs must be on every chunk and the lanes, or on none")
         for chunk in self.chunks:
-            if chunk.costs is not None and (set(chunk.costs.read_s) != set(info.bits) or chunk.costs.part is not chunk.part):
-                raise GraphError(f"chunk {chunk.key} carries costs of another part or other bitwidths")
+            if chunk.sizes.part is not chunk.part or len(chunk.sizes.decoded_nbytes) != info.shards_per_chunk + 1:
+                raise GraphError(f"chunk {chunk.key} carries sizes of another part or chunk size")
+            if chunk.costs is not None and (
+                set(chunk.costs.read_s) != set(info.bits) or chunk.costs.sizes != chunk.sizes
+                or len(chunk.costs.compute_s) != info.shards_per_chunk + 1
+            ):
+                raise GraphError(f"chunk {chunk.key} carries costs of other sizes, bitwidths or chunk size")
         for kv in self.records(NodeKind.KV_CACHE):
             for successor in g.successors(kv.key):
                 record = self.record(successor)
@@ -480,14 +525,39 @@ class GraphShape:
     vocab: int
     kv_nbytes_per_token: int  # decoders: one layer's keys and values per position (fp32)
     header_nbytes: tuple[int, ...]  # the global header, then one per layer, as stored
+    pieces: Mapping[Part, PieceLayout]
 
 
 def store_shape(store: Store) -> GraphShape:
+    """The shape of `store`; every stored piece of a part must have its part's layout."""
     spec = store.spec
+    pieces = {}
+    for part in PARTS:
+        shape = piece_shape(spec, store.shards_per_layer, part)
+        layouts = {bits: store.version(0, 0, part, bits).layout for bits in store.bits}
+        for layer, index, bits in itertools.product(range(spec.layers), range(store.shards_per_layer), store.bits):
+            if store.version(layer, index, part, bits).layout != layouts[bits]:
+                raise GraphError(f"piece ({layer}, {index}, {part}) at {bits} bits is laid out unlike its part's others")
+        pieces[part] = PieceLayout(
+            shape.rows * shape.cols, shape.bias_len, {b: layout.nbytes for b, layout in layouts.items()},
+            {b: layout.slot_nbytes for b, layout in layouts.items()},
+        )
     return GraphShape(
         spec.name, store.store_id, spec.layers, store.shards_per_layer, tuple(sorted(store.bits)), spec.hidden, spec.vocab,
-        2 * spec.kv_heads * spec.head_dim * 4, tuple(e.nbytes for e in (store.global_header, *store.layer_headers)),
+        2 * spec.kv_heads * spec.head_dim * 4, tuple(e.nbytes for e in (store.global_header, *store.layer_headers)), pieces,
     )
+
+
+def piece_sizes(shape: GraphShape, shards_per_chunk: int) -> dict[Part, PieceSizes]:
+    """Every part's `PieceSizes` with chunks of up to `shards_per_chunk` shards."""
+    out = {}
+    for part, piece in shape.pieces.items():
+        decoded = [0] + [
+            align_up(decoded_chunk_nbytes(n, piece.weights, piece.bias_len), READ_ALIGN_BYTES)
+            for n in range(1, shards_per_chunk + 1)
+        ]
+        out[part] = PieceSizes(part, piece.weights, piece.stored_nbytes, piece.slot_nbytes, tuple(decoded))
+    return out
 
 
 def build_graph(
@@ -501,6 +571,7 @@ def build_graph(
         tuple(sorted(shape.bits)), context, costs.percentile, costs.lanes,
     )
     graph = ShardGraph(info)
+    sizes = piece_sizes(shape, shards_per_chunk)
     rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab)
     previous = graph.add(EmbedNode(align_up(rows, READ_ALIGN_BYTES), rows, costs.embed_s))
     graph.add(HeaderNode(-1, shape.header_nbytes[0]))
@@ -511,7 +582,7 @@ def build_graph(
         kv = graph.add(KVCacheNode(layer, shape.kv_nbytes_per_token, seq_len + context)) if decoder else None
         for part in PARTS:
             for group in slot_groups(shape.shards_per_layer, shards_per_chunk):
-                chunk = ChunkNode(layer, part, group, None if costs.parts is None else costs.parts[part])
+                chunk = ChunkNode(layer, part, group, sizes[part], None if costs.parts is None else costs.parts[part])
                 sources = [previous, *(shards[(layer, i)] for i in group)]
                 if kv is not None and part is Part.ATTN:
                     sources.append(kv)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sticc.base.schema import PARTS
+from sticc.base.schema import PARTS, Part
 from sticc.ir.graph import (
-    GraphInfo,
+    GraphShape,
     Lanes,
     NodeCosts,
     PartCosts,
@@ -23,13 +23,13 @@ from sticc.ir.graph import (
     ShardChoice,
     ShardGraph,
     build_graph,
+    piece_sizes,
     store_shape,
 )
-from sticc.model.sharding import default_shards_per_chunk, piece_shape
+from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
-from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,6 @@ class Problem:
     memory_bytes: int | None
 
     # the graph's facts planners use most, read off `graph.info`
-    @property
-    def info(self) -> GraphInfo:
-        return self.graph.info
-
     @property
     def bits(self) -> tuple[int, ...]:
         return self.graph.info.bits
@@ -85,27 +81,16 @@ class Problem:
         return sum(self.graph.loss(position)[c.bits] for position, c in choices.items())
 
 
-def part_costs(store: Store, device: DeviceProfile, seq_len: int, shards_per_chunk: int, factor: float = 1.0) -> dict:
-    """{part: PartCosts} of `store`'s pieces on `device` at `seq_len`, durations times `factor`."""
-    spec = store.spec
+def _part_costs(shape: GraphShape, device: DeviceProfile, seq_len: int, shards_per_chunk: int, factor: float) -> dict[Part, PartCosts]:
+    """{part: PartCosts} of pieces of `shape` on `device` at `seq_len`, durations times `factor`."""
     out = {}
-    for part in PARTS:
-        shape = piece_shape(spec, store.shards_per_layer, part)
-        weights = shape.rows * shape.cols
-        layouts = {bits: store.version(0, 0, part, bits).layout for bits in store.bits}
-        decoded = [0] + [
-            align_up(decoded_chunk_nbytes(n, weights, shape.bias_len), READ_ALIGN_BYTES) for n in range(1, shards_per_chunk + 1)
-        ]
+    for part, sizes in piece_sizes(shape, shards_per_chunk).items():
         out[part] = PartCosts(
-            part=part,
-            weights=weights,
-            stored_nbytes={bits: layout.nbytes for bits, layout in layouts.items()},
-            slot_nbytes={bits: layout.slot_nbytes for bits, layout in layouts.items()},
-            read_s={bits: factor * device.read_s(layout.slot_nbytes) for bits, layout in layouts.items()},
-            check_s={bits: factor * device.check_s(layout.nbytes) for bits, layout in layouts.items()},
-            decode_call_s={bits: factor * device.decode_call_s(bits) for bits in store.bits},
-            decode_piece_s={bits: factor * weights * device.decode_weight_s(bits) for bits in store.bits},
-            decoded_nbytes=tuple(decoded),
+            sizes=sizes,
+            read_s={bits: factor * device.read_s(n) for bits, n in sizes.slot_nbytes.items()},
+            check_s={bits: factor * device.check_s(n) for bits, n in sizes.stored_nbytes.items()},
+            decode_call_s={bits: factor * device.decode_call_s(bits) for bits in shape.bits},
+            decode_piece_s={bits: factor * sizes.weights * device.decode_weight_s(bits) for bits in shape.bits},
             compute_s=tuple(factor * device.chunk_s(part, n, seq_len) for n in range(shards_per_chunk + 1)),
         )
     return out
@@ -127,8 +112,9 @@ def lower(
     importance.check_store(store)
     spc = shards_per_chunk or default_shards_per_chunk(store.shards_per_layer)
     factor = 1.0 if percentile is None else device.quantile_factor(percentile)
+    shape = store_shape(store)
     costs = NodeCosts(
-        parts=part_costs(store, device, seq_len, spc, factor),
+        parts=_part_costs(shape, device, seq_len, spc, factor),
         join_s={part: factor * device.join_s(part, seq_len) for part in PARTS},
         embed_s=factor * device.embed_time_s(seq_len),
         loss={position: dict(losses) for position, losses in importance.loss.items()},
@@ -139,4 +125,4 @@ def lower(
         ),
         percentile=percentile,
     )
-    return Problem(build_graph(store_shape(store), spc, seq_len, Phase.ENCODE, costs=costs), latency_s, memory_bytes)
+    return Problem(build_graph(shape, spc, seq_len, Phase.ENCODE, costs=costs), latency_s, memory_bytes)

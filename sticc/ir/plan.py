@@ -8,7 +8,6 @@ the weight-pool budget the runner enforces, and what it predicts. Plans come fro
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -19,7 +18,6 @@ from pydantic import Field
 
 from sticc.base.errors import UserError
 from sticc.base.schema import (
-    PARTS,
     STRICT,
     Bits,
     CapRate,
@@ -38,12 +36,12 @@ from sticc.base.schema import (
     read_file,
     with_config,
 )
-from sticc.ir.graph import Block, Phase, ShardChoice, build_graph, by_position, store_shape
+from sticc.ir.graph import Block, Phase, ShardChoice, ShardGraph, build_graph, by_position, store_shape
+from sticc.ir.memory import MemoryModel, held_nbytes, plan_memory
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
 from sticc.profile.importance import AdditivityRecord
-from sticc.runtime.core import READ_ALIGN_BYTES, ChunkLoad, Member, PoolLayout, align_up, decoded_nbytes, pinned_nbytes
-from sticc.runtime.encoder import embed_rows_nbytes
+from sticc.runtime.core import ChunkLoad, Member
 
 PLAN_FORMAT_VERSION = 2  # 2: the two-lane engine (pool memory, planned percentile, no io_threads)
 DEFAULT_SEQ_LEN = 128
@@ -81,57 +79,6 @@ class Predicted:
     fidelity_loss: Finite | None  # needs an importance profile
     planned_latency_s: Elapsed | None = None  # the latency at `planned_percentile`: what the target bounds
     planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
-
-
-def admit_nbytes(budget_bytes: int, fixed_bytes: int, slack_bytes: int) -> int:
-    """Ring bytes the IO lane may hold at once within `budget_bytes`, beside `fixed_bytes` (pinned,
-    scratch and the ring's slack): whole read units (every chunk is, so rounding down admits exactly
-    the same chunks); 0 when nothing streams (no slack: no ring)."""
-    if not slack_bytes:
-        return 0
-    return max(0, budget_bytes - fixed_bytes) // READ_ALIGN_BYTES * READ_ALIGN_BYTES
-
-
-@dataclass(frozen=True)
-class MemoryModel:
-    """The weight bytes a plan's runner holds (`sticc.runtime.core.WeightPool`): one pool made at
-    construction, [ring | scratch | pinned], sized from these figures and the budget."""
-
-    pinned_bytes: int  # headers, preloaded pieces as stored, chunks pinned in place (decoded)
-    scratch_bytes: int  # the largest chunk dequantized, or one call's embedding rows at seq_len
-    chunk_bytes: tuple[int, ...]  # ring bytes of every chunk that streams (stored, slot-rounded), in load order
-
-    @property
-    def slack_bytes(self) -> int:
-        """Ring bytes beyond admission: the largest chunk, so every admitted chunk finds a
-        contiguous place even where it wraps around the ring's end."""
-        return max(self.chunk_bytes, default=0)
-
-    @property
-    def fixed_bytes(self) -> int:
-        return self.pinned_bytes + self.scratch_bytes + self.slack_bytes
-
-    @property
-    def minimum_budget_bytes(self) -> int:
-        """Enough to admit the largest chunk alone: correct, but IO and compute then take turns."""
-        return self.fixed_bytes + max(self.chunk_bytes, default=0)
-
-    @property
-    def default_budget_bytes(self) -> int:
-        """Enough to admit any two consecutive chunks: one computed while the next is loaded."""
-        pairs = [a + b for a, b in itertools.pairwise(self.chunk_bytes)] or list(self.chunk_bytes)
-        return self.fixed_bytes + max(pairs, default=0)
-
-    @property
-    def all_chunks_bytes(self) -> int:
-        return self.fixed_bytes + sum(self.chunk_bytes)
-
-    def admit_bytes(self, budget_bytes: int) -> int:
-        return admit_nbytes(budget_bytes, self.fixed_bytes, self.slack_bytes)
-
-    def pool_layout(self, budget_bytes: int) -> PoolLayout:
-        admit = self.admit_bytes(budget_bytes)
-        return PoolLayout(admit + self.slack_bytes, admit, self.scratch_bytes, self.pinned_bytes)
 
 
 @with_config(STRICT)
@@ -327,19 +274,16 @@ class PlanFile:
     importance: ImportanceRecord | None = None
 
 
-def header_extents(store: Store) -> tuple:
-    """The global and per-layer headers, in the order a runner pins them."""
-    return (store.global_header, *store.layer_headers)
+def plan_graph(store: Store, shards_per_chunk: int, seq_len: int) -> ShardGraph:
+    """The shard graph (no costs) a plan of `store` is scheduled on."""
+    return build_graph(store_shape(store), shards_per_chunk, seq_len, Phase.ENCODE)
 
 
-def block_loads(
-    store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int,
-) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
-    """Every layer block of the shard graph's schedule (`ShardGraph.schedule`) with its chunks as
-    the runner's LOADS table has them (keys in load order)."""
-    graph = build_graph(store_shape(store), shards_per_chunk, seq_len, Phase.ENCODE)
+def block_loads(store: Store, blocks: tuple[Block, ...]) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
+    """Every layer block of a schedule (`ShardGraph.schedule`) with its chunks as the runner's LOADS
+    table has them: the stored versions' extents and checksums, keys in load order."""
     out, key = [], 0
-    for block in graph.schedule(by_position(shards)):
+    for block in blocks:
         loads = []
         for chunk in block.chunks:
             members = []
@@ -352,11 +296,10 @@ def block_loads(
     return tuple(out)
 
 
-def scratch_nbytes(spec, seq_len: int, loads: tuple[ChunkLoad, ...]) -> int:
-    """The scratch: the largest chunk dequantized, or one call's embedding rows at `seq_len`."""
-    need = [embed_rows_nbytes(spec.hidden, seq_len, spec.vocab)]
-    need += [decoded_nbytes(load.members) for load in loads if not load.pinned_in_place]
-    return align_up(max(need), READ_ALIGN_BYTES)
+def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int) -> MemoryModel:
+    """The pool figures of a plan's shards (`sticc.ir.memory.plan_memory` on its schedule)."""
+    graph = plan_graph(store, shards_per_chunk, seq_len)
+    return plan_memory(graph, graph.schedule(by_position(shards)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,18 +328,6 @@ def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardCho
     return tuple(sorted(seen.values()))
 
 
-def memory_model(
-    store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk: int, seq_len: int,
-    blocks: tuple[tuple[Block, tuple[ChunkLoad, ...]], ...] | None = None,
-) -> MemoryModel:
-    """The plan's pool figures; `blocks`: its `block_loads`, when the caller has them already."""
-    blocks = block_loads(store, shards, shards_per_chunk, seq_len) if blocks is None else blocks
-    loads = tuple(load for _, chunk_loads in blocks for load in chunk_loads)
-    pinned = pinned_nbytes(loads, tuple(e.nbytes for e in header_extents(store)))
-    ring = tuple(load.ring_nbytes for load in loads if load.ring_nbytes)
-    return MemoryModel(pinned, scratch_nbytes(store.spec, seq_len, loads), ring)
-
-
 def make_plan(
     store: Store,
     shards: tuple[ShardChoice, ...],
@@ -409,7 +340,7 @@ def make_plan(
     """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
 
     `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer;
-    `shards_per_chunk` defaults to a quarter of a layer's shards (see DEFAULT_CHUNK_FRACTION).
+    `shards_per_chunk` defaults to a quarter of a layer's shards (`sticc.model.sharding.default_shards_per_chunk`).
     """
     shards = validate_choices(store, list(shards))
     seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
@@ -419,8 +350,9 @@ def make_plan(
         shards_per_chunk = default_shards_per_chunk(store.shards_per_layer)
     if not 1 <= shards_per_chunk <= store.shards_per_layer:
         raise UserError(f"--shards-per-chunk {shards_per_chunk} must lie in [1, {store.shards_per_layer}]")
-    blocks = block_loads(store, shards, shards_per_chunk, seq_len)
-    memory = memory_model(store, shards, shards_per_chunk, seq_len, blocks)
+    graph = plan_graph(store, shards_per_chunk, seq_len)
+    blocks = graph.schedule(by_position(shards))
+    memory = plan_memory(graph, blocks)
     if memory_bytes is None:
         budget = memory.default_budget_bytes
     elif memory_bytes < memory.minimum_budget_bytes:
@@ -431,24 +363,15 @@ def make_plan(
         )
     else:
         budget = memory_bytes
-    preload = sum(
-        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes for c in shards if c.preload for part in PARTS
-    )
-    streamed = sum(
-        store.version(c.layer, c.index, part, c.bits).layout.slot_nbytes
-        for c in shards if c.bits and not c.preload for part in PARTS
-    )
     predicted = Predicted(
         latency_s=None,
         peak_weight_bytes=memory.pool_layout(budget).nbytes,
-        preload_bytes=preload,
-        io_bytes=streamed + embed_rows_nbytes(store.spec.hidden, seq_len, store.spec.vocab),
+        preload_bytes=held_nbytes(graph, blocks, preloaded=True),
+        io_bytes=held_nbytes(graph, blocks, preloaded=False) + graph.embed.io_nbytes,
         fidelity_loss=None,
     )
     targets = Targets(latency_s, memory_bytes, seq_len)
-    order = tuple(
-        (block.layer, member.index, block.part) for block, _ in blocks for chunk in block.chunks for member in chunk.members
-    )
+    order = tuple((block.layer, member.index, block.part) for block in blocks for chunk in block.chunks for member in chunk.members)
     return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, order, predicted)
 
 

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 from sticc.ir.graph import ChunkNode, JoinNode, Phase, Position, ShardChoice
 from sticc.ir.lower import Problem
-from sticc.ir.plan import Event, EventKind, Lane, admit_nbytes
+from sticc.ir.memory import ChunkBytes, admit_nbytes, chunk_bytes, pool_figures
+from sticc.ir.plan import Event, EventKind, Lane
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,10 @@ class ChunkWork:
 def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -> ChunkWork:
     costs, lanes = problem.graph.costs(chunk), problem.lanes
     n = len(members)
-    if all(m.preload and m.bits == 32 for m in members):
-        decoded = costs.decoded_nbytes[n]
-        return ChunkWork(chunk, tuple(members), True, 0, decoded, 0, 0, 0.0, 0.0, 0.0, lanes.chunk_overhead_s + costs.compute_s[n])
+    held = chunk_bytes(chunk.sizes, members)
+    if held.pinned_in_place:
+        return ChunkWork(chunk, tuple(members), True, 0, held.pinned_nbytes, 0, 0, 0.0, 0.0, 0.0, lanes.chunk_overhead_s + costs.compute_s[n])
     streamed = [m for m in members if not m.preload]
-    pinned = sum(costs.slot_nbytes[m.bits] for m in members if m.preload)
-    ring = sum(costs.slot_nbytes[m.bits] for m in streamed)
     io_cpu = (lanes.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
     check = sum(costs.check_s[m.bits] for m in streamed)
     # one dequantization call per run of one bitwidth and home (streamed or preloaded)
@@ -79,7 +78,7 @@ def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -
     decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
     interference = lanes.interference * (io_cpu + check)
     return ChunkWork(
-        chunk, tuple(members), False, ring, pinned, costs.decoded_nbytes[n], ring, io_cpu, check, decode,
+        chunk, tuple(members), False, held.ring_nbytes, held.pinned_nbytes, held.scratch_nbytes, held.ring_nbytes, io_cpu, check, decode,
         lanes.chunk_overhead_s + decode + costs.compute_s[n] + interference, tuple(sorted(by_bits.items())),
     )
 
@@ -105,10 +104,12 @@ class Simulation:
 
 
 def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int, int]:
-    """(pinned, scratch, slack) bytes of a plan's chunks."""
-    pinned = problem.graph.header_nbytes + sum(w.pinned_nbytes for w in work)
-    scratch = max([problem.graph.embed.scratch_nbytes, *(w.scratch_nbytes for w in work)])
-    return pinned, scratch, max((w.ring_nbytes for w in work), default=0)
+    """(pinned, scratch, slack) bytes of a plan's chunks (`sticc.ir.memory.pool_figures`)."""
+    memory = pool_figures(
+        problem.graph.header_nbytes, problem.graph.embed.scratch_nbytes,
+        (ChunkBytes(w.pinned_in_place, w.ring_nbytes, w.pinned_nbytes, w.scratch_nbytes) for w in work),
+    )
+    return memory.pinned_bytes, memory.scratch_bytes, memory.slack_bytes
 
 
 def simulate(problem: Problem, choices: dict[Position, ShardChoice], budget_bytes: int) -> Simulation:
