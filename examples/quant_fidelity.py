@@ -17,12 +17,12 @@ import torch
 import transformers
 from tokenizers import Tokenizer
 
-from sticc.model.activation_stats import CALIBRATION_SENTENCES, piece_stats
+from sticc.model.activation_stats import piece_stats
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.default_model import minilm_dir
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
 from sticc.model.sharding import layer_pieces
-from sticc.model.texts import EVAL_SENTENCES
+from sticc.model.texts import CALIBRATION_SENTENCES, EVAL_SENTENCES
 from sticc.runtime.decode import decode_piece
 
 # name -> (method, inputs): inputs "none" (weights only), "importance" (diagonal), "calibration" (GPTQ)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sticc.base.errors import InfeasibleError
-from sticc.ir.graph import ShardChoice, member_order
+from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.memory import admit_nbytes
 from sticc.ir.plan import SolverInfo
@@ -113,7 +113,7 @@ def check_reachable(problem: Problem) -> None:
 
 class Checker:
     """`is_feasible(problem, evaluate(problem, choices))`, answered faster and identically: chunk
-    costs are cached by (slot, members) (`sticc.ir.simulate.chunk_work` computes them, so every float
+    costs are cached by (chunk, members) (`sticc.ir.simulate.chunk_work` computes them, so every float
     is the simulator's), and the simulator's event loop runs without recording events and stops
     once it passes the target (`sticc.ir.simulate.latency_of`). The tests
     check it against the simulator on random plans."""
@@ -123,18 +123,18 @@ class Checker:
         self.cache: dict[tuple[int, tuple[tuple[int, bool], ...]], ChunkWork] = {}
 
     def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
-        """(slot number, work) of every non-empty chunk, in load order (`sticc.ir.simulate.plan_work`)."""
+        """(chunk number, work) of every non-empty chunk, in load order (`sticc.ir.simulate.plan_work`)."""
         out = []
-        for c, slot in enumerate(self.problem.graph.chunks):
-            members = [choices[(slot.layer, i)] for i in slot.indices]
-            kept = sorted((m.bits, m.preload) for m in members if m.bits)
-            if not kept:
+        graph = self.problem.graph
+        for c, chunk in enumerate(graph.chunks):
+            members = graph.chunk_members(chunk, choices)
+            if not members:
                 continue
-            # a slot's work depends on its members' (bits, preload) only
-            key = (c, tuple(kept))
+            # a chunk's work depends on its members' (bits, preload) only
+            key = (c, tuple((m.bits, m.preload) for m in members))
             w = self.cache.get(key)
             if w is None:
-                w = chunk_work(self.problem, slot, member_order([m for m in members if m.bits]))
+                w = chunk_work(self.problem, chunk, members)
                 self.cache[key] = w
             out.append((c, w))
         return out

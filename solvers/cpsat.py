@@ -553,9 +553,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _block_ends(problem: Problem, c: int) -> bool:
-    """Whether slot c is the last of its block (its join follows)."""
-    slots = problem.graph.chunks
-    return c + 1 == len(slots) or (slots[c + 1].layer, slots[c + 1].part) != (slots[c].layer, slots[c].part)
+    """Whether chunk c is the last of its block (its join follows)."""
+    return problem.graph.chunks[c].key in problem.graph.last_chunks
 
 
 def _evaluate(expr, values: dict[int, int]) -> int:

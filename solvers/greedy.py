@@ -20,22 +20,22 @@ from __future__ import annotations
 import time
 
 from solvers.base import Checker, Choices, Solution, check_reachable, evaluate, is_feasible, solution
-from sticc.base.schema import PARTS
-from sticc.ir.graph import ShardChoice
+from sticc.ir.graph import JoinNode, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.plan import SolverInfo
 
 
-def _compute_only_s(problem: Problem, kept: int) -> float:
-    """Latency with IO free: embedding, every chunk of `kept` shards per layer, every join."""
-    total = problem.graph.embed.duration_s
-    spc = problem.shards_per_chunk
-    for part in PARTS:
-        costs = problem.graph.part_costs[part]
-        full, rest = divmod(kept, spc)
-        join_s = problem.graph.join(0, part).duration_s  # a part's joins cost the same in every layer
-        per_layer = full * costs.compute_s[spc] + (costs.compute_s[rest] if rest else 0.0) + join_s
-        total += problem.layers * per_layer
+def _compute_only_s(problem: Problem, choices: Choices) -> float:
+    """The latency of `choices` with IO and dequantization free: the embedding, every non-empty
+    chunk's kernel and every join, in the graph's steps (a lower bound of the simulated latency)."""
+    graph = problem.graph
+    total = graph.embed.duration_s
+    for step in graph.steps:
+        if isinstance(step, JoinNode):
+            total += step.duration_s
+        else:
+            kept = sum(1 for i in step.indices if choices[(step.layer, i)].bits)
+            total += graph.costs(step).compute_s[kept] if kept else 0.0
     return total
 
 
@@ -100,7 +100,7 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
     checker = Checker(problem) if fast else None
     kept = problem.shards_per_layer
     if problem.latency_s is not None:
-        while kept > 0 and _compute_only_s(problem, kept) > problem.latency_s:
+        while kept > 0 and _compute_only_s(problem, _submodel(problem, kept, max(problem.bits))) > problem.latency_s:
             kept -= 1
     choices = None
     while choices is None and kept > 0:

@@ -1,7 +1,7 @@
 """sticc: compile transformer inference into a runner that streams quantized shards.
 
 Data flow (docs/architecture.md), one stage package each, imports only downward:
-HF checkpoint -> `sticc.model.store.write_store` (sharded, quantized with `sticc.model.activation_stats`)
+HF checkpoint -> `sticc.model.store.write_store` (sharded; quantized by `sticc.model.quant`)
 -> profiles: `sticc.profile.measure_device` and `sticc.bench.lane_fit` (device.json),
 `sticc.profile.measure_importance` (importance.json)
 -> `sticc.ir.lower` (the shard graph with costs) -> `solvers` -> `sticc.ir.plan.Plan`, planned by

@@ -66,6 +66,7 @@ def test_decoder_graphs_have_kv_caches_read_by_attention_and_an_lm_head(small_st
         assert kv.tokens == seq_len + context and kv.nbytes_per_token == 2 * spec.kv_heads * spec.head_dim * 4
         readers = [graph.record(k) for k in graph.nx.successors(kv.key)]
         assert readers and all(r.part is Part.ATTN and r.layer == kv.layer for r in readers)
+    assert graph.kv_cache_nbytes == spec.layers * (seq_len + context) * 2 * spec.kv_heads * spec.head_dim * 4
     assert [r.kind for r in graph.compute_chain[-2:]] == [NodeKind.LM_HEAD, NodeKind.OUTPUT]
     assert graph.embed.io_nbytes == 4 * spec.hidden * 2 * seq_len  # distinct word and position rows
     with pytest.raises(NotImplementedError, match="decoder engine"):
@@ -91,6 +92,10 @@ def _broken(graph, edit) -> None:
         (lambda g: g.nx.remove_edge(g.chunks[0].key, g.chunks[1].key), "not chained"),
         (lambda g: setattr(g, "info", dataclasses.replace(g.info, shards_per_chunk=1)), "must hold the chunks"),
         (lambda g: setattr(g, "info", dataclasses.replace(g.info, phase=Phase.DECODE)), "needs KV caches and an LM head"),
+        (lambda g: g.nx.remove_edge(("header", 1), ("join", 1, "ffn")), "must feed its layer's joins"),
+        (lambda g: g.nx.add_edge(("header", -1), g.chunks[0].key), "must feed the embedding"),
+        (lambda g: g.nx.add_edge(("shard", 0, 0), ("join", 0, "attn")), "must feed one chunk per part"),
+        (lambda g: g.nx.nodes[("join", 0, "attn")].update(record=JoinNode(0, Part.ATTN, 1e-3)), "costs must be on every"),
         (lambda g: g.nx.nodes[("shard", 0, 0)].update(record=ShardNode(0, 0, {0: 1.0, 4: 0.5})), "has losses for bits"),
     ],
 )
@@ -125,6 +130,9 @@ def test_lowering_puts_the_profiles_on_the_nodes(small_store):
         bare.costs(bare.chunks[0])
     with pytest.raises(GraphError, match="no losses"):
         bare.loss((0, 0))
+    decode = _graph(small_store, Phase.DECODE, seq_len=1, context=8)
+    with pytest.raises(GraphError, match="one token"):
+        _broken(decode, lambda g: setattr(g, "info", dataclasses.replace(g.info, seq_len=2)))
 
 
 def test_a_plans_load_order_is_the_graphs_schedule(small_store):

@@ -10,11 +10,10 @@ import re
 import pytest
 from planning_helpers import synthetic_device, synthetic_importance
 
-from solvers.base import dropped_all, evaluate, is_feasible
+from solvers.base import check_reachable, dropped_all, evaluate, is_feasible
 from solvers.exhaustive import exhaustive_solve
 from solvers.greedy import greedy_solve
 from sticc.base.errors import InfeasibleError, UserError
-from sticc.compile.planner import check_reachable
 from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
 from sticc.ir.plan import SolverInfo, make_plan, memory_model

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from solvers.base import Solution, budget_bytes, check_reachable
+from solvers.base import Solution, budget_bytes
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
 from sticc.base.schema import parse_json
@@ -37,8 +37,6 @@ from sticc.ir.simulate import Simulation, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import AdditivityRecord, ImportanceProfile
-
-__all__ = ["SOLVERS", "check_reachable", "plan_for_targets", "predict_given_plan"]
 
 SOLVERS = ("cpsat", "greedy")
 PLANNED_PERCENTILE = 90

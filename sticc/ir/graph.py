@@ -2,9 +2,11 @@
 
 `build_graph` lowers a store's structure for one phase and sequence length; `sticc.ir.lower`
 builds the same graph with the device's costs and the shards' losses on its nodes. The solvers
-(CP-SAT, greedy, exhaustive), the simulator, the reports and codegen read this graph and nothing
-else: there is no side table. A plan is a `ShardChoice` per SHARD node; `ShardGraph.schedule`
-applies it, giving the blocks, chunks and members in the order the runner loads and computes them.
+(CP-SAT, greedy, exhaustive), the simulator, the pool's memory model (`sticc.ir.memory`) and
+codegen read this graph for structure, sizes and costs, and nothing else; the reports render what
+the simulator computed on it (plan.json). A plan is a `ShardChoice` per SHARD node;
+`ShardGraph.schedule` applies it, giving the blocks, chunks and members in the order the runner
+loads and computes them.
 
 Nodes (networkx, keyed by tuples; attribute "record" holds the node's typed record):
   EMBED     ("embed",)                 EmbedNode: token, position and type embeddings (cold row reads)
@@ -18,11 +20,12 @@ Nodes (networkx, keyed by tuples; attribute "record" holds the node's typed reco
   LM_HEAD   ("lm_head",)               LMHeadNode: decoders: the vocabulary projection
   OUTPUT    ("output",)                the last hidden state (or logits)
 Edges are data dependencies: every shard feeds one chunk per part of its layer; the compute
-nodes (embed, chunks, joins, lm_head, output) form one chain in compute order; headers feed their
-layer's joins; a KV cache feeds its layer's attention chunks.
+nodes (embed, chunks, joins, lm_head, output) form one chain in compute order; the global header
+feeds the embedding, a layer's header its joins; a KV cache feeds its layer's attention chunks.
 
-Costs are uniform over the shards of a part (every piece of a part has the same shape), so a
-layer block's chunks share one `PartCosts` record. Times are in seconds, sizes in bytes.
+Every piece of a part has the same layout (`store_shape` checks), so the chunks of a part share
+one `PieceSizes` record (always there) and one `PartCosts` record (the device's times; lowering
+adds it). Times are in seconds, sizes in bytes.
 """
 
 from __future__ import annotations
@@ -374,6 +377,16 @@ class ShardGraph:
         return self.record(("join", layer, Part(part).value))
 
     @property
+    def kv_cache_nbytes(self) -> int:
+        """Decoders: the KV caches' bytes at this call's positions (budgeted apart from the weights)."""
+        return sum(kv.nbytes_per_token * kv.tokens for kv in self.records(NodeKind.KV_CACHE))
+
+    @cached_property
+    def last_chunks(self) -> frozenset[tuple]:
+        """Keys of the chunks a join follows in compute order: each block's last chunk."""
+        return frozenset(a.key for a, b in itertools.pairwise(self.steps) if isinstance(a, ChunkNode) and isinstance(b, JoinNode))
+
+    @property
     def embed(self) -> EmbedNode:
         return self.record(("embed",))
 
@@ -469,15 +482,25 @@ class ShardGraph:
             shard = ("shard", layer, index)
             if shard not in g:
                 raise GraphError(f"shard {(layer, index)} is missing")
-            fed = sorted((self.record(k).part, self.record(k).layer) for k in g.successors(shard))
-            if fed != [(part, layer) for part in sorted(PARTS)]:
+            fed = [self.record(k) for k in g.successors(shard)]
+            if sorted((r.kind, getattr(r, "layer", None), getattr(r, "part", "")) for r in fed) != [
+                (NodeKind.CHUNK, layer, part) for part in sorted(PARTS)
+            ]:
                 raise GraphError(f"shard {(layer, index)} must feed one chunk per part of its layer")
             loss = self.shard((layer, index)).loss
             if loss is not None and set(loss) != {0, *info.bits}:
                 raise GraphError(f"shard {(layer, index)} has losses for bits {sorted(loss)}, not {[0, *info.bits]}")
-        costed = {chunk.costs is not None for chunk in self.chunks} | {info.lanes is not None}
+        for header in self.records(NodeKind.HEADER):
+            fed = set(g.successors(header.key))
+            wanted = {self.embed.key} if header.layer < 0 else {self.join(header.layer, part).key for part in PARTS}
+            if fed != wanted:
+                raise GraphError(f"header {header.key} must feed {'the embedding' if header.layer < 0 else 'its layer' + chr(39) + 's joins'}")
+        if info.phase is Phase.DECODE and info.seq_len != 1:
+            raise GraphError(f"a decode graph runs one token, not {info.seq_len}")
+        durations = [r.duration_s for r in self.records(NodeKind.JOIN) + self.records(NodeKind.LM_HEAD) + [self.embed]]
+        costed = {chunk.costs is not None for chunk in self.chunks} | {info.lanes is not None} | {d is not None for d in durations}
         if len(costed) > 1:
-            raise GraphError("costs must be on every chunk and the lanes, or on none")
+            raise GraphError("costs must be on every chunk, join, the embedding, the LM head and the lanes, or on none")
         for chunk in self.chunks:
             if chunk.sizes.part is not chunk.part or len(chunk.sizes.decoded_nbytes) != info.shards_per_chunk + 1:
                 raise GraphError(f"chunk {chunk.key} carries sizes of another part or chunk size")
@@ -574,7 +597,7 @@ def build_graph(
     sizes = piece_sizes(shape, shards_per_chunk)
     rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab)
     previous = graph.add(EmbedNode(align_up(rows, READ_ALIGN_BYTES), rows, costs.embed_s))
-    graph.add(HeaderNode(-1, shape.header_nbytes[0]))
+    graph.nx.add_edge(graph.add(HeaderNode(-1, shape.header_nbytes[0])).key, previous.key)  # the embedding's LayerNorm
     headers = [graph.add(HeaderNode(layer, nbytes)) for layer, nbytes in enumerate(shape.header_nbytes[1:])]
     shards = {p: graph.add(ShardNode(*p, None if costs.loss is None else costs.loss[p])) for p in graph.positions}
     decoder = phase is not Phase.ENCODE

@@ -34,11 +34,23 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 from sticc.ir.graph import ChunkNode, JoinNode, Phase, Position, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.memory import ChunkBytes, admit_nbytes, chunk_bytes, pool_figures
 from sticc.ir.plan import Event, EventKind, Lane
+
+
+class _Tick(Enum):
+    """What an event of the simulation's queue is."""
+
+    EMBED_DONE = "embed_done"
+    IO_DONE = "io_done"  # the IO lane finished a chunk
+    READY = "ready"  # a loaded chunk reached the compute lane
+    COMPUTE_DONE = "compute_done"
+    JOIN_DONE = "join_done"
+    RING_FREE = "ring_free"  # a computed chunk's ring space is free again
 
 
 @dataclass(frozen=True)
@@ -161,10 +173,10 @@ def _run(
 
     if record:
         events.append(Event(Lane.COMPUTE, EventKind.EMBED, "embedding", 0.0, embed_end))
-    heap: list[tuple[float, int, str, int]] = []
+    heap: list[tuple[float, int, _Tick, int]] = []
     counter = 0
 
-    def push(time_s: float, kind: str, item: int = -1) -> None:
+    def push(time_s: float, kind: _Tick, item: int = -1) -> None:
         nonlocal counter
         heapq.heappush(heap, (time_s, counter, kind, item))
         counter += 1
@@ -197,7 +209,7 @@ def _run(
         end = reads_done + w.check_s
         if record:
             events.append(Event(Lane.IO, EventKind.LOAD, _label(w), now, end))
-        push(end, "io_done", item)
+        push(end, _Tick.IO_DONE, item)
 
     def advance_compute(now: float) -> None:
         nonlocal comp_next, comp_waiting_since
@@ -208,7 +220,7 @@ def _run(
             end = now + item.duration_s
             if record:
                 events.append(Event(Lane.COMPUTE, EventKind.JOIN, f"layer {item.layer} {item.part} join", now, end))
-            push(end, "join_done")
+            push(end, _Tick.JOIN_DONE)
             return
         if item not in ready:
             comp_waiting_since = now if comp_waiting_since is None else comp_waiting_since
@@ -219,13 +231,13 @@ def _run(
         end = now + work[item].compute_s
         if record:
             events.append(Event(Lane.COMPUTE, EventKind.COMPUTE, _label(work[item]), now, end))
-        push(end, "compute_done", item)
+        push(end, _Tick.COMPUTE_DONE, item)
 
-    push(embed_end, "embed_done")
+    push(embed_end, _Tick.EMBED_DONE)
     latency = embed_end
     while heap:
         now, _, kind, item = heapq.heappop(heap)
-        if kind == "ring_free":  # bookkeeping of the IO lane, not part of the call's latency
+        if kind is _Tick.RING_FREE:  # bookkeeping of the IO lane, not part of the call's latency
             live -= work[item].ring_nbytes
             if io_blocked:
                 try_io(now)
@@ -233,24 +245,24 @@ def _run(
         latency = max(latency, now)
         if latency > limit_s:
             return latency, read_so_far
-        if kind == "io_done":
+        if kind is _Tick.IO_DONE:
             io_next += 1
             io_idle_since = now
             try_io(now)
-            push(now + lanes.handover_s, "ready", item)
-        elif kind == "ready":
+            push(now + lanes.handover_s, _Tick.READY, item)
+        elif kind is _Tick.READY:
             ready[item] = now
             if comp_waiting_since is not None:
                 advance_compute(now)
-        elif kind == "compute_done":
+        elif kind is _Tick.COMPUTE_DONE:
             comp_next += 1
             if work[item].ring_nbytes:
-                push(now + lanes.handover_s, "ring_free", item)
+                push(now + lanes.handover_s, _Tick.RING_FREE, item)
             advance_compute(now)
-        elif kind == "embed_done":
+        elif kind is _Tick.EMBED_DONE:
             try_io(now)  # the IO lane starts when the embedding ends
             advance_compute(now)
-        elif kind == "join_done":
+        elif kind is _Tick.JOIN_DONE:
             comp_next += 1
             advance_compute(now)
     assert comp_next == len(steps), "simulation ended with compute steps left (a plan the ring cannot hold)"

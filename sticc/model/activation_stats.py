@@ -1,4 +1,5 @@
-"""Calibration: activation statistics of a plain-torch forward pass, turned into per-piece importance.
+"""Activation statistics for the quantizer: a plain-torch forward pass over calibration texts, turned
+into per-piece weights and second moments.
 
 The quantizer minimizes, per group, a weighted squared error sum_i h_i (w_i - w^_i)^2. For a linear
 map y = x W^T the output error of row i is sum_j x_j dW_ij, whose expected square, ignoring the
@@ -13,8 +14,8 @@ second moment of the input channel it multiplies. Each piece therefore gets
 second-moment matrices E[x x^T] of each piece's two inputs (and the mean of the first), which lets
 `sticc.model.quant.encode_piece` run GPTQ error feedback, the correlations included, and bias correction.
 
-The statistics come from a forward pass over `CALIBRATION_SENTENCES` (disjoint from the sentences
-`examples/quant_fidelity.py` evaluates on), run here in plain torch from the checkpoint tensors
+The statistics come from a forward pass over `sticc.model.texts.CALIBRATION_SENTENCES` (disjoint
+from the sentences fidelity is evaluated on), run here in plain torch from the checkpoint tensors
 (post-LayerNorm BERT / RoBERTa / DistilBERT encoders, the families `sticc.model.families` knows).
 Pad tokens are excluded. Without a tokenizer.json the pass runs on random token ids (fixed seed).
 Everything is deterministic for a given checkpoint.
@@ -31,42 +32,9 @@ import torch.nn.functional as F
 from sticc.base.schema import Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sharding import check_shards_per_layer, piece_shape
+from sticc.model.texts import CALIBRATION_SENTENCES
 from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
 
-CALIBRATION_SENTENCES = (
-    "The city council approved a new budget that expands public transport and cuts parking fees downtown.",
-    "After three days of hiking through the rain, we finally reached the hut at the top of the valley.",
-    "Researchers found that mice given the compound lived longer and showed fewer signs of inflammation.",
-    "To install the package, run the installer as an administrator and restart your computer afterwards.",
-    "What is the difference between a virus and a bacterium, and why do antibiotics only work on one?",
-    "The orchestra opened the season with Mahler's second symphony, conducted by a guest from Vienna.",
-    "Shares of the chipmaker fell sharply after it warned that supply shortages would hurt sales.",
-    "My sister adopted a grey kitten from the shelter, and it already sleeps on her keyboard.",
-    "The ancient Romans built aqueducts that carried fresh water across valleys for dozens of miles.",
-    "Can you recommend a good book about the history of mathematics for a high school student?",
-    "Please send the signed contract back by Friday so that we can schedule the delivery.",
-    "A sudden storm knocked out power to thousands of homes along the northern coast last night.",
-    "The function returns null when the key is missing, so always check the result before using it.",
-    "Olive oil, garlic, and a little lemon juice make a simple dressing for almost any salad.",
-    "He trained for two years before running his first marathon in just under four hours.",
-    "The judge ruled that the evidence had been obtained illegally and dismissed the case.",
-    "Glaciers in the Alps have lost more than half of their volume since the early twentieth century.",
-    "I'm not sure whether the meeting is on Tuesday or Wednesday; could you check the calendar?",
-    "The startup raised forty million dollars to build batteries for electric trucks.",
-    "Children learn languages faster when they hear them spoken at home from an early age.",
-    "Our hotel room had a balcony overlooking the harbor, where fishing boats came in at dawn.",
-    "The spacecraft will use the gravity of Venus to slingshot toward the outer solar system.",
-    "Why does my laptop fan get so loud whenever I open more than a few browser tabs?",
-    "Volunteers planted two thousand trees along the river to prevent erosion and flooding.",
-    "The painting was stolen in 1990 and has never been recovered, despite a large reward.",
-    "Regular exercise lowers blood pressure and improves sleep, according to the new study.",
-    "The recipe calls for butter, but you can substitute coconut oil to make it vegan.",
-    "Customers complained that the update removed features they relied on every day.",
-    "The detective noticed a muddy footprint beside the window that nobody else had seen.",
-    "Inflation slowed for the fourth month in a row, giving the central bank room to pause.",
-    "A good password is long, unique to each site, and stored in a password manager.",
-    "The tournament final went to penalties after both teams failed to score in extra time.",
-)
 FALLBACK_SEED = 0
 FALLBACK_LENGTH = 32  # tokens per sequence when there is no tokenizer.json
 _MATRIX_ROLES = tuple(f"{m}.{k}" for m in ("q", "k", "v", "o", "up", "down") for k in ("weight", "bias"))

@@ -48,11 +48,12 @@ from sticc.base.schema import (
     read_bytes,
     with_config,
 )
-from sticc.model.activation_stats import CALIBRATION_SENTENCES, piece_stats
+from sticc.model.activation_stats import piece_stats
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
 from sticc.model.sharding import check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
 from sticc.model.spec import ModelSpec
+from sticc.model.texts import CALIBRATION_SENTENCES
 from sticc.runtime.core import (
     READ_ALIGN_BYTES,
     STORE_FORMAT_VERSION,

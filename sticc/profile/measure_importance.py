@@ -44,6 +44,7 @@ from sticc.base.errors import UserError
 from sticc.base.progress import Progress
 from sticc.base.schema import PARTS, Part, read_bytes
 from sticc.model.store import Store
+from sticc.model.texts import IMPORTANCE_SENTENCES
 from sticc.profile.importance import ImportanceProfile
 from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
 from sticc.runtime.decode import decode_piece
@@ -71,47 +72,6 @@ FALLBACK_SEED = 0
 FALLBACK_SEQUENCES = 32
 FALLBACK_MAX_TOKENS = 32
 
-# Held out from quantization: none of these is in sticc.model.activation_stats.CALIBRATION_SENTENCES (which the
-# quantizer fits to) nor in examples/quant_fidelity.py's evaluation sentences. Lengths vary on purpose.
-HELD_OUT_SENTENCES = (
-    "Thanks!",
-    "Where is the nearest pharmacy?",
-    "Turn off the oven.",
-    "Why do cats purr?",
-    "The referee blew the whistle.",
-    "I love this song.",
-    "The bridge will be closed for repairs until the end of March.",
-    "She forgot her umbrella at the café and had to walk home in the pouring rain.",
-    "Quantum computers exploit superposition and entanglement to solve certain problems much faster "
-    "than classical machines, although building reliable qubits remains extremely difficult.",
-    "The farmers' market on Saturday morning sells fresh bread, local honey, cheese from nearby farms, "
-    "and flowers cut the same day.",
-    "After the merger, the two companies kept separate brands but combined their logistics networks to save costs.",
-    "In 1969, two astronauts walked on the Moon while a third orbited above them in the command module.",
-    "The error message says the file is locked by another process.",
-    "Our neighbours are repainting their fence a bright shade of yellow.",
-    "Good morning, everyone, and welcome to the annual general meeting of the rowing club.",
-    "A balanced diet includes vegetables, whole grains, lean protein, and plenty of water.",
-    "Could you explain how compound interest works with a simple example?",
-    "Lightning struck the old oak tree, splitting its trunk down the middle.",
-    "The library extended its opening hours during the exam period so students could study late into the evening.",
-    "He whispered the password and the heavy door creaked open.",
-    "Sea levels are rising faster than predicted, threatening low-lying islands and coastal cities around the world.",
-    "The spreadsheet crashed when I tried to sort a column with more than a million rows.",
-    "Bees tell each other where the flowers are through a special dance.",
-    "The new law requires restaurants to display calorie counts next to every item on their menus, "
-    "starting next January.",
-    "My grandfather repaired watches in a tiny workshop behind the train station for almost fifty years.",
-    "Which programming language should a beginner learn first?",
-    "The hurricane weakened to a tropical storm before making landfall.",
-    "Delivery was fast, but the box arrived damaged and one of the glasses was broken.",
-    "Philosophers have long debated whether free will is compatible with a universe governed by physical laws.",
-    "The violinist tuned her instrument while the audience slowly found their seats.",
-    "Store the vaccine between two and eight degrees Celsius and protect it from light.",
-    "Once upon a time, in a kingdom by the sea, there lived a fisherman who could talk to the fish, and "
-    "every evening he asked them about the storms that were coming, the ships that had sunk, and the "
-    "treasures hidden beneath the waves.",
-)
 
 
 def _no_progress(items: Iterator, total: int, what: str) -> Iterator:
@@ -166,7 +126,7 @@ def _position_limit(store: Store) -> int:
 
 
 def calibration_inputs(store: Store, texts: list[str] | None = None, source: str | None = None) -> CalibrationInputs:
-    """Tokenize `texts` (default: HELD_OUT_SENTENCES) with the store's tokenizer.json, truncated to
+    """Tokenize `texts` (default: IMPORTANCE_SENTENCES) with the store's tokenizer.json, truncated to
     the model's positions, batched by length. A store without a tokenizer gets random token
     sequences (fixed seed) and refuses explicit texts."""
     spec = store.spec
@@ -178,7 +138,7 @@ def calibration_inputs(store: Store, texts: list[str] | None = None, source: str
 
         if texts is not None and not texts:
             raise UserError("no calibration texts given")
-        chosen = list(HELD_OUT_SENTENCES if texts is None else texts)
+        chosen = list(IMPORTANCE_SENTENCES if texts is None else texts)
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         tokenizer.enable_truncation(max_length=limit)
         tokenizer.no_padding()
@@ -545,7 +505,7 @@ def measure_importance(
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
     source: str | None = None,
 ) -> ImportanceProfile:
-    """Measure the importance profile of `store` on `texts` (default: HELD_OUT_SENTENCES).
+    """Measure the importance profile of `store` on `texts` (default: IMPORTANCE_SENTENCES).
 
     `progress(iterable, total, what)` wraps the stream of results (see `sticc.base.progress.progress_bar`);
     `workers` processes share the work (default: min(2, cores)); `additivity_plans` random whole
