@@ -26,12 +26,12 @@ from pathlib import Path
 from solvers.base import Choices, dropped_all, evaluate
 from solvers.cpsat import cpsat_solve
 from sticc.base.errors import UserError
-from sticc.base.schema import PARTS
-from sticc.ir.graph import GraphShape, Lanes, NodeCosts, PartCosts, ShardChoice, build_graph
-from sticc.ir.lower import Problem
+from sticc.base.schema import Part
+from sticc.ir.graph import GraphShape, PieceLayout, ShardChoice
+from sticc.ir.lower import Problem, lower_shape
 from sticc.model.store import DEFAULT_BITS, DEFAULT_GROUP_SIZE
 from sticc.profile.device import Decode, DeviceProfile, PartCompute
-from sticc.runtime.core import READ_ALIGN_BYTES, align_up, blob_layout, decoded_chunk_nbytes
+from sticc.runtime.core import blob_layout
 
 # A phone-class device, by hand (not measured): UFS-like cold reads, ~100 GFLOP/s of compute.
 PHONE = DeviceProfile(
@@ -74,23 +74,12 @@ def synthetic_problem(
 ) -> Problem:
     """A BERT-shaped planning instance from shapes: one head group per shard, as `sticc.ir.lower` costs it."""
     width, units = hidden // shards, ffn // shards
-    shapes = {"attn": (4 * width, hidden, 3 * width), "ffn": (2 * units, hidden, units)}  # rows, cols, bias
-    parts = {}
-    for part in PARTS:
-        rows, cols, bias = shapes[part]
+    shapes = {Part.ATTN: (4 * width, hidden, 3 * width), Part.FFN: (2 * units, hidden, units)}  # rows, cols, bias
+    pieces = {}
+    for part, (rows, cols, bias) in shapes.items():
         layouts = {b: blob_layout(rows, cols, b, DEFAULT_GROUP_SIZE, bias) for b in bits}
-        decoded = [0] + [align_up(decoded_chunk_nbytes(n, rows * cols, bias), READ_ALIGN_BYTES) for n in range(1, shards_per_chunk + 1)]
-        parts[part] = PartCosts(
-            part=part,
-            weights=rows * cols,
-            stored_nbytes={b: layout.nbytes for b, layout in layouts.items()},
-            slot_nbytes={b: layout.slot_nbytes for b, layout in layouts.items()},
-            read_s={b: device.read_s(layout.slot_nbytes) for b, layout in layouts.items()},
-            check_s={b: device.check_s(layout.nbytes) for b, layout in layouts.items()},
-            decode_call_s={b: device.decode[b].call_s for b in bits},
-            decode_piece_s={b: rows * cols / device.decode[b].weights_per_s for b in bits},
-            decoded_nbytes=tuple(decoded),
-            compute_s=tuple(device.chunk_s(part, n, seq_len) for n in range(shards_per_chunk + 1)),
+        pieces[part] = PieceLayout(
+            rows * cols, bias, {b: layout.nbytes for b, layout in layouts.items()}, {b: layout.slot_nbytes for b, layout in layouts.items()},
         )
     rng = random.Random(seed)
     loss = {}
@@ -101,14 +90,10 @@ def synthetic_problem(
     # embedding LayerNorm + 2 token types; 6 vectors per layer (as stored)
     shape = GraphShape(
         f"synthetic {layers}x{shards} h{hidden} f{ffn}", "synthetic", layers, shards, tuple(sorted(bits)), hidden, vocab,
-        2 * hidden * 4, (4 * 2 * hidden * 2, *([4 * 6 * hidden] * layers)),
+        2 * hidden * 4, (4 * 2 * hidden * 2, *([4 * 6 * hidden] * layers)), pieces,
     )
-    lanes = Lanes(device.io_chunk_overhead_s, device.handover_s, device.interference, device.compute_chunk_s, cap_Bps)
-    costs = NodeCosts(
-        parts=parts, join_s={part: device.join_s(part, seq_len) for part in PARTS}, embed_s=device.embed_time_s(seq_len),
-        loss=loss, lanes=lanes,
-    )
-    return Problem(build_graph(shape, shards_per_chunk, seq_len, costs=costs), latency_s, memory_bytes)
+    device = replace(device, emulated_bandwidth_Bps=cap_Bps)
+    return lower_shape(shape, device, loss, seq_len, latency_s, memory_bytes, shards_per_chunk)
 
 
 def uniform_choices(problem: Problem, bits: int) -> Choices:

@@ -21,7 +21,7 @@ from sticc.ir.graph import (
     by_position,
     store_shape,
 )
-from sticc.ir.lower import lower
+from sticc.ir.lower import lower, lower_shape
 from sticc.ir.plan import SolverInfo, make_plan
 from sticc.ir.simulate import simulate
 from sticc.model.sharding import piece_shape
@@ -150,3 +150,14 @@ def test_a_plans_load_order_is_the_graphs_schedule(small_store):
             assert isinstance(chunk.node, ChunkNode) and chunk.node.layer == block.layer and chunk.node.part is block.part
             assert [(m.bits, m.preload, m.index) for m in chunk.members] == sorted((m.bits, m.preload, m.index) for m in chunk.members)
             assert all(m.bits and m.index in chunk.node.indices for m in chunk.members)
+
+
+def test_a_hand_made_shape_lowers_like_a_store(small_store):
+    """`lower_shape` takes a model given by hand (examples/bench_solver.py does): the same graph as
+    the store's, given the store's shape."""
+    device, importance = synthetic_device(small_store), synthetic_importance(small_store)
+    from_store = lower(small_store, device, importance, 16, None, None, shards_per_chunk=2)
+    by_hand = lower_shape(store_shape(small_store), device, importance.loss, 16, None, None, 2)
+    assert by_hand.graph.nx.nodes.keys() == from_store.graph.nx.nodes.keys()
+    assert [c.costs for c in by_hand.graph.chunks] == [c.costs for c in from_store.graph.chunks]
+    assert by_hand.graph.info == from_store.graph.info

@@ -111,13 +111,27 @@ def lower(
     device.check_store(store)
     importance.check_store(store)
     spc = shards_per_chunk or default_shards_per_chunk(store.shards_per_layer)
+    return lower_shape(store_shape(store), device, importance.loss, seq_len, latency_s, memory_bytes, spc, percentile)
+
+
+def lower_shape(
+    shape: GraphShape,
+    device: DeviceProfile,
+    loss: Mapping[Position, Mapping[int, float]],
+    seq_len: int,
+    latency_s: float | None,
+    memory_bytes: int | None,
+    shards_per_chunk: int,
+    percentile: int | None = None,
+) -> Problem:
+    """`lower` of a model given by its shape and its shards' losses (a benchmark's hand-made
+    instance, `examples/bench_solver.py`); `lower` checks a store and its profiles, then calls this."""
     factor = 1.0 if percentile is None else device.quantile_factor(percentile)
-    shape = store_shape(store)
     costs = NodeCosts(
-        parts=_part_costs(shape, device, seq_len, spc, factor),
+        parts=_part_costs(shape, device, seq_len, shards_per_chunk, factor),
         join_s={part: factor * device.join_s(part, seq_len) for part in PARTS},
         embed_s=factor * device.embed_time_s(seq_len),
-        loss={position: dict(losses) for position, losses in importance.loss.items()},
+        loss={position: dict(losses) for position, losses in loss.items()},
         lanes=Lanes(
             io_chunk_overhead_s=factor * device.io_chunk_s, handover_s=factor * device.handover_s,
             interference=device.interference, chunk_overhead_s=factor * device.compute_chunk_s,
@@ -125,4 +139,4 @@ def lower(
         ),
         percentile=percentile,
     )
-    return Problem(build_graph(shape, spc, seq_len, Phase.ENCODE, costs=costs), latency_s, memory_bytes)
+    return Problem(build_graph(shape, shards_per_chunk, seq_len, Phase.ENCODE, costs=costs), latency_s, memory_bytes)
