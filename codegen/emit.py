@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import ModuleType
 
@@ -53,14 +54,28 @@ class ChunkLine:
     members: tuple[MemberLine, ...]
 
 
+class Kernel(Enum):
+    """The runtime kernel a schedule block calls on each of its chunks (the template renders each
+    one's call)."""
+
+    ATTENTION = "attention_chunk"
+    FFN = "ffn_chunk"
+
+
+# the kernel of each part's blocks
+KERNELS: dict[Part, Kernel] = {Part.ATTN: Kernel.ATTENTION, Part.FFN: Kernel.FFN}
+
+
 @dataclass(frozen=True)
 class BlockLines:
-    """One schedule block: the compute node, its loads' keys, and its describing comment."""
+    """One schedule block: the compute node, its loads' keys, the kernel its chunks run, and its
+    describing comment."""
 
     node: str
     layer: int
     part: str
     keys: tuple[int, ...]
+    kernel: Kernel
     comment: str
 
 
@@ -126,7 +141,10 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
             members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
             loads.append(ChunkLine(load.key, block.part.value, members))
         keys = tuple(load.key for load in chunk_loads)
-        blocks.append(BlockLines(repr(block.join.key), block.layer, block.part.value, keys, _describe(block, store.shards_per_layer)))
+        blocks.append(BlockLines(
+            repr(block.join.key), block.layer, block.part.value, keys, KERNELS[block.part],
+            _describe(block, store.shards_per_layer),
+        ))
     plan_json = plan.to_json()
     spec = store.spec
     memory = plan_memory(graph, schedule)
@@ -134,7 +152,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     runtime_body = _runtime_body()
     text = _environment().get_template("runner.py.j2").render(
         spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"],
-        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks,
+        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks, Kernel=Kernel,
         runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
         preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
         bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,

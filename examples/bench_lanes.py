@@ -36,15 +36,16 @@ from sticc.bench.suite import timing_ids
 from sticc.ir.plan import memory_model, read_plan
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
-from sticc.runtime.core import TraceEvent
+from sticc.runtime.core import TraceEvent, TraceEventName
 
 
 def lanes(trace: list[TraceEvent]) -> dict[str, float]:
     events = trace_by_event(trace)
-    io = sum(events["io_end"][k] - t for k, t in events.get("io_start", {}).items())
-    embed_end = events["embed_end"][-1]
-    compute_start = events.get("io_all_done", {}).get(-1, embed_end)
-    starts, ends, io_end = events.get("compute_start", {}), events.get("compute_end", {}), events.get("io_end", {})
+    io_end = events.get(TraceEventName.IO_END, {})
+    io = sum(io_end[k] - t for k, t in events.get(TraceEventName.IO_START, {}).items())
+    embed_end = events[TraceEventName.EMBED_END][-1]
+    compute_start = events.get(TraceEventName.IO_ALL_DONE, {}).get(-1, embed_end)
+    starts, ends = events.get(TraceEventName.COMPUTE_START, {}), events.get(TraceEventName.COMPUTE_END, {})
     compute = (max(ends.values()) - compute_start) if ends else 0.0
     # less the time the compute lane waited for the IO lane (a chunk not yet handed over)
     previous = compute_start
@@ -52,7 +53,7 @@ def lanes(trace: list[TraceEvent]) -> dict[str, float]:
         if io_end.get(key, 0.0) > previous:
             compute -= starts[key] - previous
         previous = ends.get(key, starts[key])
-    return {"io": io, "compute": compute, "embed": embed_end - events["call_start"][-1]}
+    return {"io": io, "compute": compute, "embed": embed_end - events[TraceEventName.CALL_START][-1]}
 
 
 def main() -> None:

@@ -150,11 +150,17 @@ def trace_from_json(trace: list) -> list[TraceEvent]:
     return [TraceEvent(TraceEventName(event).value, int(key), float(time_s)) for event, key, time_s in trace]
 
 
-def trace_by_event(trace: list[TraceEvent]) -> dict[str, dict[int, float]]:
-    """A trace as {event name: {chunk key (-1: the call's own): perf_counter seconds}}."""
-    events: dict[str, dict[int, float]] = {}
+Events = dict[TraceEventName, dict[int, float]]  # a trace by event, see `trace_by_event`
+
+
+def trace_by_event(trace: list[TraceEvent]) -> Events:
+    """A trace as {event name: {chunk key (-1: the call's own): perf_counter seconds}}.
+
+    `TraceEvent.event` holds the name's value (every runner inlines its own copy of the enum), so
+    the names are looked up by value."""
+    events: Events = {}
     for e in trace:
-        events.setdefault(e.event, {})[e.key] = e.time_s
+        events.setdefault(TraceEventName(e.event), {})[e.key] = e.time_s
     return events
 
 
@@ -204,15 +210,18 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
         work = plan_work(problem, choices)
         for trace, latency_s in zip(observation.traces, observation.latencies_s, strict=True):
             events = trace_by_event(trace)
+            io_start, io_end = events.get(TraceEventName.IO_START, {}), events.get(TraceEventName.IO_END, {})
+            starts, decoded = events.get(TraceEventName.COMPUTE_START, {}), events.get(TraceEventName.DECODE_END, {})
+            ends = events.get(TraceEventName.COMPUTE_END, {})
             # io traced, io model, decode traced, kernel traced, kernel model, io work, then decode model by bits
             row = [0.0] * (6 + len(decode_bits))
             for key, w in enumerate(work):
-                if key in events.get("io_start", {}):
-                    row[0] += events["io_end"][key] - events["io_start"][key]
+                if key in io_start:
+                    row[0] += io_end[key] - io_start[key]
                     row[1] += w.io_cpu_s + w.check_s
-                if key in events.get("decode_end", {}):
-                    row[2] += events["decode_end"][key] - events["compute_start"][key]
-                    row[3] += events["compute_end"][key] - events["decode_end"][key]
+                if key in decoded:
+                    row[2] += decoded[key] - starts[key]
+                    row[3] += ends[key] - decoded[key]
                     row[4] += w.compute_s - w.decode_s
                     row[5] += w.io_cpu_s + w.check_s
                     for b, seconds in w.decode_by_bits:
@@ -221,7 +230,8 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
             overheads, joins = _gaps(events, work)
             chunk_gaps += overheads
             join_gaps += [(gap, problem.graph.join(0, part).duration_s) for gap, part in joins]
-            embeds.append((events["embed_end"][-1] - events["call_start"][-1]) / problem.graph.embed.duration_s)
+            embed_s = events[TraceEventName.EMBED_END][-1] - events[TraceEventName.CALL_START][-1]
+            embeds.append(embed_s / problem.graph.embed.duration_s)
             handovers += _handovers(events)
             calls.append((observation, latency_s, simulated.latency_s))
     table = np.array(rows)
@@ -282,10 +292,11 @@ def _bits_class(bits: int, decode_bits: list[int]) -> int:
     return bits if bits in decode_bits else 0
 
 
-def _gaps(events: dict[str, dict[int, float]], work: list) -> tuple[list[float], list[tuple[float, str]]]:
+def _gaps(events: Events, work: list) -> tuple[list[float], list[tuple[float, str]]]:
     """The compute lane's time between two chunks where the second was already handed over: within
     a block (the steps around a chunk), and across blocks ((gap, the part whose join it holds))."""
-    starts, ends, io_end = events.get("compute_start", {}), events.get("compute_end", {}), events.get("io_end", {})
+    starts, ends = events.get(TraceEventName.COMPUTE_START, {}), events.get(TraceEventName.COMPUTE_END, {})
+    io_end = events.get(TraceEventName.IO_END, {})
     within, across = [], []
     keys = sorted(starts)
     for a, b in itertools.pairwise(keys):
@@ -305,10 +316,11 @@ def _next_block(layer: int, part: str) -> tuple[int, str]:
     return (layer, PARTS[index + 1]) if index + 1 < len(PARTS) else (layer + 1, PARTS[0])
 
 
-def _handovers(events: dict[str, dict[int, float]]) -> list[float]:
-    """Seconds from a chunk's io_end to its compute_start, for chunks the compute lane waited for
+def _handovers(events: Events) -> list[float]:
+    """Seconds from a chunk's IO_END to its COMPUTE_START, for chunks the compute lane waited for
     (it finished the previous chunk before this one was handed over)."""
-    io_end, starts, ends = events.get("io_end", {}), events.get("compute_start", {}), events.get("compute_end", {})
+    io_end = events.get(TraceEventName.IO_END, {})
+    starts, ends = events.get(TraceEventName.COMPUTE_START, {}), events.get(TraceEventName.COMPUTE_END, {})
     out = []
     for key, t in starts.items():
         previous = ends.get(key - 1)
@@ -320,7 +332,7 @@ def _handovers(events: dict[str, dict[int, float]]) -> list[float]:
 # ----------------------------------------------------------------------------------------------
 
 
-def measure_device(
+def profile_device(
     store: Store,
     seq_len: int = 128,
     io_bandwidth_Bps: float | None = None,
@@ -349,6 +361,6 @@ def cached_device(
             return profile, path, True
         except UserError:
             pass  # stale or corrupt: measure again
-    profile = measure_device(store, seq_len, io_bandwidth_Bps, progress)
+    profile = profile_device(store, seq_len, io_bandwidth_Bps, progress)
     profile.write(path)
     return profile, path, False

@@ -277,14 +277,14 @@ def profile_device(
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash, e.g. 200MB/s: recorded, and enforced by runners")] = None,
 ) -> None:
     """Measure this machine: cold reads, dequantization, compute per chunk, embedding."""
-    from sticc.bench.lane_fit import measure_device
+    from sticc.bench import lane_fit
     from sticc.model.store import Store
 
     cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
     store = Store.open(store_dir)
     if not 1 <= seq_len <= store.spec.max_positions:
         raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
-    profile = measure_device(store, seq_len, cap, progress_bar)
+    profile = lane_fit.profile_device(store, seq_len, cap, progress_bar)
     profile.write(out)
     fit = profile.fit_error
     print(f"wrote {out}: reads {profile.read_bandwidth_Bps / 1e6:.0f} MB/s + {profile.request_latency_s * 1e6:.0f} us/request"

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 from xml.sax.saxutils import escape
 
 from rich.console import Console
@@ -27,7 +29,7 @@ from rich.text import Text
 from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_files_atomic
 from sticc.base.schema import read_file
-from sticc.ir.plan import Event, PlanFile
+from sticc.ir.plan import Event, EventKind, Lane, PlanFile
 
 REPORT_MD = "report.md"
 TIMELINE_SVG = "timeline.svg"
@@ -41,7 +43,7 @@ NO_TIMELINE = "no device profile: no timeline"
 _REQUIRED_KEYS = (
     "format_version", "store_id", "model", "solver", "memory_budget_bytes", "shards_per_chunk", "predicted", "plan_hash",
 )
-_LANES = ("io", "compute")
+_LANES = (Lane.IO, Lane.COMPUTE)
 
 
 def read_plan_json(path: str | Path) -> dict:
@@ -195,17 +197,39 @@ def mean_kept_bits(bits: list[int | None] | tuple[int | None, ...]) -> float | N
     return sum(kept) / len(kept) if kept else None
 
 
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _member(enum: type[_E], value: str) -> _E | str:
+    """`value` as the member of `enum` it names, or unchanged where it names none: a plan.json
+    dict that did not come through `read_plan_json` may carry a kind this report does not know,
+    which it still draws (in grey)."""
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+def _timeline_event(event: dict) -> Event:
+    """One event of plan.json's timeline as an `Event`, its lane and kind as `Lane` and `EventKind`
+    members (unknown ones stay strings, see `_member`)."""
+    return Event(
+        _member(Lane, event["lane"]),
+        _member(EventKind, event["kind"]),
+        str(event.get("label", "")),
+        float(event["start_s"]),
+        float(event["end_s"]),
+    )
+
+
 def timeline_summary(plan: dict) -> TimelineSummary | None:
     """The plan's timeline with its totals, or None without a device profile."""
     timeline = plan.get("timeline")
     if not timeline:
         return None
-    events = tuple(
-        Event(e["lane"], e["kind"], str(e.get("label", "")), float(e["start_s"]), float(e["end_s"]))
-        for e in timeline.get("events", [])
-    )
+    events = tuple(_timeline_event(e) for e in timeline.get("events", []))
 
-    def total(lane: str, kinds: tuple[str, ...]) -> float:
+    def total(lane: Lane, kinds: tuple[EventKind, ...]) -> float:
         return sum(e.end_s - e.start_s for e in events if e.lane == lane and e.kind in kinds)
 
     stall = timeline.get("compute_stall_s")
@@ -213,10 +237,10 @@ def timeline_summary(plan: dict) -> TimelineSummary | None:
     return TimelineSummary(
         events=events,
         end_s=max((e.end_s for e in events), default=0.0),
-        compute_stall_s=total("compute", ("stall",)) if stall is None else float(stall),
-        ring_wait_s=total("io", ("wait",)) if wait is None else float(wait),
-        io_busy_s=total("io", ("load",)),
-        compute_busy_s=total("compute", ("embed", "compute", "join")),
+        compute_stall_s=total(Lane.COMPUTE, (EventKind.STALL,)) if stall is None else float(stall),
+        ring_wait_s=total(Lane.IO, (EventKind.WAIT,)) if wait is None else float(wait),
+        io_busy_s=total(Lane.IO, (EventKind.LOAD,)),
+        compute_busy_s=total(Lane.COMPUTE, (EventKind.EMBED, EventKind.COMPUTE, EventKind.JOIN)),
     )
 
 
@@ -419,9 +443,9 @@ def _timeline_section(plan: dict) -> Section:
     if summary is None:
         return Section("Timeline", NO_TIMELINE + ".", ("", "value"), ())
     latency = plan["predicted"].get("latency_s") or summary.end_s
-    loads = sum(1 for e in summary.events if e.kind == "load")
-    stalls = sum(1 for e in summary.events if e.kind == "stall")
-    waits = sum(1 for e in summary.events if e.kind == "wait")
+    loads = sum(1 for e in summary.events if e.kind == EventKind.LOAD)
+    stalls = sum(1 for e in summary.events if e.kind == EventKind.STALL)
+    waits = sum(1 for e in summary.events if e.kind == EventKind.WAIT)
     rows = (
         ("compute stall (compute waits for IO)", f"{_ms(summary.compute_stall_s)} ({_percent(summary.compute_stall_s, latency) or '0%'} of latency, {_count(stalls, 'stall')})"),
         ("ring wait (IO waits for memory)", f"{_ms(summary.ring_wait_s)} ({_count(waits, 'wait')})"),
@@ -436,20 +460,21 @@ def _timeline_section(plan: dict) -> Section:
 # The text bar of the two lanes (markdown and terminal)
 # ----------------------------------------------------------------------------------------------
 
-BAR_CHARS = {"load": "=", "compute": "#", "join": "+", "embed": "e", "stall": "!", "wait": "w"}
+BAR_CHARS = {EventKind.LOAD: "=", EventKind.COMPUTE: "#", EventKind.JOIN: "+", EventKind.EMBED: "e",
+             EventKind.STALL: "!", EventKind.WAIT: "w"}
 BAR_IDLE = "."
 _BAR_STYLES = {"=": "blue", "#": "green", "+": "magenta", "e": "yellow", "!": "bold red", "w": "bold dark_orange",
                BAR_IDLE: "dim"}
-_WARNINGS = ("stall", "wait")
+_WARNINGS = (EventKind.STALL, EventKind.WAIT)
 
 
-def lane_bars(events: tuple[Event, ...], end_s: float, width: int) -> dict[str, str]:
+def lane_bars(events: tuple[Event, ...], end_s: float, width: int) -> dict[Lane, str]:
     """{lane: a string of `width` cells}, each cell the kind filling most of its time bin (stalls
     and waits count three times, so ones filling a quarter of a cell still show), or BAR_IDLE."""
     bars = {}
     bin_s = end_s / width if end_s > 0 else 1.0
     for lane in _LANES:
-        cover: list[dict[str, float]] = [{} for _ in range(width)]
+        cover: list[dict[EventKind | str, float]] = [{} for _ in range(width)]
         for e in events:
             if e.lane != lane or e.end_s <= e.start_s:
                 continue
@@ -477,7 +502,7 @@ def timeline_bar_lines(plan: dict, width: int) -> list[str]:
     end_s = drawn_end_s(plan, summary)
     bars = lane_bars(summary.events, end_s, width)
     pad = " " * 9
-    lines = [f"{'IO':<8}|{bars['io']}|", f"{'compute':<8}|{bars['compute']}|"]
+    lines = [f"{'IO':<8}|{bars[Lane.IO]}|", f"{'compute':<8}|{bars[Lane.COMPUTE]}|"]
     left, right = "0", _ms(end_s)
     lines.append(pad + left + " " * max(1, width - len(left) - len(right) + 1) + right)
     target = plan["targets"].get("latency_s")
@@ -588,11 +613,12 @@ def _bar_text(line: str) -> Text:
 SVG_WIDTH = 1200
 _LEFT, _RIGHT = 90, 30
 _LANE_TOP, _LANE_HEIGHT, _LANE_GAP = 96, 40, 12
-_COLORS = {"embed": "#edc948", "load": "#4e79a7", "compute": "#59a14f", "join": "#b07aa1",
-           "stall": "#e15759", "wait": "#f28e2b"}
+_COLORS = {EventKind.EMBED: "#edc948", EventKind.LOAD: "#4e79a7", EventKind.COMPUTE: "#59a14f",
+           EventKind.JOIN: "#b07aa1", EventKind.STALL: "#e15759", EventKind.WAIT: "#f28e2b"}
 _OTHER_COLOR = "#9d9d9d"
-_KIND_NAMES = {"load": "load (IO)", "compute": "compute", "join": "join", "embed": "embedding",
-               "stall": "stall: compute waits for IO", "wait": "wait: IO waits for ring space"}
+_KIND_NAMES = {EventKind.LOAD: "load (IO)", EventKind.COMPUTE: "compute", EventKind.JOIN: "join",
+               EventKind.EMBED: "embedding", EventKind.STALL: "stall: compute waits for IO",
+               EventKind.WAIT: "wait: IO waits for ring space"}
 _TARGET_COLOR, _PREDICTED_COLOR = "#d62728", "#222222"
 
 
@@ -616,11 +642,11 @@ def render_svg(plan: dict) -> str:
     def x(seconds: float) -> float:
         return _LEFT + seconds * 1e3 / span_ms * plot_w
 
-    lane_y = {"io": _LANE_TOP, "compute": _LANE_TOP + _LANE_HEIGHT + _LANE_GAP}
-    lanes_bottom = lane_y["compute"] + _LANE_HEIGHT
+    lane_y = {Lane.IO: _LANE_TOP, Lane.COMPUTE: _LANE_TOP + _LANE_HEIGHT + _LANE_GAP}
+    lanes_bottom = lane_y[Lane.COMPUTE] + _LANE_HEIGHT
     body: list[str] = []
     # lanes and their names
-    for lane, name in (("io", "IO"), ("compute", "compute")):
+    for lane, name in ((Lane.IO, "IO"), (Lane.COMPUTE, "compute")):
         body.append(f'<rect class="lane" x="{_LEFT}" y="{lane_y[lane]}" width="{plot_w}" height="{_LANE_HEIGHT}" fill="#f3f3f3"/>')
         body.append(_text(_LEFT - 10, lane_y[lane] + _LANE_HEIGHT / 2 + 5, name, size=13, anchor="end", weight="bold"))
     # axis, ticks and grid
@@ -671,7 +697,8 @@ def render_svg(plan: dict) -> str:
         body.append(_text(mx + (-4 if anchor == "end" else 4), label_y, label, size=12, anchor=anchor, fill=color, weight="bold"))
     # legend
     legend_y = axis_y + 56
-    kinds = [k for k in _COLORS if k in {e.kind for e in summary.events} or k in ("load", "compute", "stall", "wait")]
+    always = (EventKind.LOAD, EventKind.COMPUTE, EventKind.STALL, EventKind.WAIT)
+    kinds = [k for k in _COLORS if k in {e.kind for e in summary.events} or k in always]
     lx = _LEFT
     for kind in kinds:
         warning = kind in _WARNINGS
