@@ -88,7 +88,6 @@ class RunnerSource:
 
 # the runtime modules a runner inlines, in dependency order (each imports only earlier ones)
 RUNTIME_MODULES = (core_module, decode_module, encoder_module)
-_SIBLING_IMPORT = re.compile(r"^from sticc\.runtime\.\w+ import \(?[\w, ]*$")
 
 
 def _runtime_body() -> str:
