@@ -32,8 +32,8 @@ def main() -> None:
     if args.out:
         profile.write(args.out)
 
-    print(f"store {store_dir} ({store.store_id[:12]}), {profile.calibration['sentences']} sentences, "
-          f"{profile.calibration['tokens']} tokens: measured in {wall_s:.1f} s\n")
+    print(f"store {store_dir} ({store.store_id[:12]}), {profile.calibration.sentences} sentences, "
+          f"{profile.calibration.tokens} tokens: measured in {wall_s:.1f} s\n")
     print("| bits | median loss | min | max |")
     print("|---|---|---|---|")
     for bits in sorted({0, *store.bits}, key=lambda b: (b == 0, b)):
@@ -47,14 +47,14 @@ def main() -> None:
         print(f"| {layer} | {statistics.median(r[0] for r in row):.3g} | "
               f"{statistics.median(r[4] for r in row) if 4 in store.bits else float('nan'):.3g} |")
     additivity = profile.additivity
-    print(f"\nadditivity over {additivity['plans']} random plans: pearson {additivity['pearson']:.4f}, "
-          f"spearman {additivity['spearman']:.4f}, measured/predicted median {additivity['median_ratio']:.3f} "
-          f"(min {additivity['min_ratio']:.3f}, max {additivity['max_ratio']:.3f})\n")
+    print(f"\nadditivity over {additivity.plans} random plans: pearson {additivity.pearson:.4f}, "
+          f"spearman {additivity.spearman:.4f}, measured/predicted median {additivity.median_ratio:.3f} "
+          f"(min {additivity.min_ratio:.3f}, max {additivity.max_ratio:.3f})\n")
     print("| drop rate | min bits | dropped | predicted | measured | ratio |")
     print("|---|---|---|---|---|---|")
-    for (predicted, measured), mix in sorted(zip(additivity["pairs"], additivity["mix"], strict=True), key=lambda x: x[0][0]):
+    for (predicted, measured), mix in sorted(zip(additivity.pairs, additivity.mix, strict=True), key=lambda x: x[0][0]):
         ratio = f"{measured / predicted:.3f}" if predicted else "-"
-        print(f"| {mix['drop_rate']} | {mix['min_bits']} | {mix['dropped']} | {predicted:.3g} | {measured:.3g} | {ratio} |")
+        print(f"| {mix.drop_rate} | {mix.min_bits} | {mix.dropped} | {predicted:.3g} | {measured:.3g} | {ratio} |")
 
 
 if __name__ == "__main__":  # required: the measurement spawns worker processes

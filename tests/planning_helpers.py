@@ -6,7 +6,7 @@ import random
 
 from sticc.model.store import Store
 from sticc.profile.device import Decode, DeviceProfile, LaneFit, PartCompute, model_shape
-from sticc.profile.importance import ImportanceProfile
+from sticc.profile.importance import CalibrationRecord, ImportanceProfile
 
 
 def synthetic_device(
@@ -47,4 +47,4 @@ def synthetic_importance(store: Store, seed: int = 0) -> ImportanceProfile:
         for index in range(store.shards_per_layer):
             weight = rng.uniform(0.2, 1.0) * 1e-2
             loss[(layer, index)] = {0: weight, **{b: (0.0 if b == 32 else weight * 0.5 ** (b * rng.uniform(0.8, 1.2))) for b in store.bits}}
-    return ImportanceProfile(store.store_id, "synthetic", {"source": "synthetic"}, loss)
+    return ImportanceProfile(store.store_id, "synthetic", CalibrationRecord(source="synthetic"), loss)

@@ -104,7 +104,7 @@ def test_reference_forward_matches_runner_and_hf(tiny_bert: Path, tiny_bert_stor
 def test_profile_covers_every_shard_and_bitwidth(tiny_bert_store: Path, profile: ImportanceProfile) -> None:
     store = Store.open(tiny_bert_store)
     profile.check_store(store)
-    assert profile.calibration["sentences"] == 32 and "random token" in profile.calibration["source"]
+    assert profile.calibration.sentences == 32 and "random token" in profile.calibration.source
     assert "32-bit" in profile.metric
     for losses in profile.loss.values():
         assert set(losses) == {0, *store.bits}
@@ -141,18 +141,18 @@ def test_plan_loss_matches_the_runner(tiny_bert_store: Path, measurer, tmp_path:
 
 def test_additivity_record(tiny_bert_store: Path, profile: ImportanceProfile) -> None:
     additivity = profile.additivity
-    assert additivity["plans"] == PLANS == len(additivity["pairs"]) == len(additivity["mix"])
-    assert -1.0 <= additivity["pearson"] <= 1.0 and -1.0 <= additivity["spearman"] <= 1.0
-    assert additivity["min_ratio"] <= additivity["median_ratio"] <= additivity["max_ratio"]
-    plans = random_plans(Store.open(tiny_bert_store), PLANS, additivity["seed"])
-    for plan, (predicted, _) in zip(plans, additivity["pairs"], strict=True):
+    assert additivity.plans == PLANS == len(additivity.pairs) == len(additivity.mix)
+    assert -1.0 <= additivity.pearson <= 1.0 and -1.0 <= additivity.spearman <= 1.0
+    assert additivity.min_ratio <= additivity.median_ratio <= additivity.max_ratio
+    plans = random_plans(Store.open(tiny_bert_store), PLANS, additivity.seed)
+    for plan, (predicted, _) in zip(plans, additivity.pairs, strict=True):
         assert predicted == pytest.approx(
             sum(profile.loss[(layer, i)][b] for layer, row in enumerate(plan.bits) for i, b in enumerate(row))
         )
     # a perfectly additive world: ratio 1, correlations 1
-    exact = additivity_summary(plans, [p for p, _ in additivity["pairs"]], profile.loss)
-    assert exact["median_ratio"] == pytest.approx(1.0) and exact["pearson"] == pytest.approx(1.0)
-    assert exact["spearman"] == pytest.approx(1.0)
+    exact = additivity_summary(plans, [p for p, _ in additivity.pairs], profile.loss)
+    assert exact.median_ratio == pytest.approx(1.0) and exact.pearson == pytest.approx(1.0)
+    assert exact.spearman == pytest.approx(1.0)
 
 
 def test_worker_count_does_not_change_the_profile(tiny_bert_store: Path, profile: ImportanceProfile) -> None:
@@ -197,13 +197,13 @@ def test_calibration_file(word_store: Path, monkeypatch: pytest.MonkeyPatch, tmp
     calib.write_text("the cat sat on the mat .\n\n  a dog ran  \nthe dog sat\n", encoding="utf-8")
     assert read_calibration_texts(calib) == ["the cat sat on the mat .", "a dog ran", "the dog sat"]
     profile, path, hit = cached_importance(store, calib, workers=1)
-    assert not hit and profile.calibration["sentences"] == 3 and profile.calibration["source"] == str(calib)
-    assert profile.calibration["tokens"] == 9 + 5 + 5
+    assert not hit and profile.calibration.sentences == 3 and profile.calibration.source == str(calib)
+    assert profile.calibration.tokens == 9 + 5 + 5
     # no 32-bit versions: 16 bits is the reference
     assert "16-bit" in profile.metric and all(losses[16] == 0.0 for losses in profile.loss.values())
     profile.check_store(store)
     built_in, built_in_path, _ = cached_importance(store, None, workers=1)
-    assert built_in_path != path and built_in.calibration["sentences"] == 32
+    assert built_in_path != path and built_in.calibration.sentences == 32
 
 
 def test_calibration_file_errors(tiny_bert_store: Path, tmp_path: Path) -> None:

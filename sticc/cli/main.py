@@ -323,9 +323,11 @@ def profile_importance(
     profile.write(out)
     additivity = profile.additivity
     line = f"wrote {out} ({'from cache ' + str(cached) if hit else 'measured'}): {profile.metric}"
-    if additivity.get("plans"):
-        line += (f"; additive model vs {additivity['plans']} random plans: pearson {additivity.get('pearson', float('nan')):.3f}, "
-                 f"median measured/predicted {additivity.get('median_ratio', float('nan')):.2f}")
+    if additivity.plans:
+        pearson = float("nan") if additivity.pearson is None else additivity.pearson
+        median = float("nan") if additivity.median_ratio is None else additivity.median_ratio
+        line += (f"; additive model vs {additivity.plans} random plans: pearson {pearson:.3f}, "
+                 f"median measured/predicted {median:.2f}")
     print(line)
 
 

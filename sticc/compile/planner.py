@@ -17,7 +17,6 @@ from dataclasses import replace
 from solvers.base import Solution, budget_bytes
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
-from sticc.base.schema import parse_json
 from sticc.ir.graph import by_position
 from sticc.ir.lower import Problem, lower
 from sticc.ir.plan import (
@@ -36,7 +35,7 @@ from sticc.ir.plan import (
 from sticc.ir.simulate import Simulation, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
-from sticc.profile.importance import AdditivityRecord, ImportanceProfile
+from sticc.profile.importance import ImportanceProfile
 
 SOLVERS = ("cpsat", "greedy")
 PLANNED_PERCENTILE = 90
@@ -115,10 +114,7 @@ def finish_plan(
             compute_threads=device.compute_threads,
             quantile_factor=device.quantile_factor(PLANNED_PERCENTILE),
         ),
-        importance=None if importance is None else ImportanceRecord(
-            importance.metric,
-            parse_json(AdditivityRecord, importance.additivity, "importance profile") if importance.additivity else AdditivityRecord(),
-        ),
+        importance=None if importance is None else ImportanceRecord(importance.metric, importance.additivity),
     )
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
     return replace(plan, predicted=predicted, runtime=runtime, findings=findings)

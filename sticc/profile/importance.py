@@ -81,9 +81,9 @@ class ImportanceFile:
 class ImportanceProfile:
     store_id: str
     metric: str  # what `loss` measures
-    calibration: dict  # {"source": ..., "sentences": n, "sha256": ...}
+    calibration: CalibrationRecord | None  # the texts it was measured on (None: made, not measured)
     loss: dict[tuple[int, int], dict[int, float]]  # (layer, index) -> {bits (0 = dropped): loss}
-    additivity: dict = field(default_factory=dict)  # {"plans": n, "pearson": r, "median_ratio": ..., ...}
+    additivity: AdditivityRecord = AdditivityRecord()  # plans = 0: not checked
 
     def importance(self, layer: int, index: int, bits: int) -> float:
         """What keeping the shard at `bits` recovers over dropping it (0 for bits 0)."""
@@ -101,7 +101,7 @@ class ImportanceProfile:
             (layer, index): dict.fromkeys((0, *store.bits), 0.0)
             for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
         }
-        return cls(store.store_id, "none (flat)", {}, loss)
+        return cls(store.store_id, "none (flat)", None, loss)
 
     def check_store(self, store: Store, where: str = "importance profile") -> None:
         if self.store_id != store.store_id:
@@ -123,12 +123,12 @@ class ImportanceProfile:
             "format_version": IMPORTANCE_FORMAT_VERSION,
             "store_id": self.store_id,
             "metric": self.metric,
-            "calibration": self.calibration,
+            "calibration": None if self.calibration is None else asdict(self.calibration),
             "loss": [
                 [{str(bits): value for bits, value in sorted(self.loss[(layer, index)].items())} for index in range(per_layer)]
                 for layer in range(layers)
             ],
-            "additivity": self.additivity,
+            "additivity": asdict(self.additivity) if self.additivity.plans else {},
         }
 
     @classmethod
@@ -143,9 +143,7 @@ class ImportanceProfile:
     @classmethod
     def _from_file(cls, stored: ImportanceFile) -> ImportanceProfile:
         loss = {(layer, index): dict(entry) for layer, row in enumerate(stored.loss) for index, entry in enumerate(row)}
-        calibration = {} if stored.calibration is None else asdict(stored.calibration)
-        additivity = asdict(stored.additivity) if stored.additivity.plans else {}
-        return cls(stored.store_id, stored.metric, calibration, loss, additivity)
+        return cls(stored.store_id, stored.metric, stored.calibration, loss, stored.additivity)
 
     def write(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_json())

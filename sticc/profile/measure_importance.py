@@ -45,7 +45,7 @@ from sticc.base.progress import Progress
 from sticc.base.schema import PARTS, Part, read_bytes
 from sticc.model.store import Store
 from sticc.model.texts import IMPORTANCE_SENTENCES
-from sticc.profile.importance import ImportanceProfile
+from sticc.profile.importance import AdditivityRecord, CalibrationRecord, ImportanceProfile, PlanMix
 from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
 from sticc.runtime.decode import decode_piece
 from sticc.runtime.encoder import (
@@ -102,8 +102,8 @@ class CalibrationInputs:
     tokens: int  # real tokens, padding excluded
     sha256: str  # of the texts (or of the random-token recipe)
 
-    def to_json(self) -> dict:
-        return {"source": self.source, "sentences": self.sentences, "tokens": self.tokens, "sha256": self.sha256}
+    def record(self) -> CalibrationRecord:
+        return CalibrationRecord(self.source, self.sentences, self.tokens, self.sha256)
 
 
 def read_calibration_texts(path: str | Path) -> list[str]:
@@ -538,7 +538,7 @@ def measure_calibrated(
         runner = _TaskRunner(store, calibration, reference, min(workers, len(shard_tasks)))
         for _, position, losses in progress(iter(runner.results(shard_tasks)), len(shard_tasks), "measuring shards"):
             loss[position] = {reference: 0.0, **losses}
-        additivity = {}
+        additivity = AdditivityRecord()
         if additivity_plans:
             plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
             plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
@@ -558,7 +558,7 @@ def measure_calibrated(
     if reference != 32:
         metric += f" (the store has no 32-bit versions: {reference} bits is the reference)"
     return ImportanceProfile(
-        store.store_id, metric, calibration.to_json(), {position: loss[position] for position in positions}, additivity,
+        store.store_id, metric, calibration.record(), {position: loss[position] for position in positions}, additivity,
     )
 
 
@@ -576,13 +576,13 @@ class RandomPlan:
     min_bits: int
     bits: tuple[tuple[int, ...], ...]  # [layer][index], 0 = dropped
 
-    def describe(self) -> dict:
+    def describe(self) -> PlanMix:
         kept = [b for row in self.bits for b in row if b]
-        return {
-            "drop_rate": self.drop_rate, "min_bits": self.min_bits,
-            "dropped": sum(1 for row in self.bits for b in row if not b),
-            "mean_kept_bits": sum(kept) / len(kept) if kept else None,
-        }
+        return PlanMix(
+            drop_rate=self.drop_rate, min_bits=self.min_bits,
+            dropped=sum(1 for row in self.bits for b in row if not b),
+            mean_kept_bits=sum(kept) / len(kept) if kept else None,
+        )
 
 
 def random_plans(store: Store, count: int, seed: int) -> list[RandomPlan]:
@@ -621,7 +621,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dict[tuple[int, int], dict[int, float]]) -> dict:
+def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dict[tuple[int, int], dict[int, float]]) -> AdditivityRecord:
     """How well the sum of per-shard losses predicted each plan's measured loss."""
     predicted = [
         sum(loss[(layer, index)][b] for layer, row in enumerate(plan.bits) for index, b in enumerate(row))
@@ -629,17 +629,17 @@ def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dic
     ]
     xs, ys = np.array(predicted), np.array(measured)
     ratios = sorted(m / p for p, m in zip(predicted, measured, strict=True) if p > 0)
-    return {
-        "plans": len(plans),
-        "seed": ADDITIVITY_SEED,
-        "pearson": _pearson(xs, ys),
-        "spearman": _pearson(_ranks(xs), _ranks(ys)),
-        "median_ratio": float(np.median(ratios)) if ratios else None,
-        "min_ratio": ratios[0] if ratios else None,
-        "max_ratio": ratios[-1] if ratios else None,
-        "pairs": [[p, m] for p, m in zip(predicted, measured, strict=True)],
-        "mix": [plan.describe() for plan in plans],
-    }
+    return AdditivityRecord(
+        plans=len(plans),
+        seed=ADDITIVITY_SEED,
+        pearson=_pearson(xs, ys),
+        spearman=_pearson(_ranks(xs), _ranks(ys)),
+        median_ratio=float(np.median(ratios)) if ratios else None,
+        min_ratio=ratios[0] if ratios else None,
+        max_ratio=ratios[-1] if ratios else None,
+        pairs=[[p, m] for p, m in zip(predicted, measured, strict=True)],
+        mix=[plan.describe() for plan in plans],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -662,7 +662,7 @@ def _cached_profile(path: Path, store: Store, calibration: CalibrationInputs) ->
         profile.check_store(store)
     except (UserError, LookupError, TypeError, ValueError, AttributeError):
         return None
-    if profile.calibration.get("sha256") != calibration.sha256:
+    if profile.calibration is None or profile.calibration.sha256 != calibration.sha256:
         return None
     return profile
 
