@@ -25,7 +25,7 @@ import sticc.runtime.encoder as encoder_module
 from codegen.literals import check_runner_source, docstring_text, python_literal
 from sticc.base.jsonfile import write_dir_atomic
 from sticc.base.schema import Part
-from sticc.ir.graph import Block, by_position
+from sticc.ir.graph import Block, by_position, load_order
 from sticc.ir.memory import plan_memory
 from sticc.ir.plan import Plan, block_loads, plan_graph
 from sticc.model.store import Store
@@ -133,8 +133,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     blocks: list[BlockLines] = []
     graph = plan_graph(store, plan.shards_per_chunk, plan.targets.seq_len)
     schedule = graph.schedule(by_position(plan.shards))
-    order = tuple((b.layer, m.index, b.part) for b in schedule for c in b.chunks for m in c.members)
-    assert order == plan.load_order, "the plan's load order is not its shard graph's schedule"
+    assert load_order(schedule) == plan.load_order, "the plan's load order is not its shard graph's schedule"
     for block, chunk_loads in block_loads(store, schedule):
         for load in chunk_loads:
             members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)

@@ -323,6 +323,11 @@ class Block:
         return self.join.part
 
 
+def load_order(blocks: Iterable[Block]) -> tuple[tuple[int, int, Part], ...]:
+    """(layer, index, part) of every kept piece of a schedule, in the order it is loaded and consumed."""
+    return tuple((block.layer, m.index, block.part) for block in blocks for chunk in block.chunks for m in chunk.members)
+
+
 class GraphError(ValueError):
     """A shard graph that breaks an invariant of the IR (a bug in whoever built it)."""
 

@@ -36,7 +36,7 @@ from sticc.base.schema import (
     read_file,
     with_config,
 )
-from sticc.ir.graph import Block, Phase, ShardChoice, ShardGraph, build_graph, by_position, store_shape
+from sticc.ir.graph import Block, Phase, ShardChoice, ShardGraph, build_graph, by_position, load_order, store_shape
 from sticc.ir.memory import MemoryModel, held_nbytes, plan_memory
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
@@ -371,8 +371,7 @@ def make_plan(
         fidelity_loss=None,
     )
     targets = Targets(latency_s, memory_bytes, seq_len)
-    order = tuple((block.layer, member.index, block.part) for block in blocks for chunk in block.chunks for member in chunk.members)
-    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, order, predicted)
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
 
 
 def read_plan(

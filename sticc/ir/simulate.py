@@ -59,16 +59,29 @@ class ChunkWork:
 
     chunk: ChunkNode
     members: tuple[ShardChoice, ...]
-    pinned_in_place: bool
-    ring_nbytes: int  # its streamed pieces as stored (0: nothing streamed, not loaded)
-    pinned_nbytes: int  # preloaded pieces as stored (or the whole chunk decoded when pinned in place)
-    scratch_nbytes: int  # the chunk dequantized (0 when pinned in place)
-    read_nbytes: int  # bytes read from the store per call
+    held: ChunkBytes  # what it takes of the pool (`sticc.ir.memory.chunk_bytes`)
     io_cpu_s: float  # overhead and reads
     check_s: float  # checksums, after the reads
     decode_s: float  # dequantization on the compute lane
     compute_s: float  # overhead, dequantization, kernel and what the chunk's IO work takes from the compute lane
     decode_by_bits: tuple[tuple[int, float], ...] = ()  # decode_s by bitwidth
+
+    @property
+    def pinned_in_place(self) -> bool:
+        return self.held.pinned_in_place
+
+    @property
+    def ring_nbytes(self) -> int:
+        """Its streamed pieces as stored (0: nothing streamed, not loaded); also what a call reads."""
+        return self.held.ring_nbytes
+
+    @property
+    def pinned_nbytes(self) -> int:
+        return self.held.pinned_nbytes
+
+    @property
+    def scratch_nbytes(self) -> int:
+        return self.held.scratch_nbytes
 
 
 def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -> ChunkWork:
@@ -76,7 +89,7 @@ def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -
     n = len(members)
     held = chunk_bytes(chunk.sizes, members)
     if held.pinned_in_place:
-        return ChunkWork(chunk, tuple(members), True, 0, held.pinned_nbytes, 0, 0, 0.0, 0.0, 0.0, lanes.chunk_overhead_s + costs.compute_s[n])
+        return ChunkWork(chunk, tuple(members), held, 0.0, 0.0, 0.0, lanes.chunk_overhead_s + costs.compute_s[n])
     streamed = [m for m in members if not m.preload]
     io_cpu = (lanes.io_chunk_overhead_s + sum(costs.read_s[m.bits] for m in streamed)) if streamed else 0.0
     check = sum(costs.check_s[m.bits] for m in streamed)
@@ -90,7 +103,7 @@ def chunk_work(problem: Problem, chunk: ChunkNode, members: list[ShardChoice]) -
     decode = sum(costs.decode_call_s[b] + count * costs.decode_piece_s[b] for (b, _), count in runs.items())
     interference = lanes.interference * (io_cpu + check)
     return ChunkWork(
-        chunk, tuple(members), False, held.ring_nbytes, held.pinned_nbytes, held.scratch_nbytes, held.ring_nbytes, io_cpu, check, decode,
+        chunk, tuple(members), held, io_cpu, check, decode,
         lanes.chunk_overhead_s + decode + costs.compute_s[n] + interference, tuple(sorted(by_bits.items())),
     )
 
@@ -117,10 +130,7 @@ class Simulation:
 
 def memory_of(problem: Problem, work: list[ChunkWork]) -> tuple[int, int, int]:
     """(pinned, scratch, slack) bytes of a plan's chunks (`sticc.ir.memory.pool_figures`)."""
-    memory = pool_figures(
-        problem.graph.header_nbytes, problem.graph.embed.scratch_nbytes,
-        (ChunkBytes(w.pinned_in_place, w.ring_nbytes, w.pinned_nbytes, w.scratch_nbytes) for w in work),
-    )
+    memory = pool_figures(problem.graph.header_nbytes, problem.graph.embed.scratch_nbytes, (w.held for w in work))
     return memory.pinned_bytes, memory.scratch_bytes, memory.slack_bytes
 
 
@@ -202,7 +212,7 @@ def _run(
         if record and now > io_idle_since:
             events.append(Event(Lane.IO, EventKind.WAIT, "ring full", io_idle_since, now))
         live += w.ring_nbytes
-        read_so_far += w.read_nbytes
+        read_so_far += w.ring_nbytes  # a call reads what it streams
         reads_done = now + w.io_cpu_s
         if cap:
             reads_done = max(reads_done, read_so_far / cap)
