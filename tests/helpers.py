@@ -12,6 +12,9 @@ from sticc.ir.plan import Plan
 from sticc.model.store import Store
 
 TINY = {"layers": 2, "heads": 4, "hidden": 32, "ffn": 64, "vocab": 128, "positions": 40}
+# decoders: 2 key/value heads for 4 query heads, and a vocabulary the LM head cuts into 3 slices (the last padded)
+TINY_DECODER = {"layers": 2, "heads": 4, "kv_heads": 2, "hidden": 32, "ffn": 64, "vocab": 300, "positions": 64}
+DECODER_FAMILIES = ("llama", "qwen2", "gpt2")
 
 
 def build_tiny_checkpoint(path: Path, family: str, seed: int = 0) -> Path:
@@ -36,6 +39,21 @@ def build_tiny_checkpoint(path: Path, family: str, seed: int = 0) -> Path:
             hidden_dim=TINY["ffn"], max_position_embeddings=TINY["positions"],
         )
         model = transformers.DistilBertModel(config)
+    elif family in ("llama", "qwen2"):
+        kind = transformers.LlamaConfig if family == "llama" else transformers.Qwen2Config
+        config = kind(
+            vocab_size=TINY_DECODER["vocab"], hidden_size=TINY_DECODER["hidden"], num_hidden_layers=TINY_DECODER["layers"],
+            num_attention_heads=TINY_DECODER["heads"], num_key_value_heads=TINY_DECODER["kv_heads"],
+            intermediate_size=TINY_DECODER["ffn"], max_position_embeddings=TINY_DECODER["positions"],
+            rope_theta=5000.0, tie_word_embeddings=family == "qwen2", bos_token_id=1, eos_token_id=2,
+        )
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    elif family == "gpt2":
+        config = transformers.GPT2Config(
+            vocab_size=TINY_DECODER["vocab"], n_embd=TINY_DECODER["hidden"], n_layer=TINY_DECODER["layers"],
+            n_head=TINY_DECODER["heads"], n_positions=TINY_DECODER["positions"], bos_token_id=2, eos_token_id=2,
+        )
+        model = transformers.GPT2LMHeadModel(config)
     else:
         raise ValueError(family)
     with torch.no_grad():

@@ -52,14 +52,17 @@ def test_an_encoder_graph_chains_blocks_and_feeds_every_chunk_from_its_shards(sm
             assert graph.nx.has_edge(("shard", chunk.layer, index), chunk.key)
     assert len(graph.records(NodeKind.SHARD)) == layers * spl
     assert len(graph.records(NodeKind.HEADER)) == layers + 1
-    assert not graph.records(NodeKind.KV_CACHE) and not graph.records(NodeKind.LM_HEAD)
+    assert not graph.records(NodeKind.KV_CACHE) and not any(c.part is Part.LM_HEAD for c in graph.chunks)
+    with pytest.raises(GraphError, match="without an LM head"):
+        _graph(small_store, Phase.PREFILL)
 
 
 @pytest.mark.parametrize("phase", [Phase.PREFILL, Phase.DECODE])
-def test_decoder_graphs_have_kv_caches_read_by_attention_and_an_lm_head(small_store, phase):
+def test_decoder_graphs_have_kv_caches_read_by_attention_and_an_lm_head(small_store, tiny_decoders, phase):
     seq_len, context = (12, 0) if phase is Phase.PREFILL else (1, 40)
-    graph = _graph(small_store, phase, seq_len=seq_len, context=context)
-    spec = small_store.spec
+    decoder = Store.open(tiny_decoders["gpt2"][1])
+    graph = _graph(decoder, phase, seq_len=seq_len, context=context)
+    spec = decoder.spec
     caches = graph.records(NodeKind.KV_CACHE)
     assert sorted(kv.layer for kv in caches) == list(range(spec.layers))
     for kv in caches:
@@ -67,7 +70,11 @@ def test_decoder_graphs_have_kv_caches_read_by_attention_and_an_lm_head(small_st
         readers = [graph.record(k) for k in graph.nx.successors(kv.key)]
         assert readers and all(r.part is Part.ATTN and r.layer == kv.layer for r in readers)
     assert graph.kv_cache_nbytes == spec.layers * (seq_len + context) * 2 * spec.kv_heads * spec.head_dim * 4
-    assert [r.kind for r in graph.compute_chain[-2:]] == [NodeKind.LM_HEAD, NodeKind.OUTPUT]
+    # the LM head is the block after the last layer: its vocabulary slices' chunks, then its join
+    lm_head = [c for c in graph.chunks if c.part is Part.LM_HEAD]
+    assert [i for c in lm_head for i in c.indices] == list(range(decoder.lm_head_shards)) and decoder.lm_head_shards > 1
+    assert graph.compute_chain[-2] == graph.join(spec.layers, Part.LM_HEAD)
+    assert set(graph.nx.successors(("header", -1))) == {lm_head[0].key}  # the final norm
     assert graph.embed.io_nbytes == 4 * spec.hidden * 2 * seq_len  # distinct word and position rows
     with pytest.raises(NotImplementedError, match="decoder engine"):
         problem = lower(small_store, synthetic_device(small_store), synthetic_importance(small_store), 16, None, None)
@@ -105,7 +112,7 @@ def test_the_validator_names_a_broken_invariant(small_store, edit, message):
         _broken(graph, edit)
 
 
-def test_lowering_puts_the_profiles_on_the_nodes(small_store):
+def test_lowering_puts_the_profiles_on_the_nodes(tiny_decoders, small_store):
     device, importance = synthetic_device(small_store), synthetic_importance(small_store)
     problem = lower(small_store, device, importance, 16, None, None, shards_per_chunk=2)
     graph = problem.graph
@@ -130,7 +137,7 @@ def test_lowering_puts_the_profiles_on_the_nodes(small_store):
         bare.costs(bare.chunks[0])
     with pytest.raises(GraphError, match="no losses"):
         bare.loss((0, 0))
-    decode = _graph(small_store, Phase.DECODE, seq_len=1, context=8)
+    decode = _graph(Store.open(tiny_decoders["llama"][1]), Phase.DECODE, seq_len=1, context=8)
     with pytest.raises(GraphError, match="one token"):
         _broken(decode, lambda g: setattr(g, "info", dataclasses.replace(g.info, seq_len=2)))
 

@@ -78,13 +78,15 @@ Name = Annotated[str, Field(max_length=4096)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 class Part(StrEnum):
     """A shard's two pieces: its heads' attention and its slice of the FFN (the names the runtime's
-    blocks and the store's pieces go by)."""
+    blocks and the store's pieces go by); and a decoder's LM head slices (rows of the vocabulary),
+    the pieces of the block after the last layer."""
 
     ATTN = "attn"
     FFN = "ffn"
+    LM_HEAD = "lm_head"
 
 
-PARTS: Final = tuple(Part)
+PARTS: Final = (Part.ATTN, Part.FFN)  # the parts of every layer
 
 
 def _adapter(kind: type) -> TypeAdapter:

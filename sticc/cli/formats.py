@@ -14,7 +14,7 @@ from pathlib import Path
 from sticc.base.schema import json_schema
 from sticc.ir.plan import PlanFile
 from sticc.model.checkpoint import SafetensorsIndex
-from sticc.model.families import BertConfig, ConfigHead, DistilBertConfig
+from sticc.model.families import BertConfig, ConfigHead, DistilBertConfig, Gpt2Config, LlamaConfig
 from sticc.model.store import Manifest
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceFile
@@ -24,6 +24,8 @@ FORMATS = {
     "config-head": (ConfigHead, "config.json: the keys read before the family is known"),
     "config-bert": (BertConfig, "config.json of a BERT or RoBERTa checkpoint: the keys sticc uses"),
     "config-distilbert": (DistilBertConfig, "config.json of a DistilBERT checkpoint: the keys sticc uses"),
+    "config-llama": (LlamaConfig, "config.json of a Llama, Mistral or Qwen2 checkpoint: the keys sticc uses"),
+    "config-gpt2": (Gpt2Config, "config.json of a GPT-2 checkpoint: the keys sticc uses"),
     "safetensors-index": (SafetensorsIndex, "model.safetensors.index.json of a sharded checkpoint"),
     "manifest": (Manifest, "manifest.json of a sticc store"),
     "plan": (PlanFile, "plan.json: written by sticc compile, read by --plan and sticc report"),

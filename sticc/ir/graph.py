@@ -15,13 +15,16 @@ Nodes (networkx, keyed by tuples; attribute "record" holds the node's typed reco
   SHARD     ("shard", L, i)            ShardNode: a shard (heads + FFN slice) and its loss by bitwidth
   CHUNK     ("chunk", L, part, i0)     ChunkNode: the kernel over the kept pieces of a fixed group of
                                        shards of one block, with its part's costs
-  JOIN      ("join", L, part)          JoinNode: residual + LayerNorm closing the block
+  JOIN      ("join", L, part)          JoinNode: the residual (and the post-LN norm) closing the block
   KV_CACHE  ("kv", L)                  KVCacheNode: decoders: layer L's cache, read by its attention
-  LM_HEAD   ("lm_head",)               LMHeadNode: decoders: the vocabulary projection
   OUTPUT    ("output",)                the last hidden state (or logits)
-Edges are data dependencies: every shard feeds one chunk per part of its layer; the compute
-nodes (embed, chunks, joins, lm_head, output) form one chain in compute order; the global header
-feeds the embedding, a layer's header its joins; a KV cache feeds its layer's attention chunks.
+A decoder's LM head is the block after the last layer (L = layers, part "lm_head"): SHARD nodes
+("shard", layers, i) for its vocabulary slices, its chunks, and a JOIN where every slice's logits
+are written. Edges are data dependencies: every layer shard feeds one chunk per part of its layer,
+an LM head slice one LM head chunk; the compute nodes (embed, chunks, joins, output) form one
+chain in compute order; the global header feeds the embedding (encoders: its LayerNorm) or the
+first LM head chunk (decoders: the final norm), a layer's header its joins; a KV cache feeds its
+layer's attention chunks.
 
 Every piece of a part has the same layout (`store_shape` checks), so the chunks of a part share
 one `PieceSizes` record (always there) and one `PartCosts` record (the device's times; lowering
@@ -52,7 +55,6 @@ class NodeKind(StrEnum):
     CHUNK = "chunk"
     JOIN = "join"
     KV_CACHE = "kv"
-    LM_HEAD = "lm_head"
     OUTPUT = "output"
 
 
@@ -243,21 +245,6 @@ class KVCacheNode:
 
 
 @dataclass(frozen=True)
-class LMHeadNode:
-    """A decoder's vocabulary projection, on the last position only."""
-
-    vocab: int
-    nbytes: int  # as held (fp32)
-    duration_s: float | None = None
-
-    kind = NodeKind.LM_HEAD
-
-    @property
-    def key(self) -> tuple:
-        return ("lm_head",)
-
-
-@dataclass(frozen=True)
 class OutputNode:
     kind = NodeKind.OUTPUT
 
@@ -266,7 +253,7 @@ class OutputNode:
         return ("output",)
 
 
-Record = EmbedNode | HeaderNode | ShardNode | ChunkNode | JoinNode | KVCacheNode | LMHeadNode | OutputNode
+Record = EmbedNode | HeaderNode | ShardNode | ChunkNode | JoinNode | KVCacheNode | OutputNode
 Step = ChunkNode | JoinNode  # what the compute lane runs for a layer block
 
 
@@ -292,6 +279,7 @@ class GraphInfo:
     shards_per_chunk: int
     bits: tuple[int, ...]  # stored bitwidths, ascending; 0 (dropped) is always allowed too
     context: int = 0  # DECODE: cached positions
+    lm_head_shards: int = 0  # decoders: the LM head's vocabulary slices
     percentile: int | None = None  # durations at this percentile of calls (None: the median)
     lanes: Lanes | None = None  # None in a graph without costs
 
@@ -364,7 +352,7 @@ class ShardGraph:
     @cached_property
     def compute_chain(self) -> tuple[Record, ...]:
         """The compute nodes in the order the compute lane runs them (the chain's topological order)."""
-        compute = (NodeKind.EMBED, NodeKind.CHUNK, NodeKind.JOIN, NodeKind.LM_HEAD, NodeKind.OUTPUT)
+        compute = (NodeKind.EMBED, NodeKind.CHUNK, NodeKind.JOIN, NodeKind.OUTPUT)
         chain = self.nx.subgraph([k for k, d in self.nx.nodes(data=True) if d["kind"] in compute])
         return tuple(self.record(key) for key in nx.topological_sort(chain))
 
@@ -409,7 +397,10 @@ class ShardGraph:
 
     @cached_property
     def positions(self) -> tuple[Position, ...]:
-        return tuple((layer, index) for layer in range(self.info.layers) for index in range(self.info.shards_per_layer))
+        """Every SHARD node's (layer, index): the layers' shards, then a decoder's LM head slices."""
+        info = self.info
+        layers = [(layer, index) for layer in range(info.layers) for index in range(info.shards_per_layer)]
+        return tuple(layers + [(info.layers, index) for index in range(info.lm_head_shards)])
 
     def shard(self, position: Position) -> ShardNode:
         return self.record(("shard", *position))
@@ -471,41 +462,50 @@ class ShardGraph:
         if not chain or chain[0].kind is not NodeKind.EMBED or chain[-1].kind is not NodeKind.OUTPUT:
             raise GraphError("the compute chain must run from the embedding to the output")
         decoder = info.phase is not Phase.ENCODE
-        if decoder != bool(self.records(NodeKind.LM_HEAD)) or decoder != bool(self.records(NodeKind.KV_CACHE)):
+        if decoder != bool(info.lm_head_shards) or decoder != bool(self.records(NodeKind.KV_CACHE)):
             raise GraphError(f"a {info.phase} graph {'needs' if decoder else 'has no'} KV caches and an LM head")
         expected = [(layer, part) for layer in range(info.layers) for part in PARTS]
+        expected += [(info.layers, Part.LM_HEAD)] if decoder else []
         if [(s.layer, s.part) for s in self.steps if isinstance(s, JoinNode)] != expected:
-            raise GraphError("the blocks must run layer by layer, attention before FFN")
-        groups = slot_groups(info.shards_per_layer, info.shards_per_chunk)
+            raise GraphError("the blocks must run layer by layer, attention before FFN, then a decoder's LM head")
         block_chunks: dict[tuple[int, Part], list[tuple[int, ...]]] = {}
         for chunk in self.chunks:
             block_chunks.setdefault((chunk.layer, chunk.part), []).append(chunk.indices)
-        for block in expected:
-            if block_chunks.get(block, []) != groups:
-                raise GraphError(f"block {block} must hold the chunks {groups}, has {block_chunks.get(block)}")
+        for layer, part in expected:
+            count = info.lm_head_shards if part is Part.LM_HEAD else info.shards_per_layer
+            groups = slot_groups(count, info.shards_per_chunk)
+            if block_chunks.get((layer, part), []) != groups:
+                raise GraphError(f"block {(layer, part)} must hold the chunks {groups}, has {block_chunks.get((layer, part))}")
         for layer, index in self.positions:
             shard = ("shard", layer, index)
             if shard not in g:
                 raise GraphError(f"shard {(layer, index)} is missing")
             fed = [self.record(k) for k in g.successors(shard)]
+            parts = [Part.LM_HEAD] if layer == info.layers else sorted(PARTS)
             if sorted((r.kind, getattr(r, "layer", None), getattr(r, "part", "")) for r in fed) != [
-                (NodeKind.CHUNK, layer, part) for part in sorted(PARTS)
+                (NodeKind.CHUNK, layer, part) for part in parts
             ]:
-                raise GraphError(f"shard {(layer, index)} must feed one chunk per part of its layer")
+                raise GraphError(f"shard {(layer, index)} must feed one chunk per part of its block")
             loss = self.shard((layer, index)).loss
             if loss is not None and set(loss) != {0, *info.bits}:
                 raise GraphError(f"shard {(layer, index)} has losses for bits {sorted(loss)}, not {[0, *info.bits]}")
+        first_lm_head = next((c.key for c in self.chunks if c.part is Part.LM_HEAD), None)
         for header in self.records(NodeKind.HEADER):
             fed = set(g.successors(header.key))
-            wanted = {self.embed.key} if header.layer < 0 else {self.join(header.layer, part).key for part in PARTS}
+            if header.layer >= 0:
+                wanted, what = {self.join(header.layer, part).key for part in PARTS}, "its layer's joins"
+            elif decoder:
+                wanted, what = {first_lm_head}, "the first LM head chunk (the final norm)"
+            else:
+                wanted, what = {self.embed.key}, "the embedding"
             if fed != wanted:
-                raise GraphError(f"header {header.key} must feed {'the embedding' if header.layer < 0 else 'its layer' + chr(39) + 's joins'}")
+                raise GraphError(f"header {header.key} must feed {what}")
         if info.phase is Phase.DECODE and info.seq_len != 1:
             raise GraphError(f"a decode graph runs one token, not {info.seq_len}")
-        durations = [r.duration_s for r in self.records(NodeKind.JOIN) + self.records(NodeKind.LM_HEAD) + [self.embed]]
+        durations = [r.duration_s for r in [*self.records(NodeKind.JOIN), self.embed]]
         costed = {chunk.costs is not None for chunk in self.chunks} | {info.lanes is not None} | {d is not None for d in durations}
         if len(costed) > 1:
-            raise GraphError("costs must be on every chunk, join, the embedding, the LM head and the lanes, or on none")
+            raise GraphError("costs must be on every chunk, join, the embedding and the lanes, or on none")
         for chunk in self.chunks:
             if chunk.sizes.part is not chunk.part or len(chunk.sizes.decoded_nbytes) != info.shards_per_chunk + 1:
                 raise GraphError(f"chunk {chunk.key} carries sizes of another part or chunk size")
@@ -536,7 +536,6 @@ class NodeCosts:
     loss: Mapping[Position, Mapping[int, float]] | None = None
     lanes: Lanes | None = None
     percentile: int | None = None
-    lm_head_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -553,17 +552,22 @@ class GraphShape:
     vocab: int
     kv_nbytes_per_token: int  # decoders: one layer's keys and values per position (fp32)
     header_nbytes: tuple[int, ...]  # the global header, then one per layer, as stored
-    pieces: Mapping[Part, PieceLayout]
+    pieces: Mapping[Part, PieceLayout]  # by part (a decoder's LM head slices too)
+    lm_head_shards: int = 0  # decoders: the LM head's vocabulary slices
+    position_rows: bool = True  # a call reads a position row per token (False: rotary positions)
 
 
 def store_shape(store: Store) -> GraphShape:
     """The shape of `store`; every stored piece of a part must have its part's layout."""
     spec = store.spec
     pieces = {}
-    for part in PARTS:
-        shape = piece_shape(spec, store.shards_per_layer, part)
-        layouts = {bits: store.version(0, 0, part, bits).layout for bits in store.bits}
-        for layer, index, bits in itertools.product(range(spec.layers), range(store.shards_per_layer), store.bits):
+    for part in (*PARTS, Part.LM_HEAD) if store.lm_head_shards else PARTS:
+        shape = piece_shape(spec, store.shards_per_layer, part, store.lm_head_shards)
+        first = spec.layers if part is Part.LM_HEAD else 0
+        layouts = {bits: store.version(first, 0, part, bits).layout for bits in store.bits}
+        layers = [spec.layers] if part is Part.LM_HEAD else range(spec.layers)
+        indices = range(store.lm_head_shards if part is Part.LM_HEAD else store.shards_per_layer)
+        for layer, index, bits in itertools.product(layers, indices, store.bits):
             if store.version(layer, index, part, bits).layout != layouts[bits]:
                 raise GraphError(f"piece ({layer}, {index}, {part}) at {bits} bits is laid out unlike its part's others")
         pieces[part] = PieceLayout(
@@ -573,6 +577,7 @@ def store_shape(store: Store) -> GraphShape:
     return GraphShape(
         spec.name, store.store_id, spec.layers, store.shards_per_layer, tuple(sorted(store.bits)), spec.hidden, spec.vocab,
         2 * spec.kv_heads * spec.head_dim * 4, tuple(e.nbytes for e in (store.global_header, *store.layer_headers)), pieces,
+        store.lm_head_shards, spec.position_rows > 0,
     )
 
 
@@ -594,18 +599,23 @@ def build_graph(
 ) -> ShardGraph:
     """The shard graph of a model of `shape` for one call of `phase` at `seq_len` tokens (DECODE:
     one token over `context` cached positions), with `costs` on its nodes when given; validated."""
+    decoder = phase is not Phase.ENCODE
+    if decoder != bool(shape.lm_head_shards):
+        raise GraphError(f"a {phase} graph of a model {'without' if decoder else 'with'} an LM head")
     info = GraphInfo(
         shape.model, shape.store_id, phase, seq_len, shape.layers, shape.shards_per_layer, shards_per_chunk,
-        tuple(sorted(shape.bits)), context, costs.percentile, costs.lanes,
+        tuple(sorted(shape.bits)), context=context, lm_head_shards=shape.lm_head_shards, percentile=costs.percentile,
+        lanes=costs.lanes,
     )
     graph = ShardGraph(info)
     sizes = piece_sizes(shape, shards_per_chunk)
-    rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab)
+    rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab, shape.position_rows)
     previous = graph.add(EmbedNode(align_up(rows, READ_ALIGN_BYTES), rows, costs.embed_s))
-    graph.nx.add_edge(graph.add(HeaderNode(-1, shape.header_nbytes[0])).key, previous.key)  # the embedding's LayerNorm
+    global_header = graph.add(HeaderNode(-1, shape.header_nbytes[0]))
+    if not decoder:
+        graph.nx.add_edge(global_header.key, previous.key)  # the embedding's LayerNorm
     headers = [graph.add(HeaderNode(layer, nbytes)) for layer, nbytes in enumerate(shape.header_nbytes[1:])]
     shards = {p: graph.add(ShardNode(*p, None if costs.loss is None else costs.loss[p])) for p in graph.positions}
-    decoder = phase is not Phase.ENCODE
     for layer in range(shape.layers):
         kv = graph.add(KVCacheNode(layer, shape.kv_nbytes_per_token, seq_len + context)) if decoder else None
         for part in PARTS:
@@ -617,8 +627,14 @@ def build_graph(
                 previous = graph.add(chunk, after=sources)
             join = JoinNode(layer, part, None if costs.join_s is None else costs.join_s[part])
             previous = graph.add(join, after=(previous, headers[layer]))
-    if decoder:
-        previous = graph.add(LMHeadNode(shape.vocab, shape.vocab * shape.hidden * 4, costs.lm_head_s), after=(previous,))
+    if decoder:  # the final norm (in the global header), then the LM head's vocabulary slices
+        lm_head = Part.LM_HEAD
+        for number, group in enumerate(slot_groups(shape.lm_head_shards, shards_per_chunk)):
+            chunk = ChunkNode(shape.layers, lm_head, group, sizes[lm_head], None if costs.parts is None else costs.parts[lm_head])
+            sources = [previous, *(shards[(shape.layers, i)] for i in group)] + ([global_header] if number == 0 else [])
+            previous = graph.add(chunk, after=sources)
+        join = JoinNode(shape.layers, lm_head, None if costs.join_s is None else costs.join_s[lm_head])
+        previous = graph.add(join, after=(previous,))
     graph.add(OutputNode(), after=(previous,))
     graph.validate()
     return graph

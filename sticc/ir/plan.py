@@ -45,6 +45,8 @@ from sticc.runtime.core import ChunkLoad, Member
 
 PLAN_FORMAT_VERSION = 2  # 2: the two-lane engine (pool memory, planned percentile, no io_threads)
 DEFAULT_SEQ_LEN = 128
+DEFAULT_PROMPT_LEN = 64  # decoders: the prompt length a plan is made for
+DEFAULT_CONTEXT = 512  # decoders: positions the KV cache holds (prompt and generated tokens)
 
 
 SeqLen = Annotated[int, Field(ge=1, le=1 << 20)]
@@ -55,7 +57,8 @@ SeqLen = Annotated[int, Field(ge=1, le=1 << 20)]
 class Targets:
     latency_s: PositiveSeconds | None
     memory_bytes: PositiveCount | None
-    seq_len: SeqLen
+    seq_len: SeqLen  # decoders: the prompt length
+    context: SeqLen | None = None  # decoders: positions the KV cache holds
 
 
 @with_config(STRICT)
@@ -75,10 +78,12 @@ class Predicted:
     latency_s: Elapsed | None  # the median call (needs a device profile)
     peak_weight_bytes: Count  # the runner's weight pool, made at construction
     preload_bytes: Count  # preloaded pieces as held (stored, slot-rounded)
-    io_bytes: Count  # per call at targets.seq_len (batch 1, all tokens distinct)
+    io_bytes: Count  # per call at targets.seq_len (batch 1, all tokens distinct); decoders: the prefill
     fidelity_loss: Finite | None  # needs an importance profile
     planned_latency_s: Elapsed | None = None  # the latency at `planned_percentile`: what the target bounds
     planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
+    io_bytes_per_token: Count | None = None  # decoders: each generated token's call
+    kv_cache_bytes: Count | None = None  # decoders: the KV cache for targets.context, apart from the weight pool
 
 
 @with_config(STRICT)
@@ -171,6 +176,7 @@ class TargetsFile:
     latency_s: PositiveSeconds | None = None
     memory_bytes: PositiveCount | None = None
     seq_len: SeqLen | None = None
+    context: SeqLen | None = None
 
 
 @with_config(STRICT)
@@ -274,9 +280,18 @@ class PlanFile:
     importance: ImportanceRecord | None = None
 
 
-def plan_graph(store: Store, shards_per_chunk: int, seq_len: int) -> ShardGraph:
-    """The shard graph (no costs) a plan of `store` is scheduled on."""
-    return build_graph(store_shape(store), shards_per_chunk, seq_len, Phase.ENCODE)
+def plan_graph(store: Store, shards_per_chunk: int, seq_len: int, phase: Phase | None = None, context: int = 0) -> ShardGraph:
+    """The shard graph (no costs) a plan of `store` is scheduled on: an encoder's call, or a
+    decoder's prefill (default) or decode step; every phase has the same schedule."""
+    if phase is None:
+        phase = Phase.PREFILL if store.spec.is_decoder else Phase.ENCODE
+    return build_graph(store_shape(store), shards_per_chunk, seq_len, phase, context)
+
+
+def store_positions(store: Store) -> list[tuple[int, int]]:
+    """(layer, index) of every shard a plan decides: the layers', then a decoder's LM head slices."""
+    layers = [(layer, index) for layer in range(store.spec.layers) for index in range(store.shards_per_layer)]
+    return layers + [(store.spec.layers, index) for index in range(store.lm_head_shards)]
 
 
 def block_loads(store: Store, blocks: tuple[Block, ...]) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
@@ -310,19 +325,24 @@ def memory_model(store: Store, shards: tuple[ShardChoice, ...], shards_per_chunk
 def validate_choices(store: Store, choices: list[ShardChoice]) -> tuple[ShardChoice, ...]:
     """Check a complete set of shard choices against the store; return them sorted."""
     spec = store.spec
+    positions = store_positions(store)
+    known = set(positions)
     seen: dict[tuple[int, int], ShardChoice] = {}
     for choice in choices:
         where = f"shard (layer {choice.layer}, index {choice.index})"
-        if not (0 <= choice.layer < spec.layers and 0 <= choice.index < store.shards_per_layer):
-            raise UserError(f"{where} does not exist: the store has {spec.layers} layers x {store.shards_per_layer} shards")
+        if (choice.layer, choice.index) not in known:
+            lm_head = f" and {store.lm_head_shards} LM head slices as layer {spec.layers}" if store.lm_head_shards else ""
+            raise UserError(f"{where} does not exist: the store has {spec.layers} layers x {store.shards_per_layer} shards{lm_head}")
         if (choice.layer, choice.index) in seen:
             raise UserError(f"{where} appears twice in the plan")
         if choice.bits != 0 and choice.bits not in store.bits:
             raise UserError(f"{where}: bits {choice.bits} not in the store (has {list(store.bits)}; 0 drops)")
         if choice.preload and choice.bits == 0:
             raise UserError(f"{where} is dropped and preloaded at once")
+        if choice.bits == 0 and choice.layer == spec.layers:
+            raise UserError(f"{where} is an LM head slice: its vocabulary rows cannot be dropped")
         seen[(choice.layer, choice.index)] = choice
-    missing = [(layer, i) for layer in range(spec.layers) for i in range(store.shards_per_layer) if (layer, i) not in seen]
+    missing = [p for p in positions if p not in seen]
     if missing:
         raise UserError(f"plan leaves {len(missing)} shards unspecified, first (layer {missing[0][0]}, index {missing[0][1]}); give default_bits")
     return tuple(sorted(seen.values()))
@@ -336,16 +356,29 @@ def make_plan(
     memory_bytes: int | None = None,
     latency_s: float | None = None,
     shards_per_chunk: int | None = None,
+    context: int | None = None,
 ) -> Plan:
     """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
 
-    `seq_len` defaults to DEFAULT_SEQ_LEN, or the model's positions if it has fewer;
-    `shards_per_chunk` defaults to a quarter of a layer's shards (`sticc.model.sharding.default_shards_per_chunk`).
+    `seq_len` (decoders: the prompt length) defaults to DEFAULT_SEQ_LEN (DEFAULT_PROMPT_LEN), or
+    the model's positions if it has fewer; `context` (decoders only: the KV cache's positions) to
+    DEFAULT_CONTEXT, at least `seq_len`; `shards_per_chunk` defaults to a quarter of a layer's
+    shards (`sticc.model.sharding.default_shards_per_chunk`).
     """
     shards = validate_choices(store, list(shards))
-    seq_len = min(DEFAULT_SEQ_LEN, store.spec.max_positions) if seq_len is None else seq_len
-    if seq_len <= 0 or seq_len > store.spec.max_positions:
-        raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
+    spec = store.spec
+    positions = spec.max_positions
+    if spec.is_decoder:
+        context = min(DEFAULT_CONTEXT, positions) if context is None else context
+        if not 1 <= context <= positions:
+            raise UserError(f"--context {context} must lie in [1, {positions}] (the model's positions)")
+        seq_len = min(DEFAULT_PROMPT_LEN, context) if seq_len is None else seq_len
+        positions = context
+    elif context is not None:
+        raise UserError(f"--context is for decoders; {spec.name} is an encoder")
+    seq_len = min(DEFAULT_SEQ_LEN, positions) if seq_len is None else seq_len
+    if seq_len <= 0 or seq_len > positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {positions}]" + (" (the context)" if spec.is_decoder else ""))
     if shards_per_chunk is None:
         shards_per_chunk = default_shards_per_chunk(store.shards_per_layer)
     if not 1 <= shards_per_chunk <= store.shards_per_layer:
@@ -363,20 +396,24 @@ def make_plan(
         )
     else:
         budget = memory_bytes
+    streamed = held_nbytes(graph, blocks, preloaded=False)
+    token = plan_graph(store, shards_per_chunk, 1, Phase.DECODE, context - 1) if spec.is_decoder else None
     predicted = Predicted(
         latency_s=None,
         peak_weight_bytes=memory.pool_layout(budget).nbytes,
         preload_bytes=held_nbytes(graph, blocks, preloaded=True),
-        io_bytes=held_nbytes(graph, blocks, preloaded=False) + graph.embed.io_nbytes,
+        io_bytes=streamed + graph.embed.io_nbytes,
         fidelity_loss=None,
+        io_bytes_per_token=None if token is None else streamed + token.embed.io_nbytes,
+        kv_cache_bytes=None if token is None else token.kv_cache_nbytes,
     )
-    targets = Targets(latency_s, memory_bytes, seq_len)
+    targets = Targets(latency_s, memory_bytes, seq_len, context)
     return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
 
 
 def read_plan(
     store: Store, path: str | Path, seq_len: int | None = None, memory_bytes: int | None = None,
-    shards_per_chunk: int | None = None,
+    shards_per_chunk: int | None = None, context: int | None = None,
 ) -> Plan:
     """A hand-written (or previously emitted) plan file, validated against `store`.
 
@@ -395,15 +432,15 @@ def read_plan(
             raise UserError(f"plan file {path}: shard (layer {choice.layer}, index {choice.index}) appears twice")
         choices[(choice.layer, choice.index)] = choice
     if data.default_bits is not None:
-        for layer in range(store.spec.layers):
-            for index in range(store.shards_per_layer):
-                choices.setdefault((layer, index), ShardChoice(layer, index, data.default_bits))
+        for layer, index in store_positions(store):
+            choices.setdefault((layer, index), ShardChoice(layer, index, data.default_bits))
     plan = make_plan(
         store, tuple(choices.values()), data.solver or SolverInfo("hand", "GIVEN"),
         seq_len=seq_len or data.targets.seq_len,
         memory_bytes=memory_bytes if memory_bytes is not None else data.targets.memory_bytes,
         latency_s=data.targets.latency_s,
         shards_per_chunk=shards_per_chunk or data.shards_per_chunk,
+        context=context or data.targets.context,
     )
     if data.load_order is not None and [list(s) for s in plan.load_order] != [list(s) for s in data.load_order]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")

@@ -10,7 +10,7 @@ from safetensors import SafetensorError, safe_open
 
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
-from sticc.model.families import LAYER_ROLES, ConfigHead, Family, family_for
+from sticc.model.families import ConfigHead, Family, TensorRef, embed_roles, family_for, layer_roles, role_shape
 from sticc.model.spec import ModelSpec
 
 
@@ -36,63 +36,65 @@ class Checkpoint:
         name = head.name_or_path or model_dir.name
         spec = family.spec_from_config(parse_json(family.config_kind, raw, str(config_path)), name)
         files = _tensor_files(model_dir)
-        prefix = _detect_prefix(family, files)
+        prefix = _detect_prefix(family, spec, files)
         checkpoint = cls(model_dir, spec, family, prefix, files)
         checkpoint._check_shapes()
         return checkpoint
 
+    @property
+    def source_path(self) -> Path:
+        return self.model_dir
+
+    def _ref(self, role: str, layer: int | None) -> TensorRef:
+        return self.family.ref(self.spec, role, layer)
+
     def tensor(self, role: str, layer: int | None = None) -> torch.Tensor:
-        """The fp32 tensor playing canonical `role` (of `layer` for per-layer roles)."""
-        short = self.family.embed_names[role] if layer is None else self.family.layer_name(layer, role)
-        name = self.prefix + short
+        """The fp32 tensor playing canonical `role` (of `layer` for per-layer roles), Linear layout."""
+        ref = self._ref(role, layer)
+        name = self.prefix + ref.name
         if name not in self.files:
             raise UserError(f"checkpoint has no tensor {name!r}")
         try:
             with safe_open(self.files[name], framework="pt") as handle:
-                return handle.get_tensor(name).to(torch.float32)
+                tensor = handle.get_tensor(name).to(torch.float32)
         except (SafetensorError, OSError) as error:  # corrupt data
             raise UserError(f"cannot read tensor {name!r} from {self.files[name].name}: {error}") from None
+        if ref.transpose:
+            tensor = tensor.T
+        if ref.rows is not None:
+            tensor = tensor[ref.rows[0] : ref.rows[1]]
+        return tensor.contiguous()
 
-    def has(self, role: str) -> bool:
-        return role in self.family.embed_names and self.prefix + self.family.embed_names[role] in self.files
+    def extra_files(self) -> dict[str, bytes]:
+        """Files the store keeps beside the data: the source's config.json and tokenizer.json (if any)."""
+        files = {"source_config.json": (self.model_dir / "config.json").read_bytes()}
+        tokenizer = self.model_dir / "tokenizer.json"
+        if tokenizer.exists():
+            files["tokenizer.json"] = tokenizer.read_bytes()
+        return files
 
     def _check_shapes(self) -> None:
         spec = self.spec
-        expected = {
-            ("embed.word", None): (spec.vocab, spec.hidden),
-            ("embed.position", None): (spec.max_positions, spec.hidden),
-            ("embed.norm.weight", None): (spec.hidden,),
-        }
-        if spec.type_vocab:
-            expected[("embed.type", None)] = (spec.type_vocab, spec.hidden)
+        expected = {(role, None): role_shape(spec, role) for role in embed_roles(spec)}
         for layer in range(spec.layers):
-            for role in LAYER_ROLES:
-                expected[(role, layer)] = _layer_role_shape(spec, role)
+            for role in layer_roles(spec):
+                expected[(role, layer)] = role_shape(spec, role)
         with_shapes = self._shapes()
         for (role, layer), shape in expected.items():
-            short = self.family.embed_names[role] if layer is None else self.family.layer_name(layer, role)
-            name = self.prefix + short
+            ref = self._ref(role, layer)
+            name = self.prefix + ref.name
             if name not in with_shapes:
                 raise UserError(f"checkpoint is missing tensor {name!r}")
-            if tuple(with_shapes[name]) != shape:
-                raise UserError(f"tensor {name!r} has shape {tuple(with_shapes[name])}, config implies {shape}")
+            stored = tuple(with_shapes[name])
+            oriented = tuple(reversed(stored)) if ref.transpose else stored
+            if len(stored) != len(shape) or ref.shape(stored) != shape or (ref.rows is not None and oriented[0] < ref.rows[1]):
+                raise UserError(f"tensor {name!r} has shape {stored}, config implies {shape}")
 
     def _shapes(self) -> dict[str, list[int]]:
         shapes: dict[str, list[int]] = {}
         for path in sorted(set(self.files.values())):
             shapes.update(_header(path))
         return shapes
-
-
-def _layer_role_shape(spec: ModelSpec, role: str) -> tuple[int, ...]:
-    matrix, _, kind = role.partition(".")
-    if matrix in ("q", "k", "v", "o"):
-        return (spec.hidden, spec.hidden) if kind == "weight" else (spec.hidden,)
-    if matrix == "up":
-        return (spec.ffn, spec.hidden) if kind == "weight" else (spec.ffn,)
-    if matrix == "down":
-        return (spec.hidden, spec.ffn) if kind == "weight" else (spec.hidden,)
-    return (spec.hidden,)
 
 
 def _header(path: Path) -> dict[str, list[int]]:
@@ -130,8 +132,8 @@ def _tensor_files(model_dir: Path) -> dict[str, Path]:
     raise UserError(f"{model_dir} has no model.safetensors")
 
 
-def _detect_prefix(family: Family, files: dict[str, Path]) -> str:
-    probe = family.embed_names["embed.word"]
+def _detect_prefix(family: Family, spec: ModelSpec, files: dict[str, Path]) -> str:
+    probe = family.ref(spec, "embed.word", None).name
     for prefix in family.prefixes:
         if prefix + probe in files:
             return prefix

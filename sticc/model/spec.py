@@ -1,4 +1,10 @@
-"""ModelSpec: the shape of a transformer, independent of any checkpoint's tensor names."""
+"""ModelSpec: the shape of a transformer, independent of any checkpoint's tensor names.
+
+Encoders (bert, roberta, distilbert): post-LN blocks, LayerNorm, an MLP FFN, biases everywhere.
+Decoders (llama and its Qwen2/Mistral shapes, gpt2): pre-norm blocks, a final norm, an LM head
+(tied to the word embeddings or separate), grouped-query attention (`kv_heads` divides `heads`),
+RoPE or learned positions, RMSNorm or LayerNorm, a gated (SwiGLU) or plain MLP FFN.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,23 @@ from sticc.base.schema import STRICT, Name, with_config
 # from them (bytes of a layer, of the embedding table) stay exact integers
 Size = Annotated[int, Field(ge=1, le=1 << 20)]
 Vocab = Annotated[int, Field(ge=1, le=1 << 24)]
-Activation = Literal["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"]
+Activation = Literal["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"]
+TokenId = Annotated[int, Field(ge=0, le=1 << 24)]
+DECODER_FAMILIES = ("llama", "gpt2")
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling: "linear" divides positions by `factor`; "llama3" rescales the low
+    frequencies (Llama 3.1's rule, with its `low_freq_factor`, `high_freq_factor` and the original
+    context)."""
+
+    kind: Literal["linear", "llama3"]
+    factor: Annotated[float, Field(ge=1, le=1024)]
+    low_freq_factor: Annotated[float, Field(gt=0, le=1024)] = 1.0
+    high_freq_factor: Annotated[float, Field(gt=0, le=1024)] = 4.0
+    original_max_positions: Annotated[int, Field(ge=1, le=1 << 24)] = 8192
 LayerNormEps = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -23,7 +45,7 @@ LayerNormEps = Annotated[float, Field(gt=0, lt=1)]
 class ModelSpec:
     """Everything downstream stages need to know about a model; family adapters build it."""
 
-    family: Literal["bert", "roberta", "distilbert"]
+    family: Literal["bert", "roberta", "distilbert", "llama", "gpt2"]
     name: Name
     layers: Size
     heads: Size
@@ -34,11 +56,20 @@ class ModelSpec:
     vocab: Vocab
     type_vocab: Annotated[int, Field(ge=0, le=1 << 16)]  # 0: the family has no token types
     max_positions: Size
-    position_kind: Literal["absolute", "roberta"]  # "roberta": positions start past the padding id
-    pad_token_id: Annotated[int, Field(ge=0, le=1 << 24)]
-    layer_norm_eps: LayerNormEps
+    # "roberta": positions start past the padding id; "rope": rotary, no position table
+    position_kind: Literal["absolute", "roberta", "rope"]
+    pad_token_id: TokenId
+    layer_norm_eps: LayerNormEps  # the norms' epsilon (LayerNorm or RMSNorm)
     activation: Activation
-    norm_placement: Literal["post"] = "post"
+    norm_placement: Literal["post", "pre"] = "post"  # "pre": decoders (the block normalizes its input)
+    norm_kind: Literal["layernorm", "rmsnorm"] = "layernorm"
+    ffn_kind: Literal["mlp", "gated"] = "mlp"  # "gated": act(x Wgate^T) * (x Wup^T), then Wdown
+    biases: Literal["all", "qkv", "none"] = "all"  # "qkv": only the q/k/v projections have biases (Qwen2)
+    lm_head: Literal["none", "tied", "separate"] = "none"  # decoders: the vocabulary projection
+    rope_theta: Annotated[float, Field(gt=0, lt=1e12)] = 10000.0
+    rope_scaling: RopeScaling | None = None
+    bos_token_id: TokenId | None = None
+    eos_token_ids: tuple[TokenId, ...] = ()  # generation stops at any of these
 
     def __post_init__(self) -> None:
         if self.hidden != self.heads * self.head_dim:
@@ -46,17 +77,52 @@ class ModelSpec:
         for field in ("layers", "heads", "hidden", "ffn", "vocab", "max_positions"):
             if getattr(self, field) <= 0:
                 raise UserError(f"model config: {field} must be positive")
-        if self.kv_heads != self.heads:
+        if self.is_decoder != (self.family in DECODER_FAMILIES):
+            raise UserError(f"model config: a {self.family} model {'needs' if self.family in DECODER_FAMILIES else 'has no'} LM head")
+        if not self.is_decoder and (self.kv_heads != self.heads or self.norm_placement != "post"):
             raise UserError(f"model config: {self.kv_heads} key/value heads for {self.heads} heads (encoders share none)")
-        if self.pad_token_id >= self.vocab:
-            raise UserError(f"model config: pad_token_id {self.pad_token_id} is outside the vocabulary of {self.vocab}")
+        if self.heads % self.kv_heads:
+            raise UserError(f"model config: {self.kv_heads} key/value heads do not divide {self.heads} heads")
+        if self.position_kind == "rope" and self.head_dim % 2:
+            raise UserError(f"model config: rotary positions need an even head_dim, not {self.head_dim}")
+        for token in (self.pad_token_id, self.bos_token_id, *self.eos_token_ids):
+            if token is not None and token >= self.vocab:
+                raise UserError(f"model config: token id {token} is outside the vocabulary of {self.vocab}")
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.lm_head != "none"
+
+    @property
+    def query_groups(self) -> int:
+        """Query heads per key/value head (1 without grouped-query attention)."""
+        return self.heads // self.kv_heads
+
+    @property
+    def position_rows(self) -> int:
+        """Rows of the learned position table (0 with rotary positions)."""
+        return 0 if self.position_kind == "rope" else self.max_positions
 
     @property
     def weight_count(self) -> int:
-        """Parameters the runner uses (embeddings, encoder layers; no pooler or LM head)."""
-        embeddings = (self.vocab + self.max_positions + self.type_vocab) * self.hidden + 2 * self.hidden
-        attention = 4 * self.hidden * self.hidden + 4 * self.hidden + 2 * self.hidden
-        ffn = 2 * self.hidden * self.ffn + self.ffn + self.hidden + 2 * self.hidden
+        """Parameters the runner uses: embeddings, layers, and a decoder's final norm and LM head
+        (an encoder's pooler and task heads are not counted; a tied LM head is counted once)."""
+        h, d = self.hidden, self.head_dim
+        norm = h if self.norm_kind == "rmsnorm" else 2 * h
+        q_out = self.heads * d
+        kv_out = self.kv_heads * d
+        attention = h * (2 * q_out + 2 * kv_out) + norm
+        ffn = (3 if self.ffn_kind == "gated" else 2) * h * self.ffn + norm
+        if self.biases != "none":
+            attention += q_out + 2 * kv_out
+        if self.biases == "all":
+            attention += h
+            ffn += h + (0 if self.ffn_kind == "gated" else self.ffn)
+        embeddings = (self.vocab + self.position_rows + self.type_vocab) * h
+        if self.is_decoder:
+            embeddings += norm + (self.vocab * h if self.lm_head == "separate" else 0)
+        else:
+            embeddings += norm
         return embeddings + self.layers * (attention + ffn)
 
     @property

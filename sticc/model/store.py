@@ -31,7 +31,7 @@ import torch
 from pydantic import Field
 
 from sticc.base.errors import UserError
-from sticc.base.jsonfile import fsync_file, replace_dir
+from sticc.base.jsonfile import replace_dir
 from sticc.base.schema import (
     PARTS,
     STORED_BITS,
@@ -49,9 +49,22 @@ from sticc.base.schema import (
     with_config,
 )
 from sticc.model.activation_stats import piece_stats
-from sticc.model.checkpoint import Checkpoint
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
-from sticc.model.sharding import check_shards_per_layer, global_header, layer_header, layer_pieces, piece_shape
+from sticc.model.sharding import (
+    check_lm_head_shards,
+    check_shards_per_layer,
+    default_lm_head_shards,
+    default_shards_per_layer,
+    global_header,
+    global_header_vectors,
+    layer_header,
+    layer_header_vectors,
+    layer_pieces,
+    lm_head_pieces,
+    piece_shape,
+    spec_piece_blocks,
+)
+from sticc.model.source import Source, open_source
 from sticc.model.spec import ModelSpec
 from sticc.model.texts import CALIBRATION_SENTENCES
 from sticc.runtime.core import (
@@ -63,7 +76,6 @@ from sticc.runtime.core import (
     blob_layout,
     checksum,
 )
-from sticc.runtime.encoder import PART_BLOCKS
 
 DATA_FILE = "weights.safetensors"
 ALIGNMENT_BYTES = READ_ALIGN_BYTES  # runners read blobs in whole units of this (direct IO)
@@ -195,9 +207,10 @@ class Manifest:
     global_header: ExtentRecord
     layer_headers: list[ExtentRecord]
     word_embeddings: RowTableRecord
-    position_embeddings: RowTableRecord
+    position_embeddings: RowTableRecord | None  # None: rotary positions
     versions: list[VersionRecord]
     store_id: Sha256
+    lm_head_shards: PositiveCount | None = None  # decoders: the LM head's vocabulary slices
 
 
 @dataclass(frozen=True)
@@ -214,10 +227,11 @@ class Store:
     global_header: Extent
     layer_headers: tuple[Extent, ...]
     word_embeddings: RowTableEntry
-    position_embeddings: RowTableEntry
+    position_embeddings: RowTableEntry | None  # None: rotary positions
     versions: dict[VersionKey, Version]
     has_tokenizer: bool
-    source_dir: Path | None = None  # the checkpoint directory the store was sharded from
+    source_dir: Path | None = None  # the checkpoint (directory or GGUF file) the store was sharded from
+    lm_head_shards: int = 0  # decoders: the LM head's vocabulary slices, stored as pieces of layer `layers`
 
     @property
     def data_path(self) -> Path:
@@ -261,7 +275,12 @@ class Store:
             if key in versions:
                 raise UserError(f"{where}: {key.describe()} appears twice")
             versions[key] = Version(key, Extent(entry.offset, entry.nbytes, entry.checksum), entry.layout.blob(entry.bits))
-        expected = _expected_layouts(spec, manifest.bits, manifest.shards_per_layer, group_size, where)
+        lm_head_shards = manifest.lm_head_shards or 0
+        if spec.is_decoder != bool(lm_head_shards):
+            raise UserError(f"{where}: a {'decoder needs' if spec.is_decoder else 'model without an LM head has no'} lm_head_shards")
+        if lm_head_shards:
+            check_lm_head_shards(spec, lm_head_shards)
+        expected = _expected_layouts(spec, manifest.bits, manifest.shards_per_layer, group_size, where, lm_head_shards)
         if set(versions) != set(expected):
             missing = sorted(set(expected) - set(versions), key=_key_order)
             extra = sorted(set(versions) - set(expected), key=_key_order)
@@ -271,13 +290,15 @@ class Store:
             if version.layout != expected[key] or version.extent.nbytes != version.layout.nbytes:
                 raise UserError(f"{where}: {key.describe()} has a layout its spec does not imply")
         headers = (manifest.global_header.extent(), *(e.extent() for e in manifest.layer_headers))
-        tables = (manifest.word_embeddings.entry(), manifest.position_embeddings.entry())
+        if (manifest.position_embeddings is None) != (spec.position_rows == 0):
+            raise UserError(f"{where}: a position table where the spec has {'none' if not spec.position_rows else 'one'}")
+        tables = (manifest.word_embeddings.entry(), *([manifest.position_embeddings.entry()] if manifest.position_embeddings else []))
         hidden_nbytes = 4 * spec.hidden
         if len(manifest.layer_headers) != spec.layers:
             raise UserError(f"{where}: {len(manifest.layer_headers)} layer headers for {spec.layers} layers")
         if headers[0].nbytes != global_header_nbytes(spec) or any(h.nbytes != layer_header_nbytes(spec) for h in headers[1:]):
             raise UserError(f"{where}: a header's size is not the one its spec implies")
-        for table, rows in zip(tables, (spec.vocab, spec.max_positions), strict=True):
+        for table, rows in zip(tables, (spec.vocab, spec.position_rows)[: len(tables)], strict=True):
             if table.rows != rows or table.row_nbytes != hidden_nbytes or table.checksum_table.nbytes != 8 * rows:
                 raise UserError(f"{where}: an embedding table's shape is not the one its spec implies")
         extents = [*headers, *(v.extent for v in versions.values())]
@@ -294,8 +315,9 @@ class Store:
             path=path, store_id=manifest.store_id, spec=spec, shards_per_layer=manifest.shards_per_layer,
             bits=tuple(sorted(manifest.bits)), group_size=group_size, quantizer=manifest.quantizer.method,
             global_header=headers[0], layer_headers=headers[1:], word_embeddings=tables[0],
-            position_embeddings=tables[1], versions=versions, has_tokenizer=manifest.tokenizer is not None,
-            source_dir=Path(manifest.source.model_dir) if manifest.source.model_dir else None,
+            position_embeddings=tables[1] if len(tables) > 1 else None, versions=versions,
+            has_tokenizer=manifest.tokenizer is not None,
+            source_dir=Path(manifest.source.model_dir) if manifest.source.model_dir else None, lm_head_shards=lm_head_shards,
         )
 
 
@@ -303,28 +325,41 @@ def _key_order(key: VersionKey) -> tuple:
     return (key.layer, key.index, key.part, key.bits)
 
 
-def _expected_layouts(spec: ModelSpec, bits, shards_per_layer: int, group_size: int, where: str) -> dict[VersionKey, BlobLayout]:
+def piece_positions(spec: ModelSpec, shards_per_layer: int, lm_head_shards: int) -> list[tuple[int, int, Part]]:
+    """(layer, index, part) of every piece a store holds, in load order: each layer's attention and
+    FFN pieces, then a decoder's LM head slices (as pieces of layer `spec.layers`)."""
+    positions = [(layer, index, part) for layer in range(spec.layers) for part in PARTS for index in range(shards_per_layer)]
+    return positions + [(spec.layers, index, Part.LM_HEAD) for index in range(lm_head_shards)]
+
+
+def _expected_layouts(
+    spec: ModelSpec, bits, shards_per_layer: int, group_size: int, where: str, lm_head_shards: int = 0,
+) -> dict[VersionKey, BlobLayout]:
     """The layout of every version a store of this spec holds."""
     layouts = {}
-    for part in PARTS:
-        shape = piece_shape(spec, shards_per_layer, part)
+    for part in (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS:
+        shape = piece_shape(spec, shards_per_layer, part, lm_head_shards)
+        blocks = spec_piece_blocks(spec, part)[0]
         for b in bits:
             try:
                 layout = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
+                if b < 16 and (shape.rows * shape.cols // blocks) % group_size:
+                    raise ValueError("groups straddle blocks")
             except (ValueError, ZeroDivisionError):
-                raise UserError(f"{where}: group_size {group_size} does not split a {part} piece at {b} bits") from None
-            for layer in range(spec.layers):
-                for index in range(shards_per_layer):
-                    layouts[VersionKey(layer, index, part, b)] = layout
+                raise UserError(f"{where}: group_size {group_size} does not split a {part} piece's blocks at {b} bits") from None
+            layouts.update({
+                VersionKey(layer, index, p, b): layout
+                for layer, index, p in piece_positions(spec, shards_per_layer, lm_head_shards) if p == part
+            })
     return layouts
 
 
 def global_header_nbytes(spec: ModelSpec) -> int:
-    return 4 * (2 * spec.hidden + spec.type_vocab * spec.hidden)
+    return 4 * (len(global_header_vectors(spec)) * spec.hidden + spec.type_vocab * spec.hidden)
 
 
 def layer_header_nbytes(spec: ModelSpec) -> int:
-    return 4 * 6 * spec.hidden
+    return 4 * len(layer_header_vectors(spec)) * spec.hidden
 
 
 def manifest_id(manifest: dict) -> str:
@@ -364,16 +399,18 @@ def write_store(
     group_size: int = DEFAULT_GROUP_SIZE,
     progress: Callable[[Iterator, int, str], Iterator] = lambda it, total, what: it,
 ) -> Store:
-    """Shard, quantize and store the checkpoint at `model_dir` into the store directory `out`."""
-    checkpoint = Checkpoint.open(model_dir)
+    """Shard, quantize and store the checkpoint at `model_dir` (an HF directory or a GGUF file)
+    into the store directory `out`."""
+    checkpoint = open_source(model_dir)
     spec = checkpoint.spec
     bits = _parse_bits(bits)
-    shards_per_layer = spec.heads if shards_per_layer is None else shards_per_layer
+    shards_per_layer = default_shards_per_layer(spec) if shards_per_layer is None else shards_per_layer
     check_shards_per_layer(spec, shards_per_layer)
-    for part in PARTS:
-        shape = piece_shape(spec, shards_per_layer, part)
+    lm_head_shards = default_lm_head_shards(spec, shards_per_layer) if spec.is_decoder else 0
+    for part in (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS:
+        shape = piece_shape(spec, shards_per_layer, part, lm_head_shards)
         # runners dequantize a piece block by block (its q, k, v, o or up, down rows): groups must not straddle blocks
-        block = shape.rows * shape.cols // PART_BLOCKS[part][0]
+        block = shape.rows * shape.cols // spec_piece_blocks(spec, part)[0]
         if block % group_size or group_size % 8:
             raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece block's {block} weights")
     out = Path(out)
@@ -383,14 +420,11 @@ def write_store(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     staging.chmod(0o755)
     try:
-        manifest = _write_data(checkpoint, staging, bits, shards_per_layer, group_size, progress)
-        tokenizer = Path(model_dir) / "tokenizer.json"
-        if tokenizer.exists():
-            shutil.copyfile(tokenizer, staging / "tokenizer.json")
-            fsync_file(staging / "tokenizer.json")
+        manifest = _write_data(checkpoint, staging, bits, shards_per_layer, lm_head_shards, group_size, progress)
+        for name, data in sorted(checkpoint.extra_files().items()):
+            _write_synced(staging / name, data)
+        if "tokenizer.json" in checkpoint.extra_files():
             manifest["tokenizer"] = "tokenizer.json"
-        shutil.copyfile(Path(model_dir) / "config.json", staging / "source_config.json")
-        fsync_file(staging / "source_config.json")
         manifest["store_id"] = manifest_id(manifest)
         _write_synced(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
         _replace_dir(staging, out)
@@ -413,27 +447,25 @@ def _replace_dir(staging: Path, out: Path) -> None:
     replace_dir(staging, out)
 
 
-def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, group_size: int):
+def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, lm_head_shards: int, group_size: int):
     """Every tensor of the data file with its size, in file order, before any data is computed."""
     hidden = spec.hidden
     entries: list[tuple[str, str, tuple[int, ...], int]] = []
     entries.append(("header.global", "U8", (global_header_nbytes(spec),), 0))
     for layer in range(spec.layers):
         entries.append((f"header.layer.{layer}", "U8", (layer_header_nbytes(spec),), 0))
-    entries.append(("embed.word.checksum", "U64", (spec.vocab,), 0))
-    entries.append(("embed.position.checksum", "U64", (spec.max_positions,), 0))
-    entries.append(("embed.word", "F32", (spec.vocab, hidden), 0))
-    entries.append(("embed.position", "F32", (spec.max_positions, hidden), 0))
+    tables = [("word", spec.vocab)] + ([("position", spec.position_rows)] if spec.position_rows else [])
+    entries += [(f"embed.{table}.checksum", "U64", (rows,), 0) for table, rows in tables]
+    entries += [(f"embed.{table}", "F32", (rows, hidden), 0) for table, rows in tables]
     layouts: dict[VersionKey, BlobLayout] = {}
+    shapes = {part: piece_shape(spec, shards_per_layer, part, lm_head_shards) for part in (*PARTS, Part.LM_HEAD)[: 3 if lm_head_shards else 2]}
     # one bitwidth's blobs contiguous, in load order: a uniform plan reads the file front to back
     for b in bits:
-        for layer in range(spec.layers):
-            for part in PARTS:
-                shape = piece_shape(spec, shards_per_layer, part)
-                for index in range(shards_per_layer):
-                    key = VersionKey(layer, index, part, b)
-                    layouts[key] = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
-                    entries.append((f"shard.{layer}.{index}.{part}.{b}", "U8", (layouts[key].nbytes,), 0))
+        for layer, index, part in piece_positions(spec, shards_per_layer, lm_head_shards):
+            shape = shapes[part]
+            key = VersionKey(layer, index, part, b)
+            layouts[key] = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
+            entries.append((f"shard.{layer}.{index}.{part}.{b}", "U8", (layouts[key].nbytes,), 0))
     itemsize = {"U8": 1, "U64": 8, "F32": 4}
     # safetensors: tensors must tile the data buffer; pad tensors align each to ALIGNMENT_BYTES
     tiled: list[tuple[str, str, tuple[int, ...], int]] = []
@@ -464,9 +496,9 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, g
     return header_bytes, slots, layouts, base + cursor
 
 
-def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, group_size, progress) -> dict:
+def _write_data(checkpoint: Source, staging: Path, bits, shards_per_layer, lm_head_shards, group_size, progress) -> dict:
     spec = checkpoint.spec
-    header_bytes, slots, layouts, total_nbytes = _plan_slots(spec, bits, shards_per_layer, group_size)
+    header_bytes, slots, layouts, total_nbytes = _plan_slots(spec, bits, shards_per_layer, lm_head_shards, group_size)
     path = staging / DATA_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -483,14 +515,17 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
             "format": "sticc-store", "format_version": STORE_FORMAT_VERSION, "data_file": DATA_FILE,
             "alignment_bytes": ALIGNMENT_BYTES, "spec": spec.to_json(), "shards_per_layer": shards_per_layer,
             "bits": list(bits), "quantizer": {"method": QUANTIZER_NAME, "group_size": group_size, "calibration": f"{len(CALIBRATION_SENTENCES)} built-in sentences"},
-            "source": {"model_dir": str(Path(checkpoint.model_dir).resolve())}, "tokenizer": None,
+            "source": {"model_dir": str(Path(checkpoint.source_path).resolve())}, "tokenizer": None,
+            "position_embeddings": None,
         }
+        if lm_head_shards:
+            manifest["lm_head_shards"] = lm_head_shards
         manifest["global_header"] = extent_json(put("header.global", _f32_bytes(global_header(checkpoint))))
         manifest["layer_headers"] = [
             extent_json(put(f"header.layer.{layer}", _f32_bytes(layer_header(checkpoint, layer))))
             for layer in range(spec.layers)
         ]
-        for table, role in (("word", "embed.word"), ("position", "embed.position")):
+        for table, role in (("word", "embed.word"), ("position", "embed.position"))[: 2 if spec.position_rows else 1]:
             rows = checkpoint.tensor(role).contiguous()
             raw = rows.numpy().view(np.uint8).reshape(rows.shape[0], -1)
             sums = np.array([checksum(row) for row in raw], dtype=np.uint64)
@@ -502,10 +537,15 @@ def _write_data(checkpoint: Checkpoint, staging: Path, bits, shards_per_layer, g
             }
         versions = []
         # input statistics of every piece from a calibration pass: the quantizer minimizes the
-        # error of each piece's output, not of its weights (docs/quantization.md)
-        stats = piece_stats(checkpoint, shards_per_layer) if any(b < 16 for b in bits) else {}
-        for layer in progress(iter(range(spec.layers)), spec.layers, "quantizing layers"):
-            pieces = layer_pieces(checkpoint, layer, shards_per_layer)
+        # error of each piece's output, not of its weights (docs/quantization.md). Decoders are
+        # quantized from their weights alone (no calibration pass for them yet).
+        stats = piece_stats(checkpoint, shards_per_layer) if any(b < 16 for b in bits) and not spec.is_decoder else {}
+        steps = spec.layers + (1 if lm_head_shards else 0)
+        for layer in progress(iter(range(steps)), steps, "quantizing layers"):
+            if layer < spec.layers:
+                pieces = layer_pieces(checkpoint, layer, shards_per_layer)
+            else:
+                pieces = {(index, Part.LM_HEAD): piece for index, piece in lm_head_pieces(checkpoint, lm_head_shards).items()}
             for (index, part), (matrix, bias) in sorted(pieces.items()):
                 for b in bits:
                     layout, blob = encode_piece(matrix, bias, b, group_size, stats=stats.get((layer, index, part)))
@@ -554,6 +594,8 @@ def verify_store(store: Store, progress: Callable[[Iterator, int, str], Iterator
         for layer, extent in enumerate(store.layer_headers):
             check(extent, f"layer {layer} header")
         for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
+            if table is None:
+                continue
             check(table.checksum_table, f"{name} checksum table")
             nbytes = table.rows * table.row_nbytes
             if table.offset + nbytes > size:

@@ -120,6 +120,20 @@ def blob_layout(rows: int, cols: int, bits: int, group_size: int, bias_len: int)
     )
 
 
+def piece_blocks(part: str, query_groups: int = 1, gated: bool = False, qkv_bias: bool = True) -> tuple:
+    """(row blocks, bias blocks) of a stored piece (`sticc.model.sharding` cuts pieces so): an
+    attention piece is `query_groups` query blocks, a key and a value block, and as many output
+    blocks as query blocks; an FFN piece is [gate,] up and down blocks; an LM head slice is one
+    block. A piece without a bias has one empty bias block."""
+    if part == "attn":
+        return 2 * query_groups + 2, query_groups + 2 if qkv_bias else 1
+    if part == "ffn":
+        return (3 if gated else 2), 1
+    if part == "lm_head":
+        return 1, 1
+    raise ValueError(f"unknown part {part!r}")
+
+
 @dataclass(frozen=True)
 class Extent:
     """A checked byte range of the store's data file."""

@@ -14,11 +14,12 @@ The strided views are worked out once per run (`RunDecoder`), at construction; a
 them. Every op runs on torch's threads (the compute lane's cores).
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
-from sticc.runtime.core import BlobLayout
+from sticc.runtime.core import READ_ALIGN_BYTES, BlobLayout, ChunkLoad, decoded_nbytes
 
 
 def unpack_codes_into(packed: torch.Tensor, bits: int, out: torch.Tensor) -> None:
@@ -118,3 +119,54 @@ def decode_piece(blob: torch.Tensor, layout: BlobLayout) -> tuple[torch.Tensor, 
         buffer[: layout.nbytes] = blob[: layout.nbytes]
     RunDecoder(layout, 1, 1, 1, weights, biases)(PoolViews.of(buffer), 0)
     return weights.view(layout.rows, layout.cols), biases.view(layout.bias_len)
+
+
+class DecodesChunks:
+    """The chunk handling every runner family shares (a mixin of `RunnerCore` subclasses): a
+    chunk's kernel form is `weights` [blocks, members, block] and `biases` [bias_blocks, members,
+    bias block] views of a decoded buffer (the scratch, or the pinned region for a chunk pinned in
+    place). The family says how many blocks each chunk's pieces have (`piece_blocks`)."""
+
+    def piece_blocks(self, key: int) -> tuple:
+        """(row blocks, bias blocks) of chunk `key`'s pieces."""
+        raise NotImplementedError
+
+    def kernel_views(self, buffer: torch.Tensor, load: ChunkLoad) -> tuple:
+        """(weights [blocks, n, q], biases [bias_blocks, n, bq]) views of a decoded-chunk buffer."""
+        first, count = load.members[0].layout, len(load.members)
+        blocks, bias_blocks = self.piece_blocks(load.key)
+        weight_nbytes = decoded_nbytes(load.members) - 4 * count * first.bias_len
+        assert buffer.numel() >= decoded_nbytes(load.members), "scratch smaller than a chunk (plan and runner disagree)"
+        weights = buffer[: 4 * count * first.weight_count].view(torch.float32).view(blocks, count, -1)
+        biases = buffer[weight_nbytes : weight_nbytes + 4 * count * first.bias_len].view(torch.float32)
+        return weights, biases.view(bias_blocks, count, -1)
+
+    def pin_decoded(self, load: ChunkLoad, stored: list) -> tuple:
+        _, buffer = self.pool.pin(decoded_nbytes(load.members), READ_ALIGN_BYTES)
+        weights, biases = self.kernel_views(buffer, load)
+        blocks, bias_blocks = self.piece_blocks(load.key)
+        for i, (member, blob) in enumerate(zip(load.members, stored, strict=True)):
+            decoder = RunDecoder(member.layout, 1, blocks, bias_blocks, weights[:, i : i + 1], biases[:, i : i + 1])
+            decoder(PoolViews.of(blob), 0)
+        return weights, biases
+
+    @functools.cached_property
+    def pool_views(self) -> PoolViews:
+        return PoolViews.of(self.pool.buffer)
+
+    def prepare_chunk(self, load: ChunkLoad, runs: tuple) -> None:
+        weights, biases = self.kernel_views(self.pool.scratch, load)
+        blocks, bias_blocks = self.piece_blocks(load.key)
+        decoders = []
+        for run in runs:
+            stop = run.start + run.count
+            decoder = RunDecoder(run.layout, run.count, blocks, bias_blocks, weights[:, run.start : stop], biases[:, run.start : stop])
+            decoders.append((run.pinned, run.offset, decoder))
+        self.prepared[load.key] = (tuple(decoders), weights, biases)
+
+    def decode_chunk(self, key: int, ring_start: int) -> tuple:
+        decoders, weights, biases = self.prepared[key]
+        views = self.pool_views
+        for pinned, offset, decoder in decoders:
+            decoder(views, offset if pinned else ring_start + offset)
+        return weights, biases

@@ -8,7 +8,6 @@ a chunk is three GEMMs and one attention call whatever its size; for the FFN, up
 columns: two GEMMs. Parameters come from the model spec (`EncoderShape`).
 """
 
-import functools
 import json
 import os
 from dataclasses import dataclass
@@ -18,18 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from sticc.runtime.core import (
-    READ_ALIGN_BYTES,
-    ChunkLoad,
     Extent,
     RowTable,
     RunnerCore,
     StoreError,
     TraceEvent,
-    decoded_nbytes,
     parse_quantity,
+    piece_blocks,
     read_rows,
 )
-from sticc.runtime.decode import PoolViews, RunDecoder
+from sticc.runtime.decode import DecodesChunks
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -38,7 +35,7 @@ ACTIVATIONS = {
     "relu": F.relu,
 }
 # per part: (row blocks, bias blocks) of a piece (sticc/model/sharding.py cuts them so)
-PART_BLOCKS = {"attn": (4, 3), "ffn": (2, 1)}
+PART_BLOCKS = {"attn": piece_blocks("attn"), "ffn": piece_blocks("ffn")}
 
 
 def kernel_form(weights: torch.Tensor, biases: torch.Tensor, part: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,12 +134,13 @@ LAYER_HEADER_VECTORS = (
 GLOBAL_HEADER_VECTORS = ("embed_norm_weight", "embed_norm_bias")
 
 
-def embed_rows_nbytes(hidden: int, length: int, vocab: int) -> int:
-    """Scratch bytes of one call's embedding rows: batch 1, every token distinct, a position row each."""
-    return 4 * hidden * (min(length, vocab) + length)
+def embed_rows_nbytes(hidden: int, length: int, vocab: int, position_rows: bool = True) -> int:
+    """Scratch bytes of one call's embedding rows: batch 1, every token distinct, a position row
+    each (unless positions are rotary)."""
+    return 4 * hidden * (min(length, vocab) + (length if position_rows else 0))
 
 
-class EncoderRunner(RunnerCore):
+class EncoderRunner(DecodesChunks, RunnerCore):
     """A BERT-family runner: everything but the literals and the schedule (the generated subclass)."""
 
     SHAPE: EncoderShape
@@ -170,45 +168,8 @@ class EncoderRunner(RunnerCore):
 
     # -- chunks in kernel form -------------------------------------------------------------------
 
-    def _kernel_views(self, buffer: torch.Tensor, load: ChunkLoad) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weights [blocks, n, q], biases [bias_blocks, n, bq]) views of a decoded-chunk buffer."""
-        first, count = load.members[0].layout, len(load.members)
-        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
-        weight_nbytes = decoded_nbytes(load.members) - 4 * count * first.bias_len
-        assert buffer.numel() >= decoded_nbytes(load.members), "scratch smaller than a chunk (plan and runner disagree)"
-        weights = buffer[: 4 * count * first.weight_count].view(torch.float32).view(blocks, count, -1)
-        biases = buffer[weight_nbytes : weight_nbytes + 4 * count * first.bias_len].view(torch.float32)
-        return weights, biases.view(bias_blocks, count, -1)
-
-    def pin_decoded(self, load: ChunkLoad, stored: list) -> tuple:
-        _, buffer = self.pool.pin(decoded_nbytes(load.members), READ_ALIGN_BYTES)
-        weights, biases = self._kernel_views(buffer, load)
-        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
-        for i, (member, blob) in enumerate(zip(load.members, stored, strict=True)):
-            decoder = RunDecoder(member.layout, 1, blocks, bias_blocks, weights[:, i : i + 1], biases[:, i : i + 1])
-            decoder(PoolViews.of(blob), 0)
-        return weights, biases
-
-    @functools.cached_property
-    def pool_views(self) -> PoolViews:
-        return PoolViews.of(self.pool.buffer)
-
-    def prepare_chunk(self, load: ChunkLoad, runs: tuple) -> None:
-        weights, biases = self._kernel_views(self.pool.scratch, load)
-        blocks, bias_blocks = PART_BLOCKS[self.PARTS[load.key]]
-        decoders = []
-        for run in runs:
-            stop = run.start + run.count
-            decoder = RunDecoder(run.layout, run.count, blocks, bias_blocks, weights[:, run.start : stop], biases[:, run.start : stop])
-            decoders.append((run.pinned, run.offset, decoder))
-        self.prepared[load.key] = (tuple(decoders), weights, biases)
-
-    def decode_chunk(self, key: int, ring_start: int) -> tuple:
-        decoders, weights, biases = self.prepared[key]
-        views = self.pool_views
-        for pinned, offset, decoder in decoders:
-            decoder(views, offset if pinned else ring_start + offset)
-        return weights, biases
+    def piece_blocks(self, key: int) -> tuple:
+        return PART_BLOCKS[self.PARTS[key]]
 
     def warm_up(self) -> None:
         """Run every kernel once at the planned sequence length on every chunk shape of the plan
@@ -229,7 +190,7 @@ class EncoderRunner(RunnerCore):
                 if load.key in self.pinned_chunks:
                     self.kernel(part, acc, x, mask, *self.pinned_chunks[load.key])
                 else:
-                    weights, biases = self._kernel_views(self.pool.scratch, load)
+                    weights, biases = self.kernel_views(self.pool.scratch, load)
                     self.kernel(part, acc, x, mask, weights.zero_(), biases.zero_())
             ones = torch.ones(shape.hidden)
             residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
