@@ -382,6 +382,11 @@ def bench(
     store = Store.open(store_dir or runner_literal(out_dir / "runner.py", "DEFAULT_STORE", str))
     if plan_json["store_id"] != store.store_id:
         raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
+    if store.spec.is_decoder:
+        raise UserError(
+            f"`sticc bench` runs encoders so far; {store.spec.name} is a decoder: time it with "
+            f"`python {out_dir / 'runner.py'} --generate 32 --stats PROMPT` (examples/decoder_fidelity.py measures it)"
+        )
     if settings.io_bandwidth_Bps is None:
         settings = replace(settings, io_bandwidth_Bps=plan_json.get("runtime", {}).get("io_bandwidth_cap_Bps"))
     subject = subject_of(store, plan_json)

@@ -45,7 +45,7 @@ def _bits_list(text: str) -> tuple[int, ...]:
 
 @app.command()
 def shard(
-    model_dir: Annotated[Path, typer.Argument(help="HF checkpoint directory (config.json + safetensors)")],
+    model_dir: Annotated[Path, typer.Argument(help="HF checkpoint directory (config.json + safetensors) or a GGUF file")],
     out: Annotated[Path, typer.Option("-o", "--out", help="store directory to write")],
     bits: Annotated[str, typer.Option(help="bitwidths to store every shard at")] = "2,3,4,5,6,8,16,32",
     shards_per_layer: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="shards per layer (default: one per head)")] = None,
@@ -103,7 +103,8 @@ def compile_(
     device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
     importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
     solver: Annotated[str, typer.Option(help="cpsat (exact) or greedy (STI's heuristic)")] = "cpsat",
-    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length the plan is made for (default 128)")] = None,
+    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length the plan is made for (default 128; decoders: the prompt length, default 64)")] = None,
+    context: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: positions the KV cache holds, prompt and generated tokens (default 512)")] = None,
     time_limit: Annotated[str, typer.Option(help="CP-SAT time limit, e.g. 10s")] = "10s",
     bits: Annotated[int | None, typer.Option(min=1, max=32, help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
     plan: Annotated[Path | None, typer.Option(help="no solver: a hand-written plan JSON (see docs/plan-schema.md)")] = None,
@@ -133,11 +134,13 @@ def compile_(
     memory_bytes = _quantity(memory, "B", "--memory")
     memory_bytes = None if memory_bytes is None else int(memory_bytes)
     store = Store.open(store_dir)
+    if not given or device is not None:
+        _encoders_only(store, "planning for targets and predicting from a device profile")
     if given:
         if bits is not None:
-            the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk)
+            the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk, context)
         else:
-            the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk)
+            the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk, context)
         if device is not None:  # predictions need a device; a given plan is never measured for
             profile = _device_profile(store, device, the_plan.targets.seq_len)
             the_plan = predict_given_plan(store, the_plan, profile, _importance_profile(store, importance) if importance else None)
@@ -158,10 +161,23 @@ def compile_(
     _print_summary(runner, source.plan_hash, the_plan)
 
 
+def _encoders_only(store, what: str) -> None:
+    """Decoders run given plans (--bits, --plan); their profiles and planning are not built yet."""
+    if store.spec.is_decoder:
+        raise UserError(
+            f"{what} is for encoders so far; {store.spec.name} is a {store.spec.family} decoder: "
+            f"compile it with --bits N or --plan FILE"
+        )
+
+
 def _print_summary(runner: Path, plan_hash: str, plan) -> None:
     predicted = plan.predicted
+    io = f"IO {predicted.io_bytes / 1e6:.2f} MB/call"
+    if predicted.io_bytes_per_token is not None:
+        io = (f"IO {predicted.io_bytes / 1e6:.2f} MB/prefill, {predicted.io_bytes_per_token / 1e6:.2f} MB/token, "
+              f"KV cache {predicted.kv_cache_bytes / 1e6:.2f} MB for {plan.targets.context} positions")
     line = (f"wrote {runner} (plan {plan_hash[:12]}, {plan.solver.name} {plan.solver.status}): "
-            f"pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, IO {predicted.io_bytes / 1e6:.2f} MB/call, "
+            f"pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, {io}, "
             f"preload {predicted.preload_bytes / 1e6:.2f} MB")
     if predicted.latency_s is not None:
         line += f", predicted {predicted.latency_s * 1e3:.1f} ms"
@@ -239,6 +255,7 @@ def sweep(
     latencies_s, memories = _list(latency, "s", "--latency"), [int(m) for m in _list(memory, "B", "--memory")]
     names = _names(baselines, "--baselines", tuple(name for name in BASELINES if name != "greedy"))  # greedy: a line of plans
     store = Store.open(store_dir)
+    _encoders_only(store, "`sticc sweep`")
     profile = _device_profile(store, device, seq_len, cap)
     settings = Settings(runs, cold, cap if cap is not None else profile.emulated_bandwidth_Bps)
     subject, points = run_sweep(
@@ -282,6 +299,7 @@ def profile_device(
 
     cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
     store = Store.open(store_dir)
+    _encoders_only(store, "`sticc profile device`")
     if not 1 <= seq_len <= store.spec.max_positions:
         raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
     profile = lane_fit.profile_device(store, seq_len, cap, progress_bar)
@@ -319,6 +337,7 @@ def profile_importance(
     from sticc.profile.measure_importance import cached_importance
 
     store = Store.open(store_dir)
+    _encoders_only(store, "`sticc profile importance`")
     profile, cached, hit = cached_importance(store, calib, progress_bar)
     profile.write(out)
     additivity = profile.additivity
