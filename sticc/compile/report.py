@@ -308,6 +308,9 @@ def _targets_section(plan: dict) -> Section:
         ("memory", memory_text),
         ("sequence length", str(targets.get("seq_len", NA))),
     ]
+    if targets.get("context") is not None:  # a decoder: the prompt, and the positions its KV cache holds
+        rows[-1] = ("prompt length", str(targets.get("seq_len", NA)))
+        rows.append(("context", f"{targets['context']} positions"))
     if full:
         rows.append(("fp32 model", _bytes(full)))
     return Section("Targets", "", ("", "value"), tuple(rows))
@@ -349,6 +352,13 @@ def _predicted_section(plan: dict) -> Section:
         ("preload", _bytes(predicted.get("preload_bytes"))),
         ("fidelity loss", _fidelity(plan, predicted.get("fidelity_loss"))),
     ]
+    if predicted.get("io_bytes_per_token") is not None:  # a decoder: a prefill, then one call per token
+        rows[2] = ("IO per prefill", _bytes(predicted.get("io_bytes")))
+        rows[3:3] = [
+            ("IO per generated token", _bytes(predicted["io_bytes_per_token"])),
+            ("KV cache (beside the pool)", _bytes(predicted.get("kv_cache_bytes"))),
+        ]
+        rows[3 + 2] = ("preload (resident across tokens)", _bytes(predicted.get("preload_bytes")))
     budget = plan.get("memory_budget_bytes")
     memory = plan.get("memory") or {}
     pool = _of_fp32(budget, full)
