@@ -7,6 +7,7 @@ and GPT-2 (learned positions, Conv1D, LayerNorm, gelu_new, tied) checkpoints (`c
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -176,11 +177,16 @@ def test_a_decoder_store_holds_the_lm_head_in_padded_vocabulary_slices(tiny_deco
         make_plan(store, tuple(shards), SolverInfo("hand", "GIVEN"))
 
 
+def _copy_with_tokenizer(store_dir, to):
+    """A copy of a tiny store with a byte-level tokenizer.json (a random-weight checkpoint has none)."""
+    shutil.copytree(store_dir, to)
+    (to / "tokenizer.json").write_text(_byte_tokenizer().to_str())
+    return to
+
+
 def test_the_runner_command_streams_text_and_prints_stats(tiny_decoders, tmp_path):
-    _, store_dir = tiny_decoders["llama"]
+    store_dir = _copy_with_tokenizer(tiny_decoders["llama"][1], tmp_path / "store")
     store = Store.open(store_dir)
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=_byte_tokenizer())
-    (store_dir / "tokenizer.json").write_text(tokenizer.backend_tokenizer.to_str())  # a store of random weights has none
     out = tmp_path / "out"
     compile_runner(store_dir, uniform_plan(store, 4, seq_len=8, context=40), out).close()
     done = subprocess.run(
@@ -207,3 +213,52 @@ def _byte_tokenizer():
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
+
+
+def test_a_gguf_file_shards_into_a_runner_that_matches_transformers_reading_it(tmp_path):
+    from test_gguf import write_tiny_gguf
+
+    from sticc.model.store import write_store
+
+    gguf_path = tmp_path / "tiny-llama.gguf"
+    write_tiny_gguf(gguf_path)
+    store_dir = tmp_path / "store"
+    store = write_store(gguf_path, store_dir, bits=(8, 32))
+    assert (store_dir / "tokenizer.json").exists() and store.spec.lm_head == "separate"
+    runner = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=64), tmp_path / "out")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=gguf_path.name, dtype=torch.float32).eval()
+    ids = torch.randint(0, store.spec.vocab, (1, 24))
+    with torch.no_grad():
+        reference = model(ids).logits
+    logits, _ = runner.forward(ids)
+    assert float((logits - reference).abs().max()) < 1e-4
+    runner.close()
+
+
+def _run(*args: str):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_bad_inputs_get_one_line_and_a_nonzero_exit(tiny_decoders, tmp_path):
+    from test_gguf import write_tiny_gguf
+
+    gguf_path = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf_path)
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(gguf_path.read_bytes()[: gguf_path.stat().st_size // 2])
+    done = _run("-m", "sticc.cli", "shard", str(truncated), "-o", str(tmp_path / "never"))
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "truncated.gguf" in done.stderr
+    assert not (tmp_path / "never").exists()
+    # a corrupt blob: the runner's check names it
+    corrupt = _copy_with_tokenizer(tiny_decoders["gpt2"][1], tmp_path / "corrupt")
+    store = Store.open(corrupt)
+    extent = store.version(1, 0, "ffn", 4).extent
+    with open(corrupt / "weights.safetensors", "r+b") as handle:
+        handle.seek(extent.offset + 10)
+        byte = handle.read(1)
+        handle.seek(extent.offset + 10)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    out = tmp_path / "out"
+    compile_runner(corrupt, uniform_plan(store, 4, seq_len=8, context=32), out).close()
+    done = _run(str(out / "runner.py"), "--generate", "4", "hello")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "checksum mismatch in layer 1 shard 0 ffn @4b" in done.stderr
