@@ -767,6 +767,22 @@ def read_manifest(store_dir: str, store_id: str) -> dict:
     return manifest
 
 
+def load_tokenizer(store_dir: str):
+    """The store's tokenizer.json as a `tokenizers.Tokenizer` (optional: text input needs it),
+    with no truncation and no padding of its own: the family sets what it wants."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
+    path = os.path.join(store_dir, "tokenizer.json")
+    if not os.path.exists(path):
+        raise StoreError(f"{store_dir} has no tokenizer.json; pass token ids instead")
+    tokenizer = Tokenizer.from_file(path)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class RunnerCore:
     """What every runner does whatever its model family: open and check the store, lay out the
     pool, pin headers and the preload set, start the IO lane; per call, drive the lanes and

@@ -16,7 +16,6 @@ shards' key/value heads at its positions; a dropped shard's heads are neither wr
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -31,6 +30,7 @@ from sticc.runtime.core import (
     RunnerCore,
     StoreError,
     TraceEvent,
+    load_tokenizer,
     parse_quantity,
     piece_blocks,
     read_rows,
@@ -497,17 +497,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     def tokenizer(self):
         """The store's tokenizer (tokenizer.json), loaded once, as the model's own: no truncation, no padding."""
         if self._tokenizer is None:
-            try:
-                from tokenizers import Tokenizer
-            except ImportError:
-                raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
-            path = os.path.join(self.store_dir, "tokenizer.json")
-            if not os.path.exists(path):
-                raise StoreError(f"{self.store_dir} has no tokenizer.json; pass token ids instead")
-            tokenizer = Tokenizer.from_file(path)
-            tokenizer.no_truncation()
-            tokenizer.no_padding()
-            self._tokenizer = tokenizer
+            self._tokenizer = load_tokenizer(self.store_dir)
         return self._tokenizer
 
 

@@ -9,7 +9,6 @@ columns: two GEMMs. Parameters come from the model spec (`EncoderShape`).
 """
 
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from sticc.runtime.core import (
     RunnerCore,
     StoreError,
     TraceEvent,
+    load_tokenizer,
     parse_quantity,
     piece_blocks,
     read_rows,
@@ -274,14 +274,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     def tokenize(self, texts: list) -> tuple:
         """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
         if self._tokenizer is None:
-            try:
-                from tokenizers import Tokenizer
-            except ImportError:
-                raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
-            path = os.path.join(self.store_dir, "tokenizer.json")
-            if not os.path.exists(path):
-                raise StoreError(f"{self.store_dir} has no tokenizer.json; pass token ids instead")
-            tokenizer = Tokenizer.from_file(path)
+            tokenizer = load_tokenizer(self.store_dir)
             limit = self.SHAPE.max_positions - (self.SHAPE.pad_token_id + 1 if self.SHAPE.position_kind == "roberta" else 0)
             tokenizer.enable_truncation(max_length=limit)
             tokenizer.enable_padding(pad_id=self.SHAPE.pad_token_id)
