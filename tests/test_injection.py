@@ -18,8 +18,8 @@ import torch
 from planning_helpers import synthetic_device
 
 from codegen import emit_runner, load_runner
-from codegen.emit import _runtime_body
-from codegen.literals import check_runner_source
+from codegen.emit import DECODER_RUNTIME_MODULES, _runtime_body
+from codegen.literals import DECODER_RUNNER, check_runner_source
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
 from sticc.cli.main import INTERNAL_ERROR_EXIT, main
@@ -249,3 +249,91 @@ def test_the_check_refuses_data_that_became_code(tiny_bert_store):
         assert source != text, what
         with pytest.raises(UserError, match="refusing to write the runner"):
             check_runner_source(source, runtime)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders: the same guarantees for their runners (their own template, runtime and literals)
+# ----------------------------------------------------------------------------------------------
+
+DECODER_IDS = torch.tensor([[5, 17, 99, 5, 3, 250]])
+DECODER_COMPILE = ["--bits", "8", "--seq-len", "4", "--context", "16"]
+# decoder fields of the manifest's spec: none may hold text
+DECODER_FIELDS = (
+    ("spec", "norm_kind"), ("spec", "ffn_kind"), ("spec", "biases"), ("spec", "lm_head"), ("spec", "rope_theta"),
+    ("spec", "eos_token_ids"), ("spec", "norm_placement"), ("lm_head_shards",), ("position_embeddings",),
+)
+
+
+def _decoder_logits(out: Path, store: Path) -> torch.Tensor:
+    runner = load_runner(out / "runner.py").Runner(str(store), warm_up=False)
+    try:
+        return runner.forward(DECODER_IDS)[0]
+    finally:
+        runner.close()
+
+
+@pytest.fixture(scope="module")
+def decoder_clean(tiny_decoders, tmp_path_factory) -> torch.Tensor:
+    out = tmp_path_factory.mktemp("clean-decoder") / "out"
+    assert main(["compile", str(tiny_decoders["llama"][1]), "-o", str(out), *DECODER_COMPILE]) == 0
+    return _decoder_logits(out, tiny_decoders["llama"][1])
+
+
+def _decoder_runner_is_data(workdir: Path, out: Path, store: Path, clean: torch.Tensor) -> object:
+    assert torch.equal(_decoder_logits(out, store), clean)
+    assert not (workdir / "PWNED").exists()
+    check_runner_source((out / "runner.py").read_text(encoding="utf-8"), _runtime_body(DECODER_RUNTIME_MODULES), DECODER_RUNNER)
+    return load_runner(out / "runner.py").Runner
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_a_decoders_name_is_only_ever_a_literal(capsys, workdir, tiny_decoders, decoder_clean, payload):
+    checkpoint = workdir / "ckpt"
+    shutil.copytree(tiny_decoders["llama"][0], checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "_name_or_path": payload}))
+    store = workdir / "store"
+    code = _outcome(capsys, ["shard", checkpoint, "-o", store, "--bits", "8"])
+    if not _unicode(payload):
+        assert code != 0 and not store.exists()
+        return
+    assert code == 0
+    assert _outcome(capsys, ["compile", store, "-o", workdir / "out", *DECODER_COMPILE]) == 0
+    assert payload == _decoder_runner_is_data(workdir, workdir / "out", store, decoder_clean).MODEL_NAME
+
+
+@pytest.mark.parametrize("field", DECODER_FIELDS, ids=lambda v: ".".join(map(str, v)))
+def test_decoder_manifest_fields_are_refused(capsys, workdir, tiny_decoders, field):
+    for payload in PAYLOADS[:2]:
+        store = workdir / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.copytree(tiny_decoders["llama"][1], store)
+        manifest = json.loads((store / "manifest.json").read_text())
+        node = manifest
+        for key in field[:-1]:
+            node = node[key]
+        node[field[-1]] = payload
+        manifest["store_id"] = manifest_id(manifest)
+        (store / "manifest.json").write_text(json.dumps(manifest))
+        assert _outcome(capsys, ["compile", store, "-o", workdir / "out", *DECODER_COMPILE]) != 0, field
+        assert not (workdir / "out").exists()
+
+
+def test_the_check_refuses_a_decoder_runner_that_runs_data(tiny_decoders):
+    store = Store.open(tiny_decoders["gpt2"][1])
+    text = emit_runner(store, uniform_plan(store, 8, seq_len=4, context=16), tiny_decoders["gpt2"][1]).text
+    runtime = _runtime_body(DECODER_RUNTIME_MODULES)
+    check_runner_source(text, runtime, DECODER_RUNNER)
+    lm_head_line = next(line for line in text.splitlines() if line.startswith("            self.lm_head("))
+    forged = {
+        "a call in the schedule": text.replace(lm_head_line, f"{lm_head_line}\n            {CODE}", 1),
+        "an extra class attribute": text.replace("    CONTEXT = ", "    EXTRA = 1\n    CONTEXT = ", 1),
+        "the encoder's base": text.replace("class Runner(DecoderRunner):", "class Runner(EncoderRunner):", 1),
+        "the encoder's guard": text.replace("decoder_main(Runner)", "runner_main(Runner)", 1),
+    }
+    for what, source in forged.items():
+        assert source != text, what
+        with pytest.raises(UserError, match="refusing to write the runner"):
+            check_runner_source(source, runtime, DECODER_RUNNER)
+    with pytest.raises(UserError, match="refusing to write the runner"):
+        check_runner_source(text, runtime)  # a decoder runner is not an encoder runner
