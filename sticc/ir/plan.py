@@ -114,11 +114,11 @@ class Plan:
             "format_version": PLAN_FORMAT_VERSION,
             "store_id": self.store_id,
             "model": self.model,
-            "targets": asdict(self.targets),
+            "targets": _without_none(asdict(self.targets), DECODER_ONLY),
             "solver": asdict(self.solver),
             "memory_budget_bytes": self.memory_budget_bytes,
             "shards_per_chunk": self.shards_per_chunk,
-            "predicted": asdict(self.predicted),
+            "predicted": _without_none(asdict(self.predicted), DECODER_ONLY),
             "shards": [asdict(c) for c in self.shards],
             "load_order": [list(step) for step in self.load_order],
             "runtime": asdict(self.runtime),
@@ -126,6 +126,14 @@ class Plan:
         }
         data["plan_hash"] = plan_hash(data)
         return data
+
+
+# keys only a decoder's plan has: an encoder's plan.json leaves them out
+DECODER_ONLY = frozenset({"context", "io_bytes_per_token", "kv_cache_bytes"})
+
+
+def _without_none(record: dict, keys: frozenset[str]) -> dict:
+    return {k: v for k, v in record.items() if not (k in keys and v is None)}
 
 
 def plan_hash(data: dict) -> str:
@@ -248,6 +256,8 @@ class Findings:
         data = asdict(self)
         if self.comparison.greedy is None:
             data["comparison"] = {}
+        else:
+            data["comparison"]["greedy"]["predicted"] = _without_none(data["comparison"]["greedy"]["predicted"], DECODER_ONLY)
         if self.importance is not None and not self.importance.additivity.plans:
             data["importance"]["additivity"] = {}
         return data
