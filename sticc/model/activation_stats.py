@@ -15,8 +15,11 @@ second-moment matrices E[x x^T] of each piece's two inputs (and the mean of the 
 `sticc.model.quant.encode_piece` run GPTQ error feedback, the correlations included, and bias correction.
 
 The statistics come from a forward pass over `sticc.model.texts.CALIBRATION_SENTENCES` (disjoint
-from the sentences fidelity is evaluated on), run here in plain torch from the checkpoint tensors
-(post-LayerNorm BERT / RoBERTa / DistilBERT encoders, the families `sticc.model.families` knows).
+from the sentences fidelity is evaluated on), run here in plain torch from the checkpoint tensors:
+post-LayerNorm BERT / RoBERTa / DistilBERT encoders (`layer_statistics`), and pre-norm decoders
+with causal attention (`decoder_statistics`), whose pieces map the same way (a decoder's first
+rows also hold the gate rows, its attention's second rows are the output projection's columns of
+the shard's query heads) and whose LM head slices take the final norm's output as their input.
 Pad tokens are excluded. Without a tokenizer.json the pass runs on random token ids (fixed seed).
 Everything is deterministic for a given checkpoint.
 """
@@ -24,15 +27,22 @@ Everything is deterministic for a given checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from sticc.base.schema import Part
 from sticc.model.checkpoint import Checkpoint
-from sticc.model.sharding import check_shards_per_layer, piece_shape
+from sticc.model.sharding import (
+    check_shards_per_layer,
+    has_ffn_bias,
+    has_qkv_bias,
+    lm_head_rows,
+    piece_shape,
+    query_rows,
+)
 from sticc.model.texts import CALIBRATION_SENTENCES
+from sticc.runtime.decoder import DECODER_ACTIVATIONS, DecoderShape, apply_rope, norm, rope_tables
 from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
 
 FALLBACK_SEED = 0
@@ -75,7 +85,7 @@ class PieceStats:
     split: int
     column_mean: torch.Tensor  # [cols] E[x] of the first rows' input
     column_gram: torch.Tensor  # [cols, cols] E[x x^T] of the first rows' input
-    row_gram: torch.Tensor  # [rows - split, rows - split] E[a a^T] of the last rows' input
+    row_gram: torch.Tensor  # [rows - split, rows - split] E[a a^T] of the last rows' input (empty: none)
 
 
 def calibration_batch(
@@ -84,11 +94,11 @@ def calibration_batch(
     """Token ids, attention mask and token types [n, L] of the calibration text."""
     spec = checkpoint.spec
     texts = list(CALIBRATION_SENTENCES if sentences is None else sentences)
-    path = Path(checkpoint.model_dir) / "tokenizer.json"
-    if path.exists():
+    tokenizer_json = checkpoint.extra_files().get("tokenizer.json")
+    if tokenizer_json is not None:
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         limit = spec.max_positions - (spec.pad_token_id + 1 if spec.position_kind == "roberta" else 0)
         tokenizer.enable_truncation(max_length=limit)
         tokenizer.enable_padding(pad_id=spec.pad_token_id)
@@ -148,6 +158,63 @@ def layer_statistics(checkpoint: Checkpoint, sentences: list[str] | None = None)
     return statistics
 
 
+@torch.no_grad()
+def decoder_statistics(checkpoint, sentences: list[str] | None = None) -> tuple[list[LayerStatistics], InputStatistics]:
+    """Run the fp32 decoder (causal, pre-norm) on the calibration text: per layer, the statistics
+    of every matrix input (context: heads concatenated in the checkpoint's order), and those of the
+    final norm's output (the LM head's input)."""
+    spec = checkpoint.spec
+    ids, mask, _ = calibration_batch(checkpoint, sentences)
+    batch, length = ids.shape
+    keep = mask.reshape(-1).bool()  # real tokens only (padding is on the right: causal attention never sees it)
+
+    def stats(x: torch.Tensor) -> InputStatistics:
+        flat = x.reshape(batch * length, -1)[keep].to(torch.float64)
+        gram = flat.T @ flat / flat.shape[0]
+        return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+
+    def normed(x: torch.Tensor, role: str, layer: int | None = None) -> torch.Tensor:
+        bias = checkpoint.tensor(f"{role}.bias", layer) if spec.norm_kind == "layernorm" else None
+        return norm(x, checkpoint.tensor(f"{role}.weight", layer), bias, spec.norm_kind, spec.layer_norm_eps)
+
+    def linear(x: torch.Tensor, matrix: str, layer: int, bias: bool) -> torch.Tensor:
+        return F.linear(x, checkpoint.tensor(f"{matrix}.weight", layer), checkpoint.tensor(f"{matrix}.bias", layer) if bias else None)
+
+    x = checkpoint.tensor("embed.word")[ids]
+    if spec.position_rows:
+        x = x + checkpoint.tensor("embed.position")[torch.arange(length)]
+    rope = None
+    if spec.position_kind == "rope":
+        scaling = spec.rope_scaling
+        shape = DecoderShape(
+            spec.layers, spec.hidden, spec.heads, spec.kv_heads, spec.head_dim, spec.ffn, 1, spec.vocab, "rope",
+            spec.norm_kind, spec.layer_norm_eps, spec.activation, spec.ffn_kind, False, False, 1, 8, spec.rope_theta,
+            *(() if scaling is None else (scaling.kind, scaling.factor, scaling.low_freq_factor, scaling.high_freq_factor, scaling.original_max_positions)),
+        )
+        rope = rope_tables(shape, length)
+    act = DECODER_ACTIVATIONS[spec.activation]
+    statistics = []
+    for layer in range(spec.layers):
+        h = normed(x, "attn_norm", layer)
+        q, k, v = (
+            linear(h, name, layer, has_qkv_bias(spec)).view(batch, length, -1, spec.head_dim).transpose(1, 2)
+            for name in ("q", "k", "v")
+        )
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        context = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=spec.kv_heads != spec.heads)
+        context = context.transpose(1, 2).reshape(batch, length, spec.heads * spec.head_dim)
+        x = x + linear(context, "o", layer, spec.biases == "all")
+        h2 = normed(x, "ffn_norm", layer)
+        if spec.ffn_kind == "gated":
+            hidden = act(linear(h2, "gate", layer, False)) * linear(h2, "up", layer, False)
+        else:
+            hidden = act(linear(h2, "up", layer, has_ffn_bias(spec)))
+        x = x + linear(hidden, "down", layer, spec.biases == "all")
+        statistics.append(LayerStatistics(stats(h), stats(context), stats(h2), stats(hidden)))
+    return statistics, stats(normed(x, "final_norm"))
+
+
 def piece_importance(
     checkpoint: Checkpoint, shards_per_layer: int, sentences: list[str] | None = None
 ) -> dict[tuple[int, int, str], torch.Tensor]:
@@ -163,11 +230,13 @@ def piece_importance(
 
 
 def piece_stats(
-    checkpoint: Checkpoint, shards_per_layer: int, sentences: list[str] | None = None
+    checkpoint: Checkpoint, shards_per_layer: int, sentences: list[str] | None = None, lm_head_shards: int = 0,
 ) -> dict[tuple[int, int, str], PieceStats]:
     """{(layer, shard index, part): PieceStats} for every piece; pass as `stats` to `encode_piece`."""
     spec = checkpoint.spec
     check_shards_per_layer(spec, shards_per_layer)
+    if spec.is_decoder:
+        return _decoder_piece_stats(checkpoint, shards_per_layer, lm_head_shards, sentences)
     width = spec.heads // shards_per_layer * spec.head_dim
     units = spec.ffn // shards_per_layer
     stats = {}
@@ -194,6 +263,38 @@ def piece_stats(
                 stats[(layer, index, part)] = PieceStats(
                     importance.contiguous(), shape.bias_len, first.mean, first.gram, second.gram[rows, rows].clone(),
                 )
+    return stats
+
+
+def _decoder_piece_stats(checkpoint, shards_per_layer: int, lm_head_shards: int, sentences) -> dict[tuple[int, int, str], PieceStats]:
+    """A decoder's pieces: first rows x @ W^T (q/k/v rows; gate/up rows; LM head rows), second rows
+    a @ W (the output projection's columns of the shard's query heads; the down columns of its units)."""
+    spec = checkpoint.spec
+    layers, final = decoder_statistics(checkpoint, sentences)
+    units = spec.ffn // shards_per_layer
+    empty = torch.zeros(0, 0)
+    stats = {}
+    for layer, s in enumerate(layers):
+        for index in range(shards_per_layer):
+            rows = query_rows(spec, shards_per_layer, index)
+            cut = torch.arange(index * units, (index + 1) * units)
+            for part, first, second, chosen in (
+                (Part.ATTN, s.attn_input, s.context, rows), (Part.FFN, s.ffn_input, s.ffn_hidden, cut),
+            ):
+                shape = piece_shape(spec, shards_per_layer, part)
+                split = shape.rows - len(chosen)
+                importance = torch.cat([
+                    _unit_mean(first.second_moment[None, :].expand(split, spec.hidden)),
+                    _unit_mean(second.second_moment[chosen, None].expand(len(chosen), spec.hidden)),
+                ])
+                stats[(layer, index, part)] = PieceStats(
+                    importance.contiguous(), split, first.mean, first.gram, second.gram[chosen][:, chosen].clone(),
+                )
+    if lm_head_shards:
+        rows = lm_head_rows(spec, lm_head_shards)
+        importance = _unit_mean(final.second_moment[None, :].expand(rows, spec.hidden)).contiguous()
+        for index in range(lm_head_shards):
+            stats[(spec.layers, index, Part.LM_HEAD)] = PieceStats(importance, rows, final.mean, final.gram, empty)
     return stats
 
 

@@ -253,21 +253,23 @@ def _gptq_piece(
     matrix: torch.Tensor, bias: torch.Tensor, bits: int, group_size: int, h: torch.Tensor | None,
     stats: PieceStats,
 ):
-    """GPTQ over both halves of a piece; the first half's bias absorbs the mean output shift."""
+    """GPTQ over both halves of a piece (the second may be empty: an LM head slice); where the first
+    half has a bias it absorbs the mean output shift (a piece without one keeps none)."""
     split = stats.split
     first, second = matrix[:split].to(torch.float32), matrix[split:].to(torch.float32)
-    mean = stats.column_mean
-    # the first rows' bias absorbs the mean output shift, so their error feedback uses the covariance
+    # a bias absorbs the mean output shift, so the error feedback then uses the covariance
+    mean = stats.column_mean if bias.numel() else None
     column_factor = _inverse_cholesky(stats.column_gram, mean)
-    row_factor = _inverse_cholesky(stats.row_gram)
     h_first = None if h is None else h[:split]
-    h_second = None if h is None else h[split:]
     approx, codes_a, scales_a, zeros_a = _gptq_columns(first, column_factor, h_first, bits, group_size)
-    _, codes_b, scales_b, zeros_b = _gptq_rows(second, row_factor, h_second, bits, group_size)
-    corrected = bias.to(torch.float32) - (approx - first) @ mean.to(torch.float32)
-    codes = torch.cat([codes_a, codes_b]).reshape(-1)
-    scales = torch.cat([scales_a.reshape(-1), scales_b.reshape(-1)])
-    zeros = torch.cat([zeros_a.reshape(-1), zeros_b.reshape(-1)])
+    parts = [(codes_a, scales_a, zeros_a)]
+    if len(second):
+        h_second = None if h is None else h[split:]
+        parts.append(_gptq_rows(second, _inverse_cholesky(stats.row_gram), h_second, bits, group_size)[1:])
+    corrected = bias.to(torch.float32)
+    if mean is not None:
+        corrected = corrected - (approx - first) @ mean.to(torch.float32)
+    codes, scales, zeros = (torch.cat([p[i].reshape(-1) for p in parts]) for i in range(3))
     return codes.to(torch.uint8), scales.to(torch.float16), zeros.to(torch.float16), corrected
 
 
@@ -306,7 +308,7 @@ def encode_piece(
                 raise ValueError("importance must be finite and nonnegative")
             h = h + IMPORTANCE_FLOOR * h.mean()  # a group of all-zero importance still fits its weights
         if method == QUANTIZER_NAME and stats is not None and cols % group_size == 0:
-            if stats.split != bias.numel():
+            if bias.numel() not in (0, stats.split):
                 raise ValueError(
                     f"the activation statistics split the piece after {stats.split} rows but its bias has {bias.numel()}"
                 )

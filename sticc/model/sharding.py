@@ -106,6 +106,14 @@ def _head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
 
 
+def query_rows(spec: ModelSpec, shards_per_layer: int, index: int) -> torch.Tensor:
+    """The rows of Wq (and columns of Wo) of shard `index`'s query heads, in its piece's block order:
+    block j holds query head kv * g + j of each of its key/value heads kv."""
+    groups, kv_per_shard = spec.query_groups, spec.kv_heads // shards_per_layer
+    kv_heads = range(index * kv_per_shard, (index + 1) * kv_per_shard)
+    return _head_rows([kv * groups + j for j in range(groups) for kv in kv_heads], spec.head_dim)
+
+
 def layer_pieces(checkpoint: Checkpoint, layer: int, shards_per_layer: int) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
     """{(shard index, part): (matrix [rows, hidden], bias)} for every shard of `layer`."""
     spec = checkpoint.spec
@@ -115,13 +123,12 @@ def layer_pieces(checkpoint: Checkpoint, layer: int, shards_per_layer: int) -> d
     bias = {m: checkpoint.tensor(f"{m}.bias", layer) for m in ("q", "k", "v")} if has_qkv_bias(spec) else {}
     if has_ffn_bias(spec):
         bias["up"] = checkpoint.tensor("up.bias", layer)
-    groups, kv_per_shard, units = spec.query_groups, spec.kv_heads // shards_per_layer, spec.ffn // shards_per_layer
+    kv_per_shard, units = spec.kv_heads // shards_per_layer, spec.ffn // shards_per_layer
     empty = torch.zeros(0)
     pieces = {}
     for index in range(shards_per_layer):
-        kv_heads = list(range(index * kv_per_shard, (index + 1) * kv_per_shard))
-        q_rows = _head_rows([kv * groups + j for j in range(groups) for kv in kv_heads], spec.head_dim)
-        kv_rows = _head_rows(kv_heads, spec.head_dim)
+        q_rows = query_rows(spec, shards_per_layer, index)
+        kv_rows = _head_rows(list(range(index * kv_per_shard, (index + 1) * kv_per_shard)), spec.head_dim)
         attn = torch.cat([weight["q"][q_rows], weight["k"][kv_rows], weight["v"][kv_rows], weight["o"][:, q_rows].T])
         attn_bias = torch.cat([bias["q"][q_rows], bias["k"][kv_rows], bias["v"][kv_rows]]) if "q" in bias else empty
         cut = slice(index * units, (index + 1) * units)

@@ -537,9 +537,8 @@ def _write_data(checkpoint: Source, staging: Path, bits, shards_per_layer, lm_he
             }
         versions = []
         # input statistics of every piece from a calibration pass: the quantizer minimizes the
-        # error of each piece's output, not of its weights (docs/quantization.md). Decoders are
-        # quantized from their weights alone (no calibration pass for them yet).
-        stats = piece_stats(checkpoint, shards_per_layer) if any(b < 16 for b in bits) and not spec.is_decoder else {}
+        # error of each piece's output, not of its weights (docs/quantization.md)
+        stats = piece_stats(checkpoint, shards_per_layer, lm_head_shards=lm_head_shards) if any(b < 16 for b in bits) else {}
         steps = spec.layers + (1 if lm_head_shards else 0)
         for layer in progress(iter(range(steps)), steps, "quantizing layers"):
             if layer < spec.layers:
