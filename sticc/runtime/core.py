@@ -767,6 +767,26 @@ def read_manifest(store_dir: str, store_id: str) -> dict:
     return manifest
 
 
+def runner_arguments(runner_class, stats_help: str):
+    """The command-line parser every runner starts from: --store, --stats, --io-bandwidth, --threads."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
+    parser.add_argument("--stats", action="store_true", help=stats_help)
+    parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
+    parser.add_argument("--threads", type=int, help="torch compute threads (default: the plan's, else every core)")
+    return parser
+
+
+def open_runner(runner_class, args):
+    """The runner the parsed common arguments (`runner_arguments`) ask for; ValueError for bad ones."""
+    cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    return runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
+
+
 def load_tokenizer(store_dir: str):
     """The store's tokenizer.json as a `tokenizers.Tokenizer` (optional: text input needs it),
     with no truncation and no padding of its own: the family sets what it wants."""

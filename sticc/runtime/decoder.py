@@ -31,9 +31,10 @@ from sticc.runtime.core import (
     StoreError,
     TraceEvent,
     load_tokenizer,
-    parse_quantity,
+    open_runner,
     piece_blocks,
     read_rows,
+    runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
 
@@ -452,7 +453,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
                 f"a prompt of {ids.shape[1]} tokens and {max_new_tokens} new ones exceed the context of {self.CONTEXT} "
                 f"this runner was compiled for (`sticc compile --context`)"
             )
-        stats = {"prompt_tokens": ids.shape[1], "time_to_first_token_s": None, "token_latency_s": [], "io_bytes_per_token": [],
+        stats = {"prompt_tokens": ids.shape[1], "tokens": 0, "time_to_first_token_s": None, "token_latency_s": [], "io_bytes_per_token": [],
                  "prefill_io_bytes": None, "peak_weight_bytes": self.pool.layout.nbytes, "kv_cache_bytes": self.kv_cache_bytes}
         self.generation_stats = stats
         if max_new_tokens == 0:
@@ -467,6 +468,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
                 stats["time_to_first_token_s"] = time.perf_counter() - start_s
             if token in self.SHAPE.eos_token_ids:
                 return
+            stats["tokens"] += 1
             yield token
             if produced + 1 == max_new_tokens:
                 return
@@ -503,27 +505,19 @@ class DecoderRunner(DecodesChunks, RunnerCore):
 
 def decoder_main(runner_class, argv=None) -> int:
     """The decoder runner's command line: generate after each prompt, streaming text to stdout."""
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    parser = runner_arguments(runner_class, "print a last line with time to first token, per-token latency and IO")
     parser.add_argument("prompts", nargs="*", help="prompts (default: all of stdin, as one prompt)")
     parser.add_argument("--generate", type=int, default=32, metavar="N", help="tokens to generate after each prompt (default 32)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; above 0: sampling")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens only")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
-    parser.add_argument("--stats", action="store_true", help="print a last line with time to first token, per-token latency and IO")
-    parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
-    parser.add_argument("--threads", type=int, help="torch compute threads (default: the plan's, else every core)")
     args = parser.parse_args(argv)
     prompts = args.prompts or [sys.stdin.read()]
     runner = None
     try:
-        cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
-        if args.threads is not None and args.threads < 1:
-            raise ValueError("--threads must be at least 1")
-        runner = runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
+        runner = open_runner(runner_class, args)
         for prompt in prompts:
             for piece in runner.generate(prompt, args.generate, args.temperature, args.top_k, args.seed):
                 sys.stdout.write(piece)
@@ -532,7 +526,6 @@ def decoder_main(runner_class, argv=None) -> int:
             if args.stats:
                 stats = dict(runner.generation_stats)
                 latencies = sorted(stats["token_latency_s"])
-                stats["tokens"] = len(stats["token_latency_s"]) + (stats["time_to_first_token_s"] is not None)
                 stats["median_token_latency_s"] = latencies[len(latencies) // 2] if latencies else None
                 if runner.io_bandwidth_cap_Bps:
                     stats["emulated_io_bandwidth_Bps"] = runner.io_bandwidth_cap_Bps

@@ -22,9 +22,10 @@ from sticc.runtime.core import (
     StoreError,
     TraceEvent,
     load_tokenizer,
-    parse_quantity,
+    open_runner,
     piece_blocks,
     read_rows,
+    runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
 
@@ -294,24 +295,16 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
 def runner_main(runner_class, argv=None) -> int:
     """The runner's command line: one JSON object per input text, then optional stats."""
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    parser = runner_arguments(runner_class, "print a last line with latency, peak weight bytes and IO bytes")
     parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
-    parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
-    parser.add_argument("--stats", action="store_true", help="print a last line with latency, peak weight bytes and IO bytes")
-    parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
-    parser.add_argument("--threads", type=int, help="torch compute threads (default: the plan's, else every core)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:
-        cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
         if not texts:
             raise ValueError("no input texts (give them as arguments or on stdin)")
-        if args.threads is not None and args.threads < 1:
-            raise ValueError("--threads must be at least 1")
-        runner = runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
+        runner = open_runner(runner_class, args)
         embeddings = runner.encode(texts)
     except (StoreError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
