@@ -48,8 +48,15 @@ def test_fp32_logits_match_transformers_and_the_cache_continues_them(tiny_decode
     joined = torch.cat([first, second, last], 1)
     assert float((joined - reference).abs().max()) < 1e-4
     with pytest.raises(ValueError, match="not the state"):
-        runner.forward(ids[:, :1], first_past := type(past)(7, past.sequence))  # an older state of the sequence
-    assert first_past.length == 7
+        runner.forward(ids[:, :1], past._replace(length=7))  # an older state of the sequence
+    other = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=40), tmp_path / "other")
+    with pytest.raises(ValueError, match="not the state|previous call returned"):
+        other.forward(ids[:, :1], past)  # another runner's state
+    with pytest.raises(ValueError, match="token ids"):
+        runner.forward(torch.tensor([[VOCAB]]))
+    _, after = runner.forward(ids[:, :1], past)  # a refused call leaves the sequence as it was
+    assert after.length == 21
+    other.close()
     runner.close()
 
 
@@ -262,3 +269,56 @@ def test_bad_inputs_get_one_line_and_a_nonzero_exit(tiny_decoders, tmp_path):
     compile_runner(corrupt, uniform_plan(store, 4, seq_len=8, context=32), out).close()
     done = _run(str(out / "runner.py"), "--generate", "4", "hello")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "checksum mismatch in layer 1 shard 0 ffn @4b" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "rope_scaling",
+    [
+        {"rope_type": "linear", "factor": 2.0},
+        {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+    ],
+    ids=lambda r: r["rope_type"],
+)
+def test_rope_scaling_from_an_hf_config_matches_transformers(tmp_path, rope_scaling):
+    from sticc.model.store import write_store
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=64, rope_theta=500.0, rope_scaling=dict(rope_scaling),
+    )
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    store = write_store(tmp_path / "ckpt", tmp_path / "store", bits=(8, 32))
+    assert store.spec.rope_scaling is not None and store.spec.rope_scaling.kind == rope_scaling["rope_type"]
+    runner = compile_runner(tmp_path / "store", uniform_plan(store, 32, seq_len=8, context=60), tmp_path / "out")
+    ids = torch.randint(0, VOCAB, (1, 60))
+    with torch.no_grad():
+        reference = model(ids).logits
+    assert float((runner.forward(ids)[0] - reference).abs().max()) < 1e-4
+    runner.close()
+
+
+def test_unsupported_decoder_variants_are_refused_in_one_line(tmp_path):
+    from sticc.model.checkpoint import Checkpoint
+
+    for name, extra in (
+        ("bias", {"attention_bias": True}),
+        ("yarn", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}}),
+    ):
+        config = transformers.LlamaConfig(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, **extra,
+        )
+        transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / name)
+        with pytest.raises(UserError) as caught:
+            Checkpoint.open(tmp_path / name)
+        assert "\n" not in str(caught.value) and "not supported" in str(caught.value)
+
+
+def test_generation_config_adds_end_of_turn_tokens(tiny_decoders, tmp_path):
+    from sticc.model.checkpoint import Checkpoint
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(tiny_decoders["llama"][0], checkpoint)
+    (checkpoint / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 7]}))
+    assert Checkpoint.open(checkpoint).spec.eos_token_ids == (2, 7)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
 from sticc.model.families import ConfigHead, Family, TensorRef, embed_roles, family_for, layer_roles, role_shape
-from sticc.model.spec import ModelSpec
+from sticc.model.spec import ModelSpec, TokenId
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class Checkpoint:
         family = family_for(head)
         name = head.name_or_path or model_dir.name
         spec = family.spec_from_config(parse_json(family.config_kind, raw, str(config_path)), name)
+        generation_path = model_dir / "generation_config.json"
+        if spec.is_decoder and generation_path.exists():  # where instruct models name their end-of-turn tokens
+            eos = read_file(GenerationConfig, generation_path, "generation config").eos_token_id
+            eos = () if eos is None else tuple(eos) if isinstance(eos, list) else (eos,)
+            spec = replace(spec, eos_token_ids=tuple(dict.fromkeys((*spec.eos_token_ids, *eos))))
         files = _tensor_files(model_dir)
         prefix = _detect_prefix(family, spec, files)
         checkpoint = cls(model_dir, spec, family, prefix, files)
@@ -104,6 +109,14 @@ def _header(path: Path) -> dict[str, list[int]]:
             return {name: list(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118 - safe_open is not a mapping
     except (SafetensorError, OSError) as error:  # truncated or malformed
         raise UserError(f"{path.name} is not a valid safetensors file (truncated or malformed): {error}") from None
+
+
+@with_config(OPEN)
+@dataclass(frozen=True)
+class GenerationConfig:
+    """generation_config.json: the end-of-sequence tokens generation stops at (the rest is ignored)."""
+
+    eos_token_id: TokenId | list[TokenId] | None = None
 
 
 @with_config(OPEN)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, with_config
@@ -130,7 +130,7 @@ class DistilBertConfig:
 class RopeRecord:
     """A config's `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5)."""
 
-    rope_type: Annotated[Name | None, Field(alias="type")] = None
+    rope_type: Annotated[Name | None, Field(validation_alias=AliasChoices("rope_type", "type"))] = None
     rope_theta: Annotated[float, Field(gt=0, lt=1e12)] | None = None
     factor: Annotated[float, Field(ge=1, le=1024)] | None = None
     low_freq_factor: Annotated[float, Field(gt=0, le=1024)] = 1.0
@@ -158,7 +158,7 @@ class LlamaConfig:
     rope_scaling: RopeRecord | None = None
     rope_parameters: RopeRecord | None = None
     tie_word_embeddings: bool = False
-    attention_bias: bool | None = None
+    attention_bias: bool | None = None  # Llama/Mistral: true also puts a bias on o_proj (not supported)
     mlp_bias: Literal[False] = False
     sliding_window: Annotated[int, Field(ge=1)] | None = None
     use_sliding_window: bool = False
@@ -266,7 +266,9 @@ def _llama_spec(config: LlamaConfig, name: str) -> ModelSpec:
         raise UserError(f"config.json: head_dim {head_dim} x {heads} heads is not hidden_size {hidden} (not supported)")
     rope = config.rope_parameters or config.rope_scaling
     theta = config.rope_theta or (rope.rope_theta if rope is not None and rope.rope_theta else 10000.0)
-    qkv_bias = config.attention_bias if config.attention_bias is not None else config.model_type == "qwen2"
+    if config.attention_bias and config.model_type != "qwen2":
+        raise UserError(f"config.json: attention_bias (biases on q, k, v and o) is not supported for {config.model_type}")
+    qkv_bias = config.model_type == "qwen2" if config.attention_bias is None else config.attention_bias
     positions = config.max_position_embeddings
     if config.sliding_window is not None and (config.model_type == "mistral" or config.use_sliding_window):
         positions = min(positions, config.sliding_window)  # within the window, attention is exact

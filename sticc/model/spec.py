@@ -40,6 +40,17 @@ class RopeScaling:
 LayerNormEps = Annotated[float, Field(gt=0, lt=1)]
 
 
+# what each family's blocks are (norm placement, positions, norm, FFN, biases, decoder): a spec,
+# a hostile manifest's too, must match its family
+FAMILY_SHAPES = {
+    "bert": ("post", ("absolute",), "layernorm", "mlp", ("all",), False),
+    "roberta": ("post", ("roberta",), "layernorm", "mlp", ("all",), False),
+    "distilbert": ("post", ("absolute",), "layernorm", "mlp", ("all",), False),
+    "llama": ("pre", ("rope",), "rmsnorm", "gated", ("none", "qkv"), True),
+    "gpt2": ("pre", ("absolute",), "layernorm", "mlp", ("all",), True),
+}
+
+
 @with_config(STRICT)
 @dataclass(frozen=True)
 class ModelSpec:
@@ -81,6 +92,7 @@ class ModelSpec:
             raise UserError(f"model config: a {self.family} model {'needs' if self.family in DECODER_FAMILIES else 'has no'} LM head")
         if not self.is_decoder and (self.kv_heads != self.heads or self.norm_placement != "post"):
             raise UserError(f"model config: {self.kv_heads} key/value heads for {self.heads} heads (encoders share none)")
+        self._check_family()
         if self.heads % self.kv_heads:
             raise UserError(f"model config: {self.kv_heads} key/value heads do not divide {self.heads} heads")
         if self.position_kind == "rope" and self.head_dim % 2:
@@ -88,6 +100,19 @@ class ModelSpec:
         for token in (self.pad_token_id, self.bos_token_id, *self.eos_token_ids):
             if token is not None and token >= self.vocab:
                 raise UserError(f"model config: token id {token} is outside the vocabulary of {self.vocab}")
+
+    def _check_family(self) -> None:
+        placement, positions, norm_kind, ffn_kind, biases, decoder = FAMILY_SHAPES[self.family]
+        if (
+            self.norm_placement != placement or self.position_kind not in positions or self.norm_kind != norm_kind
+            or self.ffn_kind != ffn_kind or self.biases not in biases or self.is_decoder != decoder
+            or (decoder and self.type_vocab) or (self.rope_scaling is not None and self.position_kind != "rope")
+        ):
+            raise UserError(f"model spec: a {self.family} model has {placement}-norm {norm_kind} blocks, a {ffn_kind} FFN, "
+                            f"{'/'.join(positions)} positions and biases {'/'.join(biases)}" + (", no token types" if decoder else ""))
+        scaling = self.rope_scaling
+        if scaling is not None and scaling.kind == "llama3" and scaling.high_freq_factor <= scaling.low_freq_factor:
+            raise UserError("model spec: llama3 RoPE scaling needs high_freq_factor > low_freq_factor")
 
     @property
     def is_decoder(self) -> bool:

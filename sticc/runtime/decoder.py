@@ -220,11 +220,12 @@ def lm_head_chunk(logits: torch.Tensor, h: torch.Tensor, weights: torch.Tensor, 
 
 class KVCache(NamedTuple):
     """The state `forward` returns and takes back: how many positions the runner's cache holds for
-    the sequence it is decoding. The cache itself lives in the runner; a handle is valid until
-    the runner's next call that does not continue from it."""
+    the sequence it is decoding. The cache itself lives in the runner; a handle is valid, on the
+    runner that returned it, until that runner's next call that does not continue from it."""
 
     length: int
     sequence: int  # which sequence of the runner's (each call without `past` starts a new one)
+    runner: int  # the runner's identity (`id`)
 
 
 class Sampler:
@@ -239,9 +240,9 @@ class Sampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, logits: torch.Tensor) -> int:
-        if self.temperature == 0:
-            return int(torch.argmax(logits))
-        scaled = logits.double() / self.temperature
+        scaled = logits.double() / self.temperature if self.temperature else None
+        if scaled is None or not bool(torch.isfinite(scaled).all()):
+            return int(torch.argmax(logits))  # greedy: temperature 0, or one so small it is its limit
         if self.top_k is not None and self.top_k < scaled.numel():
             cut = torch.topk(scaled, self.top_k).values[-1]
             scaled = scaled.masked_fill(scaled < cut, float("-inf"))
@@ -358,6 +359,8 @@ class DecoderRunner(DecodesChunks, RunnerCore):
             raise ValueError("past must be the KVCache a previous call returned, or None")
         start = 0 if past is None else past.length
         length = input_ids.shape[1]
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= self.SHAPE.vocab:
+            raise ValueError(f"token ids must lie in [0, {self.SHAPE.vocab})")
         if start + length > self.CONTEXT:
             raise ValueError(
                 f"{start + length} positions exceed the context of {self.CONTEXT} this runner was compiled for "
@@ -366,7 +369,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
 
         def compute(call):
             # under the call lock: the cache holds one sequence, continued only from its latest state
-            if past is not None and (past.sequence != self._sequence or past.length != self._cached):
+            if past is not None and (past.runner != id(self) or past.sequence != self._sequence or past.length != self._cached):
                 raise ValueError("past is not the state this runner's last call returned (the cache holds another sequence)")
             if past is None:
                 self._sequence += 1
@@ -376,7 +379,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
                 self.start_io(call)
                 logits = self.schedule(x, call, self._step(start, length), all_logits)
             self._cached = start + length
-            return logits[None], KVCache(self._cached, self._sequence)
+            return logits[None], KVCache(self._cached, self._sequence, id(self))
 
         result = self.run_call(compute, trace)
         self.last_stats["kv_cache_bytes"] = self.kv_cache_bytes
@@ -388,8 +391,6 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     def _embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         """Word (+ learned position) rows [L, hidden]: each distinct row read once into the scratch."""
         shape = self.SHAPE
-        if int(ids.min()) < 0 or int(ids.max()) >= shape.vocab:
-            raise ValueError(f"token ids must lie in [0, {shape.vocab})")
         hidden = shape.hidden
         words, word_index = torch.unique(ids, sorted=True, return_inverse=True)
         positions = torch.arange(start, start + len(ids)) if self.POSITION_ROWS is not None else torch.zeros(0, dtype=torch.int64)
