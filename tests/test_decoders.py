@@ -50,7 +50,7 @@ def test_fp32_logits_match_transformers_and_the_cache_continues_them(tiny_decode
     with pytest.raises(ValueError, match="not the state"):
         runner.forward(ids[:, :1], past._replace(length=7))  # an older state of the sequence
     other = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=40), tmp_path / "other")
-    with pytest.raises(ValueError, match="not the state|previous call returned"):
+    with pytest.raises(ValueError, match=r"not the state|previous call returned"):
         other.forward(ids[:, :1], past)  # another runner's state
     with pytest.raises(ValueError, match="token ids"):
         runner.forward(torch.tensor([[VOCAB]]))
