@@ -26,6 +26,7 @@ Everything is deterministic for a given checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -158,11 +159,16 @@ def layer_statistics(checkpoint: Checkpoint, sentences: list[str] | None = None)
     return statistics
 
 
-@torch.no_grad()
-def decoder_statistics(checkpoint, sentences: list[str] | None = None) -> tuple[list[LayerStatistics], InputStatistics]:
-    """Run the fp32 decoder (causal, pre-norm) on the calibration text: per layer, the statistics
-    of every matrix input (context: heads concatenated in the checkpoint's order), and those of the
-    final norm's output (the LM head's input)."""
+def decoder_statistics(checkpoint, sentences: list[str] | None = None) -> Iterator[LayerStatistics | InputStatistics]:
+    """Run the fp32 decoder (causal, pre-norm) on the calibration text, one layer at a time: yield
+    each layer's statistics of every matrix input (context: heads concatenated in the checkpoint's
+    order), then those of the final norm's output (the LM head's input). Only the current layer's
+    statistics are held (a 7B model's all at once would take about 22 GB)."""
+    with torch.no_grad():
+        yield from _decoder_statistics(checkpoint, sentences)
+
+
+def _decoder_statistics(checkpoint, sentences: list[str] | None) -> Iterator[LayerStatistics | InputStatistics]:
     spec = checkpoint.spec
     ids, mask, _ = calibration_batch(checkpoint, sentences)
     batch, length = ids.shape
@@ -193,7 +199,6 @@ def decoder_statistics(checkpoint, sentences: list[str] | None = None) -> tuple[
         )
         rope = rope_tables(shape, length)
     act = DECODER_ACTIVATIONS[spec.activation]
-    statistics = []
     for layer in range(spec.layers):
         h = normed(x, "attn_norm", layer)
         q, k, v = (
@@ -211,8 +216,8 @@ def decoder_statistics(checkpoint, sentences: list[str] | None = None) -> tuple[
         else:
             hidden = act(linear(h2, "up", layer, has_ffn_bias(spec)))
         x = x + linear(hidden, "down", layer, spec.biases == "all")
-        statistics.append(LayerStatistics(stats(h), stats(context), stats(h2), stats(hidden)))
-    return statistics, stats(normed(x, "final_norm"))
+        yield LayerStatistics(stats(h), stats(context), stats(h2), stats(hidden))
+    yield stats(normed(x, "final_norm"))
 
 
 def piece_importance(
@@ -236,7 +241,7 @@ def piece_stats(
     spec = checkpoint.spec
     check_shards_per_layer(spec, shards_per_layer)
     if spec.is_decoder:
-        return _decoder_piece_stats(checkpoint, shards_per_layer, lm_head_shards, sentences)
+        return LayerwiseStats(_decoder_piece_stats(checkpoint, shards_per_layer, lm_head_shards, sentences))
     width = spec.heads // shards_per_layer * spec.head_dim
     units = spec.ffn // shards_per_layer
     stats = {}
@@ -266,15 +271,40 @@ def piece_stats(
     return stats
 
 
-def _decoder_piece_stats(checkpoint, shards_per_layer: int, lm_head_shards: int, sentences) -> dict[tuple[int, int, str], PieceStats]:
-    """A decoder's pieces: first rows x @ W^T (q/k/v rows; gate/up rows; LM head rows), second rows
-    a @ W (the output projection's columns of the shard's query heads; the down columns of its units)."""
+class LayerwiseStats:
+    """Piece statistics made one layer at a time, as the store writer asks for them (layer by
+    layer, in order): `get` as a dict's, holding only the current layer's."""
+
+    def __init__(self, layers: Iterator[dict[tuple[int, int, str], PieceStats]]) -> None:
+        self._layers = layers
+        self._current: dict[tuple[int, int, str], PieceStats] = {}
+        self._layer = -1
+
+    def get(self, key: tuple[int, int, str]) -> PieceStats | None:
+        while self._layer < key[0]:
+            self._current = next(self._layers, {})
+            self._layer += 1
+        if self._layer != key[0]:
+            raise ValueError(f"statistics of layer {key[0]} asked for after layer {self._layer}'s")
+        return self._current.get(key)
+
+    def items(self) -> Iterator[tuple[tuple[int, int, str], PieceStats]]:
+        """Every piece's statistics, layer by layer (once: the layers are made as they are read)."""
+        for layer in self._layers:
+            yield from layer.items()
+
+
+def _decoder_piece_stats(checkpoint, shards_per_layer: int, lm_head_shards: int, sentences) -> Iterator[dict[tuple[int, int, str], PieceStats]]:
+    """A decoder's pieces, one layer's at a time (then the LM head's, as layer `layers`): first rows
+    x @ W^T (q/k/v rows; gate/up rows; LM head rows), second rows a @ W (the output projection's
+    columns of the shard's query heads; the down columns of its units)."""
     spec = checkpoint.spec
-    layers, final = decoder_statistics(checkpoint, sentences)
+    statistics = decoder_statistics(checkpoint, sentences)
     units = spec.ffn // shards_per_layer
     empty = torch.zeros(0, 0)
-    stats = {}
-    for layer, s in enumerate(layers):
+    for layer in range(spec.layers):
+        s = next(statistics)
+        stats = {}
         for index in range(shards_per_layer):
             rows = query_rows(spec, shards_per_layer, index)
             cut = torch.arange(index * units, (index + 1) * units)
@@ -290,12 +320,11 @@ def _decoder_piece_stats(checkpoint, shards_per_layer: int, lm_head_shards: int,
                 stats[(layer, index, part)] = PieceStats(
                     importance.contiguous(), split, first.mean, first.gram, second.gram[chosen][:, chosen].clone(),
                 )
-    if lm_head_shards:
-        rows = lm_head_rows(spec, lm_head_shards)
-        importance = _unit_mean(final.second_moment[None, :].expand(rows, spec.hidden)).contiguous()
-        for index in range(lm_head_shards):
-            stats[(spec.layers, index, Part.LM_HEAD)] = PieceStats(importance, rows, final.mean, final.gram, empty)
-    return stats
+        yield stats
+    final = next(statistics)
+    rows = lm_head_rows(spec, lm_head_shards) if lm_head_shards else 0
+    importance = _unit_mean(final.second_moment[None, :].expand(rows, spec.hidden)).contiguous()
+    yield {(spec.layers, index, Part.LM_HEAD): PieceStats(importance, rows, final.mean, final.gram, empty) for index in range(lm_head_shards)}
 
 
 def _unit_mean(x: torch.Tensor) -> torch.Tensor:
