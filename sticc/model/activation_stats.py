@@ -43,8 +43,9 @@ from sticc.model.sharding import (
     query_rows,
 )
 from sticc.model.texts import CALIBRATION_SENTENCES
-from sticc.runtime.decoder import DECODER_ACTIVATIONS, DecoderShape, apply_rope, norm, rope_tables
-from sticc.runtime.encoder import ACTIVATIONS, position_ids_for
+from sticc.runtime.core import ACTIVATIONS
+from sticc.runtime.decoder import DecoderShape, apply_rope, norm, rope_tables
+from sticc.runtime.encoder import position_ids_for
 
 FALLBACK_SEED = 0
 FALLBACK_LENGTH = 32  # tokens per sequence when there is no tokenizer.json
@@ -198,7 +199,7 @@ def _decoder_statistics(checkpoint, sentences: list[str] | None) -> Iterator[Lay
             *(() if scaling is None else (scaling.kind, scaling.factor, scaling.low_freq_factor, scaling.high_freq_factor, scaling.original_max_positions)),
         )
         rope = rope_tables(shape, length)
-    act = DECODER_ACTIVATIONS[spec.activation]
+    act = ACTIVATIONS[spec.activation]
     for layer in range(spec.layers):
         h = normed(x, "attn_norm", layer)
         q, k, v = (

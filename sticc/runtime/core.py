@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import xxhash
 
 STORE_FORMAT_VERSION = 2
@@ -118,6 +119,16 @@ def blob_layout(rows: int, cols: int, bits: int, group_size: int, bias_len: int)
         rows, cols, bits, group_size, bias_len, weight_offset, weight_nbytes,
         scales_offset, zeros_offset, groups, bias_offset, nbytes,
     )
+
+
+# the FFN activations of every family, by the names configs give them
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
 
 
 def piece_blocks(part: str, query_groups: int = 1, gated: bool = False, qkv_bias: bool = True) -> tuple:
@@ -820,6 +831,10 @@ class RunnerCore:
     COMPUTE_THREADS = None  # torch threads of the compute lane (None: torch's default, every core)
     PLANNED_SEQ_LEN: int
     EMBED_IO_THREADS = 4
+    WORD_ROWS: RowTable
+    WORD_CHECKSUMS: Extent
+    POSITION_ROWS = None  # RowTable of learned positions, or None (rotary positions)
+    POSITION_CHECKSUMS = None
 
     def __init__(self, store_dir=None, io_bandwidth_Bps=None, threads=None, warm_up: bool = True) -> None:
         """Open the store, check it is the one compiled for, pin, start the IO lane, warm up.
@@ -892,6 +907,29 @@ class RunnerCore:
         self.reader.read_blobs(buffer, member.offset, member.layout.nbytes, member.what)
         if checksum(memoryview(buffer.numpy())[: member.layout.nbytes]) != member.checksum:
             raise checksum_error(member.what)
+
+    def open_embeddings(self) -> None:
+        """Read the embedding tables' per-row checksums (the rows themselves are read per call)."""
+        self._word_checksums = self.read_metadata(self.WORD_CHECKSUMS, "word embedding checksums").view(np.uint64)
+        if self.POSITION_ROWS is not None:
+            self._position_checksums = self.read_metadata(self.POSITION_CHECKSUMS, "position embedding checksums").view(np.uint64)
+
+    def embedding_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Word (+ position, unless None) rows [..., hidden] of the ids: each distinct row read once,
+        checked, into the scratch (or a counted temporary)."""
+        hidden = self.WORD_ROWS.row_nbytes // 4
+        words, word_index = torch.unique(input_ids, sorted=True, return_inverse=True)
+        positions = position_index = None
+        if position_ids is not None:
+            positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
+        nbytes = 4 * hidden * (len(words) + (0 if positions is None else len(positions)))
+        rows = self.pool.scratch_or_temporary(nbytes).view(torch.float32).view(-1, hidden)
+        threads = self.EMBED_IO_THREADS
+        read_rows(self.reader, self.WORD_ROWS, self._word_checksums, words, rows[: len(words)], "word embedding", self._row_threads, threads)
+        if positions is None:
+            return rows[: len(words)][word_index]
+        read_rows(self.reader, self.POSITION_ROWS, self._position_checksums, positions, rows[len(words) :], "position embedding", self._row_threads, threads)
+        return rows[: len(words)][word_index] + rows[len(words) :][position_index]
 
     def read_pinned(self, extent: Extent, what: str) -> torch.Tensor:
         """A checked extent (a header) held in the pinned region for the runner's lifetime."""

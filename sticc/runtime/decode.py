@@ -164,6 +164,23 @@ class DecodesChunks:
             decoders.append((run.pinned, run.offset, decoder))
         self.prepared[load.key] = (tuple(decoders), weights, biases)
 
+    def warm_up_chunks(self):
+        """Yield (key, weights, biases) of one chunk of each (part, member count) of the plan (the
+        family's `PARTS`): pinned chunks as they are, the others as zeroed scratch views. A family's
+        `warm_up` runs its kernel on each, so torch's one-time lazy work (thread pool, kernel
+        selection, the per-shape setup of its matmul libraries) happens at construction."""
+        seen = set()
+        for load in self.LOADS:
+            shape = (self.PARTS[load.key], len(load.members))
+            if shape in seen:
+                continue
+            seen.add(shape)
+            if load.key in self.pinned_chunks:
+                yield (load.key, *self.pinned_chunks[load.key])
+            else:
+                weights, biases = self.kernel_views(self.pool.scratch, load)
+                yield load.key, weights.zero_(), biases.zero_()
+
     def decode_chunk(self, key: int, ring_start: int) -> tuple:
         decoders, weights, biases = self.prepared[key]
         views = self.pool_views

@@ -20,31 +20,21 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sticc.runtime.core import (
+    ACTIVATIONS,
     Extent,
-    RowTable,
     RunnerCore,
     StoreError,
     TraceEvent,
     load_tokenizer,
     open_runner,
     piece_blocks,
-    read_rows,
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
-
-DECODER_ACTIVATIONS = {
-    "silu": F.silu,
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-}
 
 
 def decoder_layer_vectors(layernorm: bool, out_bias: bool) -> tuple:
@@ -196,7 +186,7 @@ def ffn_chunk(acc: torch.Tensor, h: torch.Tensor, weights: torch.Tensor, biases:
     act(h Wup^T + b) Wdown."""
     hidden = h.shape[-1]
     units = weights.shape[1] * weights.shape[2] // hidden
-    act = DECODER_ACTIVATIONS[activation]
+    act = ACTIVATIONS[activation]
     if gated:
         gate_up = (h @ weights[:2].reshape(2 * units, hidden).t()).view(-1, 2, units)
         inner = act(gate_up[:, 0]) * gate_up[:, 1]
@@ -253,10 +243,6 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     """A decoder runner: everything but the literals and the schedule (the generated subclass)."""
 
     SHAPE: DecoderShape
-    WORD_ROWS: RowTable
-    WORD_CHECKSUMS: Extent
-    POSITION_ROWS = None  # RowTable of learned positions (GPT-2), else None
-    POSITION_CHECKSUMS = None
     GLOBAL_HEADER: Extent
     LAYER_HEADERS: tuple  # of Extent
     PARTS: tuple  # the part of each chunk in LOADS, by key
@@ -270,9 +256,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     def open_family(self) -> None:
         shape = self.SHAPE
         self._tokenizer = None
-        self._word_checksums = self.read_metadata(self.WORD_CHECKSUMS, "word embedding checksums").view(np.uint64)
-        if self.POSITION_ROWS is not None:
-            self._position_checksums = self.read_metadata(self.POSITION_CHECKSUMS, "position embedding checksums").view(np.uint64)
+        self.open_embeddings()
         layernorm = shape.norm_kind == "layernorm"
         vectors = self.read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32).view(-1, shape.hidden)
         self.final_norm_vectors = dict(zip(decoder_global_vectors(layernorm), vectors, strict=True))
@@ -309,26 +293,15 @@ class DecoderRunner(DecodesChunks, RunnerCore):
                 logits = torch.zeros(length, shape.lm_head_shards * shape.lm_head_rows)
                 step = self._step(0, length)
                 scratch_keys = torch.zeros(shape.kv_heads, length, shape.head_dim)
-                seen = set()
-                for load in self.LOADS:
-                    part = self.PARTS[load.key]
-                    if (part, len(load.members)) in seen:
-                        continue
-                    seen.add((part, len(load.members)))
-                    if load.key in self.pinned_chunks:
-                        weights, biases = self.pinned_chunks[load.key]
-                    else:
-                        weights, biases = self.kernel_views(self.pool.scratch, load)
-                        weights.zero_()
-                        biases.zero_()
+                for key, weights, biases in self.warm_up_chunks():
+                    part = self.PARTS[key]
                     if part == "attn":
-                        heads = self.chunk_heads[load.key]
-                        attention_chunk(acc, h, weights, biases, scratch_keys, scratch_keys.clone(), heads, step,
+                        attention_chunk(acc, h, weights, biases, scratch_keys, scratch_keys.clone(), self.chunk_heads[key], step,
                                         shape.query_groups, shape.head_dim, shape.qkv_bias)
                     elif part == "ffn":
-                        ffn_chunk(acc, h, weights, biases, shape.activation, shape.ffn_kind == "gated")
+                        self.ffn(acc, h, weights, biases)
                     else:
-                        lm_head_chunk(logits, h, weights, self.chunk_columns[load.key])
+                        self.lm_head(logits, h, weights, key)
                 ones = torch.ones(shape.hidden)
                 norm(acc, ones, ones, shape.norm_kind, shape.layer_norm_eps)
 
@@ -389,20 +362,9 @@ class DecoderRunner(DecodesChunks, RunnerCore):
         raise NotImplementedError("generated runners define the schedule")
 
     def _embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
-        """Word (+ learned position) rows [L, hidden]: each distinct row read once into the scratch."""
-        shape = self.SHAPE
-        hidden = shape.hidden
-        words, word_index = torch.unique(ids, sorted=True, return_inverse=True)
-        positions = torch.arange(start, start + len(ids)) if self.POSITION_ROWS is not None else torch.zeros(0, dtype=torch.int64)
-        nbytes = 4 * hidden * (len(words) + len(positions))
-        rows = self.pool.scratch_or_temporary(nbytes).view(torch.float32).view(-1, hidden)
-        threads = self.EMBED_IO_THREADS
-        read_rows(self.reader, self.WORD_ROWS, self._word_checksums, words, rows[: len(words)], "word embedding", self._row_threads, threads)
-        x = rows[: len(words)][word_index]
-        if len(positions):
-            read_rows(self.reader, self.POSITION_ROWS, self._position_checksums, positions, rows[len(words) :], "position embedding", self._row_threads, threads)
-            x += rows[len(words) :]
-        return x
+        """Word (+ learned position) rows [L, hidden] of this call's positions."""
+        positions = torch.arange(start, start + len(ids)) if self.POSITION_ROWS is not None else None
+        return self.embedding_rows(ids, positions)
 
     def block_input(self, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
         """The normed input of block `part` of `layer` (pre-norm)."""

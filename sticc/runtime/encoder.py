@@ -11,11 +11,11 @@ columns: two GEMMs. Parameters come from the model spec (`EncoderShape`).
 import json
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sticc.runtime.core import (
+    ACTIVATIONS,
     Extent,
     RowTable,
     RunnerCore,
@@ -24,17 +24,10 @@ from sticc.runtime.core import (
     load_tokenizer,
     open_runner,
     piece_blocks,
-    read_rows,
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
 
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-}
 # per part: (row blocks, bias blocks) of a piece (sticc/model/sharding.py cuts them so)
 PART_BLOCKS = {"attn": piece_blocks("attn"), "ffn": piece_blocks("ffn")}
 
@@ -145,9 +138,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     """A BERT-family runner: everything but the literals and the schedule (the generated subclass)."""
 
     SHAPE: EncoderShape
-    WORD_ROWS: RowTable
-    WORD_CHECKSUMS: Extent
-    POSITION_ROWS: RowTable
+    POSITION_ROWS: RowTable  # encoders always have learned positions
     POSITION_CHECKSUMS: Extent
     GLOBAL_HEADER: Extent
     LAYER_HEADERS: tuple  # of Extent
@@ -156,8 +147,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     def open_family(self) -> None:
         shape = self.SHAPE
         self._tokenizer = None
-        self._word_checksums = self.read_metadata(self.WORD_CHECKSUMS, "word embedding checksums").view(np.uint64)
-        self._position_checksums = self.read_metadata(self.POSITION_CHECKSUMS, "position embedding checksums").view(np.uint64)
+        self.open_embeddings()
         globals_ = self.read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32)
         self.embed_norm_weight = globals_[: shape.hidden]
         self.embed_norm_bias = globals_[shape.hidden : 2 * shape.hidden]
@@ -182,17 +172,8 @@ class EncoderRunner(DecodesChunks, RunnerCore):
             x = torch.zeros(1, length, shape.hidden)
             mask = attention_mask_bias(torch.ones(1, length, dtype=torch.int64))
             acc = torch.zeros(length, shape.hidden)
-            seen = set()
-            for load in self.LOADS:
-                part = self.PARTS[load.key]
-                if (part, len(load.members)) in seen:
-                    continue
-                seen.add((part, len(load.members)))
-                if load.key in self.pinned_chunks:
-                    self.kernel(part, acc, x, mask, *self.pinned_chunks[load.key])
-                else:
-                    weights, biases = self.kernel_views(self.pool.scratch, load)
-                    self.kernel(part, acc, x, mask, weights.zero_(), biases.zero_())
+            for key, weights, biases in self.warm_up_chunks():
+                self.kernel(self.PARTS[key], acc, x, mask, weights, biases)
             ones = torch.ones(shape.hidden)
             residual_norm(acc, x, ones, ones, ones, shape.layer_norm_eps)
             torch.unique(torch.arange(length), sorted=True, return_inverse=True)
@@ -249,18 +230,6 @@ class EncoderRunner(DecodesChunks, RunnerCore):
                 raise ValueError(f"token_type_ids must have the shape of input_ids and lie in [0, {shape.type_vocab})")
             x += self.token_types[types]
         return F.layer_norm(x, (shape.hidden,), self.embed_norm_weight, self.embed_norm_bias, shape.layer_norm_eps)
-
-    def embedding_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """Word + position rows [B, L, hidden]: each distinct row read once into the scratch."""
-        hidden = self.SHAPE.hidden
-        words, word_index = torch.unique(input_ids, sorted=True, return_inverse=True)
-        positions, position_index = torch.unique(position_ids, sorted=True, return_inverse=True)
-        nbytes = 4 * hidden * (len(words) + len(positions))
-        rows = self.pool.scratch_or_temporary(nbytes).view(torch.float32).view(-1, hidden)
-        threads = self.EMBED_IO_THREADS
-        read_rows(self.reader, self.WORD_ROWS, self._word_checksums, words, rows[: len(words)], "word embedding", self._row_threads, threads)
-        read_rows(self.reader, self.POSITION_ROWS, self._position_checksums, positions, rows[len(words) :], "position embedding", self._row_threads, threads)
-        return rows[: len(words)][word_index] + rows[len(words) :][position_index]
 
     def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
         """Residual add and LayerNorm closing block `part` ("attn" or "ffn") of `layer`."""
