@@ -42,7 +42,7 @@ from functools import cached_property
 import networkx as nx
 
 from sticc.base.schema import PARTS, STRICT, Bits, Count, Part, with_config
-from sticc.model.sharding import piece_shape
+from sticc.model.sharding import piece_shape, stored_parts
 from sticc.model.store import Store
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
@@ -561,7 +561,7 @@ def store_shape(store: Store) -> GraphShape:
     """The shape of `store`; every stored piece of a part must have its part's layout."""
     spec = store.spec
     pieces = {}
-    for part in (*PARTS, Part.LM_HEAD) if store.lm_head_shards else PARTS:
+    for part in stored_parts(store.lm_head_shards):
         shape = piece_shape(spec, store.shards_per_layer, part, store.lm_head_shards)
         first = spec.layers if part is Part.LM_HEAD else 0
         layouts = {bits: store.version(first, 0, part, bits).layout for bits in store.bits}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from sticc.base.errors import UserError
-from sticc.base.schema import Part
+from sticc.base.schema import PARTS, Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.spec import ModelSpec
 from sticc.runtime.core import piece_blocks
@@ -89,6 +89,18 @@ def default_lm_head_shards(spec: ModelSpec, shards_per_layer: int) -> int:
 def check_lm_head_shards(spec: ModelSpec, lm_head_shards: int) -> None:
     if not 1 <= lm_head_shards <= spec.vocab or (lm_head_shards - 1) * lm_head_rows(spec, lm_head_shards) >= spec.vocab:
         raise UserError(f"{lm_head_shards} LM head slices do not cut the vocabulary of {spec.vocab} (a slice would be all padding)")
+
+
+def stored_parts(lm_head_shards: int) -> tuple[Part, ...]:
+    """The parts a store holds pieces of: every layer's, and a decoder's LM head slices."""
+    return (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS
+
+
+def block_weights(spec: ModelSpec, shards_per_layer: int, part: str, lm_head_shards: int = 0) -> int:
+    """Weights of one row block of a piece: runners dequantize block by block, so a quantization
+    group must not straddle two."""
+    shape = piece_shape(spec, shards_per_layer, part, lm_head_shards)
+    return shape.rows * shape.cols // spec_piece_blocks(spec, part)[0]
 
 
 def piece_shape(spec: ModelSpec, shards_per_layer: int, part: str, lm_head_shards: int = 0) -> PieceShape:

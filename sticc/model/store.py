@@ -51,6 +51,7 @@ from sticc.base.schema import (
 from sticc.model.activation_stats import piece_stats
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
 from sticc.model.sharding import (
+    block_weights,
     check_lm_head_shards,
     check_shards_per_layer,
     default_lm_head_shards,
@@ -62,7 +63,7 @@ from sticc.model.sharding import (
     layer_pieces,
     lm_head_pieces,
     piece_shape,
-    spec_piece_blocks,
+    stored_parts,
 )
 from sticc.model.source import Source, open_source
 from sticc.model.spec import ModelSpec
@@ -336,22 +337,20 @@ def _expected_layouts(
     spec: ModelSpec, bits, shards_per_layer: int, group_size: int, where: str, lm_head_shards: int = 0,
 ) -> dict[VersionKey, BlobLayout]:
     """The layout of every version a store of this spec holds."""
-    layouts = {}
-    for part in (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS:
+    by_part = {}
+    for part in stored_parts(lm_head_shards):
         shape = piece_shape(spec, shards_per_layer, part, lm_head_shards)
-        blocks = spec_piece_blocks(spec, part)[0]
         for b in bits:
             try:
-                layout = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
-                if b < 16 and (shape.rows * shape.cols // blocks) % group_size:
+                by_part[part, b] = blob_layout(shape.rows, shape.cols, b, group_size, shape.bias_len)
+                if b < 16 and block_weights(spec, shards_per_layer, part, lm_head_shards) % group_size:
                     raise ValueError("groups straddle blocks")
             except (ValueError, ZeroDivisionError):
                 raise UserError(f"{where}: group_size {group_size} does not split a {part} piece's blocks at {b} bits") from None
-            layouts.update({
-                VersionKey(layer, index, p, b): layout
-                for layer, index, p in piece_positions(spec, shards_per_layer, lm_head_shards) if p == part
-            })
-    return layouts
+    return {
+        VersionKey(layer, index, part, b): by_part[part, b]
+        for layer, index, part in piece_positions(spec, shards_per_layer, lm_head_shards) for b in bits
+    }
 
 
 def global_header_nbytes(spec: ModelSpec) -> int:
@@ -407,10 +406,9 @@ def write_store(
     shards_per_layer = default_shards_per_layer(spec) if shards_per_layer is None else shards_per_layer
     check_shards_per_layer(spec, shards_per_layer)
     lm_head_shards = default_lm_head_shards(spec, shards_per_layer) if spec.is_decoder else 0
-    for part in (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS:
-        shape = piece_shape(spec, shards_per_layer, part, lm_head_shards)
+    for part in stored_parts(lm_head_shards):
         # runners dequantize a piece block by block (its q, k, v, o or up, down rows): groups must not straddle blocks
-        block = shape.rows * shape.cols // spec_piece_blocks(spec, part)[0]
+        block = block_weights(spec, shards_per_layer, part, lm_head_shards)
         if block % group_size or group_size % 8:
             raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece block's {block} weights")
     out = Path(out)
@@ -421,9 +419,10 @@ def write_store(
     staging.chmod(0o755)
     try:
         manifest = _write_data(checkpoint, staging, bits, shards_per_layer, lm_head_shards, group_size, progress)
-        for name, data in sorted(checkpoint.extra_files().items()):
+        extra_files = checkpoint.extra_files()
+        for name, data in sorted(extra_files.items()):
             _write_synced(staging / name, data)
-        if "tokenizer.json" in checkpoint.extra_files():
+        if "tokenizer.json" in extra_files:
             manifest["tokenizer"] = "tokenizer.json"
         manifest["store_id"] = manifest_id(manifest)
         _write_synced(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -458,7 +457,7 @@ def _plan_slots(spec: ModelSpec, bits: tuple[int, ...], shards_per_layer: int, l
     entries += [(f"embed.{table}.checksum", "U64", (rows,), 0) for table, rows in tables]
     entries += [(f"embed.{table}", "F32", (rows, hidden), 0) for table, rows in tables]
     layouts: dict[VersionKey, BlobLayout] = {}
-    shapes = {part: piece_shape(spec, shards_per_layer, part, lm_head_shards) for part in (*PARTS, Part.LM_HEAD)[: 3 if lm_head_shards else 2]}
+    shapes = {part: piece_shape(spec, shards_per_layer, part, lm_head_shards) for part in stored_parts(lm_head_shards)}
     # one bitwidth's blobs contiguous, in load order: a uniform plan reads the file front to back
     for b in bits:
         for layer, index, part in piece_positions(spec, shards_per_layer, lm_head_shards):
