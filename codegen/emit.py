@@ -30,7 +30,7 @@ from sticc.base.schema import Part
 from sticc.ir.graph import Block, by_position, load_order
 from sticc.ir.memory import plan_memory
 from sticc.ir.plan import Plan, block_loads, plan_graph
-from sticc.model.sharding import lm_head_rows
+from sticc.model.sharding import decoder_shape
 from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
 
@@ -158,7 +158,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
     template = "decoder_runner.py.j2" if decoder else "runner.py.j2"
     text = _environment().get_template(template).render(
         spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"], indices=tuple(indices),
-        lm_head_rows=lm_head_rows(spec, store.lm_head_shards) if decoder else 0,
+        shape=decoder_shape(spec, store.shards_per_layer, store.lm_head_shards) if decoder else None,
         store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks, Kernel=Kernel,
         runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
         preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),

@@ -36,6 +36,7 @@ from sticc.base.schema import Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sharding import (
     check_shards_per_layer,
+    decoder_shape,
     has_ffn_bias,
     has_qkv_bias,
     lm_head_rows,
@@ -44,7 +45,7 @@ from sticc.model.sharding import (
 )
 from sticc.model.texts import CALIBRATION_SENTENCES
 from sticc.runtime.core import ACTIVATIONS
-from sticc.runtime.decoder import DecoderShape, apply_rope, norm, rope_tables
+from sticc.runtime.decoder import apply_rope, norm, rope_tables
 from sticc.runtime.encoder import position_ids_for
 
 FALLBACK_SEED = 0
@@ -127,9 +128,7 @@ def layer_statistics(checkpoint: Checkpoint, sentences: list[str] | None = None)
     keep = mask.reshape(-1).bool()  # real tokens only
 
     def stats(x: torch.Tensor) -> InputStatistics:
-        flat = x.reshape(batch * length, -1)[keep].to(torch.float64)
-        gram = flat.T @ flat / flat.shape[0]
-        return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+        return _input_statistics(x, keep)
 
     def norm(x: torch.Tensor, role: str, layer: int | None = None) -> torch.Tensor:
         weight, bias = checkpoint.tensor(f"{role}.weight", layer), checkpoint.tensor(f"{role}.bias", layer)
@@ -176,9 +175,7 @@ def _decoder_statistics(checkpoint, sentences: list[str] | None) -> Iterator[Lay
     keep = mask.reshape(-1).bool()  # real tokens only (padding is on the right: causal attention never sees it)
 
     def stats(x: torch.Tensor) -> InputStatistics:
-        flat = x.reshape(batch * length, -1)[keep].to(torch.float64)
-        gram = flat.T @ flat / flat.shape[0]
-        return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+        return _input_statistics(x, keep)
 
     def normed(x: torch.Tensor, role: str, layer: int | None = None) -> torch.Tensor:
         bias = checkpoint.tensor(f"{role}.bias", layer) if spec.norm_kind == "layernorm" else None
@@ -190,15 +187,7 @@ def _decoder_statistics(checkpoint, sentences: list[str] | None) -> Iterator[Lay
     x = checkpoint.tensor("embed.word")[ids]
     if spec.position_rows:
         x = x + checkpoint.tensor("embed.position")[torch.arange(length)]
-    rope = None
-    if spec.position_kind == "rope":
-        scaling = spec.rope_scaling
-        shape = DecoderShape(
-            spec.layers, spec.hidden, spec.heads, spec.kv_heads, spec.head_dim, spec.ffn, 1, spec.vocab, "rope",
-            spec.norm_kind, spec.layer_norm_eps, spec.activation, spec.ffn_kind, False, False, 1, 8, spec.rope_theta,
-            *(() if scaling is None else (scaling.kind, scaling.factor, scaling.low_freq_factor, scaling.high_freq_factor, scaling.original_max_positions)),
-        )
-        rope = rope_tables(shape, length)
+    rope = rope_tables(decoder_shape(spec, spec.kv_heads, 0), length) if spec.position_kind == "rope" else None
     act = ACTIVATIONS[spec.activation]
     for layer in range(spec.layers):
         h = normed(x, "attn_norm", layer)
@@ -219,6 +208,13 @@ def _decoder_statistics(checkpoint, sentences: list[str] | None) -> Iterator[Lay
         x = x + linear(hidden, "down", layer, spec.biases == "all")
         yield LayerStatistics(stats(h), stats(context), stats(h2), stats(hidden))
     yield stats(normed(x, "final_norm"))
+
+
+def _input_statistics(x: torch.Tensor, keep: torch.Tensor) -> InputStatistics:
+    """The mean and second moments of the last dimension of `x` [batch, length, n] over the kept tokens."""
+    flat = x.reshape(keep.numel(), -1)[keep].to(torch.float64)
+    gram = flat.T @ flat / flat.shape[0]
+    return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
 
 
 def piece_importance(

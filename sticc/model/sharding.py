@@ -27,7 +27,7 @@ from sticc.base.schema import PARTS, Part
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.spec import ModelSpec
 from sticc.runtime.core import piece_blocks
-from sticc.runtime.decoder import decoder_global_vectors, decoder_layer_vectors
+from sticc.runtime.decoder import DecoderShape, decoder_global_vectors, decoder_layer_vectors
 from sticc.runtime.encoder import GLOBAL_HEADER_VECTORS, LAYER_HEADER_VECTORS
 
 # a layer block is loaded and computed in this many chunks by default: on the 2-core machine this
@@ -112,6 +112,23 @@ def piece_shape(spec: ModelSpec, shards_per_layer: int, part: str, lm_head_shard
         units = spec.ffn // shards_per_layer
         return PieceShape(blocks * units, spec.hidden, units if has_ffn_bias(spec) else 0)
     return PieceShape(lm_head_rows(spec, lm_head_shards), spec.hidden, 0)
+
+
+def decoder_shape(spec: ModelSpec, shards_per_layer: int, lm_head_shards: int) -> DecoderShape:
+    """What a decoder runner's kernels know of the model (its `SHAPE` literal; the calibration pass's rotary tables)."""
+    scaling = spec.rope_scaling
+    rope = {} if scaling is None else {
+        "rope_scaling": scaling.kind, "rope_factor": scaling.factor, "rope_low_freq_factor": scaling.low_freq_factor,
+        "rope_high_freq_factor": scaling.high_freq_factor, "rope_original_positions": scaling.original_max_positions,
+    }
+    return DecoderShape(
+        layers=spec.layers, hidden=spec.hidden, heads=spec.heads, kv_heads=spec.kv_heads, head_dim=spec.head_dim,
+        ffn=spec.ffn, shards_per_layer=shards_per_layer, vocab=spec.vocab, position_kind=spec.position_kind,
+        norm_kind=spec.norm_kind, layer_norm_eps=spec.layer_norm_eps, activation=spec.activation, ffn_kind=spec.ffn_kind,
+        qkv_bias=has_qkv_bias(spec), out_bias=spec.biases == "all", lm_head_shards=lm_head_shards,
+        lm_head_rows=lm_head_rows(spec, lm_head_shards) if lm_head_shards else 0, rope_theta=spec.rope_theta,
+        eos_token_ids=spec.eos_token_ids, **rope,
+    )
 
 
 def _head_rows(heads: list[int], head_dim: int) -> torch.Tensor:
