@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
 from sticc.model.families import ConfigHead, Family, TensorRef, embed_roles, family_for, layer_roles, role_shape
-from sticc.model.spec import ModelSpec, TokenId
+from sticc.model.spec import ModelSpec, TokenId, token_ids
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class Checkpoint:
         spec = family.spec_from_config(parse_json(family.config_kind, raw, str(config_path)), name)
         generation_path = model_dir / "generation_config.json"
         if spec.is_decoder and generation_path.exists():  # where instruct models name their end-of-turn tokens
-            eos = read_file(GenerationConfig, generation_path, "generation config").eos_token_id
-            eos = () if eos is None else tuple(eos) if isinstance(eos, list) else (eos,)
+            eos = token_ids(read_file(GenerationConfig, generation_path, "generation config").eos_token_id)
             spec = replace(spec, eos_token_ids=tuple(dict.fromkeys((*spec.eos_token_ids, *eos))))
         files = _tensor_files(model_dir)
         prefix = _detect_prefix(family, spec, files)

@@ -20,7 +20,7 @@ from pydantic import AliasChoices, Field
 
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, with_config
-from sticc.model.spec import Activation, LayerNormEps, ModelSpec, RopeScaling, Size, TokenId, Vocab
+from sticc.model.spec import Activation, LayerNormEps, ModelSpec, RopeScaling, Size, TokenId, Vocab, token_ids
 
 
 def layer_roles(spec: ModelSpec) -> tuple[str, ...]:
@@ -272,8 +272,6 @@ def _llama_spec(config: LlamaConfig, name: str) -> ModelSpec:
     positions = config.max_position_embeddings
     if config.sliding_window is not None and (config.model_type == "mistral" or config.use_sliding_window):
         positions = min(positions, config.sliding_window)  # within the window, attention is exact
-    eos = config.eos_token_id
-    eos = () if eos is None else tuple(eos) if isinstance(eos, list) else (eos,)
     return ModelSpec(
         family="llama", name=name, layers=config.num_hidden_layers, heads=heads,
         kv_heads=config.num_key_value_heads or heads, hidden=hidden, head_dim=head_dim, ffn=config.intermediate_size,
@@ -281,7 +279,7 @@ def _llama_spec(config: LlamaConfig, name: str) -> ModelSpec:
         pad_token_id=config.pad_token_id or 0, layer_norm_eps=config.rms_norm_eps, activation="silu",
         norm_placement="pre", norm_kind="rmsnorm", ffn_kind="gated", biases="qkv" if qkv_bias else "none",
         lm_head="tied" if config.tie_word_embeddings else "separate", rope_theta=theta,
-        rope_scaling=_rope_scaling(rope), bos_token_id=config.bos_token_id, eos_token_ids=eos,
+        rope_scaling=_rope_scaling(rope), bos_token_id=config.bos_token_id, eos_token_ids=token_ids(config.eos_token_id),
     )
 
 
@@ -309,7 +307,7 @@ def _gpt2_spec(config: Gpt2Config, name: str) -> ModelSpec:
         max_positions=config.n_positions, position_kind="absolute", pad_token_id=0,
         layer_norm_eps=config.layer_norm_epsilon, activation=config.activation_function, norm_placement="pre",
         lm_head="tied", bos_token_id=config.bos_token_id,
-        eos_token_ids=() if config.eos_token_id is None else (config.eos_token_id,),
+        eos_token_ids=token_ids(config.eos_token_id),
     )
 
 

@@ -22,7 +22,11 @@ Size = Annotated[int, Field(ge=1, le=1 << 20)]
 Vocab = Annotated[int, Field(ge=1, le=1 << 24)]
 Activation = Literal["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"]
 TokenId = Annotated[int, Field(ge=0, le=1 << 24)]
-DECODER_FAMILIES = ("llama", "gpt2")
+
+
+def token_ids(value: int | list[int] | None) -> tuple[int, ...]:
+    """A config's token id field (one id, a list of them, or none) as a tuple."""
+    return () if value is None else tuple(value) if isinstance(value, list) else (value,)
 
 
 @with_config(STRICT)
@@ -88,9 +92,7 @@ class ModelSpec:
         for field in ("layers", "heads", "hidden", "ffn", "vocab", "max_positions"):
             if getattr(self, field) <= 0:
                 raise UserError(f"model config: {field} must be positive")
-        if self.is_decoder != (self.family in DECODER_FAMILIES):
-            raise UserError(f"model config: a {self.family} model {'needs' if self.family in DECODER_FAMILIES else 'has no'} LM head")
-        if not self.is_decoder and (self.kv_heads != self.heads or self.norm_placement != "post"):
+        if not self.is_decoder and self.kv_heads != self.heads:
             raise UserError(f"model config: {self.kv_heads} key/value heads for {self.heads} heads (encoders share none)")
         self._check_family()
         if self.heads % self.kv_heads:
