@@ -42,7 +42,7 @@ from functools import cached_property
 import networkx as nx
 
 from sticc.base.schema import PARTS, STRICT, Bits, Count, Part, with_config
-from sticc.model.sharding import piece_shape, stored_parts
+from sticc.model.sharding import piece_shape, shard_positions, stored_parts
 from sticc.model.store import Store
 from sticc.runtime.core import READ_ALIGN_BYTES, align_up, decoded_chunk_nbytes, pinned_nbytes
 from sticc.runtime.encoder import embed_rows_nbytes
@@ -398,9 +398,7 @@ class ShardGraph:
     @cached_property
     def positions(self) -> tuple[Position, ...]:
         """Every SHARD node's (layer, index): the layers' shards, then a decoder's LM head slices."""
-        info = self.info
-        layers = [(layer, index) for layer in range(info.layers) for index in range(info.shards_per_layer)]
-        return tuple(layers + [(info.layers, index) for index in range(info.lm_head_shards)])
+        return tuple(shard_positions(self.info.layers, self.info.shards_per_layer, self.info.lm_head_shards))
 
     def shard(self, position: Position) -> ShardNode:
         return self.record(("shard", *position))

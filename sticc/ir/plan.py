@@ -38,7 +38,7 @@ from sticc.base.schema import (
 )
 from sticc.ir.graph import Block, Phase, ShardChoice, ShardGraph, build_graph, by_position, load_order, store_shape
 from sticc.ir.memory import MemoryModel, held_nbytes, plan_memory
-from sticc.model.sharding import default_shards_per_chunk
+from sticc.model.sharding import default_shards_per_chunk, shard_positions
 from sticc.model.store import Store
 from sticc.profile.importance import AdditivityRecord
 from sticc.runtime.core import ChunkLoad, Member
@@ -300,8 +300,7 @@ def plan_graph(store: Store, shards_per_chunk: int, seq_len: int, phase: Phase |
 
 def store_positions(store: Store) -> list[tuple[int, int]]:
     """(layer, index) of every shard a plan decides: the layers', then a decoder's LM head slices."""
-    layers = [(layer, index) for layer in range(store.spec.layers) for index in range(store.shards_per_layer)]
-    return layers + [(store.spec.layers, index) for index in range(store.lm_head_shards)]
+    return shard_positions(store.spec.layers, store.shards_per_layer, store.lm_head_shards)
 
 
 def block_loads(store: Store, blocks: tuple[Block, ...]) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:

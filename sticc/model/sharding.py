@@ -91,6 +91,13 @@ def check_lm_head_shards(spec: ModelSpec, lm_head_shards: int) -> None:
         raise UserError(f"{lm_head_shards} LM head slices do not cut the vocabulary of {spec.vocab} (a slice would be all padding)")
 
 
+def shard_positions(layers: int, shards_per_layer: int, lm_head_shards: int) -> list[tuple[int, int]]:
+    """(layer, index) of every shard a plan decides: the layers' shards, then a decoder's LM head
+    slices (as the shards of layer `layers`)."""
+    positions = [(layer, index) for layer in range(layers) for index in range(shards_per_layer)]
+    return positions + [(layers, index) for index in range(lm_head_shards)]
+
+
 def stored_parts(lm_head_shards: int) -> tuple[Part, ...]:
     """The parts a store holds pieces of: every layer's, and a decoder's LM head slices."""
     return (*PARTS, Part.LM_HEAD) if lm_head_shards else PARTS
