@@ -74,7 +74,7 @@ def read_throttled(paths: list[Path], throttle: Throttle) -> None:
 
 
 @contextmanager
-def _throttled_offload_loads(throttle: Throttle) -> Iterator[None]:
+def throttled_offload_loads(throttle: Throttle) -> Iterator[None]:
     """Make accelerate's offloaded weight loads materialize each tensor and wait for the throttle."""
     from accelerate.utils import OffloadedWeightsLoader
 
@@ -92,7 +92,7 @@ def _throttled_offload_loads(throttle: Throttle) -> Iterator[None]:
         OffloadedWeightsLoader.__getitem__ = original
 
 
-class _ResidentParamBytes(TorchFunctionMode):
+class ResidentParamBytes(TorchFunctionMode):
     """At every torch function call, sums the bytes of the model's parameters that are not on meta; keeps the max."""
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -166,7 +166,7 @@ class HFCase:
             if throttle is not None:
                 read_throttled(self.cold_files(), throttle)
             self._model = self._model_class.from_pretrained(self.checkpoint_dir, **self._model_kwargs).eval()
-        with nullcontext() if throttle is None or not self.offload else _throttled_offload_loads(throttle):
+        with nullcontext() if throttle is None or not self.offload else throttled_offload_loads(throttle):
             return self._forward(input_ids, attention_mask, token_type_ids)
 
     def encode(
@@ -174,7 +174,7 @@ class HFCase:
     ) -> torch.Tensor:
         if not self.offload:
             return self._forward(input_ids, attention_mask, token_type_ids)
-        with _ResidentParamBytes(self._loaded_model()) as mode:
+        with ResidentParamBytes(self._loaded_model()) as mode:
             hidden = self._forward(input_ids, attention_mask, token_type_ids)
         self._peak_weight_bytes = mode.peak_bytes
         return hidden

@@ -4,7 +4,8 @@ The baselines of `sticc bench` run in sticc's own runtime but differ from a ship
 respect each; they are subclasses of a generated runner class made here, so no shipped runner
 carries their code:
 - `with_pinned_embeddings`: the whole embedding tables read at construction and held (counted as
-  weight bytes), so a call reads nothing: the `preload` and `load-exec` baselines.
+  weight bytes), so a call reads nothing: the `preload` and `load-exec` baselines (encoders), and
+  the decoder bench's `preload` (a rotary decoder has no position table).
 - `with_io_first`: the IO lane loads every chunk before the compute lane starts (the ring must
   admit them all): the compute lane's work alone, for `examples/bench_lanes.py`.
 - `io_only`: the compute lane takes and releases each chunk without dequantizing or computing:
@@ -27,7 +28,8 @@ def with_pinned_embeddings(runner_class: type) -> type:
             self.extra_weight_bytes = 0
             self.embedding_tables = (
                 self._pin_table(self.WORD_ROWS, self._word_checksums, "word embedding"),
-                self._pin_table(self.POSITION_ROWS, self._position_checksums, "position embedding"),
+                None if self.POSITION_ROWS is None
+                else self._pin_table(self.POSITION_ROWS, self._position_checksums, "position embedding"),
             )
 
         def _pin_table(self, table, checksums, what: str) -> torch.Tensor:
@@ -36,9 +38,9 @@ def with_pinned_embeddings(runner_class: type) -> type:
             self.extra_weight_bytes += table.rows * table.row_nbytes
             return rows
 
-        def embedding_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        def embedding_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
             words, positions = self.embedding_tables
-            return words[input_ids] + positions[position_ids]
+            return words[input_ids] if position_ids is None else words[input_ids] + positions[position_ids]
 
         def run_call(self, compute, trace=None):
             result = super().run_call(compute, trace)
