@@ -3,9 +3,13 @@
 - `CALIBRATION_SENTENCES`: the quantizer's calibration texts (`sticc.model.activation_stats`
   gathers its input statistics on them);
 - `IMPORTANCE_SENTENCES`: the importance profile's default calibration texts
-  (`sticc.profile.measure_importance`); lengths vary on purpose;
+  (`sticc.profile.measure_importance`); lengths vary on purpose; a decoder's profile reads them
+  joined into `IMPORTANCE_PASSAGES` (`sticc.profile.decoder_importance`: its loss is taken at
+  every position of a passage, so longer texts give more positions per forward);
 - `EVAL_SENTENCES`: held out from both: fidelity against fp32 is measured on these (benchmarks,
   examples).
+
+Decoders are evaluated on `examples/texts/heldout.txt`, which shares no sentence with any of these.
 """
 
 CALIBRATION_SENTENCES = (
@@ -82,6 +86,15 @@ IMPORTANCE_SENTENCES = (
     "Once upon a time, in a kingdom by the sea, there lived a fisherman who could talk to the fish, and "
     "every evening he asked them about the storms that were coming, the ships that had sunk, and the "
     "treasures hidden beneath the waves.",
+)
+
+
+# a decoder's importance profile: the same sentences, eight to a passage, in order (4 passages, about
+# 120 tokens each with SmolLM2's tokenizer)
+IMPORTANCE_PASSAGE_SENTENCES = 8
+IMPORTANCE_PASSAGES = tuple(
+    " ".join(IMPORTANCE_SENTENCES[start : start + IMPORTANCE_PASSAGE_SENTENCES])
+    for start in range(0, len(IMPORTANCE_SENTENCES), IMPORTANCE_PASSAGE_SENTENCES)
 )
 
 
