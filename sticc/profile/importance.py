@@ -5,23 +5,33 @@ stored at `bits` (0: dropped) and every other shard is fp32; the default metric 
 mean-pooled output, averaged over calibration sentences. Planners use the additive model: a plan's
 loss is the sum of its shards' losses, and a version's importance is what it recovers over dropping
 the shard, `loss[0] - loss[bits]`. `additivity` records how well that model predicted the measured
-loss of random whole plans. Measured by `sticc profile importance` (sticc/profile/measure_importance.py).
+loss of random whole plans (`random_plans`, `additivity_summary`, shared by the encoder and decoder
+profilers). Measured by `sticc profile importance` (sticc/profile/measure_importance.py; decoders:
+sticc/profile/decoder_importance.py, where the metric is the KL divergence of the next-token
+distribution and the LM head's vocabulary slices are shards too, as layer `layers`).
 """
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
 from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_json_atomic
 from sticc.base.schema import STRICT, Bits, Count, Finite, Name, parse_json, read_file, with_config
+from sticc.model.sharding import shard_positions
 from sticc.model.store import Store
 
 IMPORTANCE_FORMAT_VERSION = 1
+DEFAULT_ADDITIVITY_PLANS = 16
+ADDITIVITY_SEED = 0
+DROP_RATES = (0.0, 0.05, 0.1, 0.2, 0.3)  # a random plan drops each shard with one of these probabilities
 
 
 
@@ -97,18 +107,16 @@ class ImportanceProfile:
     @classmethod
     def flat(cls, store: Store) -> ImportanceProfile:
         """Every version loses nothing: for simulating a plan when fidelity is not the question."""
-        loss = {
-            (layer, index): dict.fromkeys((0, *store.bits), 0.0)
-            for layer in range(store.spec.layers) for index in range(store.shards_per_layer)
-        }
+        loss = {position: dict.fromkeys((0, *store.bits), 0.0) for position in store_shard_positions(store)}
         return cls(store.store_id, "none (flat)", None, loss)
 
     def check_store(self, store: Store, where: str = "importance profile") -> None:
         if self.store_id != store.store_id:
             raise UserError(f"{where} was measured on another store (store_id differs): run `sticc profile importance`")
-        wanted = {(layer, index) for layer in range(store.spec.layers) for index in range(store.shards_per_layer)}
+        wanted = set(store_shard_positions(store))
         if set(self.loss) != wanted:
-            raise UserError(f"{where} does not cover this store's {len(wanted)} shards")
+            what = f"{len(wanted)} shards" + (" and LM head slices" if store.lm_head_shards else "")
+            raise UserError(f"{where} does not cover this store's {what}")
         for position, losses in self.loss.items():
             missing = ({0} | set(store.bits)) - set(losses)
             if missing:
@@ -117,16 +125,17 @@ class ImportanceProfile:
     # -- JSON ------------------------------------------------------------------------------------
 
     def to_json(self) -> dict:
+        # one row per layer, each as long as that layer has shards (a decoder's last row: its LM head slices)
         layers = 1 + max(layer for layer, _ in self.loss)
-        per_layer = 1 + max(index for _, index in self.loss)
+        per_layer = [1 + max(index for at, index in self.loss if at == layer) for layer in range(layers)]
         return {
             "format_version": IMPORTANCE_FORMAT_VERSION,
             "store_id": self.store_id,
             "metric": self.metric,
             "calibration": None if self.calibration is None else asdict(self.calibration),
             "loss": [
-                [{str(bits): value for bits, value in sorted(self.loss[(layer, index)].items())} for index in range(per_layer)]
-                for layer in range(layers)
+                [{str(bits): value for bits, value in sorted(self.loss[(layer, index)].items())} for index in range(count)]
+                for layer, count in enumerate(per_layer)
             ],
             "additivity": asdict(self.additivity) if self.additivity.plans else {},
         }
@@ -147,3 +156,99 @@ class ImportanceProfile:
 
     def write(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_json())
+
+
+def store_shard_positions(store: Store) -> list[tuple[int, int]]:
+    """(layer, index) of every shard a profile covers: the layers' shards, then a decoder's LM head
+    slices as the shards of layer `layers` (`sticc.model.sharding.shard_positions`)."""
+    return shard_positions(store.spec.layers, store.shards_per_layer, store.lm_head_shards)
+
+
+def reference_bits(store: Store) -> int:
+    """The precision losses are measured against: 32 bits, or the store's highest bitwidth."""
+    return 32 if 32 in store.bits else max(store.bits)
+
+
+# ----------------------------------------------------------------------------------------------
+# The additivity check (both profilers)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RandomPlan:
+    """A random whole plan: each shard dropped with probability `drop_rate`, else a random stored
+    bitwidth of at least `min_bits`; a decoder's LM head slices (the last row) are never dropped."""
+
+    drop_rate: float
+    min_bits: int
+    bits: tuple[tuple[int, ...], ...]  # [layer][index], 0 = dropped
+
+    def describe(self) -> PlanMix:
+        kept = [b for row in self.bits for b in row if b]
+        return PlanMix(
+            drop_rate=self.drop_rate, min_bits=self.min_bits,
+            dropped=sum(1 for row in self.bits for b in row if not b),
+            mean_kept_bits=sum(kept) / len(kept) if kept else None,
+        )
+
+
+def random_plans(store: Store, count: int, seed: int) -> list[RandomPlan]:
+    """`count` random whole plans of `store` (`RandomPlan`), from a generator seeded with `seed`. A
+    decoder's plans add a row for its LM head slices, each at a random bitwidth of at least the
+    plan's minimum and never dropped (a plan must keep every slice: `sticc.ir.plan`)."""
+    rng = random.Random(seed)
+    bits = sorted(store.bits)
+    plans = []
+    for _ in range(count):
+        drop_rate = rng.choice(DROP_RATES)
+        floor = rng.choice(bits)
+        allowed = [b for b in bits if b >= floor]
+        rows = [
+            tuple(0 if rng.random() < drop_rate else rng.choice(allowed) for _ in range(store.shards_per_layer))
+            for _ in range(store.spec.layers)
+        ]
+        if store.lm_head_shards:
+            rows.append(tuple(rng.choice(allowed) for _ in range(store.lm_head_shards)))
+        plans.append(RandomPlan(drop_rate, floor, tuple(rows)))
+    return plans
+
+
+def _pearson(xs: np.ndarray, ys: np.ndarray) -> float | None:
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    denominator = math.sqrt(float((dx * dx).sum() * (dy * dy).sum()))
+    return float((dx * dy).sum()) / denominator if len(xs) > 1 and denominator > 0 else None
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    start = 0
+    while start < len(values):
+        stop = start
+        while stop + 1 < len(values) and values[order[stop + 1]] == values[order[start]]:
+            stop += 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2
+        start = stop + 1
+    return ranks
+
+
+def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dict[tuple[int, int], dict[int, float]]) -> AdditivityRecord:
+    """How well the sum of per-shard losses predicted each plan's measured loss."""
+    predicted = [
+        sum(loss[(layer, index)][b] for layer, row in enumerate(plan.bits) for index, b in enumerate(row))
+        for plan in plans
+    ]
+    xs, ys = np.array(predicted), np.array(measured)
+    ratios = sorted(m / p for p, m in zip(predicted, measured, strict=True) if p > 0)
+    return AdditivityRecord(
+        plans=len(plans),
+        seed=ADDITIVITY_SEED,
+        pearson=_pearson(xs, ys),
+        spearman=_pearson(_ranks(xs), _ranks(ys)),
+        median_ratio=float(np.median(ratios)) if ratios else None,
+        min_ratio=ratios[0] if ratios else None,
+        max_ratio=ratios[-1] if ratios else None,
+        pairs=[[p, m] for p, m in zip(predicted, measured, strict=True)],
+        mix=[plan.describe() for plan in plans],
+    )

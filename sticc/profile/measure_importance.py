@@ -25,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import multiprocessing
 import os
-import random
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +43,22 @@ from sticc.base.progress import Progress
 from sticc.base.schema import PARTS, Part, read_bytes
 from sticc.model.store import Store
 from sticc.model.texts import IMPORTANCE_SENTENCES
-from sticc.profile.importance import AdditivityRecord, CalibrationRecord, ImportanceProfile, PlanMix
+from sticc.profile.decoder_importance import (
+    decoder_cache_path,
+    decoder_calibration,
+    measure_decoder_calibrated,
+    measure_decoder_importance,
+)
+from sticc.profile.importance import (
+    ADDITIVITY_SEED,
+    DEFAULT_ADDITIVITY_PLANS,
+    AdditivityRecord,
+    CalibrationRecord,
+    ImportanceProfile,
+    additivity_summary,
+    random_plans,
+    reference_bits,
+)
 from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
 from sticc.runtime.decode import decode_piece
 from sticc.runtime.encoder import (
@@ -63,9 +76,6 @@ Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weig
 
 
 PROFILER_VERSION = 2  # part of the cache key: bump whenever what is measured changes
-DEFAULT_ADDITIVITY_PLANS = 16
-ADDITIVITY_SEED = 0
-DROP_RATES = (0.0, 0.05, 0.1, 0.2, 0.3)  # a random plan drops each shard with one of these probabilities
 BATCH_SENTENCES = 8  # most calibration sentences (all of one length) per batch
 # without a tokenizer.json: random token sequences of random lengths (fixed seed)
 FALLBACK_SEED = 0
@@ -182,11 +192,6 @@ def calibration_inputs(store: Store, texts: list[str] | None = None, source: str
 # ----------------------------------------------------------------------------------------------
 # The encoder in memory, read from the store
 # ----------------------------------------------------------------------------------------------
-
-
-def reference_bits(store: Store) -> int:
-    """The precision losses are measured against: 32 bits, or the store's highest bitwidth."""
-    return 32 if 32 in store.bits else max(store.bits)
 
 
 class StoreEncoder:
@@ -505,12 +510,15 @@ def measure_importance(
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
     source: str | None = None,
 ) -> ImportanceProfile:
-    """Measure the importance profile of `store` on `texts` (default: IMPORTANCE_SENTENCES).
+    """Measure the importance profile of `store` on `texts` (default: IMPORTANCE_SENTENCES; a
+    decoder store: `sticc.profile.decoder_importance`, one passage per text, default IMPORTANCE_PASSAGES).
 
     `progress(iterable, total, what)` wraps the stream of results (see `sticc.base.progress.progress_bar`);
     `workers` processes share the work (default: min(2, cores)); `additivity_plans` random whole
     plans check the additive model (0: skip); `source` names the texts in the profile.
     """
+    if store.spec.is_decoder:
+        return measure_decoder_importance(store, texts, progress, workers, additivity_plans, source)
     return measure_calibrated(store, calibration_inputs(store, texts, source), progress, workers, additivity_plans)
 
 
@@ -563,86 +571,6 @@ def measure_calibrated(
 
 
 # ----------------------------------------------------------------------------------------------
-# The additivity check
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RandomPlan:
-    """A random whole plan: each shard dropped with probability `drop_rate`, else a random stored
-    bitwidth of at least `min_bits`."""
-
-    drop_rate: float
-    min_bits: int
-    bits: tuple[tuple[int, ...], ...]  # [layer][index], 0 = dropped
-
-    def describe(self) -> PlanMix:
-        kept = [b for row in self.bits for b in row if b]
-        return PlanMix(
-            drop_rate=self.drop_rate, min_bits=self.min_bits,
-            dropped=sum(1 for row in self.bits for b in row if not b),
-            mean_kept_bits=sum(kept) / len(kept) if kept else None,
-        )
-
-
-def random_plans(store: Store, count: int, seed: int) -> list[RandomPlan]:
-    rng = random.Random(seed)
-    bits = sorted(store.bits)
-    plans = []
-    for _ in range(count):
-        drop_rate = rng.choice(DROP_RATES)
-        floor = rng.choice(bits)
-        allowed = [b for b in bits if b >= floor]
-        rows = tuple(
-            tuple(0 if rng.random() < drop_rate else rng.choice(allowed) for _ in range(store.shards_per_layer))
-            for _ in range(store.spec.layers)
-        )
-        plans.append(RandomPlan(drop_rate, floor, rows))
-    return plans
-
-
-def _pearson(xs: np.ndarray, ys: np.ndarray) -> float | None:
-    dx, dy = xs - xs.mean(), ys - ys.mean()
-    denominator = math.sqrt(float((dx * dx).sum() * (dy * dy).sum()))
-    return float((dx * dy).sum()) / denominator if len(xs) > 1 and denominator > 0 else None
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 0, ties sharing their mean rank."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    start = 0
-    while start < len(values):
-        stop = start
-        while stop + 1 < len(values) and values[order[stop + 1]] == values[order[start]]:
-            stop += 1
-        ranks[order[start : stop + 1]] = (start + stop) / 2
-        start = stop + 1
-    return ranks
-
-
-def additivity_summary(plans: list[RandomPlan], measured: list[float], loss: dict[tuple[int, int], dict[int, float]]) -> AdditivityRecord:
-    """How well the sum of per-shard losses predicted each plan's measured loss."""
-    predicted = [
-        sum(loss[(layer, index)][b] for layer, row in enumerate(plan.bits) for index, b in enumerate(row))
-        for plan in plans
-    ]
-    xs, ys = np.array(predicted), np.array(measured)
-    ratios = sorted(m / p for p, m in zip(predicted, measured, strict=True) if p > 0)
-    return AdditivityRecord(
-        plans=len(plans),
-        seed=ADDITIVITY_SEED,
-        pearson=_pearson(xs, ys),
-        spearman=_pearson(_ranks(xs), _ranks(ys)),
-        median_ratio=float(np.median(ratios)) if ratios else None,
-        min_ratio=ratios[0] if ratios else None,
-        max_ratio=ratios[-1] if ratios else None,
-        pairs=[[p, m] for p, m in zip(predicted, measured, strict=True)],
-        mix=[plan.describe() for plan in plans],
-    )
-
-
-# ----------------------------------------------------------------------------------------------
 # Cached
 # ----------------------------------------------------------------------------------------------
 
@@ -652,8 +580,8 @@ def importance_cache_path(store: Store, calibration: CalibrationInputs) -> Path:
     return cache_dir(store.store_id) / f"importance-v{PROFILER_VERSION}-{calibration.sha256[:16]}.json"
 
 
-def _cached_profile(path: Path, store: Store, calibration: CalibrationInputs) -> ImportanceProfile | None:
-    """The cached profile at `path` if it is whole and is this store's on these texts, else None."""
+def _cached_profile(path: Path, store: Store, sha256: str) -> ImportanceProfile | None:
+    """The cached profile at `path` if it is whole and is this store's on the texts of digest `sha256`, else None."""
     data = read_cached_json(path)
     if data is None:
         return None
@@ -662,7 +590,7 @@ def _cached_profile(path: Path, store: Store, calibration: CalibrationInputs) ->
         profile.check_store(store)
     except (UserError, LookupError, TypeError, ValueError, AttributeError):
         return None
-    if profile.calibration is None or profile.calibration.sha256 != calibration.sha256:
+    if profile.calibration is None or profile.calibration.sha256 != sha256:
         return None
     return profile
 
@@ -671,15 +599,23 @@ def cached_importance(
     store: Store, calib_path: Path | None, progress: Progress = _no_progress, workers: int | None = None,
 ) -> tuple[ImportanceProfile, Path, bool]:
     """(profile, cache path, whether it came from the cache) for `store` on the texts of
-    `calib_path` (one per line; None: the built-in held-out sentences). A missing or corrupt cache
-    entry is measured again; a cache that cannot be written is skipped."""
+    `calib_path` (one per line; None: the built-in held-out sentences, or passages for a decoder). A
+    missing or corrupt cache entry is measured again; a cache that cannot be written is skipped."""
     texts = read_calibration_texts(calib_path) if calib_path is not None else None
-    calibration = calibration_inputs(store, texts, str(calib_path) if calib_path is not None else None)
-    path = importance_cache_path(store, calibration)
-    cached = _cached_profile(path, store, calibration)
+    source = str(calib_path) if calib_path is not None else None
+    if store.spec.is_decoder:
+        passages = decoder_calibration(store, texts, source)
+        path, sha256 = decoder_cache_path(store, passages), passages.sha256
+    else:
+        calibration = calibration_inputs(store, texts, source)
+        path, sha256 = importance_cache_path(store, calibration), calibration.sha256
+    cached = _cached_profile(path, store, sha256)
     if cached is not None:
         return cached, path, True
-    profile = measure_calibrated(store, calibration, progress, workers)
+    if store.spec.is_decoder:
+        profile = measure_decoder_calibrated(store, passages, progress, workers)
+    else:
+        profile = measure_calibrated(store, calibration, progress, workers)
     with contextlib.suppress(OSError):  # a read-only cache costs a re-measurement next time, nothing else
         write_cached_json(path, profile.to_json())
     return profile, path, False

@@ -1,0 +1,667 @@
+"""Importance profiling for decoders: how much of the next-token distribution every shard version
+and every LM head slice version loses, measured.
+
+The loss of a version is KL(reference || variant) of the next-token distributions, in nats, averaged
+over every position of the calibration passages: the reference runs every shard and LM head slice
+at the reference precision (the store's 32-bit versions, else its highest bitwidth), the variant
+changes only that one shard (0: dropped, its key/value heads and FFN units contribute nothing) or
+that one LM head slice. An LM head slice is never dropped in a plan (`sticc.ir.plan`), but the
+profile has a loss for 0 too: the slice's weights zeroed, i.e. its vocabulary's logits set to 0
+(not removed: a removed token would make the KL infinite wherever the reference gives it mass). Then
+random whole plans (their LM head slices never dropped) are measured the same way and compared with
+the additive model's prediction (`sticc.profile.importance.additivity_summary`). Schema, metric and
+measured figures: docs/importance-profile.md.
+
+The forward pass is built from the store with the runner's own pieces (`sticc.runtime`): the same
+checked reads, the same dequantization (`decode_piece`, in the kernels' form), the same kernels
+(`attention_chunk` with its KV cache and rotary tables, `ffn_chunk`, `lm_head_chunk`, `norm`), the
+same residual joins, a passage run as one prefill call. How it stays fast:
+- the reference hidden state entering each layer is computed once per passage; a shard of layer l
+  recomputes only layers l..;
+- in layer l the other shards' attention output is computed once and shared by every variant of the
+  shard; from layer l's FFN on the variants run stacked (the row-wise kernels, the FFN and the
+  norms, as one GEMM over every variant's positions; attention and the LM head one sequence at a
+  time, as a runner runs them);
+- an LM head slice changes only its own vocabulary's logits: its loss needs one [positions, slice]
+  GEMM and the reference's per-position log-normalizer, not a forward (`lm_head_slice_kl`);
+- shards (first layers first) and then plans are spread over `workers` spawned processes with one
+  torch thread each; every task is computed the same way whichever process runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sticc.base.cache import cache_dir
+from sticc.base.errors import UserError
+from sticc.base.progress import Progress
+from sticc.base.schema import PARTS, Part
+from sticc.model.sharding import decoder_shape, spec_piece_blocks
+from sticc.model.store import Store
+from sticc.model.texts import IMPORTANCE_PASSAGES
+from sticc.profile.importance import (
+    ADDITIVITY_SEED,
+    DEFAULT_ADDITIVITY_PLANS,
+    AdditivityRecord,
+    CalibrationRecord,
+    ImportanceProfile,
+    additivity_summary,
+    random_plans,
+    reference_bits,
+)
+from sticc.runtime.core import (
+    Extent,
+    RowTable,
+    StoreError,
+    StoreReader,
+    checksum,
+    checksum_error,
+    load_tokenizer,
+    read_rows,
+)
+from sticc.runtime.decode import decode_piece
+from sticc.runtime.decoder import (
+    DecoderShape,
+    Step,
+    attention_chunk,
+    decoder_global_vectors,
+    decoder_layer_vectors,
+    ffn_chunk,
+    lm_head_chunk,
+    norm,
+    rope_tables,
+)
+
+Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
+
+DECODER_PROFILER_VERSION = 1  # part of the cache key: bump whenever what is measured changes
+# without a tokenizer.json: random token passages of random lengths (fixed seed)
+FALLBACK_SEED = 0
+FALLBACK_PASSAGES = 4
+FALLBACK_MIN_TOKENS = 8
+FALLBACK_MAX_TOKENS = 24
+KL_ROWS = 32  # positions per block of the float64 KL computation (bounds its temporaries)
+
+
+def _no_progress(items: Iterator, total: int, what: str) -> Iterator:
+    return items
+
+
+# ----------------------------------------------------------------------------------------------
+# Calibration passages
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecoderCalibration:
+    """The tokenized calibration passages (each run as one prefill call) and what identifies them."""
+
+    passages: tuple[tuple[int, ...], ...]  # token ids per passage
+    source: str
+    sha256: str  # of the texts (or of the random-token recipe)
+
+    @property
+    def tokens(self) -> int:
+        """Positions the loss is averaged over: every token of every passage."""
+        return sum(len(ids) for ids in self.passages)
+
+    def record(self) -> CalibrationRecord:
+        return CalibrationRecord(self.source, len(self.passages), self.tokens, self.sha256)
+
+
+def decoder_calibration(store: Store, texts: list[str] | None = None, source: str | None = None) -> DecoderCalibration:
+    """Tokenize `texts` (default: IMPORTANCE_PASSAGES) with the store's tokenizer.json as a runner
+    does (no special tokens added beyond the tokenizer's own), each truncated to the model's
+    positions. A store without a tokenizer gets random token passages (fixed seed) and refuses texts."""
+    spec = store.spec
+    if store.has_tokenizer and (store.path / "tokenizer.json").exists():
+        if texts is not None and not texts:
+            raise UserError("no calibration texts given")
+        chosen = list(IMPORTANCE_PASSAGES if texts is None else texts)
+        try:
+            tokenizer = load_tokenizer(str(store.path))
+        except StoreError as error:
+            raise UserError(str(error)) from None
+        passages = tuple(tuple(e.ids[: spec.max_positions]) for e in tokenizer.encode_batch(chosen))
+        if not all(passages):
+            empty = next(k for k, ids in enumerate(passages) if not ids)
+            raise UserError(f"calibration text {empty + 1} has no tokens")
+        if source is None:
+            source = (
+                f"built-in: {len(chosen)} passages of the sentences held out from quantization" if texts is None else "given texts"
+            )
+        digest = hashlib.sha256(json.dumps(chosen, ensure_ascii=False).encode()).hexdigest()
+        return DecoderCalibration(passages, source, digest)
+    if texts is not None:
+        raise UserError(f"store {store.path} has no tokenizer.json: calibration texts cannot be tokenized")
+    generator = torch.Generator().manual_seed(FALLBACK_SEED)
+    longest = min(FALLBACK_MAX_TOKENS, spec.max_positions)
+    lengths = torch.randint(min(FALLBACK_MIN_TOKENS, longest), longest + 1, (FALLBACK_PASSAGES,), generator=generator).tolist()
+    passages = tuple(tuple(torch.randint(0, spec.vocab, (length,), generator=generator).tolist()) for length in lengths)
+    recipe = {"random_tokens": FALLBACK_SEED, "passages": FALLBACK_PASSAGES, "tokens": [min(FALLBACK_MIN_TOKENS, longest), longest]}
+    source = f"{FALLBACK_PASSAGES} random token passages (seed {FALLBACK_SEED}): the store has no tokenizer.json"
+    return DecoderCalibration(passages, source, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest())
+
+
+# ----------------------------------------------------------------------------------------------
+# The decoder in memory, read from the store
+# ----------------------------------------------------------------------------------------------
+
+
+def kernel_chunk(pieces: list[tuple[torch.Tensor, torch.Tensor]], blocks: int, bias_blocks: int) -> Chunk:
+    """Pieces (weight [rows, cols], bias) stacked in the kernels' form: weights [blocks, members,
+    block], biases [bias_blocks, members, bias block] (`sticc.runtime.decode.DecodesChunks`)."""
+    weights = torch.stack([w.reshape(blocks, -1) for w, _ in pieces], 1).contiguous()
+    biases = torch.stack([b.reshape(bias_blocks, -1) for _, b in pieces], 1).contiguous()
+    return weights, biases
+
+
+def kl_sum(reference_logp: torch.Tensor, reference_p: torch.Tensor, logits: torch.Tensor) -> float:
+    """Sum over positions of KL(reference || softmax(logits)): reference log-probabilities and
+    probabilities [L, vocab] float64, `logits` [L, vocab] (fp32); computed in float64, in blocks of
+    positions."""
+    total = 0.0
+    for start in range(0, logits.shape[0], KL_ROWS):
+        rows = slice(start, start + KL_ROWS)
+        logq = torch.log_softmax(logits[rows].to(torch.float64), -1)
+        total += float((reference_p[rows] * (reference_logp[rows] - logq)).sum())
+    return total
+
+
+def lm_head_slice_kl(
+    reference_logits: torch.Tensor, reference_p: torch.Tensor, log_normalizer: torch.Tensor, variant: torch.Tensor,
+) -> float:
+    """Sum over positions of KL(reference || variant) when only one vocabulary slice's logits change:
+    `reference_logits`, `reference_p` and `variant` [L, slice] (the slice's columns), `log_normalizer`
+    [L] the reference's log-sum-exp over the whole vocabulary. With d = variant - reference on the
+    slice, KL = log(1 + sum_s (exp(variant - lse) - p)) - sum_s p d (the rest of the vocabulary
+    keeps its logits), in float64."""
+    z = reference_logits.to(torch.float64)
+    zv = variant.to(torch.float64)
+    lse = log_normalizer.unsqueeze(-1)
+    growth = (torch.exp(zv - lse) - reference_p).sum(-1)
+    shift = (reference_p * (zv - z)).sum(-1)
+    return float((torch.log1p(growth) - shift).sum())
+
+
+class StoreDecoder:
+    """The decoder read from a store: headers, embedding rows, every layer and the LM head at the
+    reference precision, and any piece at any stored bitwidth on demand; its forward uses the
+    runner's kernels."""
+
+    def __init__(self, store: Store, reference: int, max_tokens: int) -> None:
+        spec = store.spec
+        self.store = store
+        self.spec = spec
+        self.shape: DecoderShape = decoder_shape(spec, store.shards_per_layer, store.lm_head_shards)
+        self.shards = store.shards_per_layer
+        self.reader = StoreReader(str(store.data_path))
+        layernorm = spec.norm_kind == "layernorm"
+        final = self._read(store.global_header, "global header").view(torch.float32).view(-1, spec.hidden)
+        self.final_norm_vectors = dict(zip(decoder_global_vectors(layernorm), final, strict=True))
+        self.headers = []
+        for layer, extent in enumerate(store.layer_headers):
+            vectors = self._read(extent, f"layer {layer} header").view(torch.float32).view(-1, spec.hidden)
+            self.headers.append(dict(zip(decoder_layer_vectors(layernorm, self.shape.out_bias), vectors, strict=True)))
+        self._tables = {}
+        for name, table in (("word embedding", store.word_embeddings), ("position embedding", store.position_embeddings)):
+            if table is not None:
+                sums = self._read(table.checksum_table, f"{name} checksums").numpy().view(np.uint64)
+                self._tables[name] = (RowTable(table.offset, table.rows, table.row_nbytes), sums)
+        self.rope = rope_tables(self.shape, max_tokens) if self.shape.position_kind == "rope" else None
+        self.blocks = {part: spec_piece_blocks(spec, part) for part in (*PARTS, Part.LM_HEAD)}
+        # every layer block as one chunk of all its shards, and the LM head as one chunk of all its slices
+        self.reference = {
+            (layer, part): self.chunk(part, [self.piece(layer, index, part, reference) for index in range(self.shards)])
+            for layer in range(spec.layers)
+            for part in PARTS
+        }
+        self.lm_head_reference = self.chunk(
+            Part.LM_HEAD, [self.piece(spec.layers, index, Part.LM_HEAD, reference) for index in range(store.lm_head_shards)],
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def _read(self, extent: Extent, what: str) -> torch.Tensor:
+        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
+        self.reader.read(buffer, extent.offset, what)
+        if checksum(memoryview(buffer.numpy())) != extent.checksum:
+            raise checksum_error(what)
+        return buffer
+
+    def piece(self, layer: int, index: int, part: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stored piece, dequantized: weight [rows, cols] and bias, fp32."""
+        version = self.store.version(layer, index, part, bits)
+        return decode_piece(self._read(version.extent, version.key.describe()), version.layout)
+
+    def chunk(self, part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
+        return kernel_chunk(pieces, *self.blocks[part])
+
+    def reference_subset(self, layer: int, part: str, indices: list[int]) -> Chunk | None:
+        """The reference chunk of `layer`'s block `part` restricted to shards `indices` (None: none)."""
+        if not indices:
+            return None
+        weights, biases = self.reference[(layer, part)]
+        if len(indices) == self.shards:
+            return weights, biases
+        keep = torch.tensor(indices)
+        return weights[:, keep], biases[:, keep]
+
+    def heads(self, indices: list[int]):
+        """The key/value heads of shards `indices` in member order: a slice when contiguous (as a runner's `chunk_heads`)."""
+        per_shard = self.shape.kv_per_shard
+        heads = [i * per_shard + j for i in indices for j in range(per_shard)]
+        if heads == list(range(heads[0], heads[0] + len(heads))):
+            return slice(heads[0], heads[-1] + 1)
+        return torch.tensor(heads)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def step(self, length: int) -> Step:
+        """A prefill call over `length` positions with nothing cached (a runner's `_step(0, length)`)."""
+        cos = sin = None
+        if self.rope is not None:
+            cos, sin = self.rope[0][:length], self.rope[1][:length]
+        return Step(0, length, cos, sin, None, length > 1)
+
+    def embed(self, ids: tuple[int, ...]) -> torch.Tensor:
+        """Word (+ learned position) rows [L, hidden], each row checked (a runner's `_embed`)."""
+        values = [("word embedding", torch.tensor(ids, dtype=torch.int64))]
+        if "position embedding" in self._tables:
+            values.append(("position embedding", torch.arange(len(ids))))
+        rows = []
+        with ThreadPoolExecutor(1) as io_threads:
+            for name, wanted in values:
+                table, sums = self._tables[name]
+                unique, index = torch.unique(wanted, sorted=True, return_inverse=True)
+                out = torch.empty(len(unique), self.spec.hidden)
+                read_rows(self.reader, table, sums, unique, out, name, io_threads, 1)
+                rows.append(out[index])
+        return rows[0] if len(rows) == 1 else rows[0] + rows[1]
+
+    def block_input(self, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
+        header = self.headers[layer]
+        return norm(x, header[f"{part}_norm_weight"], header.get(f"{part}_norm_bias"), self.shape.norm_kind, self.shape.layer_norm_eps)
+
+    def join(self, acc: torch.Tensor, x: torch.Tensor, layer: int, part: str) -> torch.Tensor:
+        bias = self.headers[layer].get(f"{part}_out_bias")
+        if bias is not None:
+            acc += bias
+        return acc.add_(x)
+
+    def attention(self, acc: torch.Tensor, h: torch.Tensor, chunk: Chunk, heads, step: Step) -> None:
+        """Add a chunk's attention output for one sequence h [L, hidden] to `acc` (a fresh KV cache)."""
+        shape = self.shape
+        keys = h.new_zeros(shape.kv_heads, step.length, shape.head_dim)
+        values = torch.zeros_like(keys)
+        attention_chunk(acc, h, *chunk, keys, values, heads, step, shape.query_groups, shape.head_dim, shape.qkv_bias)
+
+    def ffn(self, acc: torch.Tensor, h: torch.Tensor, chunk: Chunk) -> None:
+        ffn_chunk(acc, h, *chunk, self.shape.activation, self.shape.ffn_kind == "gated")
+
+    def layers(self, x: torch.Tensor, sequences: int, step: Step, first: int, stop: int | None = None) -> torch.Tensor:
+        """Layers [first, stop) (default: to the last) at the reference precision over `sequences`
+        sequences of one length stacked as x [sequences * L, hidden]."""
+        length, hidden = step.length, self.spec.hidden
+        every = self.heads(list(range(self.shards)))
+        for layer in range(first, self.spec.layers if stop is None else stop):
+            h = self.block_input(x, layer, Part.ATTN)
+            acc = x.new_zeros(sequences * length, hidden)
+            for s in range(sequences):
+                rows = slice(s * length, (s + 1) * length)
+                self.attention(acc[rows], h[rows], self.reference[(layer, Part.ATTN)], every, step)
+            x = self.join(acc, x, layer, Part.ATTN)
+            h = self.block_input(x, layer, Part.FFN)
+            acc = x.new_zeros(sequences * length, hidden)
+            self.ffn(acc, h, self.reference[(layer, Part.FFN)])
+            x = self.join(acc, x, layer, Part.FFN)
+        return x
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        vectors = self.final_norm_vectors
+        return norm(x, vectors["final_norm_weight"], vectors.get("final_norm_bias"), self.shape.norm_kind, self.shape.layer_norm_eps)
+
+    def logits(self, h: torch.Tensor, chunks: list[tuple[Chunk, tuple]]) -> torch.Tensor:
+        """The logits [rows, vocab] of normed h [rows, hidden] from LM head `chunks` ((chunk,
+        columns of its members) each), as a runner's LM head block writes them."""
+        shape = self.shape
+        logits = h.new_empty(h.shape[0], shape.lm_head_shards * shape.lm_head_rows)
+        for chunk, columns in chunks:
+            lm_head_chunk(logits, h, chunk[0], columns)
+        return logits[:, : shape.vocab]
+
+    def columns(self, indices: list[int]) -> tuple:
+        rows = self.shape.lm_head_rows
+        return tuple((i * rows, (i + 1) * rows) for i in indices)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring
+# ----------------------------------------------------------------------------------------------
+
+
+class DecoderMeasurer:
+    """The reference run on the calibration passages, kept, and the measurements that reuse it."""
+
+    def __init__(self, store: Store, passages: tuple[tuple[int, ...], ...], reference: int) -> None:
+        self.reference_bits = reference
+        self.passages = passages
+        self.tokens = sum(len(ids) for ids in passages)
+        self.model = StoreDecoder(store, reference, max(len(ids) for ids in passages))
+        model = self.model
+        self.all_slices = [(model.lm_head_reference, model.columns(list(range(store.lm_head_shards))))]
+        self.entering: list[list[torch.Tensor]] = []  # [passage][layer]: the reference hidden state entering the layer
+        self.final: list[torch.Tensor] = []  # [passage]: the reference's final-normed hidden state [L, hidden]
+        self.logits: list[torch.Tensor] = []  # [passage]: reference logits [L, vocab] fp32
+        self.logp: list[torch.Tensor] = []  # [passage]: reference log-probabilities [L, vocab] float64
+        self.p: list[torch.Tensor] = []  # [passage]: reference probabilities
+        self.log_normalizer: list[torch.Tensor] = []  # [passage]: log-sum-exp of the logits [L] float64
+        with torch.inference_mode():
+            for ids in passages:
+                step = model.step(len(ids))
+                x = model.embed(ids)
+                states = []
+                for layer in range(store.spec.layers):
+                    states.append(x)
+                    x = model.layers(x, 1, step, layer, layer + 1)
+                self.entering.append(states)
+                h = model.final_norm(x)
+                logits = model.logits(h, self.all_slices)
+                z = logits.to(torch.float64)
+                lse = torch.logsumexp(z, -1)
+                logp = z - lse.unsqueeze(-1)
+                self.final.append(h)
+                self.logits.append(logits.clone())
+                self.logp.append(logp)
+                self.p.append(logp.exp())
+                self.log_normalizer.append(lse)
+
+    def close(self) -> None:
+        self.model.close()
+
+    @torch.inference_mode()
+    def shard_losses(self, layer: int, index: int, variants: tuple[int, ...]) -> dict[int, float]:
+        """{bits: loss} of shard (layer, index) at each of `variants` (0: dropped), the rest at the reference."""
+        model = self.model
+        others = [k for k in range(model.shards) if k != index]
+        shared = {part: model.reference_subset(layer, part, others) for part in PARTS}
+        own = {
+            bits: {part: model.chunk(part, [model.piece(layer, index, part, bits)]) for part in PARTS}
+            for bits in variants
+            if bits
+        }
+        own_heads, other_heads = model.heads([index]), model.heads(others) if others else None
+        count = len(variants)
+        totals = dict.fromkeys(variants, 0.0)
+        for p, ids in enumerate(self.passages):
+            x, step, length = self.entering[p][layer], model.step(len(ids)), len(ids)
+            # attention of layer l: the other shards' part is the same for every variant
+            h = model.block_input(x, layer, Part.ATTN)
+            base = torch.zeros_like(x)
+            if shared[Part.ATTN] is not None:
+                model.attention(base, h, shared[Part.ATTN], other_heads, step)
+            attended = []
+            for bits in variants:
+                acc = base.clone()
+                if bits:
+                    model.attention(acc, h, own[bits][Part.ATTN], own_heads, step)
+                attended.append(model.join(acc, x, layer, Part.ATTN))
+            # from layer l's FFN on, the variants run stacked: [variants * L, hidden]
+            y = torch.cat(attended)
+            h = model.block_input(y, layer, Part.FFN)
+            acc = torch.zeros_like(y)
+            if shared[Part.FFN] is not None:
+                model.ffn(acc, h, shared[Part.FFN])
+            for v, bits in enumerate(variants):
+                if bits:
+                    rows = slice(v * length, (v + 1) * length)
+                    model.ffn(acc[rows], h[rows], own[bits][Part.FFN])
+            y = model.join(acc, y, layer, Part.FFN)
+            h = model.final_norm(model.layers(y, count, step, layer + 1))
+            for v, bits in enumerate(variants):  # the LM head one variant at a time: [L, vocab] logits at once
+                logits = model.logits(h[v * length : (v + 1) * length], self.all_slices)
+                totals[bits] += kl_sum(self.logp[p], self.p[p], logits)
+        return {bits: total / self.tokens for bits, total in totals.items()}
+
+    @torch.inference_mode()
+    def lm_head_losses(self, index: int, variants: tuple[int, ...]) -> dict[int, float]:
+        """{bits: loss} of LM head slice `index` at each of `variants` (0: its weights zeroed, so its
+        logits are 0), every layer and the other slices at the reference."""
+        model = self.model
+        vocab, rows = model.shape.vocab, model.shape.lm_head_rows
+        start, stop = index * rows, min((index + 1) * rows, vocab)
+        chunks = {bits: model.chunk(Part.LM_HEAD, [model.piece(model.spec.layers, index, Part.LM_HEAD, bits)]) for bits in variants if bits}
+        totals = dict.fromkeys(variants, 0.0)
+        for p in range(len(self.passages)):
+            h = self.final[p]
+            columns = slice(start, stop)
+            for bits in variants:
+                variant = h.new_zeros(h.shape[0], rows)
+                if bits:
+                    lm_head_chunk(variant, h, chunks[bits][0], ((0, rows),))
+                totals[bits] += lm_head_slice_kl(
+                    self.logits[p][:, columns], self.p[p][:, columns], self.log_normalizer[p], variant[:, : stop - start],
+                )
+        return {bits: total / self.tokens for bits, total in totals.items()}
+
+    @torch.inference_mode()
+    def plan_loss(self, plan_bits: tuple[tuple[int, ...], ...]) -> float:
+        """The measured loss of a whole plan: `plan_bits[layer][index]` for every shard (0: dropped),
+        then a row of LM head slice bitwidths (none 0)."""
+        model = self.model
+        layers = model.spec.layers
+        xs = [states[0] for states in self.entering]
+        steps = [model.step(len(ids)) for ids in self.passages]
+
+        def groups(row: tuple[int, ...]) -> list[tuple[int, list[int]]]:
+            by_bits: dict[int, list[int]] = {}  # the kept members, one chunk per bitwidth
+            for index, bits in enumerate(row):
+                if bits:
+                    by_bits.setdefault(bits, []).append(index)
+            return sorted(by_bits.items())
+
+        for layer, row in enumerate(plan_bits[:layers]):
+            kept = groups(row)
+            for part in PARTS:
+                chunks = []
+                for bits, indices in kept:
+                    if bits == self.reference_bits:
+                        chunk = model.reference_subset(layer, part, indices)
+                    else:
+                        chunk = model.chunk(part, [model.piece(layer, index, part, bits) for index in indices])
+                    chunks.append((chunk, model.heads(indices)))
+                for p, (x, step) in enumerate(zip(xs, steps, strict=True)):
+                    h = model.block_input(x, layer, part)
+                    acc = torch.zeros_like(x)
+                    for chunk, heads in chunks:
+                        if part == Part.ATTN:
+                            model.attention(acc, h, chunk, heads, step)
+                        else:
+                            model.ffn(acc, h, chunk)
+                    xs[p] = model.join(acc, x, layer, part)
+        lm_head = groups(plan_bits[layers])
+        if sum(len(indices) for _, indices in lm_head) != model.shape.lm_head_shards:
+            raise ValueError("a plan keeps every LM head slice")
+        chunks = [
+            (model.chunk(Part.LM_HEAD, [model.piece(layers, index, Part.LM_HEAD, bits) for index in indices]), model.columns(indices))
+            for bits, indices in lm_head
+        ]
+        total = 0.0
+        for p, x in enumerate(xs):
+            total += kl_sum(self.logp[p], self.p[p], model.logits(model.final_norm(x), chunks))
+        return total / self.tokens
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks, run in this process or in spawned workers
+# ----------------------------------------------------------------------------------------------
+
+_WORKER: DecoderMeasurer | None = None
+_WORKER_ERROR: BaseException | None = None
+
+
+def _start_worker(store_path: str, passages: tuple[tuple[int, ...], ...], reference: int) -> None:
+    """Pool initializer: one torch thread, the store opened here, the reference run once."""
+    global _WORKER, _WORKER_ERROR
+    torch.set_num_threads(1)
+    try:
+        _WORKER = DecoderMeasurer(Store.open(store_path), passages, reference)
+    except BaseException as error:  # raised by the first task, so the caller sees the real error
+        _WORKER_ERROR = error
+
+
+def _run_task(task: tuple) -> tuple:
+    if _WORKER is None:
+        raise _WORKER_ERROR or RuntimeError("importance worker was not started")
+    return _task_result(_WORKER, task)
+
+
+def _task_result(measurer: DecoderMeasurer, task: tuple) -> tuple:
+    kind, key, payload = task
+    if kind == "shard":
+        return kind, key, measurer.shard_losses(*key, payload)
+    if kind == "lm_head":
+        return kind, key, measurer.lm_head_losses(key[1], payload)
+    return kind, key, measurer.plan_loss(payload)
+
+
+class _TaskRunner:
+    """Runs measurement tasks in `workers` spawned processes, or in this one when workers == 1 (with
+    one torch thread too, so results are the same bits either way)."""
+
+    def __init__(self, store: Store, calibration: DecoderCalibration, reference: int, workers: int) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._measurer: DecoderMeasurer | None = None
+        self._threads = torch.get_num_threads()
+        if workers == 1:
+            torch.set_num_threads(1)
+            try:
+                self._measurer = DecoderMeasurer(store, calibration.passages, reference)
+            except BaseException:
+                torch.set_num_threads(self._threads)
+                raise
+        else:
+            self._executor = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),  # torch and fork do not mix
+                initializer=_start_worker, initargs=(str(store.path), calibration.passages, reference),
+            )
+
+    def results(self, tasks: list[tuple]) -> Iterator[tuple]:
+        """Each task's result, in the order they finish."""
+        if self._executor is None:
+            for task in tasks:
+                yield _task_result(self._measurer, task)
+            return
+        futures = [self._executor.submit(_run_task, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BrokenProcessPool:
+            raise RuntimeError(
+                "an importance worker process died; a script that measures with workers > 1 must call "
+                "it under `if __name__ == '__main__':` (processes are spawned)"
+            ) from None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._measurer is not None:
+            self._measurer.close()
+            torch.set_num_threads(self._threads)
+
+
+# ----------------------------------------------------------------------------------------------
+# The profile
+# ----------------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def decoder_metric(reference: int) -> str:
+    metric = (
+        f"KL(reference || variant) of the next-token distribution in nats, reference = the store's {reference}-bit "
+        "weights, mean over every position of the calibration passages, only the named shard or LM head slice "
+        "changed (an LM head slice at 0 bits: its logits set to 0)"
+    )
+    if reference != 32:
+        metric += f" (the store has no 32-bit versions: {reference} bits is the reference)"
+    return metric
+
+
+def measure_decoder_importance(
+    store: Store,
+    texts: list[str] | None = None,
+    progress: Progress = _no_progress,
+    workers: int | None = None,
+    additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
+    source: str | None = None,
+) -> ImportanceProfile:
+    """Measure the importance profile of the decoder `store` on `texts` (one passage each; default:
+    IMPORTANCE_PASSAGES); the arguments are `sticc.profile.measure_importance.measure_importance`'s."""
+    return measure_decoder_calibrated(store, decoder_calibration(store, texts, source), progress, workers, additivity_plans)
+
+
+def measure_decoder_calibrated(
+    store: Store,
+    calibration: DecoderCalibration,
+    progress: Progress = _no_progress,
+    workers: int | None = None,
+    additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
+) -> ImportanceProfile:
+    """`measure_decoder_importance` on already tokenized passages."""
+    if not store.spec.is_decoder:
+        raise UserError(f"store {store.path} holds an encoder: its importance is measured by measure_importance")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise UserError(f"workers must be at least 1, not {workers}")
+    if additivity_plans < 0:
+        raise UserError(f"additivity plans must be 0 or more, not {additivity_plans}")
+    reference = reference_bits(store)
+    variants = tuple(sorted({0} | set(store.bits) - {reference}))
+    layers = store.spec.layers
+    # heaviest first: a shard of layer l recomputes layers l.. (balances the workers); the LM head's slices last
+    positions = [(layer, index) for layer in range(layers) for index in range(store.shards_per_layer)]
+    slices = [(layers, index) for index in range(store.lm_head_shards)]
+    tasks = [("shard", position, variants) for position in positions] + [("lm_head", position, variants) for position in slices]
+    loss: dict[tuple[int, int], dict[int, float]] = {}
+    runner = None
+    try:
+        runner = _TaskRunner(store, calibration, reference, min(workers, len(tasks)))
+        for _, position, losses in progress(iter(runner.results(tasks)), len(tasks), "measuring shards and LM head slices"):
+            loss[position] = {reference: 0.0, **losses}
+        additivity = AdditivityRecord()
+        if additivity_plans:
+            plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
+            plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
+            measured = {}
+            for _, k, value in progress(iter(runner.results(plan_tasks)), len(plan_tasks), "measuring random plans"):
+                measured[k] = value
+            additivity = additivity_summary(plans, [measured[k] for k in range(len(plans))], loss)
+    except StoreError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if runner is not None:
+            runner.close()
+    return ImportanceProfile(
+        store.store_id, decoder_metric(reference), calibration.record(),
+        {position: loss[position] for position in positions + slices}, additivity,
+    )
+
+
+def decoder_cache_path(store: Store, calibration: DecoderCalibration) -> Path:
+    """Where the decoder profile of `store` on `calibration` is cached."""
+    return cache_dir(store.store_id) / f"importance-kl-v{DECODER_PROFILER_VERSION}-{calibration.sha256[:16]}.json"
