@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 from helpers import compile_runner
@@ -15,6 +16,8 @@ from rich.console import Console
 
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
+from sticc.base.schema import Part
+from sticc.compile.planner import plan_for_targets
 from sticc.compile.report import (
     NO_TIMELINE,
     lane_bars,
@@ -30,6 +33,8 @@ from sticc.ir.lower import lower
 from sticc.ir.plan import Event
 from sticc.ir.simulate import simulate
 from sticc.model.store import Store
+from sticc.profile.device import DeviceProfile, PartCompute, TokenCompute
+from sticc.profile.importance import CalibrationRecord, ImportanceProfile, store_shard_positions
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -350,3 +355,226 @@ def test_bad_plan_files_are_one_line_errors(tmp_path, content, needle):
         read_plan_json(path)
     message = str(error.value)
     assert needle in message and "\n" not in message and str(path) in message
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders: a prefill, then one decode step per token; the KV cache and the resident set
+# ----------------------------------------------------------------------------------------------
+
+
+def decoder_plan(layers: int = 4, per_layer: int = 6, slices: int = 3) -> dict:
+    """A decoder plan.json (made-up numbers, every key a compiled one has): `layers` x `per_layer`
+    shards, the LM head's `slices` vocabulary slices as layer `layers`, the decode step as
+    `timeline` and the prompt's call as `prefill_timeline`."""
+    plan = sample_plan(layers, per_layer, timeline=sample_timeline(layers * 2 + 1, load_s=1e-3, compute_s=0.5e-3))
+    plan["model"] = "SmolLM2-135M"
+    plan["shards"] += [{"layer": layers, "index": i, "bits": 8 if i % 2 else 4, "preload": i == 0} for i in range(slices)]
+    plan["load_order"] = [[s["layer"], s["index"], part] for s in plan["shards"] if s["bits"] and s["layer"] < layers
+                          for part in ("attn", "ffn")]
+    plan["load_order"] += [[layers, i, "lm_head"] for i in range(slices)]
+    plan["targets"] = {"latency_s": 0.02, "memory_bytes": 4_000_000, "seq_len": 64, "context": 512,
+                       "first_token_s": 1.0, "kv_memory_bytes": 20_000_000}
+    decode_s = max(e["end_s"] for e in plan["timeline"]["events"])
+    plan["prefill_timeline"] = sample_timeline(layers * 2 + 1, load_s=1e-3, compute_s=8e-3)
+    prefill_s = max(e["end_s"] for e in plan["prefill_timeline"]["events"])
+    plan["predicted"] = {
+        "latency_s": decode_s, "planned_latency_s": decode_s * 1.2, "planned_percentile": 90,
+        "first_token_s": prefill_s, "planned_first_token_s": prefill_s * 1.2,
+        "peak_weight_bytes": 3_900_000, "preload_bytes": 350_000, "io_bytes": 3_010_000,
+        "io_bytes_per_token": 2_760_000, "kv_cache_bytes": 18_874_368, "fidelity_loss": 0.25,
+    }
+    plan["comparison"]["greedy"].update(kept=22, mean_bits=5.1)
+    plan["comparison"]["greedy"]["predicted"].update(
+        latency_s=decode_s * 1.1, first_token_s=prefill_s * 1.1, io_bytes_per_token=2_900_000, kv_cache_bytes=18_874_368,
+        preload_bytes=120_000, fidelity_loss=0.31,
+    )
+    plan["importance"] = {"metric": "KL of next-token distributions", "additivity": {}}
+    plan["device"].update(compute_threads=2, quantile_factor=1.2)
+    return plan
+
+
+def test_decoder_plan_json_is_a_valid_plan_file(tmp_path):
+    """The hand-built decoder plan has the shape `sticc compile` writes: `sticc report` reads it."""
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(decoder_plan()))
+    assert render_markdown(read_plan_json(path)) == render_markdown(decoder_plan())
+
+
+def test_decoder_markdown_reads_as_generation():
+    plan = decoder_plan()
+    md = render_markdown(plan)
+    decode_s, prefill_s = plan["predicted"]["latency_s"], plan["predicted"]["first_token_s"]
+    # the headline: tokens/s, time to first token, the resident set, what each token reads, the KV cache
+    headline = md.split("\n")[2]
+    rates = re.match(r"([\d.]+) tokens/s \(([\d.]+) at p90\), first token in ([\d.]+) ms \(([\d.]+) ms at p90\)", headline)
+    assert rates, headline
+    assert [float(v) for v in rates.groups()] == pytest.approx(
+        [1 / decode_s, 1 / (1.2 * decode_s), prefill_s * 1e3, 1.2 * prefill_s * 1e3], rel=0.01)
+    preloaded = sum(1 for s in plan["shards"] if s["preload"] and s["layer"] < 4)
+    assert f"resident across tokens: {preloaded} layer shards and 1 of 3 LM head slices (350.0 kB)" in headline
+    assert "read by every token: 2.76 MB" in headline and "KV cache 18.87 MB for 512 positions" in headline
+    targets = dict(tuple(r) for r in table_rows(md, "Targets")[1:])
+    assert targets["time to first token"] == "1000 ms"
+    assert targets["per-token latency"] == "20.0 ms (50.0 tokens/s)"
+    assert targets["KV cache memory"] == "20.00 MB"
+    assert targets["prompt length"] == "64 tokens" and targets["context"].startswith("512 positions")
+    assert "latency" not in targets and "sequence length" not in targets
+    predicted = dict(tuple(r) for r in table_rows(md, "Predicted, per prompt and per token")[1:])
+    assert (prefill_s, decode_s) == pytest.approx((0.084, 0.011))
+    assert predicted["time to first token"] == "84.0 ms median, 100.8 ms at p90, within the target"
+    assert predicted["per-token latency"] == "11.0 ms median, 13.2 ms at p90, within the target"
+    rates = re.fullmatch(r"([\d.]+) median, ([\d.]+) at p90 \(target 50.0\)", predicted["tokens/s"])
+    assert [float(v) for v in rates.groups()] == pytest.approx([1 / decode_s, 1 / (1.2 * decode_s)], rel=0.01)
+    assert predicted["IO per token"] == "2.76 MB" and predicted["IO per prefill"] == "3.01 MB (64-token prompt)"
+    assert predicted["KV cache"] == "18.87 MB for 512 positions, beside the weight pool, within the target"
+    assert predicted["resident across tokens"] == "350.0 kB"
+    assert "Predicted, per call" not in md and "cosine" not in md
+
+
+def test_decoder_resident_set_splits_layers_from_the_lm_head():
+    plan = decoder_plan()
+    rows = {r[0]: r[1:] for r in table_rows(render_markdown(plan), "Resident set")}
+    assert rows[""] == ["layer shards", "LM head slices", "bytes"]
+    layer_shards = [s for s in plan["shards"] if s["layer"] < 4]
+    preloaded = [s["bits"] for s in layer_shards if s["preload"]]
+    streamed = [s["bits"] for s in layer_shards if s["bits"] and not s["preload"]]
+    assert rows["resident across tokens"] == [f"{len(preloaded)} ({len(preloaded)}x 8-bit)", "1 (1x 4-bit)", "350.0 kB"]
+    assert rows["read by every token"][0].startswith(f"{len(streamed)} (")
+    assert rows["read by every token"][1:] == ["2 (1x 8-bit, 1x 4-bit)", "2.76 MB per token, with its embedding rows"]
+    assert rows["dropped"][:2] == [str(sum(1 for s in layer_shards if not s["bits"])), "0 (cannot be dropped)"]
+    assert rows["KV cache, beside the weight pool"][-1] == "18.87 MB for 512 positions, within the target"
+
+
+def test_decoder_shard_table_has_the_lm_head_as_its_own_row():
+    rows = table_rows(render_markdown(decoder_plan()), "Shards")
+    assert rows[0] == ["layer", *map(str, range(6)), "kept", "mean bits"]
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3", "LM head", "all"]
+    assert rows[5] == ["LM head", "4*", "8", "4", "", "", "", "3/3", "5.33"]
+    assert rows[-1][-2] == f"{sum(1 for s in decoder_plan()['shards'] if s['bits'])}/27"
+
+
+def test_decoder_shard_table_wraps_a_wide_lm_head():
+    """SmolLM2's LM head has about 96 slices to a layer's 9 shards: it wraps over rows."""
+    rows = table_rows(render_markdown(decoder_plan(slices=30)), "Shards")
+    assert rows[0] == ["layer", *(f"+{i}" for i in range(12)), "kept", "mean bits"]
+    assert [r[0] for r in rows[5:]] == ["LM head 0-11", "LM head 12-23", "LM head 24-29", "all"]
+    assert rows[1][7:13] == [""] * 6  # a layer's 6 shards, then blank
+    assert rows[7][1:7] == ["4", "8"] * 3 and rows[7][7:13] == [""] * 6 and rows[7][-2] == "6/6"
+
+
+def test_decoder_markdown_describes_both_timelines():
+    plan = decoder_plan()
+    md = render_markdown(plan)
+    assert "## Timeline\n" not in md
+    prefill = {r[0]: r[1] for r in table_rows(md, "Timeline: prefill")[1:]}
+    decode = {r[0]: r[1] for r in table_rows(md, "Timeline: one decode step")[1:]}
+    assert prefill["timeline end"] == f"{plan['predicted']['first_token_s'] * 1e3:.1f} ms"
+    assert "of time to first token" in prefill["compute stall (compute waits for IO)"]
+    assert "of per-token latency" in decode["compute stall (compute waits for IO)"]
+    assert "the top panel of timeline.svg" in md and "the bottom panel of timeline.svg" in md
+    assert len(re.findall(r"^IO      \|[=w.]+\|$", md, re.M)) == 2 and md.count("![timeline](timeline.svg)") == 1
+    assert "target 1000 ms lies beyond the end" in md  # the prefill's first-token target
+    # the comparison with greedy in the same terms
+    rows = {r[0]: r[1:] for r in table_rows(md, "Compared with greedy")}
+    assert {"time to first token", "per-token latency", "tokens/s", "IO per token", "resident across tokens"} <= set(rows)
+    assert "latency" not in rows
+
+
+def decoder_panels(svg: str) -> dict[str, ET.Element]:
+    root = ET.fromstring(svg)
+    return {g.get("id"): g for g in root.iter(f"{SVG}g") if g.get("class") == "panel"}
+
+
+def test_decoder_svg_has_a_prefill_and_a_decode_panel():
+    plan = decoder_plan()
+    svg = render_svg(plan)
+    panels = decoder_panels(svg)
+    assert list(panels) == ["prefill", "decode"]
+    for name, key in (("prefill", "prefill_timeline"), ("decode", "timeline")):
+        rects = [r for r in panels[name].iter(f"{SVG}rect") if r.get("class", "").startswith("event")]
+        assert len(rects) == len(plan[key]["events"])
+        texts = [t.text for t in panels[name].iter(f"{SVG}text")]
+        assert "time (ms)" in texts
+    prefill_texts = " ".join(t.text for t in panels["prefill"].iter(f"{SVG}text"))
+    decode_texts = " ".join(t.text for t in panels["decode"].iter(f"{SVG}text"))
+    assert "prefill: the 64-token prompt" in prefill_texts and "time to first token" in prefill_texts
+    assert "target 1000 ms →" in prefill_texts  # far beyond the prefill: named, not drawn
+    assert "one decode step" in decode_texts and "tokens/s" in decode_texts and "target 20.0 ms" in decode_texts
+    # each panel on its own axis, the decode panel below the prefill's
+    lane_tops = [float(next(r for r in panels[n].iter(f"{SVG}rect") if r.get("class") == "lane").get("y")) for n in panels]
+    assert lane_tops[0] < lane_tops[1] < float(ET.fromstring(svg).get("height"))
+    assert "first token 1000 ms, per token 20.0 ms (50.0 tokens/s)" in svg
+
+
+def test_decoder_svg_without_a_prefill_timeline_draws_the_decode_step():
+    plan = decoder_plan()
+    del plan["prefill_timeline"]
+    assert list(decoder_panels(render_svg(plan))) == ["decode"]
+    md = render_markdown(plan)
+    assert "Timeline: prefill" not in md and "## Timeline: one decode step" in md
+    plan["timeline"] = None
+    assert NO_TIMELINE in render_svg(plan) and NO_TIMELINE in render_markdown(plan)
+
+
+def test_encoder_reports_have_no_decoder_parts():
+    plan = sample_plan()
+    md, svg = render_markdown(plan), render_svg(plan)
+    assert "tokens/s" not in md and "Resident set" not in md and "LM head" not in md and "KV cache" not in md
+    assert not decoder_panels(svg) and md.split("\n")[2] == "## Targets"
+
+
+def test_print_report_of_a_decoder():
+    plan = decoder_plan()
+    console = Console(record=True, width=160, file=io.StringIO())
+    print_report(plan, console)
+    text = console.export_text()
+    for needle in ("tokens/s", "first token in", "resident across tokens: 3 layer shards and 1 of 3 LM head slices",
+                   "Resident set", "LM head slices", "LM head", "KV cache", "Timeline: prefill", "Timeline: one decode step"):
+        assert needle in text, needle
+    assert text.count("IO      |") == 2
+
+
+def decoder_device(store: Store) -> DeviceProfile:
+    """`synthetic_device` with a decoder's figures: compute for the LM head's slices, and one
+    token's kernels for every part (`sticc.profile.device.TokenCompute`)."""
+    device = synthetic_device(store)
+    if device.token is not None:
+        return device
+    compute = {**device.compute, Part.LM_HEAD: PartCompute((20e-6, 0.0, 0.3e-6, 0.0), (0.0, 0.0))}
+    token = {part: TokenCompute((10e-6, 2e-6, 1e-9), 5e-6) for part in compute}
+    return replace(device, compute=compute, token=token)
+
+
+def decoder_importance(store: Store) -> ImportanceProfile:
+    """Random losses for every shard and LM head slice, falling with bits; fp32 loses nothing."""
+    rng = random.Random(0)
+    loss = {}
+    for position in store_shard_positions(store):
+        weight = rng.uniform(0.2, 1.0) * 1e-2
+        loss[position] = {0: weight, **{b: 0.0 if b == 32 else weight * 0.5 ** (b * rng.uniform(0.8, 1.2)) for b in store.bits}}
+    return ImportanceProfile(store.store_id, "KL of next-token distributions", CalibrationRecord(source="synthetic"), loss)
+
+
+def test_report_of_a_compiled_decoder_plan(tiny_decoders, tmp_path):
+    """A tiny Llama planned for a first-token and a per-token target, as `sticc compile` writes it."""
+    store = Store.open(tiny_decoders["llama"][1])
+    plan, _ = plan_for_targets(store, decoder_device(store), decoder_importance(store), 8, 5e-3, 110_000,
+                               solver="cpsat", time_limit_s=5, context=32, first_token_s=0.05)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_json()))
+    data = read_plan_json(path)
+    md = render_markdown(data)
+    for needle in ("tokens/s", "time to first token", "KV cache", "LM head", "## Resident set", "IO per token",
+                   "## Timeline: prefill", "## Timeline: one decode step"):
+        assert needle in md, needle
+    shards = table_rows(md, "Shards")
+    assert [r[0] for r in shards[1:]] == ["0", "1", "LM head", "all"]
+    assert shards[3][-2] == f"{store.lm_head_shards}/{store.lm_head_shards}"  # the slices cannot be dropped
+    panels = decoder_panels(render_svg(data))
+    assert list(panels) == ["prefill", "decode"]
+    for name, key in (("prefill", "prefill_timeline"), ("decode", "timeline")):
+        assert sum(1 for r in panels[name].iter(f"{SVG}rect") if r.get("class", "").startswith("event")) == len(data[key]["events"])
+    console = Console(record=True, width=140, file=io.StringIO())
+    print_report(data, console)
+    text = console.export_text()
+    assert "tokens/s" in text and "resident across tokens" in text

@@ -2,13 +2,21 @@
 
 Everything here reads the plan.json dict that `sticc compile` writes (docs/plan-schema.md), so a
 report can be redrawn later from the file alone (`sticc report OUT/plan.json`). The optional keys
-(`memory`, `timeline`, `comparison`, `device`, `importance`) may be missing or null: a plan made
-without a device profile has no timeline, one without an importance profile no fidelity loss.
+(`memory`, `timeline`, `prefill_timeline`, `comparison`, `device`, `importance`) may be missing or
+null: a plan made without a device profile has no timeline, one without an importance profile no
+fidelity loss.
 
 The report is built once as `Section`s (a title, a note, a table of strings) and rendered twice:
 as markdown and as rich tables, so the file and the terminal always say the same thing. The
 timeline is drawn twice too: as a text bar of the two lanes (in both) and as an SVG, written as
 text (no plotting library).
+
+A decoder's plan (its `targets` have a `context`) is read as a user of generation reads it: time
+to first token (the prefill, `prefill_timeline`) and per-token latency (one decode step at the
+context's last position, `timeline`) with tokens/s, IO per token and per prefill, the KV cache
+apart from the weight pool, and the resident set: the pieces held across tokens against those
+read again by every token, the layers' shards apart from the LM head's vocabulary slices (the
+shards of layer `layers`). Encoders' reports do not change with it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from rich.text import Text
 
 from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_files_atomic
-from sticc.base.schema import read_file
+from sticc.base.schema import Part, read_file
 from sticc.ir.plan import Event, EventKind, Lane, PlanFile
 
 REPORT_MD = "report.md"
@@ -130,9 +138,48 @@ def _bits(value: float | None) -> str:
     return NA if value is None else f"{value:.2f}"
 
 
+def _rate(per_s: float | None) -> str:
+    """A rate (tokens/s) with three significant digits or so."""
+    if per_s is None:
+        return NA
+    if per_s >= 100:
+        return f"{per_s:.0f}"
+    return f"{per_s:.1f}" if per_s >= 10 else f"{per_s:.2f}"
+
+
+def _tokens_per_s(latency_s: float | None) -> float | None:
+    """Tokens per second at one token per `latency_s` (None when unknown)."""
+    return 1.0 / latency_s if latency_s else None
+
+
+def _histogram(bits: list[int]) -> str:
+    """'20x 8-bit, 42x 4-bit, 10x dropped', widest first."""
+    counts: dict[int, int] = {}
+    for b in bits:
+        counts[b] = counts.get(b, 0) + 1
+    return ", ".join(f"{n}x {'dropped' if b == 0 else f'{b}-bit'}" for b, n in sorted(counts.items(), reverse=True))
+
+
 # ----------------------------------------------------------------------------------------------
 # The report's content, renderer-independent
 # ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineView:
+    """One simulated call a report shows: where plan.json keeps it, and its prediction and target."""
+
+    key: str  # plan.json's key: "timeline" (an encoder's call, a decoder's decode step) or "prefill_timeline"
+    panel: str  # the SVG panel's id (decoders)
+    title: str  # the report section's heading
+    predicted_key: str  # `predicted[...]`: the call's median latency
+    target_key: str  # `targets[...]`: its target
+    noun: str  # what its latency is called
+
+
+CALL = TimelineView("timeline", "call", "Timeline", "latency_s", "latency_s", "latency")
+PREFILL = TimelineView("prefill_timeline", "prefill", "Timeline: prefill", "first_token_s", "first_token_s", "time to first token")
+DECODE = TimelineView("timeline", "decode", "Timeline: one decode step", "latency_s", "latency_s", "per-token latency")
 
 
 @dataclass(frozen=True)
@@ -144,7 +191,7 @@ class Section:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     shard_cells: bool = False  # the per-layer table: cells are bits, "-" dropped, "8*" preloaded
-    lane_bar: bool = False  # followed by the text bar of the two lanes
+    lane_bar: TimelineView | None = None  # followed by the text bar of this call's two lanes
 
 
 @dataclass(frozen=True)
@@ -152,6 +199,9 @@ class LayerRow:
     layer: int
     bits: tuple[int | None, ...]  # per shard index; None where the plan lists no such shard
     preload: tuple[bool, ...]
+    first_index: int = 0  # the shard index of the first cell (a decoder's LM head wraps over several rows)
+    lm_head: bool = False  # a decoder's LM head slices (layer `layers`)
+    wrapped: bool = False  # one of several rows of the LM head
 
     @property
     def kept(self) -> int:
@@ -160,6 +210,12 @@ class LayerRow:
     @property
     def listed(self) -> int:
         return sum(1 for b in self.bits if b is not None)
+
+    @property
+    def name(self) -> str:
+        if not self.lm_head:
+            return str(self.layer)
+        return f"LM head {self.first_index}-{self.first_index + len(self.bits) - 1}" if self.wrapped else "LM head"
 
 
 @dataclass(frozen=True)
@@ -175,19 +231,53 @@ class TimelineSummary:
         return busy_s / self.end_s if self.end_s > 0 else 0.0
 
 
+def is_decoder(plan: dict) -> bool:
+    """A decoder's plan: its targets name the context its KV cache holds."""
+    return (plan.get("targets") or {}).get("context") is not None
+
+
+def lm_head_layer(plan: dict) -> int | None:
+    """The layer index of a decoder's LM head slices (one past its last layer); None for an encoder.
+
+    The slices cannot be dropped, so `load_order` names each with part "lm_head"; a plan without
+    a load order takes the last layer of its shards."""
+    if not is_decoder(plan):
+        return None
+    heads = {step[0] for step in plan.get("load_order") or [] if len(step) > 2 and step[2] == Part.LM_HEAD}
+    if heads:
+        return max(heads)
+    return max((s["layer"] for s in plan.get("shards", [])), default=None)
+
+
+LM_HEAD_COLUMNS = 12  # an LM head with more slices than this (and than a layer has shards) wraps over rows
+
+
 def layer_rows(plan: dict) -> list[LayerRow]:
-    """One row per layer of the plan's shards, cells by shard index."""
+    """One row per layer of the plan's shards, cells by shard index. A decoder's LM head slices
+    follow as their own row, wrapped over several when they outnumber the table's columns."""
     by_position = {(s["layer"], s["index"]): s for s in plan.get("shards", [])}
-    layers = sorted({layer for layer, _ in by_position})
-    indices = sorted({index for _, index in by_position})
-    rows = []
-    for layer in layers:
-        shards = [by_position.get((layer, index)) for index in indices]
-        rows.append(LayerRow(
+    head = lm_head_layer(plan)
+    layers = sorted({layer for layer, _ in by_position} - {head})
+    indices = sorted({index for layer, index in by_position if layer != head})
+
+    def row(layer: int, at: list[int], **flags) -> LayerRow:
+        shards = [by_position.get((layer, index)) for index in at]
+        return LayerRow(
             layer,
             tuple(None if s is None else s["bits"] for s in shards),
             tuple(bool(s and s.get("preload")) for s in shards),
-        ))
+            at[0] if at else 0,
+            **flags,
+        )
+
+    rows = [row(layer, indices) for layer in layers]
+    if head is not None and any(layer == head for layer, _ in by_position):
+        slices = sorted(index for layer, index in by_position if layer == head)
+        count = slices[-1] + 1
+        width = max(len(indices), min(count, LM_HEAD_COLUMNS))
+        wrapped = count > width
+        for first in range(0, count, width):
+            rows.append(row(head, list(range(first, min(count, first + width))), lm_head=True, wrapped=wrapped))
     return rows
 
 
@@ -222,9 +312,18 @@ def _timeline_event(event: dict) -> Event:
     )
 
 
-def timeline_summary(plan: dict) -> TimelineSummary | None:
-    """The plan's timeline with its totals, or None without a device profile."""
-    timeline = plan.get("timeline")
+def timeline_views(plan: dict) -> tuple[TimelineView, ...]:
+    """The simulated calls the report shows: an encoder's call; a decoder's prefill and one decode
+    step (the decode step alone when plan.json has no `prefill_timeline`)."""
+    if not is_decoder(plan) or not plan.get("timeline"):
+        return (CALL,)
+    return (PREFILL, DECODE) if plan.get("prefill_timeline") else (DECODE,)
+
+
+def timeline_summary(plan: dict, view: TimelineView = CALL) -> TimelineSummary | None:
+    """The plan's timeline (`view`'s: a decoder's decode step by default) with its totals, or None
+    without a device profile."""
+    timeline = plan.get(view.key)
     if not timeline:
         return None
     events = tuple(_timeline_event(e) for e in timeline.get("events", []))
@@ -244,11 +343,11 @@ def timeline_summary(plan: dict) -> TimelineSummary | None:
     )
 
 
-def drawn_end_s(plan: dict, summary: TimelineSummary) -> float:
+def drawn_end_s(plan: dict, summary: TimelineSummary, view: TimelineView = CALL) -> float:
     """Where a drawing of the timeline ends: the last event or the predicted latency, and the
     target latency too unless it lies far beyond (it is then only named, not drawn)."""
-    end_s = max(summary.end_s, plan["predicted"].get("latency_s") or 0.0)
-    target = plan["targets"].get("latency_s")
+    end_s = max(summary.end_s, plan["predicted"].get(view.predicted_key) or 0.0)
+    target = plan["targets"].get(view.target_key)
     if target is not None and target <= 1.25 * end_s:
         end_s = max(end_s, target)
     return end_s
@@ -280,6 +379,17 @@ def targets_line(plan: dict) -> str:
     """The targets in one line, for the SVG title."""
     targets = plan.get("targets", {})
     parts = []
+    if is_decoder(plan):
+        if targets.get("first_token_s") is not None:
+            parts.append(f"first token {_ms(targets['first_token_s'])}")
+        if targets.get("latency_s") is not None:
+            parts.append(f"per token {_ms(targets['latency_s'])} ({_rate(_tokens_per_s(targets['latency_s']))} tokens/s)")
+        if targets.get("memory_bytes") is not None:
+            parts.append(f"weight memory {_bytes(targets['memory_bytes'])}")
+        if targets.get("kv_memory_bytes") is not None:
+            parts.append(f"KV cache {_bytes(targets['kv_memory_bytes'])}")
+        parts.append(f"prompt {targets.get('seq_len', NA)} tokens, context {targets['context']}")
+        return "targets: " + ", ".join(parts)
     if targets.get("latency_s") is not None:
         parts.append(f"latency {_ms(targets['latency_s'])}")
     if targets.get("memory_bytes") is not None:
@@ -290,12 +400,48 @@ def targets_line(plan: dict) -> str:
 
 def sections(plan: dict) -> list[Section]:
     """The report's sections, in order; markdown and the terminal render these."""
-    out = [_targets_section(plan), _solver_section(plan), _predicted_section(plan), _shards_section(plan)]
+    out = [_targets_section(plan), _solver_section(plan), _predicted_section(plan)]
+    if is_decoder(plan):
+        out.append(_resident_section(plan))
+    out.append(_shards_section(plan))
     comparison = _comparison_section(plan)
     if comparison:
         out.append(comparison)
-    out.append(_timeline_section(plan))
+    out += [_timeline_section(plan, view) for view in timeline_views(plan)]
     return out
+
+
+def headline(plan: dict) -> str:
+    """A decoder's plan in one sentence (above the sections): tokens/s, time to first token, the
+    resident set and what each token reads; "" for an encoder."""
+    if not is_decoder(plan):
+        return ""
+    predicted = plan["predicted"]
+    parts = []
+    if predicted.get("latency_s") is not None:
+        text = f"{_rate(_tokens_per_s(predicted['latency_s']))} tokens/s"
+        if predicted.get("planned_latency_s") is not None:
+            text += f" ({_rate(_tokens_per_s(predicted['planned_latency_s']))} at p{_percentile(predicted)})"
+        parts.append(text)
+    else:
+        parts.append("no device profile: no timing")
+    if predicted.get("first_token_s") is not None:
+        text = f"first token in {_ms(predicted['first_token_s'])}"
+        if predicted.get("planned_first_token_s") is not None:
+            text += f" ({_ms(predicted['planned_first_token_s'])} at p{_percentile(predicted)})"
+        parts.append(text)
+    split = resident_split(plan)
+    resident = f"resident across tokens: {_count(len(split.layer_resident), 'layer shard')} and " \
+               f"{len(split.head_resident)} of {split.head_total} LM head slices ({_bytes(predicted.get('preload_bytes'))})"
+    streamed = f"read by every token: {_bytes(predicted.get('io_bytes_per_token'))}"
+    kv = f"KV cache {_bytes(predicted.get('kv_cache_bytes'))} for {plan['targets']['context']} positions"
+    return ", ".join(parts) + f"; {resident}; {streamed}; {kv}."
+
+
+def _percentile(predicted: dict) -> str:
+    """The planned percentile, 90 rather than 90.0 (plan.json's float read back)."""
+    value = predicted.get("planned_percentile")
+    return "?" if value is None else f"{value:g}"
 
 
 def _targets_section(plan: dict) -> Section:
@@ -303,14 +449,23 @@ def _targets_section(plan: dict) -> Section:
     full = _full_precision_bytes(plan)
     memory = targets.get("memory_bytes")
     memory_text = "none (the weight pool budget below is what the plan needs)" if memory is None else _of_fp32(memory, full)
-    rows = [
-        ("latency", "none" if targets.get("latency_s") is None else _ms(targets["latency_s"])),
-        ("memory", memory_text),
-        ("sequence length", str(targets.get("seq_len", NA))),
-    ]
-    if targets.get("context") is not None:  # a decoder: the prompt, and the positions its KV cache holds
-        rows[-1] = ("prompt length", str(targets.get("seq_len", NA)))
-        rows.append(("context", f"{targets['context']} positions"))
+    if is_decoder(plan):  # the prompt's first token, then one token at a time; the KV cache apart from the weights
+        latency = targets.get("latency_s")
+        kv = targets.get("kv_memory_bytes")
+        rows = [
+            ("time to first token", "none" if targets.get("first_token_s") is None else _ms(targets["first_token_s"])),
+            ("per-token latency", "none" if latency is None else f"{_ms(latency)} ({_rate(_tokens_per_s(latency))} tokens/s)"),
+            ("weight memory", memory_text),
+            ("KV cache memory", "none (the KV cache is reported below, apart from the weights)" if kv is None else _bytes(kv)),
+            ("prompt length", f"{targets.get('seq_len', NA)} tokens"),
+            ("context", f"{targets['context']} positions (prompt and generated tokens)"),
+        ]
+    else:
+        rows = [
+            ("latency", "none" if targets.get("latency_s") is None else _ms(targets["latency_s"])),
+            ("memory", memory_text),
+            ("sequence length", str(targets.get("seq_len", NA))),
+        ]
     if full:
         rows.append(("fp32 model", _bytes(full)))
     return Section("Targets", "", ("", "value"), tuple(rows))
@@ -331,34 +486,55 @@ def _solver_section(plan: dict) -> Section:
     return Section("Solver", note, ("", "value"), rows)
 
 
+def _latency(plan: dict, median_key: str, planned_key: str, target_key: str) -> str:
+    """'<median> median, <planned> at p90, within the target': the planned latency is the one the
+    target bounds (the median's, for plans without one)."""
+    predicted, targets = plan["predicted"], plan["targets"]
+    text = _ms(predicted.get(median_key))
+    if predicted.get(median_key) is None and not plan.get("device"):
+        return text + " (no device profile)"
+    if predicted.get(planned_key) is not None:
+        text += f" median, {_ms(predicted[planned_key])} at p{_percentile(predicted)}"
+        return text + _against(predicted.get(planned_key), targets.get(target_key), _ms)
+    return text + _against(predicted.get(median_key), targets.get(target_key), _ms)
+
+
 def _predicted_section(plan: dict) -> Section:
     predicted = plan["predicted"]
     full = _full_precision_bytes(plan)
     targets = plan["targets"]
-    latency = _ms(predicted.get("latency_s"))
-    if predicted.get("latency_s") is None and not plan.get("device"):
-        latency += " (no device profile)"
-    elif predicted.get("planned_latency_s") is not None:
-        latency += f" median, {_ms(predicted['planned_latency_s'])} at p{predicted.get('planned_percentile', '?')}"
-        latency += _against(predicted.get("planned_latency_s"), targets.get("latency_s"), _ms)
-    else:
-        latency += _against(predicted.get("latency_s"), targets.get("latency_s"), _ms)
     peak = _of_fp32(predicted.get("peak_weight_bytes"), full)
     peak += _against(predicted.get("peak_weight_bytes"), targets.get("memory_bytes"), _bytes)
-    rows = [
-        ("latency", latency),
-        ("peak weight memory", peak),
-        ("IO per call", _bytes(predicted.get("io_bytes"))),
-        ("preload", _bytes(predicted.get("preload_bytes"))),
-        ("fidelity loss", _fidelity(plan, predicted.get("fidelity_loss"))),
-    ]
-    if predicted.get("io_bytes_per_token") is not None:  # a decoder: a prefill, then one call per token
-        rows[2] = ("IO per prefill", _bytes(predicted.get("io_bytes")))
-        rows[3:3] = [
-            ("IO per generated token", _bytes(predicted["io_bytes_per_token"])),
-            ("KV cache (beside the pool)", _bytes(predicted.get("kv_cache_bytes"))),
+    decoder = is_decoder(plan)
+    if decoder:  # a prefill (the first token), then one call per generated token
+        tokens_per_s = NA
+        if predicted.get("latency_s") is not None:
+            tokens_per_s = f"{_rate(_tokens_per_s(predicted['latency_s']))} median"
+            if predicted.get("planned_latency_s") is not None:
+                tokens_per_s += f", {_rate(_tokens_per_s(predicted['planned_latency_s']))} at p{_percentile(predicted)}"
+            if targets.get("latency_s") is not None:
+                tokens_per_s += f" (target {_rate(_tokens_per_s(targets['latency_s']))})"
+        kv = _bytes(predicted.get("kv_cache_bytes")) + f" for {targets['context']} positions, beside the weight pool"
+        kv += _against(predicted.get("kv_cache_bytes"), targets.get("kv_memory_bytes"), _bytes)
+        rows = [
+            ("time to first token", _latency(plan, "first_token_s", "planned_first_token_s", "first_token_s")),
+            ("per-token latency", _latency(plan, "latency_s", "planned_latency_s", "latency_s")),
+            ("tokens/s", tokens_per_s),
+            ("peak weight memory", peak),
+            ("IO per token", _bytes(predicted.get("io_bytes_per_token"))),
+            ("IO per prefill", f"{_bytes(predicted.get('io_bytes'))} ({targets.get('seq_len', NA)}-token prompt)"),
+            ("KV cache", kv),
+            ("resident across tokens", _bytes(predicted.get("preload_bytes"))),
+            ("fidelity loss", _fidelity(plan, predicted.get("fidelity_loss"))),
         ]
-        rows[3 + 2] = ("preload (resident across tokens)", _bytes(predicted.get("preload_bytes")))
+    else:
+        rows = [
+            ("latency", _latency(plan, "latency_s", "planned_latency_s", "latency_s")),
+            ("peak weight memory", peak),
+            ("IO per call", _bytes(predicted.get("io_bytes"))),
+            ("preload", _bytes(predicted.get("preload_bytes"))),
+            ("fidelity loss", _fidelity(plan, predicted.get("fidelity_loss"))),
+        ]
     budget = plan.get("memory_budget_bytes")
     memory = plan.get("memory") or {}
     pool = _of_fp32(budget, full)
@@ -367,6 +543,9 @@ def _predicted_section(plan: dict) -> Section:
                  f" + ring {_bytes(memory['ring_bytes'])}")
     rows.append(("weight pool budget", pool))
     notes = []
+    if decoder:
+        notes.append(f"per token: one decode step at the context's last position ({targets['context']}), the slowest, "
+                     "its attention reading every cached position")
     device = plan.get("device")
     if device:
         text = f"device: {device.get('device', '?')}, reads {_bandwidth(device.get('read_bandwidth_Bps'))}"
@@ -377,12 +556,15 @@ def _predicted_section(plan: dict) -> Section:
     if importance:
         text = f"fidelity metric: {importance.get('metric') or 'unnamed'} (additive over shards)"
         additivity = importance.get("additivity") or {}
+        if not additivity.get("plans"):  # not measured: plan.json's `{}`, read back as zeros
+            additivity = {}
         shown = ", ".join(f"{k} {_number(v, 3) if _is_number(v) else v}" for k, v in sorted(additivity.items())
                           if _is_number(v) or isinstance(v, str))
         if shown:
             text += f"; additivity check: {shown}"
         notes.append(text)
-    return Section("Predicted, per call", "; ".join(notes), ("", "value"), tuple(rows))
+    title = "Predicted, per prompt and per token" if decoder else "Predicted, per call"
+    return Section(title, "; ".join(notes), ("", "value"), tuple(rows))
 
 
 def _against(value: float | None, target: float | None, unit) -> str:
@@ -392,31 +574,97 @@ def _against(value: float | None, target: float | None, unit) -> str:
     return ", within the target" if value <= target else f", over the target by {unit(value - target)}"
 
 
+@dataclass(frozen=True)
+class ResidentSplit:
+    """A decoder plan's kept pieces by where they live between tokens: the bits of each."""
+
+    layer_resident: list[int]  # preloaded layer shards: held across tokens
+    layer_streamed: list[int]  # kept layer shards read again by every token
+    layer_dropped: int
+    head_resident: list[int]  # preloaded LM head slices
+    head_streamed: list[int]
+    head_total: int
+
+
+def resident_split(plan: dict) -> ResidentSplit:
+    head = lm_head_layer(plan)
+    split: dict[tuple[bool, bool], list[int]] = {(h, p): [] for h in (False, True) for p in (False, True)}
+    dropped = 0
+    for s in plan.get("shards", []):
+        if not s["bits"]:
+            dropped += 1
+            continue
+        split[(s["layer"] == head, bool(s.get("preload")))].append(s["bits"])
+    return ResidentSplit(
+        split[(False, True)], split[(False, False)], dropped, split[(True, True)], split[(True, False)],
+        len(split[(True, True)]) + len(split[(True, False)]),
+    )
+
+
+def _resident_section(plan: dict) -> Section:
+    """A decoder's resident set: what stays in memory across tokens and what every token reads again."""
+    predicted = plan["predicted"]
+    split = resident_split(plan)
+    memory = plan.get("memory") or {}
+
+    def cell(bits: list[int]) -> str:
+        return f"{len(bits)} ({_histogram(bits)})" if bits else "0"
+
+    kv = f"{_bytes(predicted.get('kv_cache_bytes'))} for {plan['targets']['context']} positions"
+    kv += _against(predicted.get("kv_cache_bytes"), plan["targets"].get("kv_memory_bytes"), _bytes)
+    rows = (
+        ("resident across tokens", cell(split.layer_resident), cell(split.head_resident), _bytes(predicted.get("preload_bytes"))),
+        ("read by every token", cell(split.layer_streamed), cell(split.head_streamed),
+         f"{_bytes(predicted.get('io_bytes_per_token'))} per token, with its embedding rows"),
+        ("dropped", str(split.layer_dropped), "0 (cannot be dropped)", ""),
+        ("KV cache, beside the weight pool", "", "", kv),
+    )
+    resident = len(split.layer_resident) + len(split.head_resident)
+    kept = resident + len(split.layer_streamed) + len(split.head_streamed)
+    note = (f"What a generated token finds in memory and what it reads again: {resident} of {kept} kept shards and "
+            f"slices stay resident (preloaded, for the runner's lifetime)")
+    if "pinned_bytes" in memory and "ring_bytes" in memory:
+        note += (f", in the pool's pinned region ({_bytes(memory['pinned_bytes'])} with the headers); the others stream "
+                 f"through the ring ({_bytes(memory['ring_bytes'])}) on every token")
+    note += ". Layer shards: a shard's attention and FFN pieces; LM head slices: the vocabulary rows of the output projection."
+    return Section("Resident set", note, ("", "layer shards", "LM head slices", "bytes"), rows)
+
+
 def _shards_section(plan: dict) -> Section:
     rows = layer_rows(plan)
     indices = max((len(r.bits) for r in rows), default=0)
+    decoder = is_decoder(plan)
     table = []
     for row in rows:
-        cells = tuple(_shard_cell(b, p) for b, p in zip(row.bits, row.preload, strict=True))
-        table.append((str(row.layer), *cells, f"{row.kept}/{row.listed}", _bits(mean_kept_bits(row.bits))))
+        cells = tuple(_shard_cell(b, p, decoder) for b, p in zip(row.bits, row.preload, strict=True))
+        cells += ("",) * (indices - len(cells))
+        table.append((row.name, *cells, f"{row.kept}/{row.listed}", _bits(mean_kept_bits(row.bits))))
     every = [b for row in rows for b in row.bits]
     kept = sum(r.kept for r in rows)
     table.append(("all", *([""] * indices), f"{kept}/{sum(r.listed for r in rows)}", _bits(mean_kept_bits(every))))
-    counts: dict[int, int] = {}
-    for b in every:
-        if b is not None:
-            counts[b] = counts.get(b, 0) + 1
-    histogram = ", ".join(f"{n}x {'dropped' if b == 0 else f'{b}-bit'}" for b, n in sorted(counts.items(), reverse=True))
     preloaded = sum(p for r in rows for p in r.preload)
-    note = (f"Bits per shard (rows: layers, columns: shard index); '-' dropped, '*' preloaded; "
-            f"mean bits over kept shards. {histogram}; {preloaded} preloaded.")
     header = ("layer", *(str(i) for i in range(indices)), "kept", "mean bits")
+    if not decoder:
+        histogram = _histogram([b for b in every if b is not None])
+        note = (f"Bits per shard (rows: layers, columns: shard index); '-' dropped, '*' preloaded; "
+                f"mean bits over kept shards. {histogram}; {preloaded} preloaded.")
+        return Section("Shards", note, header, tuple(table), shard_cells=True)
+    layers = _histogram([b for r in rows if not r.lm_head for b in r.bits if b is not None])
+    head = _histogram([b for r in rows if r.lm_head for b in r.bits if b is not None])
+    wraps = any(r.wrapped for r in rows)
+    note = ("Bits per shard (rows: layers, then the LM head's vocabulary slices"
+            + (f", {indices} slices a row, columns: the index within the row" if wraps else "")
+            + ", columns: shard index" * (not wraps)
+            + "); '-' dropped, '*' preloaded: resident across tokens; mean bits over kept shards. "
+            f"Layers: {layers or 'none'}; LM head: {head or 'none'}; {preloaded} preloaded.")
+    if wraps:
+        header = ("layer", *(f"+{i}" for i in range(indices)), "kept", "mean bits")
     return Section("Shards", note, header, tuple(table), shard_cells=True)
 
 
-def _shard_cell(bits: int | None, preload: bool) -> str:
+def _shard_cell(bits: int | None, preload: bool, decoder: bool = False) -> str:
     if bits is None:
-        return "?"
+        return "" if decoder else "?"  # a decoder's rows differ in width: its layers and its LM head
     if bits == 0:
         return "-"
     return f"{bits}*" if preload else str(bits)
@@ -431,7 +679,7 @@ def _comparison_section(plan: dict) -> Section | None:
     bits = [s["bits"] for s in plan["shards"]]
     kept = sum(1 for b in bits if b)
     name = plan["solver"].get("name", "this plan")
-    rows = (
+    rows = [
         ("status", str(plan["solver"].get("status", NA)), str(greedy.get("status", NA))),
         ("objective", _number(plan["solver"].get("objective")), _number(greedy.get("objective"))),
         ("fidelity loss", _fidelity(plan, ours.get("fidelity_loss")), _fidelity(plan, theirs.get("fidelity_loss"))),
@@ -439,31 +687,53 @@ def _comparison_section(plan: dict) -> Section | None:
         ("peak weight memory", _of_fp32(ours.get("peak_weight_bytes"), full), _of_fp32(theirs.get("peak_weight_bytes"), full)),
         ("kept shards", f"{kept}/{len(bits)}", NA if greedy.get("kept") is None else f"{greedy['kept']}/{len(bits)}"),
         ("mean bits", _bits(mean_kept_bits(bits)), _bits(greedy.get("mean_bits"))),
-    )
+    ]
+    if is_decoder(plan):  # medians, as the encoder's latency row
+        rows[3:4] = [
+            ("time to first token", _ms(ours.get("first_token_s")), _ms(theirs.get("first_token_s"))),
+            ("per-token latency", _ms(ours.get("latency_s")), _ms(theirs.get("latency_s"))),
+            ("tokens/s", _rate(_tokens_per_s(ours.get("latency_s"))), _rate(_tokens_per_s(theirs.get("latency_s")))),
+        ]
+        rows[7:7] = [
+            ("resident across tokens", _bytes(ours.get("preload_bytes")), _bytes(theirs.get("preload_bytes"))),
+            ("IO per token", _bytes(ours.get("io_bytes_per_token")), _bytes(theirs.get("io_bytes_per_token"))),
+        ]
     note = "STI's greedy heuristic at the same targets."
     loss, greedy_loss = ours.get("fidelity_loss"), theirs.get("fidelity_loss")
     if loss is not None and greedy_loss:
         change = (greedy_loss - loss) / greedy_loss
         note += f" {name} loses {abs(change):.0%} {'less' if change >= 0 else 'more'} fidelity than greedy."
-    return Section("Compared with greedy", note, ("", f"this plan ({name})", "greedy"), rows)
+    return Section("Compared with greedy", note, ("", f"this plan ({name})", "greedy"), tuple(rows))
 
 
-def _timeline_section(plan: dict) -> Section:
-    summary = timeline_summary(plan)
+def _timeline_note(plan: dict, view: TimelineView, views: tuple[TimelineView, ...]) -> str:
+    if view is CALL:
+        return f"The simulated call, drawn in {TIMELINE_SVG}."
+    where = f"drawn in {TIMELINE_SVG}" if len(views) == 1 else \
+        f"the {'top' if view is views[0] else 'bottom'} panel of {TIMELINE_SVG}"
+    targets = plan["targets"]
+    if view is PREFILL:
+        return f"The prompt's call ({targets.get('seq_len', NA)} tokens, every one distinct), which gives the first token; {where}."
+    return (f"One generated token at the context's last position ({targets['context']}): every weight not resident "
+            f"is read again; {where}.")
+
+
+def _timeline_section(plan: dict, view: TimelineView = CALL) -> Section:
+    summary = timeline_summary(plan, view)
     if summary is None:
-        return Section("Timeline", NO_TIMELINE + ".", ("", "value"), ())
-    latency = plan["predicted"].get("latency_s") or summary.end_s
+        return Section(view.title, NO_TIMELINE + ".", ("", "value"), ())
+    latency = plan["predicted"].get(view.predicted_key) or summary.end_s
     loads = sum(1 for e in summary.events if e.kind == EventKind.LOAD)
     stalls = sum(1 for e in summary.events if e.kind == EventKind.STALL)
     waits = sum(1 for e in summary.events if e.kind == EventKind.WAIT)
     rows = (
-        ("compute stall (compute waits for IO)", f"{_ms(summary.compute_stall_s)} ({_percent(summary.compute_stall_s, latency) or '0%'} of latency, {_count(stalls, 'stall')})"),
+        ("compute stall (compute waits for IO)", f"{_ms(summary.compute_stall_s)} ({_percent(summary.compute_stall_s, latency) or '0%'} of {view.noun}, {_count(stalls, 'stall')})"),
         ("ring wait (IO waits for memory)", f"{_ms(summary.ring_wait_s)} ({_count(waits, 'wait')})"),
         ("IO busy", f"{summary.busy_fraction(summary.io_busy_s):.0%} ({_count(loads, 'load')}, {_ms(summary.io_busy_s)})"),
         ("compute busy", f"{summary.busy_fraction(summary.compute_busy_s):.0%} ({_ms(summary.compute_busy_s)})"),
         ("timeline end", _ms(summary.end_s)),
     )
-    return Section("Timeline", f"The simulated call, drawn in {TIMELINE_SVG}.", ("", "value"), rows, lane_bar=True)
+    return Section(view.title, _timeline_note(plan, view, timeline_views(plan)), ("", "value"), rows, lane_bar=view)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,18 +774,18 @@ def lane_bars(events: tuple[Event, ...], end_s: float, width: int) -> dict[Lane,
     return bars
 
 
-def timeline_bar_lines(plan: dict, width: int) -> list[str]:
-    """The two lanes as text, an axis line, a target marker, and the key."""
-    summary = timeline_summary(plan)
+def timeline_bar_lines(plan: dict, width: int, view: TimelineView = CALL) -> list[str]:
+    """The two lanes of `view`'s call as text, an axis line, a target marker, and the key."""
+    summary = timeline_summary(plan, view)
     if summary is None:
         return [NO_TIMELINE]
-    end_s = drawn_end_s(plan, summary)
+    end_s = drawn_end_s(plan, summary, view)
     bars = lane_bars(summary.events, end_s, width)
     pad = " " * 9
     lines = [f"{'IO':<8}|{bars[Lane.IO]}|", f"{'compute':<8}|{bars[Lane.COMPUTE]}|"]
     left, right = "0", _ms(end_s)
     lines.append(pad + left + " " * max(1, width - len(left) - len(right) + 1) + right)
-    target = plan["targets"].get("latency_s")
+    target = plan["targets"].get(view.target_key)
     if target is not None:
         if target <= end_s:
             column = min(width - 1, int(target / end_s * width))
@@ -539,17 +809,22 @@ MD_BAR_WIDTH = 96
 
 
 def render_markdown(plan: dict) -> str:
-    """report.md: the plan's targets, solver, predictions, shards, comparison and timeline."""
+    """report.md: the plan's targets, solver, predictions (a decoder's resident set), shards,
+    comparison and timelines (a decoder's prefill and decode step)."""
     lines = [f"# {title_of(plan)}", ""]
-    for section in sections(plan):
+    if headline(plan):
+        lines += [headline(plan), ""]
+    parts = sections(plan)
+    last_bar = max((n for n, section in enumerate(parts) if section.lane_bar), default=None)
+    for n, section in enumerate(parts):
         lines += [f"## {section.title}", ""]
         if section.note:
             lines += [section.note, ""]
         if section.rows:
             lines += [*_markdown_table(section.header, section.rows), ""]
         if section.lane_bar:
-            lines += ["```", *timeline_bar_lines(plan, MD_BAR_WIDTH), "```", ""]
-            if timeline_summary(plan) is not None:
+            lines += ["```", *timeline_bar_lines(plan, MD_BAR_WIDTH, section.lane_bar), "```", ""]
+            if n == last_bar and timeline_summary(plan, section.lane_bar) is not None:
                 lines += [f"![timeline]({TIMELINE_SVG})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -574,8 +849,12 @@ def _markdown_table(header: tuple[str, ...], rows: tuple[tuple[str, ...], ...]) 
 # ----------------------------------------------------------------------------------------------
 
 def print_report(plan: dict, console: Console) -> None:
-    """The report in the terminal: the same sections as report.md as rich tables, and the lane bar."""
+    """The report in the terminal: the same sections as report.md as rich tables, and the lane bars
+    (a decoder's headline first: tokens/s, time to first token, the resident set)."""
     console.rule(f"[bold]{escape_markup(title_of(plan))}")
+    if headline(plan):
+        console.print(Text(headline(plan), style="bold"))
+        console.print()
     for section in sections(plan):
         show_header = len(section.header) > 2 or bool(section.header[0])
         table = Table(title=section.title, title_justify="left", title_style="bold", show_header=show_header)
@@ -591,7 +870,7 @@ def print_report(plan: dict, console: Console) -> None:
             console.print(Text(section.note, style="dim"))
         if section.lane_bar:
             width = max(20, min(160, console.width - 12))
-            for line in timeline_bar_lines(plan, width):
+            for line in timeline_bar_lines(plan, width, section.lane_bar):
                 console.print(_bar_text(line), soft_wrap=True)
         console.print()
 
@@ -633,26 +912,82 @@ _TARGET_COLOR, _PREDICTED_COLOR = "#d62728", "#222222"
 
 
 def render_svg(plan: dict) -> str:
-    """timeline.svg: the IO lane over the compute lane, in ms, with target and predicted lines."""
-    summary = timeline_summary(plan)
+    """timeline.svg: the IO lane over the compute lane, in ms, with target and predicted lines; a
+    decoder's prefill and one decode step as two panels, each on its own time axis."""
+    views = timeline_views(plan)
+    summaries = [(view, timeline_summary(plan, view)) for view in views]
     title = f"{title_of(plan)}: timeline"
     subtitle = targets_line(plan)
-    if summary is None:
+    if any(summary is None for _, summary in summaries):
         height = 120
         body = [
             _text(SVG_WIDTH / 2, 80, NO_TIMELINE, size=16, anchor="middle", fill="#666666"),
         ]
         return _svg_document(height, title, subtitle, "", [], body)
+    if not is_decoder(plan):
+        view, summary = summaries[0]
+        body, axis_y = _svg_panel(plan, view, summary, _LANE_TOP)
+        legend_y = axis_y + 56
+        body += _svg_legend({e.kind for e in summary.events}, legend_y)
+        stats = _svg_stats(summary)
+        return _svg_document(legend_y + 20, title, subtitle, stats, _hatch_patterns(), body)
+    body = []
+    top = _PANEL_TOP
+    for view, summary in summaries:
+        heading, stats = _panel_heading(plan, view)
+        panel, axis_y = _svg_panel(plan, view, summary, top)
+        body += [
+            f'<g class="panel" id="{view.panel}">',
+            _text(_LEFT, top - 56, heading, size=14, weight="bold"),
+            _text(_LEFT, top - 40, stats + "  |  " + _svg_stats(summary), size=11, fill="#444444"),
+            *panel,
+            "</g>",
+        ]
+        top = axis_y + _PANEL_GAP
+    legend_y = axis_y + 56
+    body += _svg_legend({e.kind for _, summary in summaries for e in summary.events}, legend_y)
+    return _svg_document(legend_y + 20, title, subtitle, "", _hatch_patterns(), body)
 
-    predicted = plan["predicted"].get("latency_s")
-    target = plan["targets"].get("latency_s")
-    span_ms = max(drawn_end_s(plan, summary) * 1e3 * 1.02, 1e-6)
+
+_PANEL_TOP = 130  # a decoder's first panel: its lanes' top, below its heading and mark labels
+_PANEL_GAP = 126  # from one panel's axis to the next one's lanes: tick labels, axis title, heading, marks
+
+
+def _panel_heading(plan: dict, view: TimelineView) -> tuple[str, str]:
+    """A decoder panel's heading and what it predicts."""
+    predicted, targets = plan["predicted"], plan["targets"]
+    if view is PREFILL:
+        heading = f"prefill: the {targets.get('seq_len', NA)}-token prompt, up to the first token"
+        stats = f"time to first token {_ms(predicted.get('first_token_s'))} median"
+        if predicted.get("planned_first_token_s") is not None:
+            stats += f", {_ms(predicted['planned_first_token_s'])} at p{_percentile(predicted)}"
+        return heading, stats
+    heading = f"one decode step: the token at position {targets['context']} of the context, its last"
+    stats = f"per-token latency {_ms(predicted.get('latency_s'))} median"
+    if predicted.get("planned_latency_s") is not None:
+        stats += f", {_ms(predicted['planned_latency_s'])} at p{_percentile(predicted)}"
+    if predicted.get("latency_s"):
+        stats += f" ({_rate(_tokens_per_s(predicted['latency_s']))} tokens/s)"
+    return heading, stats
+
+
+def _svg_stats(summary: TimelineSummary) -> str:
+    return (f"compute stall {_ms(summary.compute_stall_s)}, ring wait {_ms(summary.ring_wait_s)}, "
+            f"IO busy {summary.busy_fraction(summary.io_busy_s):.0%}, {len(summary.events)} events")
+
+
+def _svg_panel(plan: dict, view: TimelineView, summary: TimelineSummary, top: float) -> tuple[list[str], float]:
+    """One call's two lanes with their lanes top at `top`: the lanes, the time axis, one rect per
+    event, and the target and predicted lines labelled above; (the SVG lines, the axis' y)."""
+    predicted = plan["predicted"].get(view.predicted_key)
+    target = plan["targets"].get(view.target_key)
+    span_ms = max(drawn_end_s(plan, summary, view) * 1e3 * 1.02, 1e-6)
     plot_w = SVG_WIDTH - _LEFT - _RIGHT
 
     def x(seconds: float) -> float:
         return _LEFT + seconds * 1e3 / span_ms * plot_w
 
-    lane_y = {Lane.IO: _LANE_TOP, Lane.COMPUTE: _LANE_TOP + _LANE_HEIGHT + _LANE_GAP}
+    lane_y = {Lane.IO: top, Lane.COMPUTE: top + _LANE_HEIGHT + _LANE_GAP}
     lanes_bottom = lane_y[Lane.COMPUTE] + _LANE_HEIGHT
     body: list[str] = []
     # lanes and their names
@@ -667,7 +1002,7 @@ def render_svg(plan: dict) -> str:
     for n in range(int(span_ms / step + 1e-9) + 1):
         tick_ms = n * step
         tx = _LEFT + tick_ms / span_ms * plot_w
-        body.append(f'<line class="grid" x1="{tx:.2f}" y1="{_LANE_TOP}" x2="{tx:.2f}" y2="{lanes_bottom}" stroke="#dddddd"/>')
+        body.append(f'<line class="grid" x1="{tx:.2f}" y1="{top}" x2="{tx:.2f}" y2="{lanes_bottom}" stroke="#dddddd"/>')
         body.append(f'<line x1="{tx:.2f}" y1="{axis_y}" x2="{tx:.2f}" y2="{axis_y + 5}" stroke="#333333"/>')
         body.append(_text(tx, axis_y + 18, f"{tick_ms:.{decimals}f}", size=11, anchor="middle"))
     body.append(_text(_LEFT + plot_w / 2, axis_y + 36, "time (ms)", size=12, anchor="middle"))
@@ -692,23 +1027,27 @@ def render_svg(plan: dict) -> str:
     # target and predicted lines, labelled above the lanes on their own rows
     marks = []
     if predicted is not None:
-        marks.append((predicted, f"predicted {_ms(predicted)}", _PREDICTED_COLOR, "", _LANE_TOP - 8))
+        marks.append((predicted, f"predicted {_ms(predicted)}", _PREDICTED_COLOR, "", top - 8))
     if target is not None:
         dash = ' stroke-dasharray="6 4"'
         if x(target) <= _LEFT + plot_w:
-            marks.append((target, f"target {_ms(target)}", _TARGET_COLOR, dash, _LANE_TOP - 24))
+            marks.append((target, f"target {_ms(target)}", _TARGET_COLOR, dash, top - 24))
         else:
-            body.append(_text(_LEFT + plot_w, _LANE_TOP - 24, f"target {_ms(target)} →", size=12, anchor="end", fill=_TARGET_COLOR))
+            body.append(_text(_LEFT + plot_w, top - 24, f"target {_ms(target)} →", size=12, anchor="end", fill=_TARGET_COLOR))
     for seconds, label, color, dash, label_y in marks:
         mx = x(seconds)
         body.append(f'<line class="mark" x1="{mx:.2f}" y1="{label_y + 4}" x2="{mx:.2f}" y2="{lanes_bottom + 4}" '
                     f'stroke="{color}" stroke-width="2"{dash}/>')
         anchor = "end" if mx > _LEFT + plot_w * 0.8 else "start"
         body.append(_text(mx + (-4 if anchor == "end" else 4), label_y, label, size=12, anchor=anchor, fill=color, weight="bold"))
-    # legend
-    legend_y = axis_y + 56
+    return body, axis_y
+
+
+def _svg_legend(drawn: set, legend_y: float) -> list[str]:
+    """The key: the kinds drawn (load, compute, stall and wait always), then the two lines."""
+    body = []
     always = (EventKind.LOAD, EventKind.COMPUTE, EventKind.STALL, EventKind.WAIT)
-    kinds = [k for k in _COLORS if k in {e.kind for e in summary.events} or k in always]
+    kinds = [k for k in _COLORS if k in drawn or k in always]
     lx = _LEFT
     for kind in kinds:
         warning = kind in _WARNINGS
@@ -721,9 +1060,7 @@ def render_svg(plan: dict) -> str:
         body.append(f'<line x1="{lx}" y1="{legend_y - 4}" x2="{lx + 22}" y2="{legend_y - 4}" stroke="{color}" stroke-width="2"{dash}/>')
         body.append(_text(lx + 27, legend_y, label, size=12))
         lx += 44 + 7 * len(label)
-    stats = (f"compute stall {_ms(summary.compute_stall_s)}, ring wait {_ms(summary.ring_wait_s)}, "
-             f"IO busy {summary.busy_fraction(summary.io_busy_s):.0%}, {len(summary.events)} events")
-    return _svg_document(legend_y + 20, title, subtitle, stats, _hatch_patterns(), body)
+    return body
 
 
 def _svg_document(height: int, title: str, subtitle: str, stats: str, defs: list[str], body: list[str]) -> str:
