@@ -28,6 +28,8 @@ from sticc.compile.report import read_plan_json
 from sticc.model.store import Store, write_store
 
 SEQ_LEN, CONTEXT, NEW = 8, 40, 4
+PROMPTS = [list(range(3, 3 + SEQ_LEN)), list(range(20, 20 + SEQ_LEN))]  # token ids every tiny vocabulary has
+TEXT = list(range(5, 5 + CONTEXT))
 
 
 def _quiet(iterable, total, what):
@@ -65,12 +67,9 @@ def _specs(tiny_llama, baselines, tmp_path):
     store = Store.open(store_dir)
     plan_json = read_plan_json(out / "plan.json")
     cases, reference, skipped = build_cases(out, store, plan_json, Settings(1, True, None), baselines, tmp_path)
-    prompts = [list(range(3, 3 + SEQ_LEN)), list(range(20, 20 + SEQ_LEN))]
-    text = list(range(5, 5 + CONTEXT))
-    ref = run_reference({**reference.spec, "prompts": prompts, "reference_tokens": NEW, "text": text})
+    ref = run_reference({**reference.spec, "prompts": PROMPTS, "reference_tokens": NEW, "text": TEXT})
     assert [len(c) for c in ref["continuations"]] == [NEW, NEW] and ref["nll_count"] == CONTEXT - 1
-    fidelity = {"text": text, "agreement": [[p, c] for p, c in zip(prompts, ref["continuations"], strict=True)]}
-    specs = {c.name: {**c.spec, "prompt_ids": prompts[0], "new_tokens": NEW, "profile": True, "fidelity": fidelity} for c in cases}
+    specs = {c.name: {**c.spec, "prompt_ids": PROMPTS[0], "new_tokens": NEW, "profile": True, "fidelity": _fidelity(ref)} for c in cases}
     return store, plan_json, specs, ref, skipped
 
 
@@ -136,23 +135,51 @@ def test_bad_requests_get_one_line(tiny_llama, tmp_path):
         bench_decoder(out4, None, settings, ("preload",), _quiet, new_tokens=NEW, agreement_tokens=NEW)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (the llama-cpp extra)")
-def test_the_llama_cpp_case_on_a_gguf_store(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    """(GGUF file, its store, OUT, the reference's result) of a tiny llama GGUF with a tied LM head."""
     from test_gguf import write_tiny_gguf
 
-    gguf_path = tmp_path / "tiny.gguf"
-    write_tiny_gguf(gguf_path)
-    store = write_store(gguf_path, tmp_path / "store", bits=(8, 32))
-    out = tmp_path / "out"
-    write_output(out, emit_runner(store, uniform_plan(store, 8, seq_len=SEQ_LEN, context=CONTEXT), tmp_path / "store"))
-    cases, reference, skipped = build_cases(out, store, read_plan_json(out / "plan.json"), Settings(1, True, None), ("llama.cpp",), tmp_path)
+    root = tmp_path_factory.mktemp("decoder-bench-gguf")
+    gguf_path = root / "tiny.gguf"
+    write_tiny_gguf(gguf_path, tied=True)
+    store = write_store(gguf_path, root / "store", bits=(8, 32))
+    out = root / "out"
+    write_output(out, emit_runner(store, uniform_plan(store, 8, seq_len=SEQ_LEN, context=CONTEXT), root / "store"))
+    _, reference, _ = build_cases(out, store, read_plan_json(out / "plan.json"), Settings(1, True, None), (), root)
+    ref = run_reference({**reference.spec, "prompts": PROMPTS, "reference_tokens": NEW, "text": TEXT})
+    return gguf_path, store, out, ref
+
+
+def _fidelity(ref: dict) -> dict:
+    return {"text": TEXT, "agreement": [[p, c] for p, c in zip(PROMPTS, ref["continuations"], strict=True)]}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (the llama-cpp extra)")
+def test_the_llama_cpp_case_on_a_gguf_store(tiny_gguf, tmp_path):
+    gguf_path, store, out, ref = tiny_gguf
+    cases, _, skipped = build_cases(out, store, read_plan_json(out / "plan.json"), Settings(1, True, None), ("llama.cpp",), tmp_path)
     assert not skipped and [c.name for c in cases] == ["sticc", "llama.cpp"]
-    prompts = [list(range(3, 3 + SEQ_LEN)), list(range(20, 20 + SEQ_LEN))]
-    text = list(range(5, 5 + CONTEXT))
-    ref = run_reference({**reference.spec, "prompts": prompts, "reference_tokens": NEW, "text": text})
-    fidelity = {"text": text, "agreement": [[p, c] for p, c in zip(prompts, ref["continuations"], strict=True)]}
-    result = run_case({**cases[1].spec, "prompt_ids": prompts[0], "new_tokens": NEW, "profile": True, "fidelity": fidelity})
+    result = run_case({**cases[1].spec, "prompt_ids": PROMPTS[0], "new_tokens": NEW, "profile": True, "fidelity": _fidelity(ref)})
     _sane(result)
     assert result["weight_bytes"] <= gguf_path.stat().st_size and result["kv_cache_bytes"] is None
+    # llama.cpp maps the whole file: its pages are file-backed RSS of that mapping
+    assert 0 < result["weights_file_rss_bytes"] <= gguf_path.stat().st_size
     # the tiny file holds Q8_0 and F32 tensors: llama.cpp's logits stay close to the fp32 reference's
     assert abs(result["nll_sum"] - ref["nll_sum"]) < 0.05 * abs(ref["nll_sum"])
+
+
+def test_a_gguf_stores_transformers_cases_read_its_fp32_model_saved_once(tiny_gguf, tmp_path, monkeypatch):
+    _, store, out, ref = tiny_gguf
+    monkeypatch.setenv("STICC_CACHE_DIR", str(tmp_path / "cache"))
+    plan_json = read_plan_json(out / "plan.json")
+    cases, _, _ = build_cases(out, store, plan_json, Settings(1, True, None), ("hf", "hf-offload"), tmp_path)
+    checkpoint = cases[1].spec["checkpoint"]
+    assert checkpoint == cases[2].spec["checkpoint"] and checkpoint.startswith(str(tmp_path / "cache"))
+    mtime = next((tmp_path / "cache").rglob("model.safetensors")).stat().st_mtime_ns
+    build_cases(out, store, plan_json, Settings(1, True, None), ("hf",), tmp_path)  # the cached model, not written again
+    assert next((tmp_path / "cache").rglob("model.safetensors")).stat().st_mtime_ns == mtime
+    for case in cases[1:]:  # a tied LM head: hf-offload finds the embedding's weights under their own name
+        result = run_case({**case.spec, "prompt_ids": PROMPTS[0], "new_tokens": NEW, "profile": True, "fidelity": _fidelity(ref)})
+        _sane(result)
+        assert result["generated"] == ref["continuations"][0] and result["agree"] == result["agree_total"], case.name

@@ -234,12 +234,29 @@ class LlamaCppCase:
         return [self.gguf]
 
     def _open(self, logits_all: bool):
+        """A `Llama` on the file. `repack` false (the default) is llama.cpp's `--no-repack`: its extra
+        buffer types (weights repacked for AMX or interleaved SIMD layouts, copied out of the mapping)
+        stay off. llama-cpp-python has no argument for it, so its default model parameters are
+        wrapped for the construction."""
         self.logits_all = logits_all
-        return self.llama_cpp.Llama(
-            model_path=str(self.gguf), n_ctx=int(self.spec["context"]), n_batch=int(self.spec["context"]),
-            n_threads=self.threads, n_threads_batch=self.threads, logits_all=logits_all, use_mmap=True,
-            verbose=False, seed=0,
-        )
+        module = self.llama_cpp.llama_cpp
+        defaults = module.llama_model_default_params
+        repack = bool(self.spec.get("repack", False))
+
+        def model_params():
+            params = defaults()
+            params.use_extra_bufts = repack
+            return params
+
+        module.llama_model_default_params = model_params
+        try:
+            return self.llama_cpp.Llama(
+                model_path=str(self.gguf), n_ctx=int(self.spec["context"]), n_batch=int(self.spec["context"]),
+                n_threads=self.threads, n_threads_batch=self.threads, logits_all=logits_all, use_mmap=True,
+                verbose=False, seed=0,
+            )
+        finally:
+            module.llama_model_default_params = defaults
 
     def load(self) -> None:
         cap = self.spec.get("io_bandwidth_Bps")

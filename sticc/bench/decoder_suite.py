@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -208,16 +209,31 @@ def hf_checkpoint(store: Store) -> Path:
     out = cache_dir(store.store_id) / "hf-fp32"
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out
-    from transformers import AutoModelForCausalLM
+    import transformers
+    from safetensors.torch import save_file
 
-    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
     staging = make_staging_dir(out)
-    model.save_pretrained(staging)
-    del model
-    gc.collect()
-    for path in staging.iterdir():
-        fsync_file(path)
-    replace_dir(staging, out)
+    try:
+        # save_pretrained refuses a model loaded from a GGUF file ("quantized with gguf"), though its
+        # weights are plain fp32 tensors: the config and the weights are written as it would write
+        # them, a tied LM head once, under the embedding's name (accelerate's offload index needs it)
+        model.config.save_pretrained(staging)
+        tensors, seen = {}, set()
+        for name, tensor in model.state_dict().items():
+            if tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                tensors[name] = tensor.contiguous()
+        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        del model
+        gc.collect()
+        for path in staging.iterdir():
+            fsync_file(path)
+        replace_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
