@@ -170,13 +170,13 @@ class HFDecoderCase:
         self.throttle = None if cap is None else Throttle(cap)
         if self.offload:
             self.model = self.model_class.from_pretrained(
-                self.checkpoint, dtype=torch.float32, device_map="auto", max_memory={"cpu": int(self.spec["max_memory_bytes"])},
-                offload_folder=Path(self.spec["work_dir"]) / "hf-offload",
+                self.checkpoint, dtype=torch.float32, use_safetensors=True, device_map="auto",
+                max_memory={"cpu": int(self.spec["max_memory_bytes"])}, offload_folder=Path(self.spec["work_dir"]) / "hf-offload",
             ).eval()
         else:
             if self.throttle is not None:
                 read_throttled(self.cold_files(), self.throttle)
-            self.model = self.model_class.from_pretrained(self.checkpoint, dtype=torch.float32).eval()
+            self.model = self.model_class.from_pretrained(self.checkpoint, dtype=torch.float32, use_safetensors=True).eval()
 
     def _forward(self, ids: list[int], cache) -> torch.Tensor:
         throttled = throttled_offload_loads(self.throttle) if self.offload and self.throttle is not None else nullcontext()
