@@ -159,6 +159,8 @@ def trace_calls(spec: dict) -> dict:
     case.setup()
     ids = torch.tensor([spec["input_ids"]], dtype=torch.int64)
     traces, latencies = [], []
+    if spec.get("decoder", False):
+        return _trace_generation(case, ids, spec["calls"])
     for _ in range(spec["calls"]):
         for path in case.cold_files():
             evict_from_page_cache(path)
@@ -168,6 +170,24 @@ def trace_calls(spec: dict) -> dict:
         latencies.append(case.runner.last_stats["latency_s"])
     case.close()
     return {"traces": traces, "latencies": latencies}
+
+
+def _trace_generation(case: RunnerCase, ids: torch.Tensor, calls: int) -> dict:
+    """A decoder's traced generation: the prompt `ids` (prefill), then `calls` one-token calls,
+    each on the greedy token of the one before, cold; `past` gives each call's cached positions."""
+    traces, latencies, past = [], [], []
+    state, tokens = None, ids
+    for _ in range(calls + 1):
+        for path in case.cold_files():
+            evict_from_page_cache(path)
+        trace: list = []
+        past.append(0 if state is None else state.length)
+        logits, state = case.runner.forward(tokens, state, all_logits=False, trace=trace)
+        tokens = logits[0, -1:].argmax(-1)[None]
+        traces.append(trace)
+        latencies.append(case.runner.last_stats["latency_s"])
+    case.close()
+    return {"traces": traces, "latencies": latencies, "past": past}
 
 
 def main() -> int:

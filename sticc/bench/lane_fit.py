@@ -37,8 +37,8 @@ from sticc.base.progress import Progress, quiet
 from sticc.base.schema import PARTS
 from sticc.bench.suite import run_child
 from sticc.ir.graph import ShardChoice
-from sticc.ir.lower import lower
-from sticc.ir.plan import SolverInfo, make_plan, memory_model
+from sticc.ir.lower import Problem, lower, lower_decoder
+from sticc.ir.plan import SolverInfo, make_plan, memory_model, store_positions
 from sticc.ir.simulate import plan_work, simulate
 from sticc.model.sharding import default_shards_per_chunk
 from sticc.model.store import Store
@@ -64,7 +64,7 @@ def _traced_calls(store: Store, plan, directory: Path, threads: int, length: int
     runner = write_output(directory, emit_runner(store, plan, store.path))
     spec = {
         "name": "lane fit", "kind": "trace", "runner": str(runner), "store": str(store.path), "threads": threads,
-        "calls": TRACED_CALLS, "input_ids": _timing_ids(store, length, seed)[0].tolist(),
+        "calls": TRACED_CALLS, "input_ids": _timing_ids(store, length, seed)[0].tolist(), "decoder": store.spec.is_decoder,
     }
     return run_child(spec, sample_rss=False)[0]
 
@@ -90,7 +90,10 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
                     evict_from_page_cache(store.data_path)
                     start = time.perf_counter()
                     with torch.inference_mode():
-                        runner._embed(ids, torch.ones_like(ids), None)
+                        if store.spec.is_decoder:
+                            runner._embed(ids[0], 0)
+                        else:
+                            runner._embed(ids, torch.ones_like(ids), None)
                     times.append(time.perf_counter() - start)
                 medians.append((seq_len, statistics.median(times[1:])))
         finally:
@@ -116,7 +119,11 @@ def fit_plans(store: Store, seq_len: int) -> list:
     spc = default_shards_per_chunk(spl)
 
     def plan(pick) -> dict:
-        return {(layer, i): pick(layer, i) for layer in range(spec.layers) for i in range(spl)}
+        choices = {(layer, i): pick(layer, i) for layer, i in store_positions(store)}
+        for (layer, i), choice in choices.items():  # a decoder's LM head slices are never dropped
+            if layer == spec.layers and not choice.bits:
+                choices[(layer, i)] = ShardChoice(layer, i, rng.choice(common))
+        return choices
 
     def uniform(b: int):
         return lambda layer, i: ShardChoice(layer, i, b)
@@ -138,6 +145,8 @@ def fit_plans(store: Store, seq_len: int) -> list:
         cases.append(("mixed-all", plan(mixed(bits, 0.1)), False))
     out = []
     for name, choices, tight in cases:
+        if spec.is_decoder and name == "uniform-32":
+            continue  # 32-bit streaming: the layerwise baseline's regime, not a plan's (a second per token)
         memory = memory_model(store, tuple(choices.values()), spc, seq_len)
         # tight: the IO lane waits for ring space; else room for the four largest chunks
         budget = memory.default_budget_bytes if tight else memory.fixed_bytes + sum(sorted(memory.chunk_bytes)[-4:])
@@ -174,20 +183,43 @@ class Observation:
     shards_per_chunk: int
     traces: list  # one trace per call (`forward(trace=...)`)
     latencies_s: list
+    past: list | None = None  # decoders: each call's cached positions (one-token calls); None: an encoder's calls
+
+    def problems(self, store: Store, device: DeviceProfile) -> list[Problem]:
+        """The problem each traced call ran: an encoder's call, or a decoder's one-token call at its position."""
+        flat = ImportanceProfile.flat(store)
+        if self.past is None:
+            problem = lower(store, device, flat, self.seq_len, None, self.budget_bytes, self.shards_per_chunk)
+            return [problem] * len(self.traces)
+        return [
+            lower_decoder(store, device, flat, self.seq_len, past + 1, None, None, self.budget_bytes, self.shards_per_chunk)
+            for past in self.past
+        ]
 
 
-def fit_lanes(store: Store, profile: DeviceProfile, seq_len: int, progress: Progress) -> LaneFit:
+def fit_lanes(store: Store, profile: DeviceProfile, seq_len: int, progress: Progress, context: int | None = None) -> LaneFit:
     """Scales and latency quantiles from traced cold calls of `fit_plans` at `seq_len` and
-    a quarter of it (see the module docstring); reads are not capped while fitting."""
-    lengths = sorted({max(8, min(seq_len // 4, store.spec.max_positions)), seq_len})
+    a quarter of it (see the module docstring); reads are not capped while fitting. A decoder's
+    plans each generate: a `seq_len`-token prompt, then one-token calls, of which the one-token
+    calls are fitted (what a per-token target bounds; the prompt's call uses the same scales)."""
+    decoder = store.spec.is_decoder
+    lengths = [seq_len] if decoder else sorted({max(8, min(seq_len // 4, store.spec.max_positions)), seq_len})
     cases = [(length, *case) for length in lengths for case in fit_plans(store, length)]
     observations = []
     with tempfile.TemporaryDirectory(prefix="sticc-lane-fit-") as tmp:
         for n, (length, _, choices, budget) in enumerate(progress(iter(cases), len(cases), "fitting lanes to traced calls")):
-            plan = make_plan(store, tuple(choices.values()), SolverInfo("lane fit", "GIVEN"), seq_len=length, memory_bytes=budget)
+            plan = make_plan(
+                store, tuple(choices.values()), SolverInfo("lane fit", "GIVEN"), seq_len=length, memory_bytes=budget,
+                context=context if decoder else None,
+            )
             traced = _traced_calls(store, plan, Path(tmp) / str(n), profile.compute_threads, length, n)
             traces = [trace_from_json(trace) for trace in traced["traces"]]
-            observations.append(Observation(choices, budget, length, plan.shards_per_chunk, traces, traced["latencies"]))
+            past = traced.get("past")
+            if past is not None:  # the prompt's call is not fitted
+                traces, latencies, past = traces[1:], traced["latencies"][1:], past[1:]
+            else:
+                latencies = traced["latencies"]
+            observations.append(Observation(choices, budget, length, plan.shards_per_chunk, traces, latencies, past))
     return fit_lane_scales(store, profile, observations)
 
 
@@ -204,11 +236,10 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
     # decode scales by bitwidth: the common ones each their own, the others (odd bits) one together
     decode_bits = [b for b in sorted(store.bits) if b in COMMON_BITS] + [0]
     for observation in observations:
-        choices, budget, length = observation.choices, observation.budget_bytes, observation.seq_len
-        problem = lower(store, base, ImportanceProfile.flat(store), length, None, budget, observation.shards_per_chunk)
-        simulated = simulate(problem, choices, budget)
-        work = plan_work(problem, choices)
-        for trace, latency_s in zip(observation.traces, observation.latencies_s, strict=True):
+        choices, budget = observation.choices, observation.budget_bytes
+        for problem, trace, latency_s in zip(observation.problems(store, base), observation.traces, observation.latencies_s, strict=True):
+            simulated = simulate(problem, choices, budget)
+            work = plan_work(problem, choices)
             events = trace_by_event(trace)
             io_start, io_end = events.get(TraceEventName.IO_START, {}), events.get(TraceEventName.IO_END, {})
             starts, decoded = events.get(TraceEventName.COMPUTE_START, {}), events.get(TraceEventName.DECODE_END, {})
@@ -255,16 +286,13 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
     handover_s = float(statistics.median(handovers)) if handovers else 0.0
 
     def ratios(lane_fit: LaneFit) -> list[float]:
-        """measured / predicted of every call, each observation's plan predicted once."""
+        """measured / predicted of every call."""
         scaled = replace(base, lane_fit=lane_fit)
-        predicted = {}
+        out = []
         for observation in observations:
-            problem = lower(
-                store, scaled, ImportanceProfile.flat(store), observation.seq_len, None, observation.budget_bytes,
-                observation.shards_per_chunk,
-            )
-            predicted[id(observation)] = simulate(problem, observation.choices, observation.budget_bytes).latency_s
-        return [measured_s / predicted[id(observation)] for observation, measured_s, _ in calls]
+            for problem, measured_s in zip(observation.problems(store, scaled), observation.latencies_s, strict=True):
+                out.append(measured_s / simulate(problem, observation.choices, observation.budget_bytes).latency_s)
+        return out
 
     lane_fit = LaneFit(
         float(read_scale), decode_scales, max(float(compute_scale), 0.05), float(join_scale), embed_scale,
@@ -337,22 +365,26 @@ def profile_device(
     seq_len: int = 128,
     io_bandwidth_Bps: float | None = None,
     progress: Progress = quiet,
+    context: int | None = None,
 ) -> DeviceProfile:
-    """Measure this machine for `store`'s shapes (see the module docstring)."""
-    lanes = measure_lanes(store, seq_len, progress)
+    """Measure this machine for `store`'s shapes (see the module docstring); a decoder's at
+    prompts of about `seq_len` tokens and one-token calls up to `context` cached positions."""
+    lanes = measure_lanes(store, seq_len, progress, context)
     profile = device_profile(store, lanes, measure_embed(store, list(lanes.seq_lens), lanes.threads), io_bandwidth_Bps)
-    return replace(profile, lane_fit=fit_lanes(store, profile, seq_len, progress))
+    return replace(profile, lane_fit=fit_lanes(store, profile, seq_len, progress, context))
 
 
 def cached_device(
-    store: Store, seq_len: int, io_bandwidth_Bps: float | None, progress: Progress = quiet,
+    store: Store, seq_len: int, io_bandwidth_Bps: float | None, progress: Progress = quiet, context: int | None = None,
 ) -> tuple[DeviceProfile, Path, bool]:
     """This machine's profile for `store` from the cache, measured and cached first if absent.
 
-    Keyed by store, host, sequence length and emulated bandwidth; (profile, cache path, hit)."""
+    Keyed by store, host, sequence length (and a decoder's context) and emulated bandwidth;
+    (profile, cache path, hit)."""
 
     cap = "disk" if io_bandwidth_Bps is None else f"{io_bandwidth_Bps:.0f}Bps"
-    path = cache_dir(store.store_id) / f"device-{platform.node() or 'host'}-L{seq_len}-{cap}.json"
+    positions = f"-C{context}" if context is not None else ""
+    path = cache_dir(store.store_id) / f"device-{platform.node() or 'host'}-L{seq_len}{positions}-{cap}.json"
     data = read_cached_json(path)
     if data is not None:
         try:
@@ -361,6 +393,6 @@ def cached_device(
             return profile, path, True
         except UserError:
             pass  # stale or corrupt: measure again
-    profile = profile_device(store, seq_len, io_bandwidth_Bps, progress)
+    profile = profile_device(store, seq_len, io_bandwidth_Bps, progress, context)
     profile.write(path)
     return profile, path, False

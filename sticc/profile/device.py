@@ -12,6 +12,8 @@ through `sticc.ir.lower`), each figure times its lane's scale from the lane fit:
 - compute lane, per run of k weights at b bits dequantized together: call_s + k / weights_per_s
 - compute lane, one chunk of s shards of `part` at sequence length L: c0 + cL*L + c1*s*L + c2*s*L^2
 - a block's join (residual + LayerNorm) at L:          j0 + j1*L
+- decoders, one decoded token: a chunk of s shards over C cached positions t0 + t1*s + t2*s*C (a
+  matrix-vector product reads each weight once: memory-bound, its own fit), a join t_join
 - compute lane, around every chunk: chunk_overhead_s (the lane fit's)
 - the embedding (cold rows, sum, LayerNorm) at L:       e0 + e1*L
 - the IO lane's work slows the compute lane beside it (shared cores, caches, memory, GIL): a chunk's
@@ -50,7 +52,7 @@ from sticc.base.schema import (
     read_file,
     with_config,
 )
-from sticc.model.sharding import piece_shape
+from sticc.model.sharding import piece_shape, stored_parts
 from sticc.model.store import Store
 
 DEVICE_FORMAT_VERSION = 3  # 3: `calibration` renamed `lane_fit` (one meaning for "calibration": texts)
@@ -68,6 +70,16 @@ class Decode:
 class PartCompute:
     chunk_s: tuple[NonNegative, NonNegative, NonNegative, NonNegative]  # c0, cL (per token), c1 (per shard-token), c2 (per shard-token^2)
     join_s: tuple[NonNegative, NonNegative]  # j0, j1 (per token)
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class TokenCompute:
+    """A decoder's figures at one token per call (a decode step): matrix-vector products, which read
+    every weight once and are memory-bound, so the prompt's fit does not carry over."""
+
+    chunk_s: tuple[NonNegative, NonNegative, NonNegative]  # t0, t1 (per shard), t2 (per shard and cached position)
+    join_s: NonNegative  # the block's join (and the next block's norm) at one token
 
 
 @with_config(STRICT)
@@ -113,17 +125,21 @@ class DeviceProfile:
     checksum_Bps: Rate  # the IO lane's checksum of freshly read bytes
     io_chunk_overhead_s: Seconds  # per chunk the IO lane loads (ring space, hand-over)
     decode: Annotated[dict[StoredBits, Decode], Field(min_length=1)]  # by bits (2-8 packed, 16, 32), on the compute lane's threads
-    compute: dict[Part, PartCompute]  # by part
+    compute: dict[Part, PartCompute]  # by part (decoders: the LM head's slices too)
     embed_s: tuple[NonNegative, NonNegative]  # e0, e1 (per token)
     emulated_bandwidth_Bps: CapRate | None = None  # runners compiled with this profile cap their reads to it
     fit_error: FitError | None = None  # of the compute fit, for measured profiles
     note: Name = ""
     lane_fit: LaneFit | None = None  # None: every scale 1, no spread
+    token: dict[Part, TokenCompute] | None = None  # decoders: one decoded token's kernels, by part
     format_version: Literal[DEVICE_FORMAT_VERSION] = DEVICE_FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if set(self.compute) != set(PARTS):
-            raise ValueError(f"compute must give figures for the parts {[p.value for p in PARTS]}")
+        parts = set(PARTS) | ({Part.LM_HEAD} if self.token is not None else set())
+        if set(self.compute) != parts:
+            raise ValueError(f"compute must give figures for the parts {sorted(p.value for p in parts)}")
+        if self.token is not None and set(self.token) != parts:
+            raise ValueError(f"token must give figures for the parts {sorted(p.value for p in parts)}")
 
     # -- costs (isolated figures times the lane fit's scales) ---------------------------
 
@@ -160,6 +176,21 @@ class DeviceProfile:
     def join_s(self, part: str, seq_len: int) -> float:
         j0, j1 = self.compute[part].join_s
         return (j0 + j1 * seq_len) * self._scale("join_scale")
+
+    def token_chunk_s(self, part: str, shards: int, context: int) -> float:
+        """A decoder's chunk of `shards` at one token over `context` cached positions."""
+        if shards == 0:
+            return 0.0
+        t0, t1, t2 = self._token(part).chunk_s
+        return (t0 + t1 * shards + t2 * shards * context) * self._scale("compute_scale")
+
+    def token_join_s(self, part: str) -> float:
+        return self._token(part).join_s * self._scale("join_scale")
+
+    def _token(self, part: str) -> TokenCompute:
+        if self.token is None:
+            raise UserError("this device profile has no decode figures: run `sticc profile device` on the decoder's store")
+        return self.token[part]
 
     @property
     def compute_chunk_s(self) -> float:
@@ -227,6 +258,6 @@ def model_shape(store: Store) -> dict[str, int]:
     """The shape facts compute time depends on: piece rows per part, hidden, heads per shard."""
     spec = store.spec
     shape = {"hidden": spec.hidden, "head_dim": spec.head_dim, "heads_per_shard": spec.heads // store.shards_per_layer}
-    for part in PARTS:
-        shape[f"{part}_rows"] = piece_shape(spec, store.shards_per_layer, part).rows
+    for part in stored_parts(store.lm_head_shards):
+        shape[f"{part}_rows"] = piece_shape(spec, store.shards_per_layer, part, store.lm_head_shards).rows
     return shape

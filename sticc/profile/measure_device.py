@@ -19,6 +19,7 @@ runner's cold embedding, and the lane fit to traced calls of compiled plans.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import random
@@ -34,11 +35,15 @@ import torch
 from sticc.base.measure import evict_from_page_cache
 from sticc.base.progress import Progress, quiet
 from sticc.base.schema import PARTS, Part
-from sticc.model.sharding import default_shards_per_chunk, piece_shape
+from sticc.model.sharding import decoder_shape, default_shards_per_chunk, piece_shape, spec_piece_blocks, stored_parts
 from sticc.model.store import Store
-from sticc.profile.device import Decode, DeviceProfile, FitError, PartCompute, model_shape
+from sticc.profile.device import Decode, DeviceProfile, FitError, PartCompute, TokenCompute, model_shape
 from sticc.runtime.core import READ_ALIGN_BYTES, Ring, StoreReader, checksum
 from sticc.runtime.decode import PoolViews, RunDecoder
+from sticc.runtime.decoder import attention_chunk as decoder_attention_chunk
+from sticc.runtime.decoder import call_step, lm_head_chunk, rope_tables
+from sticc.runtime.decoder import ffn_chunk as decoder_ffn_chunk
+from sticc.runtime.decoder import norm as decoder_norm
 from sticc.runtime.encoder import PART_BLOCKS, attention_chunk, attention_mask_bias, ffn_chunk, residual_norm
 
 ROTATE_BYTES = 64 << 20  # dequantization sources rotate through this much memory (beyond the caches)
@@ -174,11 +179,11 @@ def measure_decode(store: Store, repeats: int = 9) -> dict[int, Decode]:
     with torch.inference_mode():
         for bits in sorted(store.bits):
             rows = []
-            for part in PARTS:
-                version = store.version(0, 0, part, bits)
+            for part in stored_parts(store.lm_head_shards):
+                version = store.version(store.spec.layers if part is Part.LM_HEAD else 0, 0, part, bits)
                 layout = version.layout
                 blob = np.fromfile(store.data_path, np.uint8, layout.nbytes, offset=version.extent.offset)
-                blocks, bias_blocks = PART_BLOCKS[part]
+                blocks, bias_blocks = _part_blocks(store, part)
                 for count in _shard_counts(store):
                     run_nbytes = count * layout.slot_nbytes
                     copies = max(2, min(64, ROTATE_BYTES // run_nbytes))
@@ -202,6 +207,11 @@ def measure_decode(store: Store, repeats: int = 9) -> dict[int, Decode]:
             call, per_weight = fit_nonnegative(np.stack([np.ones_like(weights_arr), weights_arr], 1), times)
             out[bits] = Decode(float(call), 1.0 / max(float(per_weight), 1e-15))
     return out
+
+
+def _part_blocks(store: Store, part: Part) -> tuple[int, int]:
+    """(row blocks, bias blocks) of a piece of `part` as the runner's kernels take it."""
+    return spec_piece_blocks(store.spec, part) if store.spec.is_decoder else PART_BLOCKS[part]
 
 
 def _kernel(store: Store, part: str, shards: int, seq_len: int) -> Callable[[], None]:
@@ -261,6 +271,105 @@ def measure_compute(store: Store, seq_lens: list[int], repeats: int = 11) -> tup
     return results, FitError(worst, rms, len(measured))
 
 
+def _decoder_kernel(store: Store, part: Part, shards: int, length: int, past: int) -> Callable[[], None]:
+    """One decoder chunk's kernel (`sticc.runtime.decoder`) on random weights in kernel form, for a
+    call adding `length` positions after `past` cached ones. The weights rotate through more memory
+    than the caches hold: a one-token call reads every weight from memory once."""
+    spec = store.spec
+    shape = decoder_shape(spec, store.shards_per_layer, store.lm_head_shards)
+    piece = piece_shape(spec, store.shards_per_layer, part, store.lm_head_shards)
+    blocks, bias_blocks = spec_piece_blocks(spec, part)
+    generator = torch.Generator().manual_seed(0)
+    nbytes = shards * piece.rows * piece.cols * 4
+    copies = max(1, min(32, ROTATE_BYTES // max(nbytes, 1))) if length == 1 else 1
+    weights = [torch.randn(blocks, shards, piece.rows * piece.cols // blocks, generator=generator) * 0.05 for _ in range(copies)]
+    biases = torch.zeros(bias_blocks, shards, max(piece.bias_len, bias_blocks) // bias_blocks)
+    h = torch.randn(length, spec.hidden)
+    acc = torch.zeros(length, spec.hidden)
+    turn = itertools.cycle(weights)
+    if part is Part.ATTN:
+        rope = rope_tables(shape, past + length) if shape.position_kind == "rope" else None
+        step = call_step(rope, past, length)
+        cache = torch.randn(2, shape.kv_heads, past + length, shape.head_dim, generator=generator)
+        heads = slice(0, shards * shape.kv_per_shard)
+        return lambda: decoder_attention_chunk(
+            acc, h, next(turn), biases, cache[0], cache[1], heads, step, shape.query_groups, shape.head_dim, shape.qkv_bias,
+        )
+    if part is Part.FFN:
+        return lambda: decoder_ffn_chunk(acc, h, next(turn), biases, spec.activation, spec.ffn_kind == "gated")
+    logits = torch.empty(length, shards * piece.rows)
+    columns = tuple((i * piece.rows, (i + 1) * piece.rows) for i in range(shards))
+    return lambda: lm_head_chunk(logits, h, next(turn), columns)
+
+
+def _decoder_join(store: Store, length: int) -> Callable[[], None]:
+    """A decoder block's join and the next block's norm (`DecoderRunner.join`, `block_input`) at `length`."""
+    spec = store.spec
+    x = torch.randn(length, spec.hidden)
+    ones = torch.ones(spec.hidden)
+    bias = ones if spec.norm_kind == "layernorm" else None
+
+    def join() -> None:
+        acc = x.new_zeros(length, spec.hidden)
+        y = acc.add_(x)
+        decoder_norm(y, ones, bias, spec.norm_kind, spec.layer_norm_eps)
+
+    return join
+
+
+def measure_decoder_compute(
+    store: Store, seq_lens: list[int], contexts: list[int], repeats: int = 11,
+) -> tuple[dict[Part, PartCompute], dict[Part, TokenCompute], FitError]:
+    """A decoder's kernels per part (the LM head's too): prompts over shards x length, fitted as an
+    encoder's (`measure_compute`); one-token calls over shards x cached positions, fitted to
+    t0 + t1*s + t2*s*C; the joins alike. The least of the repeats (`_least_s`)."""
+    compute, token, errors = {}, {}, []
+    counts = _shard_counts(store)
+    with torch.inference_mode():
+        for part in stored_parts(store.lm_head_shards):
+            rows = []
+            for length in seq_lens:
+                for shards in counts:
+                    kernel = _decoder_kernel(store, part, shards, length, 0)
+                    kernel()
+                    rows.append((shards, length, _least_s(kernel, repeats)))
+            s = np.array([r[0] for r in rows], dtype=float)
+            length = np.array([r[1] for r in rows], dtype=float)
+            times = np.array([r[2] for r in rows])
+            features = np.stack([np.ones_like(s), length, s * length, s * length * length], 1)
+            coefficients = fit_nonnegative(features, times)
+            errors.append((features @ coefficients, times))
+            token_rows = []
+            for context in contexts if part is Part.ATTN else contexts[:1]:
+                for shards in counts:
+                    kernel = _decoder_kernel(store, part, shards, 1, context - 1)
+                    kernel()
+                    token_rows.append((shards, context, _least_s(kernel, repeats)))
+            ts = np.array([r[0] for r in token_rows], dtype=float)
+            tc = np.array([r[1] for r in token_rows], dtype=float)
+            token_times = np.array([r[2] for r in token_rows])
+            # only attention reads the cache: the other parts' t2 is 0
+            columns = [np.ones_like(ts), ts] + ([ts * tc] if part is Part.ATTN else [])
+            token_features = np.stack(columns, 1)
+            fitted = fit_nonnegative(token_features, token_times)
+            t0, t1, t2 = (*fitted, 0.0) if part is not Part.ATTN else fitted
+            errors.append((token_features @ fitted, token_times))
+            join_rows = [(n, _least_s(_decoder_join(store, n), repeats * 3)) for n in seq_lens]
+            lengths = np.array([r[0] for r in join_rows], dtype=float)
+            j0, j1 = fit_nonnegative(np.stack([np.ones_like(lengths), lengths], 1), np.array([r[1] for r in join_rows]))
+            compute[part] = PartCompute(tuple(float(c) for c in coefficients), (float(j0), float(j1)))
+            token[part] = TokenCompute((float(t0), float(t1), float(t2)), _least_s(_decoder_join(store, 1), repeats * 3))
+    predicted = np.concatenate([p for p, _ in errors])
+    measured = np.concatenate([m for _, m in errors])
+    worst, rms = _fit_error(predicted, measured)
+    return compute, token, FitError(worst, rms, len(measured))
+
+
+def profile_contexts(store: Store, context: int) -> tuple[int, ...]:
+    """The cached positions a decoder's one-token kernels are measured at."""
+    return tuple(sorted({min(n, store.spec.max_positions) for n in (16, max(16, context // 4), context)}))
+
+
 # ----------------------------------------------------------------------------------------------
 # Every lane
 # ----------------------------------------------------------------------------------------------
@@ -277,6 +386,8 @@ class LaneFigures:
     fit_error: FitError
     threads: int
     seq_lens: tuple[int, ...]
+    token: dict[Part, TokenCompute] | None = None  # decoders: one-token calls
+    contexts: tuple[int, ...] = ()  # decoders: the cached positions those were measured at
 
 
 def profile_seq_lens(store: Store, seq_len: int) -> tuple[int, ...]:
@@ -284,9 +395,11 @@ def profile_seq_lens(store: Store, seq_len: int) -> tuple[int, ...]:
     return tuple(sorted({min(n, store.spec.max_positions) for n in (16, 64, seq_len, min(2 * seq_len, 512))}))
 
 
-def measure_lanes(store: Store, seq_len: int = 128, progress: Progress = quiet) -> LaneFigures:
-    """Each lane of this machine alone, for `store`'s shapes (see the module docstring)."""
+def measure_lanes(store: Store, seq_len: int = 128, progress: Progress = quiet, context: int | None = None) -> LaneFigures:
+    """Each lane of this machine alone, for `store`'s shapes (see the module docstring); a
+    decoder's kernels at prompts around `seq_len` and one-token calls up to `context` cached positions."""
     seq_lens = profile_seq_lens(store, seq_len)
+    contexts = profile_contexts(store, context or store.spec.max_positions) if store.spec.is_decoder else ()
     threads = torch.get_num_threads()  # the compute lane uses every core
     figures: dict = {}
     steps = ["reads", "decode", "compute", "overhead"]
@@ -295,12 +408,16 @@ def measure_lanes(store: Store, seq_len: int = 128, progress: Progress = quiet) 
             figures["reads"] = measure_reads(store)
         elif step == "decode":
             figures["decode"] = measure_decode(store)
+        elif step == "compute" and store.spec.is_decoder:
+            figures["compute"] = measure_decoder_compute(store, list(seq_lens), list(contexts))
         elif step == "compute":
-            figures["compute"] = measure_compute(store, list(seq_lens))
+            figures["compute"] = (*measure_compute(store, list(seq_lens)), None)
         else:
             figures["overhead"] = measure_io_overhead()
-    compute, fit_error = figures["compute"]
-    return LaneFigures(figures["reads"], figures["overhead"], figures["decode"], compute, fit_error, threads, seq_lens)
+    compute, fit_error, token = figures["compute"][0], figures["compute"][-1], None
+    if store.spec.is_decoder:
+        compute, token, fit_error = figures["compute"]
+    return LaneFigures(figures["reads"], figures["overhead"], figures["decode"], compute, fit_error, threads, seq_lens, token, contexts)
 
 
 def device_profile(store: Store, lanes: LaneFigures, embed_s: tuple[float, float], io_bandwidth_Bps: float | None) -> DeviceProfile:
@@ -320,5 +437,7 @@ def device_profile(store: Store, lanes: LaneFigures, embed_s: tuple[float, float
         compute=compute,
         embed_s=embed_s,
         fit_error=fit_error,
-        note=f"measured by sticc profile device on {store.spec.name}, sequence lengths {seq_lens}",
+        note=f"measured by sticc profile device on {store.spec.name}, sequence lengths {seq_lens}"
+        + (f", one-token calls over {lanes.contexts} cached positions" if lanes.token else ""),
+        token=lanes.token,
     )

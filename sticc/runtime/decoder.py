@@ -144,6 +144,21 @@ class Step(NamedTuple):
     causal: bool  # the plain causal mask (a prompt with nothing cached)
 
 
+def call_step(rope, past: int, length: int) -> Step:
+    """The `Step` of a call adding `length` positions after `past` cached ones; `rope` the
+    (cos, sin) tables over the context (`rope_tables`), None for learned positions."""
+    end = past + length
+    cos = sin = None
+    if rope is not None:
+        cos, sin = rope[0][past:end], rope[1][past:end]
+    mask, causal = None, False
+    if length > 1 and past == 0:
+        causal = True
+    elif length > 1:
+        mask = torch.arange(end)[None, :] <= (past + torch.arange(length))[:, None]
+    return Step(past, length, cos, sin, mask, causal)
+
+
 def attention_chunk(
     acc: torch.Tensor, h: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, keys: torch.Tensor,
     values: torch.Tensor, heads, step: Step, groups: int, head_dim: int, qkv_bias: bool,
@@ -308,16 +323,7 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     # -- per call --------------------------------------------------------------------------------
 
     def _step(self, past: int, length: int) -> Step:
-        end = past + length
-        cos = sin = None
-        if self._rope is not None:
-            cos, sin = self._rope[0][past:end], self._rope[1][past:end]
-        mask, causal = None, False
-        if length > 1 and past == 0:
-            causal = True
-        elif length > 1:
-            mask = torch.arange(end)[None, :] <= (past + torch.arange(length))[:, None]
-        return Step(past, length, cos, sin, mask, causal)
+        return call_step(self._rope, past, length)
 
     def forward(self, input_ids, past: KVCache | None = None, all_logits: bool = True, trace: list[TraceEvent] | None = None):
         """(logits, past): logits [1, L, vocab] for token ids [1, L] (or only the last position's
