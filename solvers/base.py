@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sticc.base.errors import InfeasibleError
-from sticc.ir.graph import ShardChoice
+from sticc.ir.graph import Phase, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.memory import admit_nbytes
 from sticc.ir.plan import SolverInfo
@@ -59,13 +59,22 @@ def evaluate(problem: Problem, choices: Choices) -> Simulation:
 
 
 def is_feasible(problem: Problem, simulation: Simulation) -> bool:
+    """Whether one phase's simulation fits the pool and meets that phase's latency target."""
     if not simulation.fits:
         return False
     return problem.latency_s is None or simulation.latency_s <= problem.latency_s * (1 + 1e-9)
 
 
+def meets(problem: Problem, choices: Choices) -> bool:
+    """Whether the plan meets the targets of every phase (a decoder's decode step and prefill)."""
+    return all(is_feasible(phase, evaluate(phase, choices)) for phase in problem.phases)
+
+
 def dropped_all(problem: Problem) -> Choices:
-    return {(layer, index): ShardChoice(layer, index, 0) for layer, index in problem.positions}
+    """The least plan: every shard dropped (a decoder's LM head slices, never droppable, at the
+    lowest bitwidth)."""
+    low = min(problem.bits)
+    return {p: ShardChoice(p[0], p[1], 0 if problem.droppable(p) else low) for p in problem.positions}
 
 
 def solution(problem: Problem, choices: Choices, info: SolverInfo) -> Solution:
@@ -80,25 +89,39 @@ def _mb(nbytes: float) -> str:
     return f"{nbytes / 1e3:.1f} kB" if nbytes < 1e6 else f"{nbytes / 1e6:.2f} MB"
 
 
+PHASE_TARGETS = {Phase.ENCODE: "latency", Phase.PREFILL: "time to first token", Phase.DECODE: "per-token latency"}
+
+
 def check_reachable(problem: Problem) -> None:
     """Raise InfeasibleError naming what is reachable when no plan (not even dropping every shard)
-    meets the targets: the smallest latency within the memory, the smallest memory for the latency."""
-    floor = evaluate(problem, dropped_all(problem))
-    # the least memory any plan needs: headers plus the embedding rows' scratch, nothing kept
-    least_memory = floor.pinned_nbytes + floor.scratch_nbytes
+    meets the targets: the smallest latency within the memory, the smallest memory for the latency
+    (for a decoder, of the first phase that fails: the decode step, then the prefill)."""
+    for phase in problem.phases:
+        _check_phase(phase, dropped_all(problem))
+
+
+def _check_phase(problem: Problem, least: Choices) -> None:
+    floor = evaluate(problem, least)
+    what = PHASE_TARGETS[problem.graph.info.phase]
+    low = {c.bits for c in least.values()} - {0}
+    dropped = "every shard dropped" if not low else f"every layer shard dropped, the LM head at {min(low)} bits"
+    # the least memory any plan needs: headers plus the embedding rows' scratch, nothing else kept
+    # (a decoder's LM head streams: the ring holds its largest chunk, with as much slack)
+    least_memory = floor.pinned_nbytes + floor.scratch_nbytes + 2 * floor.slack_nbytes
     memory_ok = problem.memory_bytes is None or problem.memory_bytes >= least_memory
     latency_ok = problem.latency_s is None or floor.latency_s <= problem.latency_s
     if memory_ok and latency_ok:
         return
     asked = []
     if problem.latency_s is not None:
-        asked.append(_ms(problem.latency_s))
+        encoder = problem.graph.info.phase is Phase.ENCODE
+        asked.append(_ms(problem.latency_s) if encoder else f"a {what} of {_ms(problem.latency_s)}")
     if problem.memory_bytes is not None:
         asked.append(_mb(problem.memory_bytes))
     fastest = (
-        f"the smallest latency reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)} (every shard dropped)"
+        f"the smallest {what} reachable with {_mb(problem.memory_bytes)} is {_ms(floor.latency_s)} ({dropped})"
         if memory_ok and problem.memory_bytes is not None
-        else f"the smallest latency reachable at all is {_ms(floor.latency_s)} (every shard dropped)"
+        else f"the smallest {what} reachable at all is {_ms(floor.latency_s)} ({dropped})"
         if memory_ok
         else f"no plan fits in {_mb(problem.memory_bytes)}"
     )
@@ -112,7 +135,7 @@ def check_reachable(problem: Problem) -> None:
 
 
 class Checker:
-    """`is_feasible(problem, evaluate(problem, choices))`, answered faster and identically: chunk
+    """`meets(problem, choices)`, answered faster and identically: chunk
     costs are cached by (chunk, members) (`sticc.ir.simulate.chunk_work` computes them, so every float
     is the simulator's), and the simulator's event loop runs without recording events and stops
     once it passes the target (`sticc.ir.simulate.latency_of`). The tests
@@ -121,6 +144,7 @@ class Checker:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.cache: dict[tuple[int, tuple[tuple[int, bool], ...]], ChunkWork] = {}
+        self.others = [Checker(phase) for phase in problem.also]  # a decoder's prefill
 
     def work(self, choices: Choices) -> list[tuple[int, ChunkWork]]:
         """(chunk number, work) of every non-empty chunk, in load order (`sticc.ir.simulate.plan_work`)."""
@@ -140,13 +164,15 @@ class Checker:
         return out
 
     def feasible(self, choices: Choices) -> bool:
+        """Whether `choices` meets the targets of this problem's phase and of every other phase."""
         problem = self.problem
         numbered = self.work(choices)
         work = [w for _, w in numbered]
         admit = admit_for(problem, work)
         if admit is None:
             return False
-        if problem.latency_s is None:
-            return True
-        limit = problem.latency_s * (1 + 1e-9)
-        return latency_of(problem, work, admit, limit) <= limit
+        if problem.latency_s is not None:
+            limit = problem.latency_s * (1 + 1e-9)
+            if latency_of(problem, work, admit, limit) > limit:
+                return False
+        return all(other.feasible(choices) for other in self.others)

@@ -45,12 +45,12 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 
 from ortools.sat.python import cp_model, cp_model_helper
 
-from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, evaluate, is_feasible, solution
+from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, meets, solution
 from sticc.base.errors import InfeasibleError
 from sticc.ir.graph import PartCosts, ShardChoice
 from sticc.ir.lower import Problem
@@ -86,7 +86,8 @@ class Scale:
     @classmethod
     def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
         reference_s = problem.latency_s if problem.latency_s else latency_upper_bound_s(problem)
-        quantities = [problem.graph.header_nbytes, problem.graph.embed.scratch_nbytes, problem.graph.embed.io_nbytes]
+        quantities = [problem.graph.header_nbytes]
+        quantities += [q for phase in problem.phases for q in (phase.graph.embed.scratch_nbytes, phase.graph.embed.io_nbytes)]
         for costs in problem.graph.part_costs.values():
             quantities += [*costs.slot_nbytes.values(), *costs.decoded_nbytes]
         most = sum(max(problem.importance(layer, index, b) for b in problem.bits) for layer, index in problem.positions)
@@ -202,6 +203,28 @@ class Group:
         return f"{self.layer}_{self.indices[0]}"
 
 
+@dataclass
+class Timeline:
+    """The variables of one phase's call in the model: both lanes slot by slot, the joins, the
+    ring's intervals (`held`), and the call's end (`latency`)."""
+
+    problem: Problem  # the phase's problem (its chunk costs and latency target)
+    name: str
+    horizon: int
+    embed_end: int
+    handover: int
+    cap: tuple[int, int] | None
+    io_start: list = field(default_factory=list)
+    io_end: list = field(default_factory=list)
+    compute_start: list = field(default_factory=list)
+    compute_end: list = field(default_factory=list)
+    read_total: list = field(default_factory=list)
+    started: list = field(default_factory=list)
+    held: list = field(default_factory=list)
+    joins: dict = field(default_factory=dict)
+    latency: object = None
+
+
 class PlanModel:
     """The CP-SAT model of one problem: decision variables, the timeline, memory, the objective."""
 
@@ -212,14 +235,21 @@ class PlanModel:
         self.options = (0, *problem.bits)
         self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.graph.chunks))
         self.slot_groups = [Group(s.layer, s.indices) for s in problem.graph.chunks]
-        self.horizon = scale.ticks(latency_upper_bound_s(problem)) + 2 * len(problem.graph.chunks) + 2
-        if latency_target and problem.latency_s is not None:
-            self.horizon = min(self.horizon, scale.ticks_down(problem.latency_s))
         self._add_decisions()
         self._add_groups()
-        self._add_timeline()
+        # one timeline per phase (a decoder's decode step and prefill), on the same decisions
+        self.timelines = [self._add_timeline(phase, latency_target) for phase in problem.phases]
         self._add_memory()
         self._add_objective()
+
+    @property
+    def latency(self):
+        """The first phase's latency variable (an encoder's call, a decoder's decode step)."""
+        return self.timelines[0].latency
+
+    @property
+    def horizon(self) -> int:
+        return self.timelines[0].horizon
 
     # -- decisions: one bitwidth per shard, preloaded counts per group --------------------------
 
@@ -229,6 +259,8 @@ class PlanModel:
         for layer, index in self.problem.positions:
             self.pick[(layer, index)] = {b: m.new_bool_var(f"pick_{layer}_{index}_{b}") for b in self.options}
             m.add_exactly_one(self.pick[(layer, index)].values())
+            if not self.problem.droppable((layer, index)):
+                m.add(self.pick[(layer, index)][0] == 0)
 
     def _add_groups(self) -> None:
         """Per group: counts by bitwidth, preloaded counts, run flags, the (kept, pinned) one-hot."""
@@ -344,60 +376,63 @@ class PlanModel:
 
     # -- the timeline: two lanes, reads capped, joins ---------------------------------------------
 
-    def _add_timeline(self) -> None:
-        m, p, s = self.model, self.problem, self.scale
-        h, k = self.horizon, s.sub_ticks
-        self.embed_end = s.ticks(max(p.graph.embed.duration_s, p.graph.embed.io_nbytes / p.lanes.cap_Bps if p.lanes.cap_Bps else 0.0))
-        self.handover = s.ticks(p.lanes.handover_s)
-        self.io_start, self.io_end, self.compute_start, self.compute_end, self.read_total = [], [], [], [], []
-        self.joins = {}
-        self.cap = s.cap_fraction(p.lanes.cap_Bps) if p.lanes.cap_Bps else None
-        self.started = []
+    def _add_timeline(self, p: Problem, latency_target: bool) -> Timeline:
+        """The two lanes of one call of phase `p` (its own chunk costs, the shared decisions)."""
+        m, s = self.model, self.scale
+        k = s.sub_ticks
+        h = s.ticks(latency_upper_bound_s(p)) + 2 * len(p.graph.chunks) + 2
+        if latency_target and p.latency_s is not None:
+            h = min(h, s.ticks_down(p.latency_s))
+        cap = s.cap_fraction(p.lanes.cap_Bps) if p.lanes.cap_Bps else None
+        embed_end = s.ticks(max(p.graph.embed.duration_s, p.graph.embed.io_nbytes / p.lanes.cap_Bps if p.lanes.cap_Bps else 0.0))
+        t = Timeline(p, f"{p.graph.info.phase}", h, embed_end, s.ticks(p.lanes.handover_s), cap)
+        name = t.name
         embed_read = s.units(p.graph.embed.io_nbytes)
         most_read = sum(len(g.indices) * max(s.units(n) for n in p.graph.costs(slot).slot_nbytes.values()) for slot, g in zip(p.graph.chunks, self.slot_groups, strict=True))
         read_so_far, started = 0, 0
-        previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
+        previous_io, previous_step = t.embed_end, t.embed_end  # the IO lane starts when the embedding ends
         for c, (slot, g) in enumerate(zip(p.graph.chunks, self.slot_groups, strict=True)):
             costs = p.graph.costs(slot)
-            io_start = m.new_int_var(0, h, f"io_start_{c}")
-            io_end = m.new_int_var(0, h, f"io_end_{c}")
-            start = m.new_int_var(0, h, f"compute_start_{c}")
-            end = m.new_int_var(0, h, f"compute_end_{c}")
+            io_start = m.new_int_var(0, h, f"{name}_io_start_{c}")
+            io_end = m.new_int_var(0, h, f"{name}_io_end_{c}")
+            start = m.new_int_var(0, h, f"{name}_compute_start_{c}")
+            end = m.new_int_var(0, h, f"{name}_compute_end_{c}")
             # IO lane, in slot order: io_end - io_start >= the slot's IO work
             m.add(io_start >= previous_io)
             m.add(k * (io_end - io_start) >= self.io_fine(g, costs))
-            if self.cap is not None:
+            if cap is not None:
                 # reads done >= (embedding + bytes read through this slot) / cap, the checksums
                 # follow; the IO lane's first loaded slot is where the embedding's bytes start to
                 # count (a slot before it streams nothing and is not loaded at all)
-                num, den = self.cap
-                total = m.new_int_var(0, most_read, f"read_total_{c}")
+                num, den = cap
+                total = m.new_int_var(0, most_read, f"{name}_read_total_{c}")
                 m.add(total == read_so_far + self.ring_units(g, costs))
                 loaded = self.streams[g]
-                now_started = m.new_bool_var(f"started_{c}")
+                now_started = m.new_bool_var(f"{name}_started_{c}")
                 m.add(now_started >= loaded)
                 m.add(now_started >= started)
                 m.add(now_started <= started + loaded)
                 m.add(num * (k * io_end - self.check_fine(g, costs)) >= k * den * (total + embed_read * now_started))
                 read_so_far, started = total, now_started
-                self.read_total.append(total)
-                self.started.append(now_started)
+                t.read_total.append(total)
+                t.started.append(now_started)
             # compute lane: after the previous step and after this slot's IO; a loaded chunk
             # reaches the compute lane a hand-over later (others pass at once)
             m.add(start >= previous_step)
-            m.add(start >= io_end + self.handover * self.streams[g])
+            m.add(start >= io_end + t.handover * self.streams[g])
             m.add(k * (end - start) >= self.compute_fine(g, costs))
-            self.io_start.append(io_start)
-            self.io_end.append(io_end)
-            self.compute_start.append(start)
-            self.compute_end.append(end)
+            t.io_start.append(io_start)
+            t.io_end.append(io_end)
+            t.compute_start.append(start)
+            t.compute_end.append(end)
             previous_io, previous_step = io_end, end
             if _block_ends(p, c):
-                join = m.new_int_var(0, h, f"join_{slot.layer}_{slot.part}")
+                join = m.new_int_var(0, h, f"{name}_join_{slot.layer}_{slot.part}")
                 m.add(k * (join - end) >= s.fine(p.graph.join(slot.layer, slot.part).duration_s))
-                self.joins[(slot.layer, slot.part)] = join
+                t.joins[(slot.layer, slot.part)] = join
                 previous_step = join
-        self.latency = previous_step
+        t.latency = previous_step
+        return t
 
     # -- memory: pinned + scratch + slack + admission within the budget; ring admission -----------
 
@@ -414,7 +449,6 @@ class PlanModel:
             m.add(self.scratch >= self.scratch_units(g, costs))
             m.add(self.slack >= self.ring_units(g, costs))
         self.arena = None
-        self.held, self.demand = [], []
         if p.memory_bytes is None:
             return  # the budget then holds every chunk of the call at once: memory never delays IO
         budget = s.units_down(p.memory_bytes)
@@ -422,19 +456,20 @@ class PlanModel:
         m.add(self.arena == budget - self.pinned - self.scratch - self.slack)
         # the ring admits the largest streamed chunk (`Simulation.fits`)
         m.add(self.arena >= self.slack)
-        intervals, demands = [], []
+        self.demand = []
         for c, (slot, g) in enumerate(slots):
-            costs = p.graph.costs(slot)
             demand = m.new_int_var(0, self.most_slack, f"ring_held_{c}")
-            m.add(demand == self.ring_units(g, costs))
-            # the space is back a hand-over after the compute ends (the waiting IO lane wakes up)
-            held = m.new_int_var(0, self.horizon + self.handover, f"held_{c}")
-            freed = self.compute_end[c] + self.handover
-            intervals.append(m.new_interval_var(self.io_start[c], held, freed, f"ring_{c}"))
-            demands.append(demand)
-            self.held.append(held)
+            m.add(demand == self.ring_units(g, p.graph.costs(slot)))
             self.demand.append(demand)
-        m.add_cumulative(intervals, demands, self.arena)
+        for t in self.timelines:  # every phase's calls run in the same ring
+            intervals = []
+            for c in range(len(slots)):
+                # the space is back a hand-over after the compute ends (the waiting IO lane wakes up)
+                held = m.new_int_var(0, t.horizon + t.handover, f"{t.name}_held_{c}")
+                freed = t.compute_end[c] + t.handover
+                intervals.append(m.new_interval_var(t.io_start[c], held, freed, f"{t.name}_ring_{c}"))
+                t.held.append(held)
+            m.add_cumulative(intervals, self.demand, self.arena)
 
     # -- objective --------------------------------------------------------------------------------
 
@@ -471,7 +506,7 @@ class PlanModel:
     def values(self, choices: Choices) -> dict[int, int]:
         """{variable index: value} of every variable for `choices` and its earliest schedule: a
         complete assignment, model-feasible when the plan meets the targets in the model's integers."""
-        p, s, k = self.problem, self.scale, self.scale.sub_ticks
+        p, s = self.problem, self.scale
         values = self.decision_values(choices)
         counts = {g: group_counts(p, g.layer, g.indices, choices) for g in self.groups}
         for g, gc in counts.items():
@@ -500,9 +535,21 @@ class PlanModel:
             for c, var in enumerate(self.demand):
                 values[var.index] = value(self.ring_units(self.slot_groups[c], p.graph.part_costs[p.graph.chunks[c].part]))
                 demands.append(values[var.index])
-        # the earliest schedule: the simulator's rules in ticks, FIFO ring admission
+        for t in self.timelines:
+            self._schedule_values(t, values, arena, demands)
+        return values
+
+    def _schedule_values(self, t: Timeline, values: dict[int, int], arena: int | None, demands: list[int]) -> None:
+        """The earliest schedule of timeline `t` into `values`: the simulator's rules in ticks,
+        FIFO ring admission."""
+        p, s, k = t.problem, self.scale, self.scale.sub_ticks
+
+        def value(expr) -> int:
+            return _evaluate(expr, values)
+
+        slots = list(zip(p.graph.chunks, self.slot_groups, strict=True))
         live: list[tuple[int, int]] = []  # (demand, freed at), in allocation order
-        previous_io, previous_step = self.embed_end, self.embed_end  # the IO lane starts when the embedding ends
+        previous_io, previous_step = t.embed_end, t.embed_end  # the IO lane starts when the embedding ends
         read_so_far, started = 0, 0
         for c, (slot, g) in enumerate(slots):
             costs = p.graph.costs(slot)
@@ -514,27 +561,26 @@ class PlanModel:
                     io_start = live[0][1]
                     live = [(d, free) for d, free in live if free > io_start]
             io_end = io_start + _ceil_div(value(self.io_fine(g, costs)), k)
-            if self.cap is not None:
-                num, den = self.cap
+            if t.cap is not None:
+                num, den = t.cap
                 read_so_far += value(self.ring_units(g, costs))
                 started = max(started, loaded)
-                values[self.read_total[c].index] = read_so_far
-                values[self.started[c].index] = started
+                values[t.read_total[c].index] = read_so_far
+                values[t.started[c].index] = started
                 total = read_so_far + s.units(p.graph.embed.io_nbytes) * started
                 io_end = max(io_end, _ceil_div(k * den * total + num * value(self.check_fine(g, costs)), num * k))
-            start = max(previous_step, io_end + self.handover * loaded)
+            start = max(previous_step, io_end + t.handover * loaded)
             end = start + _ceil_div(value(self.compute_fine(g, costs)), k)
-            for var, v in ((self.io_start[c], io_start), (self.io_end[c], io_end), (self.compute_start[c], start), (self.compute_end[c], end)):
+            for var, v in ((t.io_start[c], io_start), (t.io_end[c], io_end), (t.compute_start[c], start), (t.compute_end[c], end)):
                 values[var.index] = v
             if arena is not None:
-                values[self.held[c].index] = end + self.handover - io_start
+                values[t.held[c].index] = end + t.handover - io_start
                 if demands[c]:
-                    live.append((demands[c], end + self.handover))
+                    live.append((demands[c], end + t.handover))
             previous_io, previous_step = io_end, end
             if _block_ends(p, c):
                 previous_step = end + _ceil_div(s.fine(p.graph.join(slot.layer, slot.part).duration_s), k)
-                values[self.joins[(slot.layer, slot.part)].index] = previous_step
-        return values
+                values[t.joins[(slot.layer, slot.part)].index] = previous_step
 
     def choices(self, solver: cp_model.CpSolver) -> Choices:
         out = {}
@@ -615,7 +661,7 @@ def cpsat_solve(
             "loosen the latency or memory target slightly"
         )
     found = plan.choices(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
-    fallback = start if is_feasible(problem, evaluate(problem, start)) else None
+    fallback = start if meets(problem, start) else None
     if found is None or (fallback is not None and problem.objective(fallback) > problem.objective(found)):
         if fallback is None:
             raise InfeasibleError(f"CP-SAT found no plan within {time_limit_s:g} s ({name}): give it more time")
@@ -654,7 +700,7 @@ def _best_start(problem: Problem, candidates: list[Choices | None]) -> Choices:
     best = dropped_all(problem)
     for choices in candidates:
         better = choices is not None and problem.objective(choices) > problem.objective(best)
-        if better and is_feasible(problem, evaluate(problem, choices)):
+        if better and meets(problem, choices):
             best = choices
     return best
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from solvers.base import Checker, Choices, Solution, check_reachable, evaluate, is_feasible, solution
+from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, meets, solution
 from sticc.ir.graph import JoinNode, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.plan import SolverInfo
@@ -27,7 +27,8 @@ from sticc.ir.plan import SolverInfo
 
 def _compute_only_s(problem: Problem, choices: Choices) -> float:
     """The latency of `choices` with IO and dequantization free: the embedding, every non-empty
-    chunk's kernel and every join, in the graph's steps (a lower bound of the simulated latency)."""
+    chunk's kernel and every join, in the graph's steps (a lower bound of the simulated latency of
+    this phase)."""
     graph = problem.graph
     total = graph.embed.duration_s
     for step in graph.steps:
@@ -41,18 +42,22 @@ def _compute_only_s(problem: Problem, choices: Choices) -> float:
 
 def _feasible(problem: Problem, choices: Choices, checker: Checker | None = None) -> bool:
     if checker is None:
-        return is_feasible(problem, evaluate(problem, choices))
+        return meets(problem, choices)
     return checker.feasible(choices)
 
 
 def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
-    """`kept` most important shards of every layer at `bits`, the rest dropped."""
+    """`kept` most important shards of every layer at `bits`, the rest dropped (a decoder's LM head
+    slices, never dropped, all at `bits`)."""
     choices = {}
     for layer in range(problem.layers):
         ranked = sorted(range(problem.shards_per_layer), key=lambda i: (-problem.graph.loss((layer, i))[0], i))
         keep = set(ranked[:kept])
         for index in range(problem.shards_per_layer):
             choices[(layer, index)] = ShardChoice(layer, index, bits if index in keep else 0)
+    for layer, index in problem.positions:
+        if not problem.droppable((layer, index)):
+            choices[(layer, index)] = ShardChoice(layer, index, bits)
     return choices
 
 
@@ -99,9 +104,12 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
     check_reachable(problem)
     checker = Checker(problem) if fast else None
     kept = problem.shards_per_layer
-    if problem.latency_s is not None:
-        while kept > 0 and _compute_only_s(problem, _submodel(problem, kept, max(problem.bits))) > problem.latency_s:
-            kept -= 1
+    def too_slow(kept: int) -> bool:
+        choices = _submodel(problem, kept, max(problem.bits))
+        return any(p.latency_s is not None and _compute_only_s(p, choices) > p.latency_s for p in problem.phases)
+
+    while kept > 0 and too_slow(kept):
+        kept -= 1
     choices = None
     while choices is None and kept > 0:
         for bits in sorted(problem.bits, reverse=True):
@@ -112,7 +120,7 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
         else:
             kept -= 1
     if choices is None:
-        choices = _submodel(problem, 0, min(problem.bits))  # every shard dropped: reachable, checked above
+        choices = dropped_all(problem)  # reachable, checked above
     choices = _upgrade(problem, choices, checker)
     choices = _upgrade(problem, _preload(problem, choices, checker), checker)
     info = SolverInfo("greedy", "FEASIBLE", problem.objective(choices), None, None, time.perf_counter() - start_s)

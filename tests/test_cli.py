@@ -111,7 +111,7 @@ def test_compile_rejects_bad_plans(capsys, tmp_path, tiny_bert_store, plan, need
     ("argv", "needle"),
     [
         (["compile", "{store}", "-o", "{out}", "--bits", "4", "--frobnicate"], "No such option"),
-        (["compile", "{store}", "-o", "{out}"], "give targets (--latency and/or --memory)"),
+        (["compile", "{store}", "-o", "{out}"], "give targets (--latency, or --token-latency/--first-token, and/or --memory)"),
         (["compile", "{store}", "-o", "{out}", "--bits", "4", "--plan", "p.json"], "at most one of --bits N or --plan FILE"),
         (["compile", "{store}", "-o", "{out}", "--bits", "4", "--latency", "40ms"], "use one or the other"),
         (["compile", "{store}", "-o", "{out}", "--latency", "40ms", "--solver", "magic"], "--solver 'magic'"),

@@ -256,7 +256,7 @@ def test_the_check_refuses_data_that_became_code(tiny_bert_store):
 # ----------------------------------------------------------------------------------------------
 
 DECODER_IDS = torch.tensor([[5, 17, 99, 5, 3, 250]])
-DECODER_COMPILE = ["--bits", "8", "--seq-len", "4", "--context", "16"]
+DECODER_COMPILE = ["--bits", "8", "--prompt-len", "4", "--context", "16"]
 # decoder fields of the manifest's spec: none may hold text
 DECODER_FIELDS = (
     ("spec", "norm_kind"), ("spec", "ffn_kind"), ("spec", "biases"), ("spec", "lm_head"), ("spec", "rope_theta"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -67,16 +68,19 @@ def _duration(text: str | None, flag: str) -> float | None:
     return value
 
 
-def _device_profile(store, path: Path | None, seq_len: int, io_bandwidth: float | None = None):
-    """The profile at `path`, or this machine's, measured and cached on first use."""
+def _device_profile(store, path: Path | None, seq_len: int, io_bandwidth: float | None = None, context: int | None = None):
+    """The profile at `path`, or this machine's, measured and cached on first use (a decoder's at
+    prompts of `seq_len` tokens and up to `context` cached positions)."""
     from sticc.bench.lane_fit import cached_device
     from sticc.profile.device import DeviceProfile
 
     if path is not None:
         profile = DeviceProfile.read(path)
         profile.check_store(store, str(path))
+        if store.spec.is_decoder and profile.token is None:
+            raise UserError(f"{path} has no one-token figures: run `sticc profile device` on the decoder's store")
         return profile
-    profile, cached, hit = cached_device(store, seq_len, io_bandwidth, progress_bar)
+    profile, cached, hit = cached_device(store, seq_len, io_bandwidth, progress_bar, context)
     stderr.print(f"device profile: {'cached' if hit else 'measured'} {cached}")
     return profile
 
@@ -98,12 +102,16 @@ def _importance_profile(store, path: Path | None):
 def compile_(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output directory: runner.py, plan.json, report.md, timeline.svg")],
-    latency: Annotated[str | None, typer.Option(help="latency target per call, e.g. 40ms (the solver plans for it)")] = None,
+    latency: Annotated[str | None, typer.Option(help="encoders: latency target per call, e.g. 40ms (the solver plans for it)")] = None,
+    token_latency: Annotated[str | None, typer.Option(help="decoders: per-token latency target while generating, e.g. 150ms")] = None,
+    first_token: Annotated[str | None, typer.Option(help="decoders: time-to-first-token target at the prompt length, e.g. 1s")] = None,
     memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 2MB")] = None,
+    kv_memory: Annotated[str | None, typer.Option(help="decoders: budget of the KV cache for --context positions, apart from --memory, e.g. 24MB")] = None,
     device: Annotated[Path | None, typer.Option(help="device profile (default: this machine's, measured and cached)")] = None,
     importance: Annotated[Path | None, typer.Option(help="importance profile (default: measured and cached)")] = None,
     solver: Annotated[str, typer.Option(help="cpsat (exact) or greedy (STI's heuristic)")] = "cpsat",
-    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length the plan is made for (default 128; decoders: the prompt length, default 64)")] = None,
+    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="encoders: sequence length the plan is made for (default 128)")] = None,
+    prompt_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: prompt length the first token is planned for (default 64)")] = None,
     context: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: positions the KV cache holds, prompt and generated tokens (default 512)")] = None,
     time_limit: Annotated[str, typer.Option(help="CP-SAT time limit, e.g. 10s")] = "10s",
     bits: Annotated[int | None, typer.Option(min=1, max=32, help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
@@ -117,39 +125,58 @@ def compile_(
     from solvers.uniform import uniform_plan
     from sticc.compile.planner import SOLVERS, plan_for_targets, predict_given_plan
     from sticc.compile.report import render_markdown, render_svg
-    from sticc.ir.plan import DEFAULT_SEQ_LEN, read_plan
+    from sticc.ir.plan import DEFAULT_CONTEXT, DEFAULT_PROMPT_LEN, DEFAULT_SEQ_LEN, check_kv_budget, read_plan
     from sticc.model.store import Store
 
     given = [name for name, value in (("--bits", bits), ("--plan", plan)) if value is not None]
+    timing = [name for name, value in (("--latency", latency), ("--token-latency", token_latency), ("--first-token", first_token)) if value]
     if len(given) > 1:
         raise UserError("give at most one of --bits N or --plan FILE")
-    if given and latency is not None:
-        raise UserError(f"--latency asks the solver for a plan; {given[0]} gives one: use one or the other")
-    if not given and latency is None and memory is None:
-        raise UserError("give targets (--latency and/or --memory) for the solver, or --bits N, or --plan FILE")
+    if given and timing:
+        raise UserError(f"{timing[0]} asks the solver for a plan; {given[0]} gives one: use one or the other")
+    if not given and not timing and memory is None:
+        raise UserError("give targets (--latency, or --token-latency/--first-token, and/or --memory) for the solver, or --bits N, or --plan FILE")
     if solver not in SOLVERS:
         raise UserError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
-    latency_s = _duration(latency, "--latency")
     limit_s = _duration(time_limit, "--time-limit")
     memory_bytes = _quantity(memory, "B", "--memory")
     memory_bytes = None if memory_bytes is None else int(memory_bytes)
+    kv_memory_bytes = _quantity(kv_memory, "B", "--kv-memory")
+    kv_memory_bytes = None if kv_memory_bytes is None else int(kv_memory_bytes)
     store = Store.open(store_dir)
-    if not given or device is not None:
-        _encoders_only(store, "planning for targets and predicting from a device profile")
+    decoder = store.spec.is_decoder
+    wrong = [flag for flag, value, for_decoders in (
+        ("--latency", latency, False), ("--seq-len", seq_len, False), ("--token-latency", token_latency, True),
+        ("--first-token", first_token, True), ("--prompt-len", prompt_len, True), ("--context", context, True),
+        ("--kv-memory", kv_memory, True),
+    ) if value is not None and for_decoders != decoder]
+    if wrong:
+        kind = f"a {store.spec.family} decoder" if decoder else "an encoder"
+        instead = " (decoders: --token-latency, --first-token, --prompt-len)" if decoder else ""
+        raise UserError(f"{wrong[0]} does not apply to {store.spec.name}, {kind}{instead}")
+    latency_s = _duration(token_latency if decoder else latency, "--token-latency" if decoder else "--latency")
+    first_token_s = _duration(first_token, "--first-token")
+    seq_len = prompt_len if decoder else seq_len
     if given:
         if bits is not None:
             the_plan = uniform_plan(store, bits, seq_len, memory_bytes, shards_per_chunk, context)
         else:
             the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk, context)
+        if kv_memory_bytes is not None:
+            the_plan = replace(the_plan, targets=replace(the_plan.targets, kv_memory_bytes=kv_memory_bytes))
+            check_kv_budget(the_plan)
         if device is not None:  # predictions need a device; a given plan is never measured for
-            profile = _device_profile(store, device, the_plan.targets.seq_len)
+            profile = _device_profile(store, device, the_plan.targets.seq_len, context=the_plan.targets.context)
             the_plan = predict_given_plan(store, the_plan, profile, _importance_profile(store, importance) if importance else None)
     else:
-        seq_len = seq_len or min(DEFAULT_SEQ_LEN, store.spec.max_positions)
-        profile = _device_profile(store, device, seq_len)
+        seq_len = seq_len or min(DEFAULT_PROMPT_LEN if decoder else DEFAULT_SEQ_LEN, store.spec.max_positions)
+        if decoder:
+            context = context or min(DEFAULT_CONTEXT, store.spec.max_positions)
+        profile = _device_profile(store, device, seq_len, context=context)
         losses = _importance_profile(store, importance)
         the_plan, _ = plan_for_targets(
             store, profile, losses, seq_len, latency_s, memory_bytes, solver, limit_s, shards_per_chunk,
+            context=context, first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
         )
         # the profiles the plan was made from, beside it: `sticc bench` plans its baselines from them
         profiles = {"device.json": profile.to_json(), "importance.json": losses.to_json()}
@@ -179,7 +206,10 @@ def _print_summary(runner: Path, plan_hash: str, plan) -> None:
     line = (f"wrote {runner} (plan {plan_hash[:12]}, {plan.solver.name} {plan.solver.status}): "
             f"pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, {io}, "
             f"preload {predicted.preload_bytes / 1e6:.2f} MB")
-    if predicted.latency_s is not None:
+    if predicted.latency_s is not None and predicted.first_token_s is not None:
+        line += (f", predicted {predicted.latency_s * 1e3:.1f} ms/token ({1 / predicted.latency_s:.1f} tokens/s), "
+                 f"first token {predicted.first_token_s * 1e3:.0f} ms")
+    elif predicted.latency_s is not None:
         line += f", predicted {predicted.latency_s * 1e3:.1f} ms"
     if predicted.fidelity_loss is not None:
         line += f", fidelity loss {predicted.fidelity_loss:.4f}"
@@ -290,19 +320,29 @@ app.add_typer(profile_app, name="profile")
 def profile_device(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="device profile JSON to write")],
-    seq_len: Annotated[int, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length to measure around")] = 128,
+    seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="sequence length to measure around (default 128; decoders: the prompt length, default 64)")] = None,
+    context: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: the most cached positions one-token calls are measured at (default 512)")] = None,
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash, e.g. 200MB/s: recorded, and enforced by runners")] = None,
 ) -> None:
-    """Measure this machine: cold reads, dequantization, compute per chunk, embedding."""
+    """Measure this machine: cold reads, dequantization, compute per chunk (a decoder's prompts and
+    one-token calls), embedding, and the lanes fitted to traced calls."""
     from sticc.bench import lane_fit
+    from sticc.ir.plan import DEFAULT_CONTEXT, DEFAULT_PROMPT_LEN, DEFAULT_SEQ_LEN
     from sticc.model.store import Store
 
     cap = _quantity(io_bandwidth, "B/s", "--io-bandwidth")
     store = Store.open(store_dir)
-    _encoders_only(store, "`sticc profile device`")
-    if not 1 <= seq_len <= store.spec.max_positions:
-        raise UserError(f"--seq-len {seq_len} must lie in [1, {store.spec.max_positions}]")
-    profile = lane_fit.profile_device(store, seq_len, cap, progress_bar)
+    decoder = store.spec.is_decoder
+    if context is not None and not decoder:
+        raise UserError(f"--context is for decoders; {store.spec.name} is an encoder")
+    seq_len = seq_len or min(DEFAULT_PROMPT_LEN if decoder else DEFAULT_SEQ_LEN, store.spec.max_positions)
+    context = (context or min(DEFAULT_CONTEXT, store.spec.max_positions)) if decoder else None
+    positions = context or store.spec.max_positions
+    if not 1 <= seq_len <= positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {positions}]")
+    if context is not None and context > store.spec.max_positions:
+        raise UserError(f"--context {context} must lie in [1, {store.spec.max_positions}] (the model's positions)")
+    profile = lane_fit.profile_device(store, seq_len, cap, progress_bar, context)
     profile.write(out)
     fit = profile.fit_error
     print(f"wrote {out}: reads {profile.read_bandwidth_Bps / 1e6:.0f} MB/s + {profile.request_latency_s * 1e6:.0f} us/request"
@@ -337,7 +377,6 @@ def profile_importance(
     from sticc.profile.measure_importance import cached_importance
 
     store = Store.open(store_dir)
-    _encoders_only(store, "`sticc profile importance`")
     profile, cached, hit = cached_importance(store, calib, progress_bar)
     profile.write(out)
     additivity = profile.additivity

@@ -17,8 +17,9 @@ from dataclasses import replace
 from solvers.base import Solution, budget_bytes
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
-from sticc.ir.graph import by_position
-from sticc.ir.lower import Problem, lower
+from sticc.base.schema import Part
+from sticc.ir.graph import Phase, ShardChoice, by_position
+from sticc.ir.lower import Problem, lower, lower_decoder
 from sticc.ir.plan import (
     ComparisonRecord,
     DeviceRecord,
@@ -29,10 +30,13 @@ from sticc.ir.plan import (
     Predicted,
     RuntimeSettings,
     SolutionSummary,
+    SolverInfo,
+    Targets,
     TimelineRecord,
     make_plan,
+    store_positions,
 )
-from sticc.ir.simulate import Simulation, simulate
+from sticc.ir.simulate import simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
@@ -51,12 +55,26 @@ def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> 
     return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices), greedy
 
 
+def lower_targets(
+    store: Store, device: DeviceProfile, importance: ImportanceProfile, targets: Targets, shards_per_chunk: int | None,
+    percentile: int | None = None,
+) -> Problem:
+    """The problem of `targets`: an encoder's call, or a decoder's decode step and prefill
+    (`sticc.ir.lower.lower_decoder`); `targets.memory_bytes` is the pool budget."""
+    if store.spec.is_decoder:
+        return lower_decoder(
+            store, device, importance, targets.seq_len, targets.context, targets.latency_s, targets.first_token_s,
+            targets.memory_bytes, shards_per_chunk, percentile,
+        )
+    return lower(store, device, importance, targets.seq_len, targets.latency_s, targets.memory_bytes, shards_per_chunk, percentile)
+
+
 def _summary(median: Problem, solution: Solution, planned: Problem) -> SolutionSummary:
     """A solution's objective and predictions, for the report's comparison."""
     choices = solution.choices
     budget = budget_bytes(planned, choices)
     kept = [c for c in choices.values() if c.bits]
-    predicted = predicted_from(median, choices, simulate(median, choices, budget), simulate(planned, choices, budget))
+    predicted = predicted_from(median, choices, budget, planned)
     return SolutionSummary(
         objective=planned.objective(choices),
         status=solution.info.status,
@@ -66,20 +84,30 @@ def _summary(median: Problem, solution: Solution, planned: Problem) -> SolutionS
     )
 
 
-def predicted_from(problem: Problem, choices, simulation: Simulation, planned: Simulation | None = None) -> Predicted:
-    """What a plan is predicted to do: `simulation` on the median problem, `planned` (optional) on
-    the problem at its planned percentile."""
+def predicted_from(problem: Problem, choices, budget: int, planned: Problem | None = None) -> Predicted:
+    """What a plan is predicted to do within a pool of `budget` bytes: every phase simulated on the
+    median `problem` and (optional) on `planned`, the problem at the planned percentile. A decoder's
+    latency is its decode step's (at the context's last position), its first token the prefill's."""
     preload = sum(
         problem.graph.part_costs[part].slot_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.graph.part_costs
+        if (part is Part.LM_HEAD) == (c.layer == problem.layers)  # a layer shard's pieces, or an LM head slice
     )
+    median = [simulate(phase, choices, budget) for phase in problem.phases]
+    at_percentile = None if planned is None else [simulate(phase, choices, budget) for phase in planned.phases]
+    decoder = problem.graph.info.phase is Phase.DECODE
+    first = median[0] if not decoder else median[1]  # the call whose bytes `io_bytes` counts: a decoder's prefill
     return Predicted(
-        latency_s=simulation.latency_s,
-        peak_weight_bytes=simulation.peak_weight_bytes,
+        latency_s=median[0].latency_s,
+        peak_weight_bytes=median[0].peak_weight_bytes,
         preload_bytes=preload,
-        io_bytes=simulation.io_nbytes,
+        io_bytes=first.io_nbytes,
         fidelity_loss=problem.fidelity_loss(choices),
-        planned_latency_s=None if planned is None else planned.latency_s,
-        planned_percentile=None if planned is None else PLANNED_PERCENTILE,
+        planned_latency_s=None if at_percentile is None else at_percentile[0].latency_s,
+        planned_percentile=None if at_percentile is None else PLANNED_PERCENTILE,
+        io_bytes_per_token=median[0].io_nbytes if decoder else None,
+        kv_cache_bytes=problem.graph.kv_cache_nbytes if decoder else None,
+        first_token_s=median[1].latency_s if decoder else None,
+        planned_first_token_s=at_percentile[1].latency_s if decoder and at_percentile is not None else None,
     )
 
 
@@ -92,9 +120,9 @@ def finish_plan(
     the planned percentile (lowered here when not given)."""
     choices = by_position(plan.shards)
     simulation = simulate(problem, choices, plan.memory_budget_bytes)
-    at_percentile = at_percentile or _at_percentile(store, problem, device, importance)
-    planned = simulate(at_percentile, choices, plan.memory_budget_bytes)
-    predicted = predicted_from(problem, choices, simulation, planned)
+    at_percentile = at_percentile or _at_percentile(store, plan, device, importance)
+    predicted = predicted_from(problem, choices, plan.memory_budget_bytes, at_percentile)
+    prefill = simulate(problem.also[0], choices, plan.memory_budget_bytes) if problem.also else None
     if importance is None:
         predicted = replace(predicted, fidelity_loss=None)
     findings = Findings(
@@ -115,16 +143,15 @@ def finish_plan(
             quantile_factor=device.quantile_factor(PLANNED_PERCENTILE),
         ),
         importance=None if importance is None else ImportanceRecord(importance.metric, importance.additivity),
+        prefill_timeline=None if prefill is None else TimelineRecord(list(prefill.events), prefill.compute_stall_s, prefill.ring_wait_s),
     )
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
     return replace(plan, predicted=predicted, runtime=runtime, findings=findings)
 
 
-def _at_percentile(store: Store, problem: Problem, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:
-    return lower(
-        store, device, importance or ImportanceProfile.flat(store), problem.seq_len, problem.latency_s,
-        problem.memory_bytes, problem.shards_per_chunk, PLANNED_PERCENTILE,
-    )
+def _at_percentile(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:
+    targets = replace(plan.targets, memory_bytes=plan.memory_budget_bytes)
+    return lower_targets(store, device, importance or ImportanceProfile.flat(store), targets, plan.shards_per_chunk, PLANNED_PERCENTILE)
 
 
 def plan_for_targets(
@@ -137,26 +164,42 @@ def plan_for_targets(
     solver: str = "cpsat",
     time_limit_s: float = 10.0,
     shards_per_chunk: int | None = None,
+    context: int | None = None,
+    first_token_s: float | None = None,
+    kv_memory_bytes: int | None = None,
 ) -> tuple[Plan, Problem]:
     """The plan of `solver` for the targets, solved at the planned percentile; (plan, the problem
-    it was solved on)."""
-    problem = lower(store, device, importance, seq_len, latency_s, memory_bytes, shards_per_chunk, PLANNED_PERCENTILE)
+    it was solved on). A decoder's `latency_s` is per token (a decode step at the last position of
+    `context`), `seq_len` its prompt and `first_token_s` the prefill's target."""
+    # the targets as make_plan settles them (defaults, the KV budget), before anything is solved
+    targets = make_plan(
+        store, _any_plan(store), SolverInfo("targets", "GIVEN"), seq_len=seq_len, latency_s=latency_s,
+        shards_per_chunk=shards_per_chunk, context=context, first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
+    ).targets
+    targets = replace(targets, memory_bytes=memory_bytes)
+    problem = lower_targets(store, device, importance, targets, shards_per_chunk, PLANNED_PERCENTILE)
     chosen, greedy = solve(problem, solver, time_limit_s)
     budget = budget_bytes(problem, chosen.choices)
     plan = make_plan(
-        store, tuple(chosen.choices.values()), chosen.info, seq_len=seq_len, memory_bytes=budget,
-        latency_s=latency_s, shards_per_chunk=problem.shards_per_chunk,
+        store, tuple(chosen.choices.values()), chosen.info, seq_len=targets.seq_len, memory_bytes=budget,
+        latency_s=latency_s, shards_per_chunk=problem.shards_per_chunk, context=targets.context,
+        first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
     )
     plan = replace(plan, targets=replace(plan.targets, memory_bytes=memory_bytes))
-    median = lower(store, device, importance, seq_len, latency_s, memory_bytes, problem.shards_per_chunk)
+    median = lower_targets(store, device, importance, targets, problem.shards_per_chunk)
     comparison = ComparisonRecord(None if solver == "greedy" else _summary(median, greedy, problem))
     return finish_plan(store, median, plan, device, importance, comparison, problem), problem
+
+
+def _any_plan(store: Store) -> tuple[ShardChoice, ...]:
+    """Some valid choices (every shard at the lowest bits), for settling targets before solving."""
+    low = min(store.bits)
+    return tuple(ShardChoice(layer, index, low) for layer, index in store_positions(store))
 
 
 def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:
     """Predictions for a uniform or hand-written plan on a device (and fidelity, given importance)."""
     losses = importance or ImportanceProfile.flat(store)
-    problem = lower(
-        store, device, losses, plan.targets.seq_len, plan.targets.latency_s, plan.memory_budget_bytes, plan.shards_per_chunk,
-    )
+    targets = replace(plan.targets, memory_bytes=plan.memory_budget_bytes)
+    problem = lower_targets(store, device, losses, targets, plan.shards_per_chunk)
     return finish_plan(store, problem, plan, device, importance)

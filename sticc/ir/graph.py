@@ -593,10 +593,12 @@ def piece_sizes(shape: GraphShape, shards_per_chunk: int) -> dict[Part, PieceSiz
 
 def build_graph(
     shape: GraphShape, shards_per_chunk: int, seq_len: int, phase: Phase = Phase.ENCODE, context: int = 0,
-    costs: NodeCosts = NodeCosts(),
+    costs: NodeCosts = NodeCosts(), scratch_tokens: int | None = None,
 ) -> ShardGraph:
     """The shard graph of a model of `shape` for one call of `phase` at `seq_len` tokens (DECODE:
-    one token over `context` cached positions), with `costs` on its nodes when given; validated."""
+    one token over `context` cached positions), with `costs` on its nodes when given; validated.
+    The embedding's scratch holds `scratch_tokens` rows (default `seq_len`): a decoder's pool is
+    made once, for its planned prompt, and every decode step runs in that same pool."""
     decoder = phase is not Phase.ENCODE
     if decoder != bool(shape.lm_head_shards):
         raise GraphError(f"a {phase} graph of a model {'without' if decoder else 'with'} an LM head")
@@ -608,7 +610,8 @@ def build_graph(
     graph = ShardGraph(info)
     sizes = piece_sizes(shape, shards_per_chunk)
     rows = embed_rows_nbytes(shape.hidden, seq_len, shape.vocab, shape.position_rows)
-    previous = graph.add(EmbedNode(align_up(rows, READ_ALIGN_BYTES), rows, costs.embed_s))
+    held = embed_rows_nbytes(shape.hidden, scratch_tokens or seq_len, shape.vocab, shape.position_rows)
+    previous = graph.add(EmbedNode(align_up(held, READ_ALIGN_BYTES), rows, costs.embed_s))
     global_header = graph.add(HeaderNode(-1, shape.header_nbytes[0]))
     if not decoder:
         graph.nx.add_edge(global_header.key, previous.key)  # the embedding's LayerNorm

@@ -10,7 +10,7 @@ median.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sticc.base.schema import PARTS, Part
 from sticc.ir.graph import (
@@ -34,11 +34,21 @@ from sticc.profile.importance import ImportanceProfile
 
 @dataclass(frozen=True)
 class Problem:
-    """A planning instance: the costed shard graph, and the targets."""
+    """A planning instance: the costed shard graph, and the targets.
+
+    A decoder's plan serves two kinds of call with one pool: its graph is the decode step (one
+    token, `latency_s` the per-token target) and `also` holds the prefill (the prompt, its
+    latency the time-to-first-token target). Both graphs have the same shards, chunks, sizes and
+    pool; a plan is feasible when it meets every phase (`phases`)."""
 
     graph: ShardGraph
     latency_s: float | None
     memory_bytes: int | None
+    also: tuple[Problem, ...] = ()  # further phases the same plan must meet (a decoder's prefill)
+
+    @property
+    def phases(self) -> tuple[Problem, ...]:
+        return (self, *self.also)
 
     # the graph's facts planners use most, read off `graph.info`
     @property
@@ -69,6 +79,15 @@ class Problem:
     def lanes(self) -> Lanes:
         return self.graph.lanes
 
+    def droppable(self, position: Position) -> bool:
+        """Whether a plan may drop the shard: a layer's, never a decoder's LM head slice (its
+        vocabulary rows would have no logits)."""
+        return position[0] < self.layers
+
+    def options(self, position: Position) -> tuple[int, ...]:
+        """The bitwidths a plan may give the shard (0: dropped)."""
+        return (0, *self.bits) if self.droppable(position) else self.bits
+
     def importance(self, layer: int, index: int, bits: int) -> float:
         losses = self.graph.loss((layer, index))
         return losses[0] - losses[bits]
@@ -81,8 +100,25 @@ class Problem:
         return sum(self.graph.loss(position)[c.bits] for position, c in choices.items())
 
 
-def _part_costs(shape: GraphShape, device: DeviceProfile, seq_len: int, shards_per_chunk: int, factor: float) -> dict[Part, PartCosts]:
-    """{part: PartCosts} of pieces of `shape` on `device` at `seq_len`, durations times `factor`."""
+def _kernel_s(device: DeviceProfile, part: Part, shards: int, seq_len: int, phase: Phase, context: int) -> float:
+    """One chunk's kernel: an encoder's or a prompt's at `seq_len` tokens; a decode step's at one
+    token over `context` cached positions. A prompt's LM head runs on its last position only
+    (generation needs no other logits)."""
+    if phase is Phase.DECODE or (phase is Phase.PREFILL and part is Part.LM_HEAD):
+        return device.token_chunk_s(part, shards, context)
+    return device.chunk_s(part, shards, seq_len)
+
+
+def _join_s(device: DeviceProfile, part: Part, seq_len: int, phase: Phase) -> float:
+    if phase is Phase.DECODE or (phase is Phase.PREFILL and part is Part.LM_HEAD):
+        return device.token_join_s(part)
+    return device.join_s(part, seq_len)
+
+
+def _part_costs(
+    shape: GraphShape, device: DeviceProfile, seq_len: int, shards_per_chunk: int, factor: float, phase: Phase, context: int,
+) -> dict[Part, PartCosts]:
+    """{part: PartCosts} of pieces of `shape` on `device` for one call of `phase`, durations times `factor`."""
     out = {}
     for part, sizes in piece_sizes(shape, shards_per_chunk).items():
         out[part] = PartCosts(
@@ -91,7 +127,7 @@ def _part_costs(shape: GraphShape, device: DeviceProfile, seq_len: int, shards_p
             check_s={bits: factor * device.check_s(n) for bits, n in sizes.stored_nbytes.items()},
             decode_call_s={bits: factor * device.decode_call_s(bits) for bits in shape.bits},
             decode_piece_s={bits: factor * sizes.weights * device.decode_weight_s(bits) for bits in shape.bits},
-            compute_s=tuple(factor * device.chunk_s(part, n, seq_len) for n in range(shards_per_chunk + 1)),
+            compute_s=tuple(factor * _kernel_s(device, part, n, seq_len, phase, context) for n in range(shards_per_chunk + 1)),
         )
     return out
 
@@ -106,12 +142,39 @@ def lower(
     shards_per_chunk: int | None = None,
     percentile: int | None = None,
 ) -> Problem:
-    """The shard graph of `store` with the costs of `device` (at `percentile` of calls, or the
-    median) and the losses of `importance`, and the targets."""
+    """The shard graph of an encoder `store` with the costs of `device` (at `percentile` of calls,
+    or the median) and the losses of `importance`, and the targets."""
     device.check_store(store)
     importance.check_store(store)
     spc = shards_per_chunk or default_shards_per_chunk(store.shards_per_layer)
     return lower_shape(store_shape(store), device, importance.loss, seq_len, latency_s, memory_bytes, spc, percentile)
+
+
+def lower_decoder(
+    store: Store,
+    device: DeviceProfile,
+    importance: ImportanceProfile,
+    prompt_len: int,
+    context: int,
+    token_latency_s: float | None,
+    first_token_s: float | None,
+    memory_bytes: int | None,
+    shards_per_chunk: int | None = None,
+    percentile: int | None = None,
+) -> Problem:
+    """A decoder `store`'s problem: the decode step at the last position of `context` (the slowest
+    token: its attention reads every cached position) against `token_latency_s`, and the prefill
+    of a `prompt_len`-token prompt against `first_token_s` (`Problem.also`)."""
+    device.check_store(store)
+    importance.check_store(store)
+    spc = shards_per_chunk or default_shards_per_chunk(store.shards_per_layer)
+    shape = store_shape(store)
+    prefill = lower_shape(shape, device, importance.loss, prompt_len, first_token_s, memory_bytes, spc, percentile, Phase.PREFILL)
+    decode = lower_shape(
+        shape, device, importance.loss, 1, token_latency_s, memory_bytes, spc, percentile, Phase.DECODE, context - 1,
+        scratch_tokens=prompt_len,
+    )
+    return replace(decode, also=(prefill,))
 
 
 def lower_shape(
@@ -123,13 +186,18 @@ def lower_shape(
     memory_bytes: int | None,
     shards_per_chunk: int,
     percentile: int | None = None,
+    phase: Phase = Phase.ENCODE,
+    context: int = 0,
+    scratch_tokens: int | None = None,
 ) -> Problem:
     """`lower` of a model given by its shape and its shards' losses (a benchmark's hand-made
-    instance, `examples/bench_solver.py`); `lower` checks a store and its profiles, then calls this."""
+    instance, `examples/bench_solver.py`); `lower` checks a store and its profiles, then calls this.
+    `phase`, `context` and `scratch_tokens` as for `sticc.ir.graph.build_graph`."""
     factor = 1.0 if percentile is None else device.quantile_factor(percentile)
+    parts = (*PARTS, Part.LM_HEAD) if shape.lm_head_shards else PARTS
     costs = NodeCosts(
-        parts=_part_costs(shape, device, seq_len, shards_per_chunk, factor),
-        join_s={part: factor * device.join_s(part, seq_len) for part in PARTS},
+        parts=_part_costs(shape, device, seq_len, shards_per_chunk, factor, phase, context),
+        join_s={part: factor * _join_s(device, part, seq_len, phase) for part in parts},
         embed_s=factor * device.embed_time_s(seq_len),
         loss={position: dict(losses) for position, losses in loss.items()},
         lanes=Lanes(
@@ -139,4 +207,5 @@ def lower_shape(
         ),
         percentile=percentile,
     )
-    return Problem(build_graph(shape, shards_per_chunk, seq_len, Phase.ENCODE, costs=costs), latency_s, memory_bytes)
+    graph = build_graph(shape, shards_per_chunk, seq_len, phase, context, costs, scratch_tokens)
+    return Problem(graph, latency_s, memory_bytes)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from sticc.base.errors import UserError
+from sticc.base.errors import InfeasibleError, UserError
 from sticc.base.schema import (
     STRICT,
     Bits,
@@ -59,6 +59,8 @@ class Targets:
     memory_bytes: PositiveCount | None
     seq_len: SeqLen  # decoders: the prompt length
     context: SeqLen | None = None  # decoders: positions the KV cache holds
+    first_token_s: PositiveSeconds | None = None  # decoders: time to first token (latency_s: per token)
+    kv_memory_bytes: PositiveCount | None = None  # decoders: the KV cache's own budget
 
 
 @with_config(STRICT)
@@ -84,6 +86,8 @@ class Predicted:
     planned_percentile: Annotated[float, Field(gt=0, lt=100)] | None = None  # e.g. 90: this share of calls is predicted to take at most planned_latency_s
     io_bytes_per_token: Count | None = None  # decoders: each generated token's call
     kv_cache_bytes: Count | None = None  # decoders: the KV cache for targets.context, apart from the weight pool
+    first_token_s: Elapsed | None = None  # decoders: the prefill's median (latency_s: a decode step's, at the context's last position)
+    planned_first_token_s: Elapsed | None = None  # decoders: the prefill at planned_percentile
 
 
 @with_config(STRICT)
@@ -129,7 +133,9 @@ class Plan:
 
 
 # keys only a decoder's plan has: an encoder's plan.json leaves them out
-DECODER_ONLY = frozenset({"context", "io_bytes_per_token", "kv_cache_bytes"})
+DECODER_ONLY = frozenset({
+    "context", "io_bytes_per_token", "kv_cache_bytes", "first_token_s", "planned_first_token_s", "kv_memory_bytes",
+})
 
 
 def _without_none(record: dict, keys: frozenset[str]) -> dict:
@@ -185,6 +191,8 @@ class TargetsFile:
     memory_bytes: PositiveCount | None = None
     seq_len: SeqLen | None = None
     context: SeqLen | None = None
+    first_token_s: PositiveSeconds | None = None
+    kv_memory_bytes: PositiveCount | None = None
 
 
 @with_config(STRICT)
@@ -245,15 +253,18 @@ class Findings:
     """What the planner found out about a plan, for the reports (docs/plan-schema.md)."""
 
     memory: MemoryRecord
-    timeline: TimelineRecord
+    timeline: TimelineRecord  # decoders: one decode step, at the context's last position
     comparison: ComparisonRecord
     device: DeviceRecord
     importance: ImportanceRecord | None
+    prefill_timeline: TimelineRecord | None = None  # decoders: the prompt's call
 
     def to_json(self) -> dict:
         """plan.json's `memory`, `timeline`, `comparison`, `device` and `importance` (an empty
-        comparison and an unmeasured additivity as `{}`)."""
+        comparison and an unmeasured additivity as `{}`), and a decoder's `prefill_timeline`."""
         data = asdict(self)
+        if self.prefill_timeline is None:
+            del data["prefill_timeline"]
         if self.comparison.greedy is None:
             data["comparison"] = {}
         else:
@@ -288,6 +299,7 @@ class PlanFile:
     comparison: ComparisonRecord | None = None
     device: DeviceRecord | None = None
     importance: ImportanceRecord | None = None
+    prefill_timeline: TimelineRecord | None = None
 
 
 def plan_graph(store: Store, shards_per_chunk: int, seq_len: int, phase: Phase | None = None, context: int = 0) -> ShardGraph:
@@ -366,6 +378,8 @@ def make_plan(
     latency_s: float | None = None,
     shards_per_chunk: int | None = None,
     context: int | None = None,
+    first_token_s: float | None = None,
+    kv_memory_bytes: int | None = None,
 ) -> Plan:
     """A plan for `shards`, with the pool budget checked (or defaulted) and IO/memory predicted.
 
@@ -383,8 +397,8 @@ def make_plan(
             raise UserError(f"--context {context} must lie in [1, {positions}] (the model's positions)")
         seq_len = min(DEFAULT_PROMPT_LEN, context) if seq_len is None else seq_len
         positions = context
-    elif context is not None:
-        raise UserError(f"--context is for decoders; {spec.name} is an encoder")
+    elif context is not None or first_token_s is not None or kv_memory_bytes is not None:
+        raise UserError(f"--context, --first-token and --kv-memory are for decoders; {spec.name} is an encoder")
     seq_len = min(DEFAULT_SEQ_LEN, positions) if seq_len is None else seq_len
     if seq_len <= 0 or seq_len > positions:
         raise UserError(f"--seq-len {seq_len} must lie in [1, {positions}]" + (" (the context)" if spec.is_decoder else ""))
@@ -416,8 +430,24 @@ def make_plan(
         io_bytes_per_token=None if token is None else streamed + token.embed.io_nbytes,
         kv_cache_bytes=None if token is None else token.kv_cache_nbytes,
     )
-    targets = Targets(latency_s, memory_bytes, seq_len, context)
-    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
+    targets = Targets(latency_s, memory_bytes, seq_len, context, first_token_s, kv_memory_bytes)
+    plan = Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
+    check_kv_budget(plan)
+    return plan
+
+
+def check_kv_budget(plan: Plan) -> None:
+    """Raise InfeasibleError when a decoder's KV cache for its context exceeds `--kv-memory`,
+    naming the largest context within it (the cache is made whole at construction, every key and
+    value head for every position of the context)."""
+    budget, nbytes = plan.targets.kv_memory_bytes, plan.predicted.kv_cache_bytes
+    if budget is None or nbytes is None or nbytes <= budget:
+        return
+    context = plan.targets.context
+    raise InfeasibleError(
+        f"the KV cache for a context of {context} positions takes {nbytes / 1e6:.2f} MB, over --kv-memory "
+        f"{budget / 1e6:.2f} MB: the largest context within it is {budget // (nbytes // context)} positions"
+    )
 
 
 def read_plan(
@@ -450,6 +480,8 @@ def read_plan(
         latency_s=data.targets.latency_s,
         shards_per_chunk=shards_per_chunk or data.shards_per_chunk,
         context=context or data.targets.context,
+        first_token_s=data.targets.first_token_s,
+        kv_memory_bytes=data.targets.kv_memory_bytes,
     )
     if data.load_order is not None and [list(s) for s in plan.load_order] != [list(s) for s in data.load_order]:
         raise UserError(f"plan file {path}: load_order must be the compute order of the kept pieces (omit it)")

@@ -1,5 +1,8 @@
 """The simulator: an event simulation of one runner call of a plan on a device profile.
 
+A call is an encoder's forward, a decoder's prefill or one decoded token (the graph's phase): the
+same engine runs each, only the graph's costs differ (`sticc.ir.lower`).
+
 It is the reference for what a plan costs; solvers model the same machine in their own way, and the
 tests check that their predictions equal the simulator's. The machine, as the runner behaves
 (`sticc.runtime`):
@@ -36,7 +39,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from sticc.ir.graph import ChunkNode, JoinNode, Phase, Position, ShardChoice
+from sticc.ir.graph import ChunkNode, JoinNode, Position, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.memory import ChunkBytes, admit_nbytes, chunk_bytes, pool_figures
 from sticc.ir.plan import Event, EventKind, Lane
@@ -164,8 +167,6 @@ def _run(
 ) -> tuple[float, int]:
     """The event loop: (latency, bytes read); `events`, if a list, receives the timeline."""
     graph = problem.graph
-    if graph.info.phase is not Phase.ENCODE:
-        raise NotImplementedError(f"the simulator models encoder calls; a {graph.info.phase} graph needs the decoder engine")
     record = events is not None
     lanes, embed = graph.lanes, graph.embed
     cap = lanes.cap_Bps
