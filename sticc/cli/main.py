@@ -230,20 +230,36 @@ def _names(text: str, flag: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 def bench(
     out: Annotated[Path, typer.Argument(help="a directory written by `sticc compile` (runner.py, plan.json)")],
     store: Annotated[Path | None, typer.Option(help="the store (default: the one the runner was compiled for)")] = None,
-    runs: Annotated[int, typer.Option(min=1, max=10_000, help="timed fresh-process runs per case")] = 7,
+    runs: Annotated[int | None, typer.Option(min=1, max=10_000, help="timed fresh-process runs per case (default 7; decoders 3)")] = None,
     cold: Annotated[bool, typer.Option("--cold/--warm", help="evict the files each case reads before its call")] = True,
     io_bandwidth: Annotated[str | None, typer.Option(help="emulate slower flash for every case, e.g. 200MB/s (default: the plan's)")] = None,
-    baselines: Annotated[str, typer.Option(help="cases beside the runner")] = "preload,load-exec,layerwise,greedy,hf,hf-offload",
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    baselines: Annotated[str | None, typer.Option(help="cases beside the runner (default: encoders preload,load-exec,layerwise,greedy,hf,hf-offload; decoders preload,layerwise,hf,hf-offload,llama.cpp)")] = None,
+    tokens: Annotated[int, typer.Option(min=2, max=MAX_FLAG_INT, help="decoders: tokens generated per timed run (the first, then one-token calls)")] = 32,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here (decoders: a .md table and an .svg figure beside it)")] = None,
 ) -> None:
-    """Run the compiled runner beside the baselines, each in fresh processes: latency, memory, IO, fidelity."""
+    """Run the compiled runner beside the baselines, each in fresh processes: latency, memory, IO, fidelity
+    (decoders: time to first token, per-token latency, perplexity, greedy agreement)."""
     from sticc.base.jsonfile import write_json_atomic
+    from sticc.bench.decoder_suite import (
+        DECODER_BASELINES,
+        bench_decoder,
+        is_decoder_output,
+        print_decoder_table,
+        write_decoder_results,
+    )
     from sticc.bench.suite import BASELINES, Settings, bench, print_table, to_json
 
-    if runs < 1:
-        raise UserError("--runs must be at least 1")
-    settings = Settings(runs, cold, _quantity(io_bandwidth, "B/s", "--io-bandwidth"))
-    subject, settings, results = bench(out, store, settings, _names(baselines, "--baselines", BASELINES), progress_bar)
+    decoder = is_decoder_output(out, store)
+    settings = Settings(runs or (3 if decoder else 7), cold, _quantity(io_bandwidth, "B/s", "--io-bandwidth"))
+    if decoder:
+        names = _names(baselines or "preload,layerwise,hf,hf-offload,llama.cpp", "--baselines", DECODER_BASELINES)
+        result = bench_decoder(out, store, settings, names, progress_bar, new_tokens=tokens)
+        print_decoder_table(result, _wide_console())
+        if json_path is not None:
+            write_decoder_results(result, json_path)
+        return
+    names = _names(baselines or "preload,load-exec,layerwise,greedy,hf,hf-offload", "--baselines", BASELINES)
+    subject, settings, results = bench(out, store, settings, names, progress_bar)
     print_table(subject, settings, results, _wide_console())
     if json_path is not None:
         write_json_atomic(json_path, to_json(subject, settings, results))
