@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from helpers import compile_runner
+from helpers import build_tiny_checkpoint, compile_runner
 
 from sticc.base.errors import UserError
 from sticc.ir.graph import NodeCosts, Phase, ShardChoice, build_graph, store_shape
@@ -33,6 +33,19 @@ from sticc.profile.measure_importance import cached_importance, measure_importan
 FAMILIES = ("llama", "gpt2")
 PLANS = 4  # additivity plans in these tests (the default is 16)
 HELDOUT = Path(__file__).parent.parent / "examples" / "texts" / "heldout.txt"
+
+
+@pytest.fixture(scope="module")
+def tiny_decoders(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """{family: (checkpoint, store at bits 4, 8 and 32)} for llama (grouped-query attention, a separate
+    LM head) and gpt2 (learned positions, LayerNorm, biases, tied), as conftest's, without qwen2."""
+    out = {}
+    for family in FAMILIES:
+        checkpoint = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / f"tiny-{family}", family)
+        store = tmp_path_factory.mktemp("stores") / f"tiny-{family}"
+        write_store(checkpoint, store, bits=(4, 8, 32))
+        out[family] = (checkpoint, store)
+    return out
 
 
 @pytest.fixture(scope="module")
