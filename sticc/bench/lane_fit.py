@@ -49,6 +49,7 @@ from sticc.runtime.core import TraceEvent, TraceEventName
 
 TRACED_CALLS = 6  # traced cold calls per fit plan and length, in a fresh process
 QUANTILES = (50, 75, 90, 95)
+MIN_DECODE_SCALE = 0.5  # the least decode scale the fit may give a bitwidth class
 COMMON_BITS = (4, 8, 16, 32)  # the bitwidths plans use most; each gets its own fit plan and decode scale
 
 
@@ -111,7 +112,8 @@ def measure_embed(store: Store, seq_lens: list[int], threads: int, repeats: int 
 def fit_plans(store: Store, seq_len: int) -> list:
     """Plans like a planner makes, as (name, choices, budget bytes): each common bitwidth alone
     (4, 8, 16, 32) with the ring barely holding two chunks; the common bitwidths mixed with preloads
-    and a few shards dropped; whole layers dropped; every bitwidth mixed (the odd ones too)."""
+    and a few shards dropped; whole layers dropped; every bitwidth mixed (the odd ones too); for a
+    decoder, 4 and 8 bits with most pieces resident (a tight budget's plans)."""
     rng = random.Random(7)
     spec, spl = store.spec, store.shards_per_layer
     bits = sorted(store.bits)
@@ -143,6 +145,12 @@ def fit_plans(store: Store, seq_len: int) -> list:
     cases += [("mixed-common", plan(mixed(common, 0.15)), False), ("dropped-layers", plan(dropped_layers), False)]
     if set(bits) - set(common):
         cases.append(("mixed-all", plan(mixed(bits, 0.1)), False))
+    if spec.is_decoder:
+        # what a decoder's planner makes within a tight budget: most pieces resident at low bits
+        # (dequantized from the pool every token), the rest streamed through a small ring
+        def resident(b: int, share: float):
+            return lambda layer, i: ShardChoice(layer, i, b, rng.random() < share)
+        cases += [(f"resident-{b}", plan(resident(b, 0.6)), True) for b in (4, 8) if b in bits]
     out = []
     for name, choices, tight in cases:
         if spec.is_decoder and name == "uniform-32":
@@ -275,7 +283,9 @@ def fit_lane_scales(store: Store, profile: DeviceProfile, observations: list[Obs
     used = table[:, 6:].sum(0) > 0
     decode_scales = {}
     for i, b in enumerate(decode_bits):
-        scale = float(max(decode_fit[i], 0.05)) if used[i] else 1.0
+        # no lane runs much faster in a call than alone (isolated figures are the least of their
+        # repeats): a scale far below 1 is the least squares trading one class against interference
+        scale = float(max(decode_fit[i], MIN_DECODE_SCALE)) if used[i] else 1.0
         for bits in store.bits:
             if _bits_class(bits, decode_bits) == b:
                 decode_scales[bits] = scale
