@@ -49,17 +49,17 @@ def proc_status_bytes(text: str, keys: tuple[str, ...] = ("RssAnon", "RssFile", 
     return values
 
 
-def _status() -> dict[str, int]:
+def proc_self_status() -> dict[str, int]:
     with open("/proc/self/status", encoding="ascii") as handle:
         return proc_status_bytes(handle.read())
 
 
-def _disk_read_bytes() -> int:
+def proc_read_bytes() -> int:
     with open("/proc/self/io", encoding="ascii") as handle:
         return int(next(line for line in handle if line.startswith("read_bytes:")).split()[1])
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")  # resets VmHWM to the current RSS
 
@@ -107,7 +107,7 @@ class RunnerCase:
 
 def run_case(spec: dict) -> dict:
     """Set up, evict, time one call, measure; see the module docstring for the result's keys."""
-    baseline = _status()
+    baseline = proc_self_status()
     if spec["kind"] == "runner":
         case = RunnerCase(spec)
     elif spec["kind"] == "ort":
@@ -122,15 +122,15 @@ def run_case(spec: dict) -> dict:
     if spec["cold"]:
         for path in case.cold_files():
             evict_from_page_cache(path)
-    _reset_peak_rss()
-    read_before = _disk_read_bytes()
+    reset_peak_rss()
+    read_before = proc_read_bytes()
     window_start_s = time.monotonic()
     start_s = time.perf_counter()
     case.call(ids, mask)
     latency_s = time.perf_counter() - start_s
     window_end_s = time.monotonic()
-    disk_read_bytes = _disk_read_bytes() - read_before
-    after = _status()
+    disk_read_bytes = proc_read_bytes() - read_before
+    after = proc_self_status()
     result = {
         "latency_s": latency_s,
         "setup_s": setup_s,

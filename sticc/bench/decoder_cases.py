@@ -53,19 +53,9 @@ import torch
 
 from codegen import load_runner
 from sticc.base.measure import evict_from_page_cache
-from sticc.bench.cases import proc_status_bytes
+from sticc.bench.cases import proc_read_bytes, proc_self_status, reset_peak_rss
 from sticc.bench.hf import ResidentParamBytes, Throttle, read_throttled, throttled_offload_loads
 from sticc.bench.modes import with_pinned_embeddings
-
-
-def _status() -> dict[str, int]:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        return proc_status_bytes(handle.read())
-
-
-def _disk_read_bytes() -> int:
-    with open("/proc/self/io", encoding="ascii") as handle:
-        return int(next(line for line in handle if line.startswith("read_bytes:")).split()[1])
 
 
 def mapped_rss_bytes(paths: list[Path]) -> int:
@@ -81,11 +71,6 @@ def mapped_rss_bytes(paths: list[Path]) -> int:
             elif current and line.startswith("Rss:"):
                 total += int(line.split()[1]) * 1024
     return total
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-        handle.write("5")  # resets VmHWM to the current RSS
 
 
 class RunnerDecoderCase:
@@ -327,43 +312,43 @@ def fidelity_terms(case, fidelity: dict) -> dict:
 def run_case(spec: dict) -> dict:
     """Load, prefill, decode, measure; see the module docstring for the result's keys."""
     case = make_case(spec)  # imports its libraries before the baseline
-    baseline = _status()
+    baseline = proc_self_status()
     if spec["cold"]:
         for path in case.cold_files():
             evict_from_page_cache(path)
-    _reset_peak_rss()
+    reset_peak_rss()
     steps_max = {"anon": baseline["RssAnon"], "file": baseline["RssFile"]}
 
     def note_rss() -> None:
-        status = _status()
+        status = proc_self_status()
         steps_max["anon"] = max(steps_max["anon"], status["RssAnon"])
         steps_max["file"] = max(steps_max["file"], status["RssFile"])
 
-    read_start = _disk_read_bytes()
+    read_start = proc_read_bytes()
     window_start_s = time.monotonic()
     start_s = time.perf_counter()
     case.load()
     load_s = time.perf_counter() - start_s
-    read_load = _disk_read_bytes() - read_start
+    read_load = proc_read_bytes() - read_start
     note_rss()
 
-    read_before = _disk_read_bytes()
+    read_before = proc_read_bytes()
     start_s = time.perf_counter()
     token = _argmax(case.prefill(list(spec["prompt_ids"])))
     ttft_s = time.perf_counter() - start_s
-    read_prefill = _disk_read_bytes() - read_before
+    read_prefill = proc_read_bytes() - read_before
     note_rss()
     generated, latencies, reads = [token], [], []
     for _ in range(spec["new_tokens"] - 1):
-        read_before = _disk_read_bytes()
+        read_before = proc_read_bytes()
         start_s = time.perf_counter()
         token = _argmax(case.step(token))
         latencies.append(time.perf_counter() - start_s)
-        reads.append(_disk_read_bytes() - read_before)
+        reads.append(proc_read_bytes() - read_before)
         generated.append(token)
         note_rss()
     window_end_s = time.monotonic()
-    end = _status()
+    end = proc_self_status()
     result = {
         "load_s": load_s, "ttft_s": ttft_s, "token_latency_s": latencies, "generated": generated,
         "disk_read_load_bytes": read_load, "disk_read_prefill_bytes": read_prefill, "disk_read_token_bytes": reads,

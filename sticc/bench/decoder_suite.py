@@ -27,14 +27,10 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import importlib.util
-import json
 import math
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -47,7 +43,7 @@ from sticc.base.errors import UserError
 from sticc.base.jsonfile import fsync_file, make_staging_dir, replace_dir, write_bytes_atomic, write_json_atomic
 from sticc.base.measure import Spread
 from sticc.base.progress import Progress
-from sticc.bench.suite import Settings, _sample_rss, rss_peaks_in_call
+from sticc.bench.suite import Settings, rss_peaks_in_call, run_child
 from sticc.compile.report import read_plan_json
 from sticc.ir.graph import ShardChoice
 from sticc.ir.plan import Plan, SolverInfo, make_plan, memory_model, store_positions
@@ -359,26 +355,8 @@ def build_cases(
 
 
 def run_decoder_child(spec: dict, sample_rss: bool) -> tuple[dict, list[tuple[float, int, int]]]:
-    """Run one case in a fresh `python -m sticc.bench.decoder_cases` process (spec on stdin): its
-    result, and (monotonic s, RssAnon, RssFile) samples of it every 1 ms when `sample_rss` (as
-    `sticc.bench.suite.run_child` does for `sticc.bench.cases`)."""
-    command = [sys.executable, "-m", "sticc.bench.decoder_cases"]
-    samples: list[tuple[float, int, int]] = []
-    stop = threading.Event()
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-        sampler = threading.Thread(target=_sample_rss, args=(child.pid, samples, stop), daemon=True)
-        if sample_rss:
-            sampler.start()
-        try:
-            stdout, stderr = child.communicate(json.dumps(spec))
-        finally:
-            stop.set()
-            if sample_rss:
-                sampler.join()
-    if child.returncode != 0 or not stdout.strip():
-        lines = stderr.strip().splitlines()
-        raise UserError(f"case {spec['name']} failed: {lines[-1] if lines else f'exit code {child.returncode}'}")
-    return json.loads(stdout.strip().splitlines()[-1]), samples
+    """Run one case in a fresh `python -m sticc.bench.decoder_cases` process (`run_child`)."""
+    return run_child(spec, sample_rss, "sticc.bench.decoder_cases")
 
 
 def _median_int(values: list[int]) -> int:

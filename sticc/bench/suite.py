@@ -200,10 +200,10 @@ def _sample_rss(pid: int, samples: list[tuple[float, int, int]], stop: threading
         pass  # the process has exited
 
 
-def run_child(spec: dict, sample_rss: bool) -> tuple[dict, list[tuple[float, int, int]]]:
-    """Run one case in a fresh process (spec on stdin): its result, and (monotonic s, anon, file)
-    samples of its RSS when `sample_rss`."""
-    command = [sys.executable, "-m", "sticc.bench.cases"]
+def run_child(spec: dict, sample_rss: bool, module: str = "sticc.bench.cases") -> tuple[dict, list[tuple[float, int, int]]]:
+    """Run one case in a fresh `python -m module` process (spec on stdin): its result, and
+    (monotonic s, anon, file) samples of its RSS when `sample_rss`."""
+    command = [sys.executable, "-m", module]
     samples: list[tuple[float, int, int]] = []
     stop = threading.Event()
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:

@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +57,7 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
+from sticc.profile.tasks import TaskRunner, worker_count
 from sticc.runtime.core import (
     Extent,
     RowTable,
@@ -388,6 +386,15 @@ class DecoderMeasurer:
                 self.p.append(logp.exp())
                 self.log_normalizer.append(lse)
 
+    def run(self, task: tuple) -> tuple:
+        """One task's result: (kind, key, losses or a plan's loss)."""
+        kind, key, payload = task
+        if kind == "shard":
+            return kind, key, self.shard_losses(*key, payload)
+        if kind == "lm_head":
+            return kind, key, self.lm_head_losses(key[1], payload)
+        return kind, key, self.plan_loss(payload)
+
     def close(self) -> None:
         self.model.close()
 
@@ -508,87 +515,10 @@ class DecoderMeasurer:
 # Tasks, run in this process or in spawned workers
 # ----------------------------------------------------------------------------------------------
 
-_WORKER: DecoderMeasurer | None = None
-_WORKER_ERROR: BaseException | None = None
 
-
-def _start_worker(store_path: str, passages: tuple[tuple[int, ...], ...], reference: int) -> None:
-    """Pool initializer: one torch thread, the store opened here, the reference run once."""
-    global _WORKER, _WORKER_ERROR
-    torch.set_num_threads(1)
-    try:
-        _WORKER = DecoderMeasurer(Store.open(store_path), passages, reference)
-    except BaseException as error:  # raised by the first task, so the caller sees the real error
-        _WORKER_ERROR = error
-
-
-def _run_task(task: tuple) -> tuple:
-    if _WORKER is None:
-        raise _WORKER_ERROR or RuntimeError("importance worker was not started")
-    return _task_result(_WORKER, task)
-
-
-def _task_result(measurer: DecoderMeasurer, task: tuple) -> tuple:
-    kind, key, payload = task
-    if kind == "shard":
-        return kind, key, measurer.shard_losses(*key, payload)
-    if kind == "lm_head":
-        return kind, key, measurer.lm_head_losses(key[1], payload)
-    return kind, key, measurer.plan_loss(payload)
-
-
-class _TaskRunner:
-    """Runs measurement tasks in `workers` spawned processes, or in this one when workers == 1 (with
-    one torch thread too, so results are the same bits either way)."""
-
-    def __init__(self, store: Store, calibration: DecoderCalibration, reference: int, workers: int) -> None:
-        self._executor: ProcessPoolExecutor | None = None
-        self._measurer: DecoderMeasurer | None = None
-        self._threads = torch.get_num_threads()
-        if workers == 1:
-            torch.set_num_threads(1)
-            try:
-                self._measurer = DecoderMeasurer(store, calibration.passages, reference)
-            except BaseException:
-                torch.set_num_threads(self._threads)
-                raise
-        else:
-            self._executor = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"),  # torch and fork do not mix
-                initializer=_start_worker, initargs=(str(store.path), calibration.passages, reference),
-            )
-
-    def results(self, tasks: list[tuple]) -> Iterator[tuple]:
-        """Each task's result, in the order they finish."""
-        if self._executor is None:
-            for task in tasks:
-                yield _task_result(self._measurer, task)
-            return
-        futures = [self._executor.submit(_run_task, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BrokenProcessPool:
-            raise RuntimeError(
-                "an importance worker process died; a script that measures with workers > 1 must call "
-                "it under `if __name__ == '__main__':` (processes are spawned)"
-            ) from None
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._measurer is not None:
-            self._measurer.close()
-            torch.set_num_threads(self._threads)
-
-
-# ----------------------------------------------------------------------------------------------
-# The profile
-# ----------------------------------------------------------------------------------------------
-
-
-def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+def _open_measurer(store_path: str, passages: tuple[tuple[int, ...], ...], reference: int) -> DecoderMeasurer:
+    """The measurer of a store (`sticc.profile.tasks.TaskRunner`'s start: plain arguments, so a spawned worker can call it)."""
+    return DecoderMeasurer(Store.open(store_path), passages, reference)
 
 
 def decoder_metric(reference: int) -> str:
@@ -625,11 +555,7 @@ def measure_decoder_calibrated(
     """`measure_decoder_importance` on already tokenized passages."""
     if not store.spec.is_decoder:
         raise UserError(f"store {store.path} holds an encoder: its importance is measured by measure_importance")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, not {workers}")
-    if additivity_plans < 0:
-        raise UserError(f"additivity plans must be 0 or more, not {additivity_plans}")
+    workers = worker_count(workers, additivity_plans)
     reference = reference_bits(store)
     variants = tuple(sorted({0} | set(store.bits) - {reference}))
     layers = store.spec.layers
@@ -640,7 +566,7 @@ def measure_decoder_calibrated(
     loss: dict[tuple[int, int], dict[int, float]] = {}
     runner = None
     try:
-        runner = _TaskRunner(store, calibration, reference, min(workers, len(tasks)))
+        runner = TaskRunner(_open_measurer, (str(store.path), calibration.passages, reference), min(workers, len(tasks)))
         for _, position, losses in progress(iter(runner.results(tasks)), len(tasks), "measuring shards and LM head slices"):
             loss[position] = {reference: 0.0, **losses}
         additivity = AdditivityRecord()

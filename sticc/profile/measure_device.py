@@ -231,6 +231,25 @@ def _kernel(store: Store, part: str, shards: int, seq_len: int) -> Callable[[], 
     return lambda: ffn_chunk(acc, x, weights, biases, spec.activation)
 
 
+def _fit_prompt_chunks(
+    make_kernel: Callable[[int, int], Callable[[], None]], counts: list[int], seq_lens: list[int], repeats: int,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """One part's chunk kernels (`make_kernel(shards, seq_len)`) timed over shards x sequence length
+    and fitted to c0 + cL*L + c1*s*L + c2*s*L^2: (coefficients, (fitted, measured) times)."""
+    rows = []
+    for seq_len in seq_lens:
+        for shards in counts:
+            kernel = make_kernel(shards, seq_len)
+            kernel()
+            rows.append((shards, seq_len, _least_s(kernel, repeats)))
+    s = np.array([r[0] for r in rows], dtype=float)
+    length = np.array([r[1] for r in rows], dtype=float)
+    times = np.array([r[2] for r in rows])
+    features = np.stack([np.ones_like(s), length, s * length, s * length * length], 1)
+    coefficients = fit_nonnegative(features, times)
+    return coefficients, (features @ coefficients, times)
+
+
 def measure_compute(store: Store, seq_lens: list[int], repeats: int = 11) -> tuple[dict[str, PartCompute], FitError]:
     """Per-part chunk and join times over shards x sequence length on the compute lane's threads,
     fitted (the least of the repeats: `_least_s`)."""
@@ -239,18 +258,10 @@ def measure_compute(store: Store, seq_lens: list[int], repeats: int = 11) -> tup
     errors = []
     with torch.inference_mode():
         for part in PARTS:
-            rows = []
-            for seq_len in seq_lens:
-                for shards in _shard_counts(store):
-                    kernel = _kernel(store, part, shards, seq_len)
-                    kernel()
-                    rows.append((shards, seq_len, _least_s(kernel, repeats)))
-            s = np.array([r[0] for r in rows], dtype=float)
-            length = np.array([r[1] for r in rows], dtype=float)
-            times = np.array([r[2] for r in rows])
-            features = np.stack([np.ones_like(s), length, s * length, s * length * length], 1)
-            coefficients = fit_nonnegative(features, times)
-            errors.append((features @ coefficients, times))
+            coefficients, fitted = _fit_prompt_chunks(
+                lambda shards, seq_len, part=part: _kernel(store, part, shards, seq_len), _shard_counts(store), seq_lens, repeats,
+            )
+            errors.append(fitted)
             join_rows = []
             for seq_len in seq_lens:
                 x = torch.randn(1, seq_len, spec.hidden)
@@ -327,18 +338,10 @@ def measure_decoder_compute(
     counts = _shard_counts(store)
     with torch.inference_mode():
         for part in stored_parts(store.lm_head_shards):
-            rows = []
-            for length in seq_lens:
-                for shards in counts:
-                    kernel = _decoder_kernel(store, part, shards, length, 0)
-                    kernel()
-                    rows.append((shards, length, _least_s(kernel, repeats)))
-            s = np.array([r[0] for r in rows], dtype=float)
-            length = np.array([r[1] for r in rows], dtype=float)
-            times = np.array([r[2] for r in rows])
-            features = np.stack([np.ones_like(s), length, s * length, s * length * length], 1)
-            coefficients = fit_nonnegative(features, times)
-            errors.append((features @ coefficients, times))
+            coefficients, fitted = _fit_prompt_chunks(
+                lambda shards, length, part=part: _decoder_kernel(store, part, shards, length, 0), counts, seq_lens, repeats,
+            )
+            errors.append(fitted)
             token_rows = []
             for context in contexts if part is Part.ATTN else contexts[:1]:
                 for shards in counts:

@@ -25,11 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +56,7 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
+from sticc.profile.tasks import TaskRunner, worker_count
 from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
 from sticc.runtime.decode import decode_piece
 from sticc.runtime.encoder import (
@@ -338,6 +336,13 @@ class ImportanceMeasurer:
                 self.entering.append(states)
                 self.pooled.append(mean_pool(x, batch.attention_mask))
 
+    def run(self, task: tuple) -> tuple:
+        """One task's result: (kind, key, losses or a plan's loss)."""
+        kind, key, payload = task
+        if kind == "shard":
+            return kind, key, self.shard_losses(*key, payload)
+        return kind, key, self.plan_loss(payload)
+
     def close(self) -> None:
         self.model.close()
 
@@ -411,10 +416,6 @@ class ImportanceMeasurer:
 # Tasks, run in this process or in spawned workers
 # ----------------------------------------------------------------------------------------------
 
-_WORKER: ImportanceMeasurer | None = None
-_WORKER_ERROR: BaseException | None = None
-
-
 def _batches_to_lists(batches: tuple[CalibrationBatch, ...]) -> list[tuple[list, list, list]]:
     """Plain lists for the trip to a spawned worker (no tensor pickling, no shared memory)."""
     return [(b.input_ids.tolist(), b.attention_mask.tolist(), b.token_type_ids.tolist()) for b in batches]
@@ -424,82 +425,9 @@ def _batches_from_lists(lists: list[tuple[list, list, list]]) -> tuple[Calibrati
     return tuple(CalibrationBatch(*(torch.tensor(values, dtype=torch.int64) for values in batch)) for batch in lists)
 
 
-def _start_worker(store_path: str, batch_lists: list, reference: int) -> None:
-    """Pool initializer: one torch thread, the store opened here, the reference run once."""
-    global _WORKER, _WORKER_ERROR
-    torch.set_num_threads(1)
-    try:
-        _WORKER = ImportanceMeasurer(Store.open(store_path), _batches_from_lists(batch_lists), reference)
-    except BaseException as error:  # raised by the first task, so the caller sees the real error
-        _WORKER_ERROR = error
-
-
-def _run_task(task: tuple) -> tuple:
-    if _WORKER is None:
-        raise _WORKER_ERROR or RuntimeError("importance worker was not started")
-    return _task_result(_WORKER, task)
-
-
-def _task_result(measurer: ImportanceMeasurer, task: tuple) -> tuple:
-    kind, key, payload = task
-    if kind == "shard":
-        return kind, key, measurer.shard_losses(*key, payload)
-    return kind, key, measurer.plan_loss(payload)
-
-
-class _TaskRunner:
-    """Runs measurement tasks in `workers` spawned processes, or in this one when workers == 1 (with
-    one torch thread too, so results are the same bits either way)."""
-
-    def __init__(self, store: Store, calibration: CalibrationInputs, reference: int, workers: int) -> None:
-        self._executor: ProcessPoolExecutor | None = None
-        self._measurer: ImportanceMeasurer | None = None
-        self._threads = torch.get_num_threads()
-        if workers == 1:
-            torch.set_num_threads(1)
-            try:
-                self._measurer = ImportanceMeasurer(store, calibration.batches, reference)
-            except BaseException:
-                torch.set_num_threads(self._threads)
-                raise
-        else:
-            self._executor = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"),  # torch and fork do not mix
-                initializer=_start_worker,
-                initargs=(str(store.path), _batches_to_lists(calibration.batches), reference),
-            )
-
-    def results(self, tasks: list[tuple]) -> Iterator[tuple]:
-        """Each task's result, in the order they finish."""
-        if self._executor is None:
-            for task in tasks:
-                yield _task_result(self._measurer, task)
-            return
-        futures = [self._executor.submit(_run_task, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BrokenProcessPool:
-            raise RuntimeError(
-                "an importance worker process died; a script that measures with workers > 1 must call "
-                "it under `if __name__ == '__main__':` (processes are spawned)"
-            ) from None
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._measurer is not None:
-            self._measurer.close()
-            torch.set_num_threads(self._threads)
-
-
-# ----------------------------------------------------------------------------------------------
-# The profile
-# ----------------------------------------------------------------------------------------------
-
-
-def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+def _open_measurer(store_path: str, batch_lists: list, reference: int) -> ImportanceMeasurer:
+    """The measurer of a store (`sticc.profile.tasks.TaskRunner`'s start: plain arguments, so a spawned worker can call it)."""
+    return ImportanceMeasurer(Store.open(store_path), _batches_from_lists(batch_lists), reference)
 
 
 def measure_importance(
@@ -530,11 +458,7 @@ def measure_calibrated(
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
 ) -> ImportanceProfile:
     """`measure_importance` on already tokenized calibration inputs."""
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, not {workers}")
-    if additivity_plans < 0:
-        raise UserError(f"additivity plans must be 0 or more, not {additivity_plans}")
+    workers = worker_count(workers, additivity_plans)
     reference = reference_bits(store)
     variants = tuple(sorted({0} | set(store.bits) - {reference}))
     # heaviest first: a shard of layer l recomputes layers l.. (balances the workers)
@@ -543,7 +467,8 @@ def measure_calibrated(
     loss: dict[tuple[int, int], dict[int, float]] = {}
     runner = None
     try:
-        runner = _TaskRunner(store, calibration, reference, min(workers, len(shard_tasks)))
+        args = (str(store.path), _batches_to_lists(calibration.batches), reference)
+        runner = TaskRunner(_open_measurer, args, min(workers, len(shard_tasks)))
         for _, position, losses in progress(iter(runner.results(shard_tasks)), len(shard_tasks), "measuring shards"):
             loss[position] = {reference: 0.0, **losses}
         additivity = AdditivityRecord()
