@@ -384,8 +384,8 @@ def bench(
         raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
     if store.spec.is_decoder:
         raise UserError(
-            f"`sticc bench` runs encoders so far; {store.spec.name} is a decoder: time it with "
-            f"`python {out_dir / 'runner.py'} --generate 32 --stats PROMPT` (examples/decoder_fidelity.py measures it)"
+            f"{store.spec.name} is a decoder: its runner is benchmarked by "
+            f"sticc.bench.decoder_suite.bench_decoder (`sticc bench` picks it)"
         )
     if settings.io_bandwidth_Bps is None:
         settings = replace(settings, io_bandwidth_Bps=plan_json.get("runtime", {}).get("io_bandwidth_cap_Bps"))

@@ -189,11 +189,11 @@ def compile_(
 
 
 def _encoders_only(store, what: str) -> None:
-    """Decoders run given plans (--bits, --plan); their profiles and planning are not built yet."""
+    """Refuse a decoder store for an encoder-only command (`sticc sweep`)."""
     if store.spec.is_decoder:
         raise UserError(
-            f"{what} is for encoders so far; {store.spec.name} is a {store.spec.family} decoder: "
-            f"compile it with --bits N or --plan FILE"
+            f"{what} is for encoders; {store.spec.name} is a {store.spec.family} decoder: compile it for targets "
+            f"(--token-latency, --first-token, --memory) and `sticc bench` its runner"
         )
 
 
