@@ -164,7 +164,7 @@ def compile_(
             the_plan = read_plan(store, plan, seq_len, memory_bytes, shards_per_chunk, context)
         if kv_memory_bytes is not None:
             the_plan = replace(the_plan, targets=replace(the_plan.targets, kv_memory_bytes=kv_memory_bytes))
-            check_kv_budget(the_plan)
+            check_kv_budget(the_plan.targets, the_plan.predicted.kv_cache_bytes)
         if device is not None:  # predictions need a device; a given plan is never measured for
             profile = _device_profile(store, device, the_plan.targets.seq_len, context=the_plan.targets.context)
             the_plan = predict_given_plan(store, the_plan, profile, _importance_profile(store, importance) if importance else None)

@@ -18,7 +18,7 @@ from solvers.base import Solution, budget_bytes
 from solvers.cpsat import cpsat_solve
 from solvers.greedy import greedy_solve
 from sticc.base.schema import Part
-from sticc.ir.graph import Phase, ShardChoice, by_position
+from sticc.ir.graph import Phase, by_position
 from sticc.ir.lower import Problem, lower, lower_decoder
 from sticc.ir.plan import (
     ComparisonRecord,
@@ -30,13 +30,13 @@ from sticc.ir.plan import (
     Predicted,
     RuntimeSettings,
     SolutionSummary,
-    SolverInfo,
     Targets,
     TimelineRecord,
+    check_kv_budget,
     make_plan,
-    store_positions,
+    settle_targets,
 )
-from sticc.ir.simulate import simulate
+from sticc.ir.simulate import Simulation, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
@@ -69,12 +69,17 @@ def lower_targets(
     return lower(store, device, importance, targets.seq_len, targets.latency_s, targets.memory_bytes, shards_per_chunk, percentile)
 
 
+def simulate_phases(problem: Problem, choices, budget: int) -> list[Simulation]:
+    """One simulated call per phase of `problem` (an encoder's call; a decoder's decode step, then its prefill)."""
+    return [simulate(phase, choices, budget) for phase in problem.phases]
+
+
 def _summary(median: Problem, solution: Solution, planned: Problem) -> SolutionSummary:
     """A solution's objective and predictions, for the report's comparison."""
     choices = solution.choices
     budget = budget_bytes(planned, choices)
     kept = [c for c in choices.values() if c.bits]
-    predicted = predicted_from(median, choices, budget, planned)
+    predicted = predicted_from(median, choices, simulate_phases(median, choices, budget), simulate_phases(planned, choices, budget))
     return SolutionSummary(
         objective=planned.objective(choices),
         status=solution.info.status,
@@ -84,16 +89,17 @@ def _summary(median: Problem, solution: Solution, planned: Problem) -> SolutionS
     )
 
 
-def predicted_from(problem: Problem, choices, budget: int, planned: Problem | None = None) -> Predicted:
-    """What a plan is predicted to do within a pool of `budget` bytes: every phase simulated on the
-    median `problem` and (optional) on `planned`, the problem at the planned percentile. A decoder's
-    latency is its decode step's (at the context's last position), its first token the prefill's."""
+def predicted_from(
+    problem: Problem, choices, median: list[Simulation], at_percentile: list[Simulation] | None = None,
+) -> Predicted:
+    """What a plan is predicted to do: `median` simulates every phase of the median `problem`
+    (`simulate_phases`), `at_percentile` (optional) of the problem at the planned percentile. A
+    decoder's latency is its decode step's (at the context's last position), its first token the
+    prefill's."""
     preload = sum(
         problem.graph.part_costs[part].slot_nbytes[c.bits] for c in choices.values() if c.preload for part in problem.graph.part_costs
         if (part is Part.LM_HEAD) == (c.layer == problem.layers)  # a layer shard's pieces, or an LM head slice
     )
-    median = [simulate(phase, choices, budget) for phase in problem.phases]
-    at_percentile = None if planned is None else [simulate(phase, choices, budget) for phase in planned.phases]
     decoder = problem.graph.info.phase is Phase.DECODE
     first = median[0] if not decoder else median[1]  # the call whose bytes `io_bytes` counts: a decoder's prefill
     return Predicted(
@@ -119,10 +125,10 @@ def finish_plan(
     runtime settings and the findings; `problem` is the median problem, `at_percentile` the one at
     the planned percentile (lowered here when not given)."""
     choices = by_position(plan.shards)
-    simulation = simulate(problem, choices, plan.memory_budget_bytes)
     at_percentile = at_percentile or _at_percentile(store, plan, device, importance)
-    predicted = predicted_from(problem, choices, plan.memory_budget_bytes, at_percentile)
-    prefill = simulate(problem.also[0], choices, plan.memory_budget_bytes) if problem.also else None
+    median = simulate_phases(problem, choices, plan.memory_budget_bytes)
+    predicted = predicted_from(problem, choices, median, simulate_phases(at_percentile, choices, plan.memory_budget_bytes))
+    simulation, prefill = median[0], (median[1] if problem.also else None)
     if importance is None:
         predicted = replace(predicted, fidelity_loss=None)
     findings = Findings(
@@ -171,13 +177,9 @@ def plan_for_targets(
     """The plan of `solver` for the targets, solved at the planned percentile; (plan, the problem
     it was solved on). A decoder's `latency_s` is per token (a decode step at the last position of
     `context`), `seq_len` its prompt and `first_token_s` the prefill's target."""
-    # the targets as make_plan settles them (defaults, the KV budget), before anything is solved
-    targets = make_plan(
-        store, _any_plan(store), SolverInfo("targets", "GIVEN"), seq_len=seq_len, latency_s=latency_s,
-        shards_per_chunk=shards_per_chunk, context=context, first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
-    ).targets
-    targets = replace(targets, memory_bytes=memory_bytes)
+    targets = settle_targets(store, seq_len, memory_bytes, latency_s, context, first_token_s, kv_memory_bytes)
     problem = lower_targets(store, device, importance, targets, shards_per_chunk, PLANNED_PERCENTILE)
+    check_kv_budget(targets, problem.graph.kv_cache_nbytes if store.spec.is_decoder else None)  # before solving
     chosen, greedy = solve(problem, solver, time_limit_s)
     budget = budget_bytes(problem, chosen.choices)
     plan = make_plan(
@@ -189,12 +191,6 @@ def plan_for_targets(
     median = lower_targets(store, device, importance, targets, problem.shards_per_chunk)
     comparison = ComparisonRecord(None if solver == "greedy" else _summary(median, greedy, problem))
     return finish_plan(store, median, plan, device, importance, comparison, problem), problem
-
-
-def _any_plan(store: Store) -> tuple[ShardChoice, ...]:
-    """Some valid choices (every shard at the lowest bits), for settling targets before solving."""
-    low = min(store.bits)
-    return tuple(ShardChoice(layer, index, low) for layer, index in store_positions(store))
 
 
 def predict_given_plan(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Plan:

@@ -100,19 +100,19 @@ class Problem:
         return sum(self.graph.loss(position)[c.bits] for position, c in choices.items())
 
 
+def _one_token(part: Part, phase: Phase) -> bool:
+    """Whether `part` of a `phase` call runs on one token: a decode step's every part, and a
+    prompt's LM head (generation needs only its last position's logits)."""
+    return phase is Phase.DECODE or (phase is Phase.PREFILL and part is Part.LM_HEAD)
+
+
 def _kernel_s(device: DeviceProfile, part: Part, shards: int, seq_len: int, phase: Phase, context: int) -> float:
-    """One chunk's kernel: an encoder's or a prompt's at `seq_len` tokens; a decode step's at one
-    token over `context` cached positions. A prompt's LM head runs on its last position only
-    (generation needs no other logits)."""
-    if phase is Phase.DECODE or (phase is Phase.PREFILL and part is Part.LM_HEAD):
-        return device.token_chunk_s(part, shards, context)
-    return device.chunk_s(part, shards, seq_len)
+    """One chunk's kernel: at `seq_len` tokens, or at one token over `context` cached positions."""
+    return device.token_chunk_s(part, shards, context) if _one_token(part, phase) else device.chunk_s(part, shards, seq_len)
 
 
 def _join_s(device: DeviceProfile, part: Part, seq_len: int, phase: Phase) -> float:
-    if phase is Phase.DECODE or (phase is Phase.PREFILL and part is Part.LM_HEAD):
-        return device.token_join_s(part)
-    return device.join_s(part, seq_len)
+    return device.token_join_s(part) if _one_token(part, phase) else device.join_s(part, seq_len)
 
 
 def _part_costs(

@@ -390,18 +390,8 @@ def make_plan(
     """
     shards = validate_choices(store, list(shards))
     spec = store.spec
-    positions = spec.max_positions
-    if spec.is_decoder:
-        context = min(DEFAULT_CONTEXT, positions) if context is None else context
-        if not 1 <= context <= positions:
-            raise UserError(f"--context {context} must lie in [1, {positions}] (the model's positions)")
-        seq_len = min(DEFAULT_PROMPT_LEN, context) if seq_len is None else seq_len
-        positions = context
-    elif context is not None or first_token_s is not None or kv_memory_bytes is not None:
-        raise UserError(f"--context, --first-token and --kv-memory are for decoders; {spec.name} is an encoder")
-    seq_len = min(DEFAULT_SEQ_LEN, positions) if seq_len is None else seq_len
-    if seq_len <= 0 or seq_len > positions:
-        raise UserError(f"--seq-len {seq_len} must lie in [1, {positions}]" + (" (the context)" if spec.is_decoder else ""))
+    targets = settle_targets(store, seq_len, memory_bytes, latency_s, context, first_token_s, kv_memory_bytes)
+    seq_len, context = targets.seq_len, targets.context
     if shards_per_chunk is None:
         shards_per_chunk = default_shards_per_chunk(store.shards_per_layer)
     if not 1 <= shards_per_chunk <= store.shards_per_layer:
@@ -430,20 +420,38 @@ def make_plan(
         io_bytes_per_token=None if token is None else streamed + token.embed.io_nbytes,
         kv_cache_bytes=None if token is None else token.kv_cache_nbytes,
     )
-    targets = Targets(latency_s, memory_bytes, seq_len, context, first_token_s, kv_memory_bytes)
-    plan = Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
-    check_kv_budget(plan)
-    return plan
+    check_kv_budget(targets, predicted.kv_cache_bytes)
+    return Plan(store.store_id, store.spec.name, targets, solver, budget, shards_per_chunk, shards, load_order(blocks), predicted)
 
 
-def check_kv_budget(plan: Plan) -> None:
-    """Raise InfeasibleError when a decoder's KV cache for its context exceeds `--kv-memory`,
-    naming the largest context within it (the cache is made whole at construction, every key and
-    value head for every position of the context)."""
-    budget, nbytes = plan.targets.kv_memory_bytes, plan.predicted.kv_cache_bytes
+def settle_targets(
+    store: Store, seq_len: int | None, memory_bytes: int | None, latency_s: float | None, context: int | None = None,
+    first_token_s: float | None = None, kv_memory_bytes: int | None = None,
+) -> Targets:
+    """The targets with their defaults (see `make_plan`), checked against the model's positions."""
+    spec = store.spec
+    positions = spec.max_positions
+    if spec.is_decoder:
+        context = min(DEFAULT_CONTEXT, positions) if context is None else context
+        if not 1 <= context <= positions:
+            raise UserError(f"--context {context} must lie in [1, {positions}] (the model's positions)")
+        seq_len = min(DEFAULT_PROMPT_LEN, context) if seq_len is None else seq_len
+        positions = context
+    elif context is not None or first_token_s is not None or kv_memory_bytes is not None:
+        raise UserError(f"--context, --first-token and --kv-memory are for decoders; {spec.name} is an encoder")
+    seq_len = min(DEFAULT_SEQ_LEN, positions) if seq_len is None else seq_len
+    if seq_len <= 0 or seq_len > positions:
+        raise UserError(f"--seq-len {seq_len} must lie in [1, {positions}]" + (" (the context)" if spec.is_decoder else ""))
+    return Targets(latency_s, memory_bytes, seq_len, context, first_token_s, kv_memory_bytes)
+
+
+def check_kv_budget(targets: Targets, kv_cache_bytes: int | None) -> None:
+    """Raise InfeasibleError when a decoder's KV cache for its context (`kv_cache_bytes`) exceeds
+    `--kv-memory`, naming the largest context within it (the cache is made whole at construction,
+    every key and value head for every position of the context)."""
+    budget, nbytes, context = targets.kv_memory_bytes, kv_cache_bytes, targets.context
     if budget is None or nbytes is None or nbytes <= budget:
         return
-    context = plan.targets.context
     raise InfeasibleError(
         f"the KV cache for a context of {context} positions takes {nbytes / 1e6:.2f} MB, over --kv-memory "
         f"{budget / 1e6:.2f} MB: the largest context within it is {budget // (nbytes // context)} positions"
