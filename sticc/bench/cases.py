@@ -64,6 +64,13 @@ def reset_peak_rss() -> None:
         handle.write("5")  # resets VmHWM to the current RSS
 
 
+def runner_class(spec: dict) -> type:
+    """The generated runner class of a case's `runner`, with the embedding tables pinned when the
+    spec says `pin_embeddings` (the preload baseline)."""
+    loaded = load_runner(spec["runner"]).Runner
+    return with_pinned_embeddings(loaded) if spec.get("pin_embeddings", False) else loaded
+
+
 class RunnerCase:
     """A generated runner; `mode` "call" times one call of a constructed runner, "cold-start"
     times construction (every preload read, the kernels' warm-up) plus the call, as an app's
@@ -71,9 +78,7 @@ class RunnerCase:
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
-        self.runner_class = load_runner(spec["runner"]).Runner
-        if spec.get("pin_embeddings", False):
-            self.runner_class = with_pinned_embeddings(self.runner_class)
+        self.runner_class = runner_class(spec)
         self.runner = None
         self.weight_bytes_method = "exact: the runner's weight pool (ring + scratch + pinned), made at construction"
 

@@ -51,11 +51,9 @@ from pathlib import Path
 
 import torch
 
-from codegen import load_runner
 from sticc.base.measure import evict_from_page_cache
-from sticc.bench.cases import proc_read_bytes, proc_self_status, reset_peak_rss
+from sticc.bench.cases import proc_read_bytes, proc_self_status, reset_peak_rss, runner_class
 from sticc.bench.hf import ResidentParamBytes, Throttle, read_throttled, throttled_offload_loads
-from sticc.bench.modes import with_pinned_embeddings
 
 
 def mapped_rss_bytes(paths: list[Path]) -> int:
@@ -78,9 +76,7 @@ class RunnerDecoderCase:
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
-        self.runner_class = load_runner(spec["runner"]).Runner
-        if spec.get("pin_embeddings", False):
-            self.runner_class = with_pinned_embeddings(self.runner_class)
+        self.runner_class = runner_class(spec)
         self.runner = None
         self.past = None
         self.peak_weight_bytes = 0

@@ -37,14 +37,12 @@ from pathlib import Path
 import torch
 
 from codegen import emit_runner, write_output
-from codegen.literals import runner_literal
 from sticc.base.cache import cache_dir
 from sticc.base.errors import UserError
 from sticc.base.jsonfile import fsync_file, make_staging_dir, replace_dir, write_bytes_atomic, write_json_atomic
 from sticc.base.measure import Spread
 from sticc.base.progress import Progress
-from sticc.bench.suite import Settings, rss_peaks_in_call, run_child
-from sticc.compile.report import read_plan_json
+from sticc.bench.suite import Settings, open_output, rss_peaks_in_call, run_child
 from sticc.ir.graph import ShardChoice
 from sticc.ir.plan import Plan, SolverInfo, make_plan, memory_model, store_positions
 from sticc.model.store import Store
@@ -147,21 +145,9 @@ class DecoderBench:
 # ----------------------------------------------------------------------------------------------
 
 
-def open_decoder_output(out_dir: Path, store_dir: Path | None) -> tuple[dict, Store]:
-    """OUT's plan.json (as a dict) and the store its runner reads; one line for anything amiss."""
-    out_dir = Path(out_dir)
-    plan_json = read_plan_json(out_dir / "plan.json")
-    if not (out_dir / "runner.py").is_file():
-        raise UserError(f"{out_dir} has no runner.py: give a directory written by `sticc compile`")
-    store = Store.open(store_dir or runner_literal(out_dir / "runner.py", "DEFAULT_STORE", str))
-    if plan_json["store_id"] != store.store_id:
-        raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
-    return plan_json, store
-
-
 def is_decoder_output(out_dir: Path, store_dir: Path | None = None) -> bool:
     """Whether the runner in OUT (`sticc compile` output) is a decoder's: `sticc bench` then calls `bench_decoder`."""
-    return open_decoder_output(out_dir, store_dir)[1].spec.is_decoder
+    return open_output(out_dir, store_dir)[1].spec.is_decoder
 
 
 def fp32_shards(store: Store, preload: bool) -> tuple[ShardChoice, ...]:
@@ -408,7 +394,7 @@ def bench_decoder(
     line in `DecoderBench.skipped`."""
     if new_tokens < 1 or agreement_tokens < 1:
         raise UserError("the token counts must be at least 1")
-    plan_json, store = open_decoder_output(out_dir, store_dir)
+    plan_json, store = open_output(out_dir, store_dir)
     if not store.spec.is_decoder:
         raise UserError(f"{store.spec.name} is an encoder: `sticc bench` benchmarks it with sticc.bench.suite.bench")
     unknown = [name for name in baselines if name not in DECODER_BASELINES]

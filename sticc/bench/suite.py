@@ -371,17 +371,25 @@ def reference_embeddings(preload_runner: Path, store: Store, texts: tuple[str, .
     return inputs, reference
 
 
-def bench(
-    out_dir: Path, store_dir: Path | None, settings: Settings, baselines: tuple[str, ...], progress: Progress,
-) -> tuple[Subject, Settings, list[CaseResult]]:
-    """Run `sticc bench` (see the module docstring); the settings as applied (the plan's emulated
-    bandwidth when none was given)."""
+def open_output(out_dir: Path, store_dir: Path | None) -> tuple[dict, Store]:
+    """OUT's plan.json (as a dict) and the store its runner reads (`store_dir`, or the runner's
+    default); one line for anything amiss."""
+    out_dir = Path(out_dir)
     plan_json = read_plan_json(out_dir / "plan.json")
     if not (out_dir / "runner.py").is_file():
         raise UserError(f"{out_dir} has no runner.py: give a directory written by `sticc compile`")
     store = Store.open(store_dir or runner_literal(out_dir / "runner.py", "DEFAULT_STORE", str))
     if plan_json["store_id"] != store.store_id:
         raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
+    return plan_json, store
+
+
+def bench(
+    out_dir: Path, store_dir: Path | None, settings: Settings, baselines: tuple[str, ...], progress: Progress,
+) -> tuple[Subject, Settings, list[CaseResult]]:
+    """Run `sticc bench` (see the module docstring); the settings as applied (the plan's emulated
+    bandwidth when none was given)."""
+    plan_json, store = open_output(out_dir, store_dir)
     if store.spec.is_decoder:
         raise UserError(
             f"{store.spec.name} is a decoder: its runner is benchmarked by "
