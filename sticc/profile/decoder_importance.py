@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch
 
 from sticc.base.cache import cache_dir
 from sticc.base.errors import UserError
-from sticc.base.progress import Progress
+from sticc.base.progress import Progress, quiet
 from sticc.base.schema import PARTS, Part
 from sticc.model.sharding import decoder_shape, spec_piece_blocks
 from sticc.model.store import Store
@@ -57,18 +56,14 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
+from sticc.profile.store_pieces import StorePieces
 from sticc.profile.tasks import TaskRunner, worker_count
 from sticc.runtime.core import (
-    Extent,
     RowTable,
     StoreError,
-    StoreReader,
-    checksum,
-    checksum_error,
     load_tokenizer,
     read_rows,
 )
-from sticc.runtime.decode import decode_piece
 from sticc.runtime.decoder import (
     DecoderShape,
     Step,
@@ -90,10 +85,6 @@ FALLBACK_PASSAGES = 4
 FALLBACK_MIN_TOKENS = 8
 FALLBACK_MAX_TOKENS = 24
 KL_ROWS = 32  # positions per block of the float64 KL computation (bounds its temporaries)
-
-
-def _no_progress(items: Iterator, total: int, what: str) -> Iterator:
-    return items
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,18 +184,17 @@ def lm_head_slice_kl(
     return float((torch.log1p(growth) - shift).sum())
 
 
-class StoreDecoder:
+class StoreDecoder(StorePieces):
     """The decoder read from a store: headers, embedding rows, every layer and the LM head at the
     reference precision, and any piece at any stored bitwidth on demand; its forward uses the
     runner's kernels."""
 
     def __init__(self, store: Store, reference: int, max_tokens: int) -> None:
         spec = store.spec
-        self.store = store
+        super().__init__(store)
         self.spec = spec
         self.shape: DecoderShape = decoder_shape(spec, store.shards_per_layer, store.lm_head_shards)
         self.shards = store.shards_per_layer
-        self.reader = StoreReader(str(store.data_path))
         layernorm = spec.norm_kind == "layernorm"
         final = self._read(store.global_header, "global header").view(torch.float32).view(-1, spec.hidden)
         self.final_norm_vectors = dict(zip(decoder_global_vectors(layernorm), final, strict=True))
@@ -228,21 +218,6 @@ class StoreDecoder:
         self.lm_head_reference = self.chunk(
             Part.LM_HEAD, [self.piece(spec.layers, index, Part.LM_HEAD, reference) for index in range(store.lm_head_shards)],
         )
-
-    def close(self) -> None:
-        self.reader.close()
-
-    def _read(self, extent: Extent, what: str) -> torch.Tensor:
-        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
-        self.reader.read(buffer, extent.offset, what)
-        if checksum(memoryview(buffer.numpy())) != extent.checksum:
-            raise checksum_error(what)
-        return buffer
-
-    def piece(self, layer: int, index: int, part: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One stored piece, dequantized: weight [rows, cols] and bias, fp32."""
-        version = self.store.version(layer, index, part, bits)
-        return decode_piece(self._read(version.extent, version.key.describe()), version.layout)
 
     def chunk(self, part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
         return kernel_chunk(pieces, *self.blocks[part])
@@ -535,7 +510,7 @@ def decoder_metric(reference: int) -> str:
 def measure_decoder_importance(
     store: Store,
     texts: list[str] | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = quiet,
     workers: int | None = None,
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
     source: str | None = None,
@@ -548,7 +523,7 @@ def measure_decoder_importance(
 def measure_decoder_calibrated(
     store: Store,
     calibration: DecoderCalibration,
-    progress: Progress = _no_progress,
+    progress: Progress = quiet,
     workers: int | None = None,
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
 ) -> ImportanceProfile:

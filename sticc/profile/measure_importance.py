@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 from sticc.base.cache import cache_dir, read_cached_json, write_cached_json
 from sticc.base.errors import UserError
-from sticc.base.progress import Progress
+from sticc.base.progress import Progress, quiet
 from sticc.base.schema import PARTS, Part, read_bytes
 from sticc.model.store import Store
 from sticc.model.texts import IMPORTANCE_SENTENCES
@@ -56,9 +55,9 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
+from sticc.profile.store_pieces import StorePieces
 from sticc.profile.tasks import TaskRunner, worker_count
-from sticc.runtime.core import Extent, RowTable, StoreError, StoreReader, checksum, checksum_error, read_rows
-from sticc.runtime.decode import decode_piece
+from sticc.runtime.core import RowTable, StoreError, read_rows
 from sticc.runtime.encoder import (
     LAYER_HEADER_VECTORS,
     attention_chunk,
@@ -80,10 +79,6 @@ FALLBACK_SEED = 0
 FALLBACK_SEQUENCES = 32
 FALLBACK_MAX_TOKENS = 32
 
-
-
-def _no_progress(items: Iterator, total: int, what: str) -> Iterator:
-    return items
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,19 +187,18 @@ def calibration_inputs(store: Store, texts: list[str] | None = None, source: str
 # ----------------------------------------------------------------------------------------------
 
 
-class StoreEncoder:
+class StoreEncoder(StorePieces):
     """The encoder read from a store: headers, embedding rows, every layer at the reference
     precision, and any piece at any stored bitwidth on demand; its forward uses the runner's kernels.
     """
 
     def __init__(self, store: Store, reference: int) -> None:
         spec = store.spec
-        self.store = store
+        super().__init__(store)
         self.spec = spec
         self.shards = store.shards_per_layer
         self.heads_per_shard = spec.heads // store.shards_per_layer
         self.units = spec.ffn // store.shards_per_layer
-        self.reader = StoreReader(str(store.data_path))
         globals_ = self._read(store.global_header, "global header").view(torch.float32)
         self.embed_norm_weight = globals_[: spec.hidden]
         self.embed_norm_bias = globals_[spec.hidden : 2 * spec.hidden]
@@ -223,21 +217,6 @@ class StoreEncoder:
             for layer in range(spec.layers)
             for part in PARTS
         }
-
-    def close(self) -> None:
-        self.reader.close()
-
-    def _read(self, extent: Extent, what: str) -> torch.Tensor:
-        buffer = torch.empty(extent.nbytes, dtype=torch.uint8)
-        self.reader.read(buffer, extent.offset, what)
-        if checksum(memoryview(buffer.numpy())) != extent.checksum:
-            raise checksum_error(what)
-        return buffer
-
-    def piece(self, layer: int, index: int, part: str, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One stored piece, dequantized: weight [rows, cols] and bias, fp32."""
-        version = self.store.version(layer, index, part, bits)
-        return decode_piece(self._read(version.extent, version.key.describe()), version.layout)
 
     @staticmethod
     def chunk(part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
@@ -433,7 +412,7 @@ def _open_measurer(store_path: str, batch_lists: list, reference: int) -> Import
 def measure_importance(
     store: Store,
     texts: list[str] | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = quiet,
     workers: int | None = None,
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
     source: str | None = None,
@@ -453,7 +432,7 @@ def measure_importance(
 def measure_calibrated(
     store: Store,
     calibration: CalibrationInputs,
-    progress: Progress = _no_progress,
+    progress: Progress = quiet,
     workers: int | None = None,
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
 ) -> ImportanceProfile:
@@ -521,7 +500,7 @@ def _cached_profile(path: Path, store: Store, sha256: str) -> ImportanceProfile 
 
 
 def cached_importance(
-    store: Store, calib_path: Path | None, progress: Progress = _no_progress, workers: int | None = None,
+    store: Store, calib_path: Path | None, progress: Progress = quiet, workers: int | None = None,
 ) -> tuple[ImportanceProfile, Path, bool]:
     """(profile, cache path, whether it came from the cache) for `store` on the texts of
     `calib_path` (one per line; None: the built-in held-out sentences, or passages for a decoder). A
