@@ -294,7 +294,7 @@ def _decoder_kernel(store: Store, part: Part, shards: int, length: int, past: in
     nbytes = shards * piece.rows * piece.cols * 4
     copies = max(1, min(32, ROTATE_BYTES // max(nbytes, 1))) if length == 1 else 1
     weights = [torch.randn(blocks, shards, piece.rows * piece.cols // blocks, generator=generator) * 0.05 for _ in range(copies)]
-    biases = torch.zeros(bias_blocks, shards, max(piece.bias_len, bias_blocks) // bias_blocks)
+    biases = torch.zeros(bias_blocks, shards, piece.bias_len // bias_blocks)  # one empty block without a bias
     h = torch.randn(length, spec.hidden)
     acc = torch.zeros(length, spec.hidden)
     turn = itertools.cycle(weights)
