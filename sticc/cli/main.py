@@ -51,14 +51,19 @@ def shard(
     bits: Annotated[str, typer.Option(help="bitwidths to store every shard at")] = "2,3,4,5,6,8,16,32",
     shards_per_layer: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="shards per layer (default: one per head)")] = None,
     group_size: Annotated[int, typer.Option(min=8, max=MAX_FLAG_INT, help="weights per quantization group")] = 64,
+    no_sentence_pipeline: Annotated[bool, typer.Option(
+        "--no-sentence-pipeline", help="ignore the checkpoint's sentence-transformers modules (runners mean-pool, no normalization)",
+    )] = False,
 ) -> None:
     """Cut a checkpoint into shards, quantize each at every bitwidth, and write a store."""
     from sticc.model.store import write_store
 
-    store = write_store(model_dir, out, _bits_list(bits), shards_per_layer, group_size, progress_bar)
+    store = write_store(model_dir, out, _bits_list(bits), shards_per_layer, group_size, progress_bar, not no_sentence_pipeline)
     size = store.data_path.stat().st_size
     print(f"wrote {out}: {store.spec.name}, {store.spec.layers} layers x {store.shards_per_layer} shards, "
           f"bits {list(store.bits)}, {size / 1e6:.1f} MB")
+    if store.sentence_pipeline is not None:
+        print(f"sentence-transformers pipeline: {store.sentence_pipeline.describe()}")
 
 
 def _duration(text: str | None, flag: str) -> float | None:

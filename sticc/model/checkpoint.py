@@ -11,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from sticc.base.errors import UserError
 from sticc.base.schema import OPEN, Name, parse_json, read_bytes, read_file, with_config
 from sticc.model.families import ConfigHead, Family, TensorRef, family_for, role_shapes
+from sticc.model.sentence import SentencePipelineRecord, sentence_pipeline
 from sticc.model.spec import ModelSpec, TokenId, token_ids
 
 
@@ -76,6 +77,10 @@ class Checkpoint:
         if tokenizer.exists():
             files["tokenizer.json"] = tokenizer.read_bytes()
         return files
+
+    def sentence_pipeline(self) -> SentencePipelineRecord | None:
+        """The checkpoint's sentence-transformers pipeline (encoders; None without modules.json)."""
+        return None if self.spec.is_decoder else sentence_pipeline(self.model_dir, self.spec)
 
     def _check_shapes(self) -> None:
         with_shapes = self._shapes()

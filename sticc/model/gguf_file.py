@@ -161,6 +161,10 @@ class GgufCheckpoint:
             tensor = _unpermute_rotary(tensor, heads)
         return tensor.contiguous()
 
+    def sentence_pipeline(self) -> None:
+        """A GGUF file holds no sentence-transformers pipeline."""
+        return None
+
     def extra_files(self) -> dict[str, bytes]:
         """Files the store keeps beside the data: the scalar metadata, and the tokenizer (if any)."""
         config = {key: _json_scalar(value) for key, value in self.metadata.items()}

@@ -1,7 +1,8 @@
 """Opening what `sticc shard` reads: an HF checkpoint directory or a GGUF file, as one interface.
 
 Both kinds give a `ModelSpec`, every canonical role's tensor in fp32 (`sticc.model.families` names
-the roles), and the files the store keeps beside its data (the tokenizer, the source's config).
+the roles), the files the store keeps beside its data (the tokenizer, the source's config), and
+the sentence-transformers pipeline an HF encoder checkpoint declares (`sticc.model.sentence`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from sticc.base.errors import UserError
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.gguf_file import GgufCheckpoint
+from sticc.model.sentence import SentencePipelineRecord
 from sticc.model.spec import ModelSpec
 
 GGUF_MAGIC = b"GGUF"
@@ -31,6 +33,8 @@ class Source(Protocol):
     def tensor(self, role: str, layer: int | None = None) -> torch.Tensor: ...
 
     def extra_files(self) -> dict[str, bytes]: ...
+
+    def sentence_pipeline(self) -> SentencePipelineRecord | None: ...
 
 
 def open_source(path: str | Path) -> Source:

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -50,6 +50,7 @@ from sticc.base.schema import (
 )
 from sticc.model.activation_stats import piece_stats
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
+from sticc.model.sentence import SentencePipelineRecord
 from sticc.model.sharding import (
     block_weights,
     check_lm_head_shards,
@@ -77,6 +78,7 @@ from sticc.runtime.core import (
     blob_layout,
     checksum,
 )
+from sticc.runtime.sentence import truncation_length
 
 DATA_FILE = "weights.safetensors"
 ALIGNMENT_BYTES = READ_ALIGN_BYTES  # runners read blobs in whole units of this (direct IO)
@@ -212,6 +214,7 @@ class Manifest:
     versions: list[VersionRecord]
     store_id: Sha256
     lm_head_shards: PositiveCount | None = None  # decoders: the LM head's vocabulary slices
+    sentence_pipeline: SentencePipelineRecord | None = None  # the checkpoint's sentence-transformers modules
 
 
 @dataclass(frozen=True)
@@ -233,10 +236,19 @@ class Store:
     has_tokenizer: bool
     source_dir: Path | None = None  # the checkpoint (directory or GGUF file) the store was sharded from
     lm_head_shards: int = 0  # decoders: the LM head's vocabulary slices, stored as pieces of layer `layers`
+    sentence_pipeline: SentencePipelineRecord | None = None  # None: the bare pipeline (sticc.runtime.sentence)
 
     @property
     def data_path(self) -> Path:
         return self.path / DATA_FILE
+
+    @property
+    def text_tokens(self) -> int:
+        """Tokens an encoder's runner cuts a text to (the pipeline's `max_seq_length`, within the
+        model's positions): the longest input a call sees."""
+        spec = self.spec
+        wanted = self.sentence_pipeline.max_seq_length if self.sentence_pipeline else None
+        return truncation_length(spec.max_positions, spec.position_kind, spec.pad_token_id, wanted)
 
     def version(self, layer: int, index: int, part: str, bits: int) -> Version:
         return self.versions[VersionKey(layer, index, part, bits)]
@@ -319,6 +331,7 @@ class Store:
             position_embeddings=tables[1] if len(tables) > 1 else None, versions=versions,
             has_tokenizer=manifest.tokenizer is not None,
             source_dir=Path(manifest.source.model_dir) if manifest.source.model_dir else None, lm_head_shards=lm_head_shards,
+            sentence_pipeline=manifest.sentence_pipeline,
         )
 
 
@@ -397,11 +410,14 @@ def write_store(
     shards_per_layer: int | None = None,
     group_size: int = DEFAULT_GROUP_SIZE,
     progress: Callable[[Iterator, int, str], Iterator] = lambda it, total, what: it,
+    with_sentence_pipeline: bool = True,
 ) -> Store:
     """Shard, quantize and store the checkpoint at `model_dir` (an HF directory or a GGUF file)
-    into the store directory `out`."""
+    into the store directory `out`, with its sentence-transformers pipeline unless
+    `with_sentence_pipeline` is false (`sticc.model.sentence`)."""
     checkpoint = open_source(model_dir)
     spec = checkpoint.spec
+    pipeline = checkpoint.sentence_pipeline() if with_sentence_pipeline else None
     bits = _parse_bits(bits)
     shards_per_layer = default_shards_per_layer(spec) if shards_per_layer is None else shards_per_layer
     check_shards_per_layer(spec, shards_per_layer)
@@ -424,6 +440,8 @@ def write_store(
             _write_synced(staging / name, data)
         if "tokenizer.json" in extra_files:
             manifest["tokenizer"] = "tokenizer.json"
+        if pipeline is not None:
+            manifest["sentence_pipeline"] = asdict(pipeline)
         manifest["store_id"] = manifest_id(manifest)
         _write_synced(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
         _replace_dir(staging, out)
