@@ -24,6 +24,7 @@ import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
 import sticc.runtime.decoder as decoder_module
 import sticc.runtime.encoder as encoder_module
+import sticc.runtime.sentence as sentence_module
 from codegen.literals import DECODER_RUNNER, ENCODER_RUNNER, check_runner_source, docstring_text, python_literal
 from sticc.base.jsonfile import write_dir_atomic
 from sticc.base.schema import Part
@@ -33,6 +34,7 @@ from sticc.ir.plan import Plan, block_loads, plan_graph
 from sticc.model.sharding import decoder_shape
 from sticc.model.store import Store
 from sticc.runtime.core import BlobLayout, Extent
+from sticc.runtime.sentence import BARE_PIPELINE
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -91,7 +93,7 @@ class RunnerSource:
 
 
 # the runtime modules a runner inlines, in dependency order (each imports only earlier ones)
-RUNTIME_MODULES = (core_module, decode_module, encoder_module)
+RUNTIME_MODULES = (core_module, decode_module, sentence_module, encoder_module)
 DECODER_RUNTIME_MODULES = (core_module, decode_module, decoder_module)
 
 
@@ -165,6 +167,8 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSourc
         bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,
         parts=tuple(load.part for load in loads), targets_text=_targets_text(plan),
         pool_text=_pool_text(plan, pool), predicted_text=_predicted_text(plan),
+        pipeline=store.sentence_pipeline.runtime() if store.sentence_pipeline else BARE_PIPELINE,
+        pipeline_text=store.sentence_pipeline.describe() if store.sentence_pipeline else "none (bare: mean pooling, not normalized)",
     )
     text = re.sub(r"[ \t]+\n", "\n", text)
     check_runner_source(text, runtime_body, DECODER_RUNNER if decoder else ENCODER_RUNNER)  # data never became code: refuse to write otherwise

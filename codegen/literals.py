@@ -30,7 +30,10 @@ RUNNER_ATTRIBUTES = frozenset({
     "PLANNED_SEQ_LEN", "POOL", "IO_BANDWIDTH_CAP_BPS", "COMPUTE_THREADS", "LOADS", "PARTS",
 })
 # the runtime's record constructors a literal may call
-RECORD_CONSTRUCTORS = frozenset({"EncoderShape", "DecoderShape", "RowTable", "Extent", "PoolLayout", "ChunkLoad", "Member", "blob_layout"})
+RECORD_CONSTRUCTORS = frozenset({
+    "EncoderShape", "DecoderShape", "RowTable", "Extent", "PoolLayout", "ChunkLoad", "Member", "blob_layout",
+    "SentencePipeline",
+})
 SCHEDULE_STRINGS = frozenset(part.value for part in Part)
 
 
@@ -49,7 +52,7 @@ class RunnerKind:
 
 ENCODER_RUNNER = RunnerKind(
     base="EncoderRunner",
-    attributes=RUNNER_ATTRIBUTES,
+    attributes=RUNNER_ATTRIBUTES | {"PIPELINE"},
     schedule_names=frozenset({
         "self", "x", "mask", "call", "shape", "tokens", "acc", "key", "weights", "biases", "torch", "Call",
         "attention_chunk", "ffn_chunk",

@@ -165,7 +165,8 @@ def test_console_script_and_runner_processes(tmp_path, minilm_store):
     assert [line["text"] for line in lines[:2]] == ["a first sentence", "and another one"]
     assert len(lines[0]["embedding"]) == 384
     stats = lines[2]["stats"]
-    assert set(stats) == {"latency_s", "peak_weight_bytes", "io_bytes"} and stats["io_bytes"] > 0
+    assert {"latency_s", "peak_weight_bytes", "io_bytes", "texts", "tokens", "batches"} <= set(stats) and stats["io_bytes"] > 0
+    assert len(stats["batches"]) == 1 and stats["texts"] == 2
     bad = subprocess.run(
         [sys.executable, str(out / "runner.py"), "--store", str(tmp_path / "nowhere"), "text"],
         capture_output=True, text=True, check=False,

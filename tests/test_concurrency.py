@@ -84,7 +84,7 @@ def jobs() -> list[tuple]:
 def call(runner, job: tuple) -> tuple:
     """(output, the call's stats) of one job on `runner`."""
     if job[0] == "encode":
-        output = runner.encode(job[1])
+        output = runner.encode(job[1], convert_to_tensor=True)
     else:
         trace = [] if job[2] else None
         output = runner.forward(*job[1], trace=trace)

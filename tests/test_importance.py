@@ -28,7 +28,7 @@ from sticc.profile.measure_importance import (
     random_plans,
     read_calibration_texts,
 )
-from sticc.runtime.encoder import mean_pool
+from sticc.runtime.sentence import mean_pool
 
 PLANS = 4  # additivity plans in these tests (the default is 16)
 

@@ -170,6 +170,38 @@ def test_manifest_fields_are_refused_or_only_ever_literals(capsys, workdir, smal
             assert not (workdir / "out").exists()
 
 
+# the manifest's sentence-transformers pipeline: (its fields as a payload sets them, whether a text there can be valid)
+PIPELINE_FIELDS = (
+    (lambda text: {"prompts": {text: text}}, True),
+    (lambda text: {"prompts": {text: "q"}, "default_prompt_name": text}, True),
+    (lambda text: {"default_prompt_name": text}, False),  # not one of the prompts
+    (lambda text: {"pooling": [text]}, False),
+    (lambda text: {"max_seq_length": text}, False),
+    (lambda text: {"normalize": text}, False),
+)
+PIPELINE = {"max_seq_length": 16, "do_lower_case": False, "pooling": ["mean"], "include_prompt": True, "normalize": True}
+
+
+@pytest.mark.parametrize(("fields", "valid"), PIPELINE_FIELDS)
+def test_sentence_pipeline_fields_are_refused_or_only_ever_literals(capsys, workdir, small_store, clean_output, fields, valid):
+    for payload in PAYLOADS[:3] + PAYLOADS[-1:]:
+        store = workdir / "store"
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.copytree(small_store, store)
+        manifest = json.loads((store / "manifest.json").read_text())
+        manifest["sentence_pipeline"] = {**PIPELINE, **fields(payload)}
+        manifest["store_id"] = manifest_id(manifest)  # anyone can recompute it
+        (store / "manifest.json").write_text(json.dumps(manifest))
+        shutil.rmtree(workdir / "out", ignore_errors=True)
+        code = _outcome(capsys, ["compile", store, "-o", workdir / "out", "--bits", "8"])
+        assert (code == 0) == (valid and _unicode(payload)), fields(payload)
+        if code == 0:
+            runner = _accepted_runner_is_data(workdir, workdir / "out", store, clean_output)
+            assert payload in dict(runner.PIPELINE.prompts)
+        else:
+            assert not (workdir / "out").exists()
+
+
 # plan.json fields: (the plan's keys, whether a text there can be valid)
 PLAN_FIELDS = (
     ({"solver": {"name": "{}", "status": "GIVEN"}}, True),

@@ -44,13 +44,6 @@ def test_minilm_8bit_cosine(minilm, minilm_store, tmp_path):
     assert cosine.min().item() >= 0.999
 
 
-def test_minilm_encode_is_mean_pooled_forward(minilm_store, tmp_path):
-    runner = compile_runner(minilm_store, uniform_plan(Store.open(minilm_store), 32), tmp_path / "out")
-    ids, mask, types = runner.tokenize(SENTENCES[:2])
-    expected = pooled(runner.forward(ids, mask, types), mask)
-    assert torch.allclose(runner.encode(SENTENCES[:2]), expected, atol=1e-6)
-
-
 def _dropped_plan(
     store: Store, dropped: list[tuple[int, int]], preload: list[tuple[int, int]] = (), shards_per_chunk: int | None = None
 ) -> object:

@@ -36,7 +36,7 @@ from sticc.base.measure import evict_from_page_cache
 from sticc.bench.hf import HFCase
 from sticc.bench.modes import with_pinned_embeddings
 from sticc.bench.ort import ORTCase
-from sticc.runtime.encoder import mean_pool
+from sticc.runtime.sentence import mean_pool
 
 
 def proc_status_bytes(text: str, keys: tuple[str, ...] = ("RssAnon", "RssFile", "VmHWM", "VmRSS")) -> dict[str, int]:

@@ -19,10 +19,10 @@ def time_forward_process(runner: str | Path, store: str | Path, seq_len: int, co
 
 
 def encode_in_process(runner_path: str | Path, store: str | Path, texts: list[str]):
-    """Pooled embeddings [n, hidden] of `texts` from a generated runner loaded here (for fidelity,
-    not timing)."""
+    """Embeddings [n, dim] (a tensor) of `texts` from a generated runner loaded here, through the
+    checkpoint's pipeline (for fidelity, not timing)."""
     runner = load_runner(runner_path).Runner(str(store))
     try:
-        return runner.encode(texts)
+        return runner.encode(texts, convert_to_tensor=True)
     finally:
         runner.close()

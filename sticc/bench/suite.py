@@ -50,7 +50,7 @@ from sticc.model.store import Store
 from sticc.model.texts import EVAL_SENTENCES
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
-from sticc.runtime.encoder import mean_pool
+from sticc.runtime.sentence import mean_pool
 
 CASES = ("sticc", "preload", "load-exec", "layerwise", "greedy", "hf", "hf-offload", "ort", "ort-int8")
 BASELINES = CASES[1:]

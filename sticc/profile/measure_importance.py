@@ -64,10 +64,10 @@ from sticc.runtime.encoder import (
     attention_mask_bias,
     ffn_chunk,
     kernel_form,
-    mean_pool,
     position_ids_for,
     residual_norm,
 )
+from sticc.runtime.sentence import mean_pool
 
 Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
 

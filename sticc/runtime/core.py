@@ -984,17 +984,22 @@ class RunnerCore:
                 self.pool.ring.stop()
                 if self._io_started:
                     call.wait_done()
-            self._stats.value = self._latest_stats = {
+            self.publish_stats({
                 "latency_s": time.perf_counter() - start_s,
                 "peak_weight_bytes": self.pool.peak_bytes,
                 "io_bytes": self.reader.bytes_read - read_before,
-            }
+            })
             return result
+
+    def publish_stats(self, stats: dict) -> None:
+        """Make `stats` the calling thread's (and the runner's latest) `last_stats`."""
+        self._stats.value = self._latest_stats = stats
 
     @property
     def last_stats(self):
         """{"latency_s", "peak_weight_bytes", "io_bytes"} of the calling thread's last call on this
-        runner, else of the runner's last call from any thread; None before any call."""
+        runner (an encoder's `encode` adds per-batch figures), else of the runner's last call from
+        any thread; None before any call."""
         mine = getattr(self._stats, "value", None)
         return mine if mine is not None else self._latest_stats
 

@@ -1,5 +1,6 @@
 """The BERT-family kernels of a runner: embedding, attention and FFN chunks, the post-LN join,
-pooling, and the encoder's runner class and command line.
+and the encoder's runner class (`encode` follows sentence-transformers: `sticc.runtime.sentence`)
+and command line.
 
 A chunk reaches a kernel in kernel form: `weights` fp32 [blocks, members, rows/blocks * hidden]
 and `biases` fp32 [bias_blocks, members, bias_len/bias_blocks] (`sticc.runtime.decode`). For
@@ -9,8 +10,10 @@ columns: two GEMMs. Parameters come from the model spec (`EncoderShape`).
 """
 
 import json
+import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +30,16 @@ from sticc.runtime.core import (
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
+from sticc.runtime.sentence import (
+    BARE_PIPELINE,
+    SentencePipeline,
+    finish_embeddings,
+    length_batches,
+    pool,
+    progress,
+    quantize_embeddings,
+    truncation_length,
+)
 
 # per part: (row blocks, bias blocks) of a piece (sticc/model/sharding.py cuts them so)
 PART_BLOCKS = {"attn": piece_blocks("attn"), "ffn": piece_blocks("ffn")}
@@ -77,12 +90,6 @@ def residual_norm(
 def attention_mask_bias(attention_mask: torch.Tensor) -> torch.Tensor:
     """Boolean [B, 1, 1, L] key mask for scaled_dot_product_attention."""
     return attention_mask.bool()[:, None, None, :]
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Attention-mask mean pooling of the last hidden state (not normalized)."""
-    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
 def position_ids_for(input_ids: torch.Tensor, attention_mask: torch.Tensor, kind: str, pad_id: int) -> torch.Tensor:
@@ -143,6 +150,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     GLOBAL_HEADER: Extent
     LAYER_HEADERS: tuple  # of Extent
     PARTS: tuple  # the part of each chunk in LOADS, by key
+    PIPELINE: SentencePipeline = BARE_PIPELINE  # what runs after the encoder (the checkpoint's, else bare)
 
     def open_family(self) -> None:
         shape = self.SHAPE
@@ -241,32 +249,145 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
     # -- text ----------------------------------------------------------------------------------
 
-    def tokenize(self, texts: list) -> tuple:
-        """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens a text is truncated to, special tokens included: the pipeline's
+        `max_seq_length`, never more than the model's positions."""
+        shape = self.SHAPE
+        return truncation_length(shape.max_positions, shape.position_kind, shape.pad_token_id, self.PIPELINE.max_seq_length)
+
+    def text_tokenizer(self):
+        """The store's tokenizer as the pipeline runs it: lowercasing if asked, truncation at
+        `max_seq_length`, no padding (batches are padded by `pad_encodings`)."""
         if self._tokenizer is None:
             tokenizer = load_tokenizer(self.store_dir)
-            limit = self.SHAPE.max_positions - (self.SHAPE.pad_token_id + 1 if self.SHAPE.position_kind == "roberta" else 0)
-            tokenizer.enable_truncation(max_length=limit)
-            tokenizer.enable_padding(pad_id=self.SHAPE.pad_token_id)
+            if self.PIPELINE.do_lower_case:
+                from tokenizers import normalizers
+
+                lowercase = normalizers.Lowercase()
+                tokenizer.normalizer = lowercase if tokenizer.normalizer is None else normalizers.Sequence([lowercase, tokenizer.normalizer])
+            tokenizer.enable_truncation(max_length=self.max_seq_length)
             self._tokenizer = tokenizer
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = torch.tensor([e.ids for e in encodings], dtype=torch.int64)
-        mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.int64)
-        types = torch.tensor([e.type_ids for e in encodings], dtype=torch.int64)
+        return self._tokenizer
+
+    def pad_encodings(self, encodings: list) -> tuple:
+        """Token ids, attention mask and token types [n, L] of tokenized texts, right-padded to the
+        longest."""
+        length = max(len(e.ids) for e in encodings)
+        ids = torch.full((len(encodings), length), self.SHAPE.pad_token_id, dtype=torch.int64)
+        mask = torch.zeros(len(encodings), length, dtype=torch.int64)
+        types = torch.zeros(len(encodings), length, dtype=torch.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = torch.tensor(encoding.ids)
+            mask[row, :n] = 1
+            types[row, :n] = torch.tensor(encoding.type_ids)
         return ids, mask, types
 
-    def encode(self, texts: list) -> torch.Tensor:
-        """Mean-pooled embeddings [n, hidden] of `texts` (one call; `last_stats` covers the forward)."""
-        ids, mask, types = self.tokenize(texts)
-        hidden = self.forward(ids, mask, types)
-        return mean_pool(hidden, mask)
+    def tokenize(self, texts: list) -> tuple:
+        """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
+        return self.pad_encodings(self.text_tokenizer().encode_batch(list(texts)))
+
+    def prompt_length(self, prompt: str) -> int:
+        """Leading tokens a prompt takes, [CLS] included and a trailing special token not (what
+        sentence-transformers leaves out of the pooling when `include_prompt` is false)."""
+        encoding = self.text_tokenizer().encode(prompt)
+        return len(encoding.ids) - (1 if encoding.special_tokens_mask and encoding.special_tokens_mask[-1] else 0)
+
+    def encode(
+        self, sentences, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
+        output_value="sentence_embedding", precision: str = "float32", convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False, device=None, normalize_embeddings: bool = False, truncate_dim=None,
+    ):
+        """Embeddings of `sentences` (a text or a list of texts) through the checkpoint's pipeline,
+        with sentence-transformers' signature and defaults: a numpy array [n, dim] (one vector for
+        one text), a tensor with `convert_to_tensor`, a list of tensors with neither;
+        `output_value="token_embeddings"` gives each text's unpadded last hidden state instead and
+        None a dict per text. Texts are tokenized once, sorted by token count (longest first) and
+        run `batch_size` at a time, each batch padded to its own longest text.
+
+        `last_stats` then covers the whole call ("latency_s", "io_bytes", "peak_weight_bytes",
+        "texts", "tokens", "padded_tokens") and each batch ("batches": the same per batch, with
+        its "seq_len")."""
+        start_s = time.perf_counter()
+        singular = isinstance(sentences, str)
+        texts = [sentences] if singular else list(sentences)
+        if not all(isinstance(text, str) for text in texts):
+            raise ValueError("encode takes a text or a list of texts")
+        if device is not None and str(device) != "cpu":
+            raise ValueError(f"a sticc runner computes on the CPU, not {device!r}")
+        if output_value not in ("sentence_embedding", "token_embeddings", None):
+            raise ValueError(f"output_value must be 'sentence_embedding', 'token_embeddings' or None, not {output_value!r}")
+        quantize_embeddings(np.zeros((0, 8), dtype=np.float32), precision)  # refuses an unknown precision now
+        if convert_to_tensor:
+            convert_to_numpy = False
+        if output_value != "sentence_embedding":
+            convert_to_numpy = convert_to_tensor = False
+        pipeline = self.PIPELINE
+        prompt = pipeline.prompt(prompt_name, prompt)
+        prompt_length = self.prompt_length(prompt) if prompt and not pipeline.include_prompt else 0
+        encodings = self.text_tokenizer().encode_batch([prompt + text for text in texts] if prompt else texts)
+        batches = length_batches([len(e.ids) for e in encodings], batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = False
+        outputs = [None] * len(texts)
+        batch_stats = []
+        for batch in progress(batches, show_progress_bar):
+            ids, mask, types = self.pad_encodings([encodings[i] for i in batch])
+            hidden = self.forward(ids, mask, types)
+            batch_stats.append({"texts": len(batch), "seq_len": ids.shape[1], "tokens": int(mask.sum()), "padded_tokens": ids.numel(), **self.last_stats})
+            with torch.inference_mode():
+                pooled = pool(hidden, mask, pipeline.pooling, prompt_length)
+                if pipeline.normalize:
+                    pooled = F.normalize(pooled, p=2, dim=-1)
+                pooled = finish_embeddings(pooled, truncate_dim, normalize_embeddings)
+            for row, index in enumerate(batch):
+                length = int(mask[row].sum())
+                if output_value == "sentence_embedding":
+                    outputs[index] = pooled[row]
+                elif output_value == "token_embeddings":
+                    outputs[index] = hidden[row, :length]
+                else:
+                    outputs[index] = {
+                        "input_ids": ids[row, :length], "attention_mask": mask[row, :length],
+                        "token_embeddings": hidden[row, :length], "sentence_embedding": pooled[row],
+                    }
+        self.publish_stats({
+            "latency_s": time.perf_counter() - start_s,
+            "peak_weight_bytes": max((b["peak_weight_bytes"] for b in batch_stats), default=self.pool.layout.nbytes),
+            "io_bytes": sum(b["io_bytes"] for b in batch_stats),
+            "texts": len(texts), "tokens": sum(b["tokens"] for b in batch_stats),
+            "padded_tokens": sum(b["padded_tokens"] for b in batch_stats), "batches": batch_stats,
+        })
+        return _shaped(outputs, output_value, precision, convert_to_numpy, convert_to_tensor, singular)
+
+
+def _shaped(outputs: list, output_value, precision: str, to_numpy: bool, to_tensor: bool, singular: bool):
+    """`encode`'s outputs in the shape sentence-transformers returns them."""
+    if output_value == "sentence_embedding":
+        if outputs:
+            stacked = torch.stack(outputs)
+            if precision != "float32":
+                stacked = torch.from_numpy(quantize_embeddings(stacked.numpy(), precision))
+        else:
+            stacked = torch.zeros(0)
+        if to_tensor:
+            outputs = stacked
+        elif to_numpy:
+            outputs = stacked.numpy()
+        else:
+            outputs = list(stacked)
+    return outputs[0] if singular else outputs
 
 
 def runner_main(runner_class, argv=None) -> int:
     """The runner's command line: one JSON object per input text, then optional stats."""
     import sys
 
-    parser = runner_arguments(runner_class, "print a last line with latency, peak weight bytes and IO bytes")
+    parser = runner_arguments(runner_class, "print a last line with latency, peak weight bytes and IO bytes, per call and per batch")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward, longest first (default 32)")
+    parser.add_argument("--normalize", action="store_true", help="unit-length embeddings (normalize_embeddings)")
+    parser.add_argument("--prompt-name", help="one of the model's prompts to prepend (config_sentence_transformers.json)")
     parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -274,7 +395,7 @@ def runner_main(runner_class, argv=None) -> int:
         if not texts:
             raise ValueError("no input texts (give them as arguments or on stdin)")
         runner = open_runner(runner_class, args)
-        embeddings = runner.encode(texts)
+        embeddings = runner.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, prompt_name=args.prompt_name)
     except (StoreError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
