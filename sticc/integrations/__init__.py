@@ -1,0 +1,1 @@
+"""Adapters that put a compiled sticc runner behind other libraries' interfaces (optional extras)."""
