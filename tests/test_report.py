@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import random
 import re
@@ -17,7 +18,7 @@ from rich.console import Console
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
 from sticc.base.schema import Part
-from sticc.compile.planner import plan_for_targets
+from sticc.compile.planner import plan_for_targets, predict_given_plan, report_lengths
 from sticc.compile.report import (
     NO_TIMELINE,
     lane_bars,
@@ -578,3 +579,21 @@ def test_report_of_a_compiled_decoder_plan(tiny_decoders, tmp_path):
     print_report(data, console)
     text = console.export_text()
     assert "tokens/s" in text and "resident across tokens" in text
+
+
+def test_encoder_plans_predict_every_input_length_up_to_the_truncation(tiny_bert_store):
+    """plan.json's `by_length`: the same plan simulated at powers of two up to the runner's
+    truncation length and the planned length; the planned row is the plan's own prediction."""
+    store = Store.open(tiny_bert_store)
+    plan = predict_given_plan(store, uniform_plan(store, 4, seq_len=24), synthetic_device(store), synthetic_importance(store))
+    records = plan.findings.by_length
+    assert store.text_tokens == 40 and report_lengths(24, 40) == (8, 16, 24, 32, 40)
+    assert [r.seq_len for r in records] == [8, 16, 24, 32, 40]
+    planned = next(r for r in records if r.seq_len == 24)
+    assert (planned.latency_s, planned.planned_latency_s) == (plan.predicted.latency_s, plan.predicted.planned_latency_s)
+    assert planned.peak_weight_bytes == plan.predicted.peak_weight_bytes
+    assert all(a.latency_s <= b.latency_s and a.latency_s <= a.planned_latency_s for a, b in itertools.pairwise(records))
+    assert records[-1].peak_weight_bytes >= planned.peak_weight_bytes == records[0].peak_weight_bytes
+    data = json.loads(json.dumps(plan.to_json()))
+    rows = table_rows(render_markdown(data), "Latency by input length")
+    assert [row[0] for row in rows[1:]] == ["8", "16", "24 (planned)", "32", "40"]

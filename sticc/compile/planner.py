@@ -25,6 +25,7 @@ from sticc.ir.plan import (
     DeviceRecord,
     Findings,
     ImportanceRecord,
+    LengthRecord,
     MemoryRecord,
     Plan,
     Predicted,
@@ -150,9 +151,41 @@ def finish_plan(
         ),
         importance=None if importance is None else ImportanceRecord(importance.metric, importance.additivity),
         prefill_timeline=None if prefill is None else TimelineRecord(list(prefill.events), prefill.compute_stall_s, prefill.ring_wait_s),
+        by_length=() if problem.also else by_length(store, plan, device, importance, simulation),
     )
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
     return replace(plan, predicted=predicted, runtime=runtime, findings=findings)
+
+
+def report_lengths(planned: int, longest: int) -> tuple[int, ...]:
+    """The input lengths a report predicts: powers of two from 8 up to `longest` (what the runner
+    truncates to), `longest` itself and the planned length."""
+    powers = {1 << k for k in range(3, longest.bit_length()) if 1 << k < longest}
+    return tuple(sorted(powers | {longest, planned}))
+
+
+def by_length(
+    store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None, planned: Simulation,
+) -> tuple[LengthRecord, ...]:
+    """The encoder plan's call simulated at `report_lengths`, median and at the planned percentile.
+    The runner's pool is fixed at construction, so each length is simulated with the planned ring
+    admission: the budget moves by the change of the scratch (the embedding rows grow with the
+    input). A longer input's rows outgrow the scratch and take a counted temporary: its peak is the
+    planned one plus that growth."""
+    losses = importance or ImportanceProfile.flat(store)
+    choices = by_position(plan.shards)
+    budget = plan.memory_budget_bytes
+    records = []
+    for length in report_lengths(plan.targets.seq_len, store.text_tokens):
+        calls = []
+        for percentile in (None, PLANNED_PERCENTILE):
+            targets = replace(plan.targets, seq_len=length, memory_bytes=budget, latency_s=None)
+            problem = lower_targets(store, device, losses, targets, plan.shards_per_chunk, percentile)
+            growth = simulate(problem, choices, budget).scratch_nbytes - planned.scratch_nbytes
+            calls.append(simulate(problem, choices, budget + growth))
+        peak = planned.peak_weight_bytes + max(0, growth)
+        records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak))
+    return tuple(records)
 
 
 def _at_percentile(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:

@@ -2,9 +2,9 @@
 
 Everything here reads the plan.json dict that `sticc compile` writes (docs/plan-schema.md), so a
 report can be redrawn later from the file alone (`sticc report OUT/plan.json`). The optional keys
-(`memory`, `timeline`, `prefill_timeline`, `comparison`, `device`, `importance`) may be missing or
-null: a plan made without a device profile has no timeline, one without an importance profile no
-fidelity loss.
+(`memory`, `timeline`, `prefill_timeline`, `by_length`, `comparison`, `device`, `importance`) may be
+missing or null: a plan made without a device profile has no timeline, one without an importance
+profile no fidelity loss. An encoder's `by_length` becomes the "Latency by input length" section.
 
 The report is built once as `Section`s (a title, a note, a table of strings) and rendered twice:
 as markdown and as rich tables, so the file and the terminal always say the same thing. The
@@ -403,6 +403,8 @@ def sections(plan: dict) -> list[Section]:
     out = [_targets_section(plan), _solver_section(plan), _predicted_section(plan)]
     if is_decoder(plan):
         out.append(_resident_section(plan))
+    if plan.get("by_length"):
+        out.append(_length_section(plan))
     out.append(_shards_section(plan))
     comparison = _comparison_section(plan)
     if comparison:
@@ -565,6 +567,31 @@ def _predicted_section(plan: dict) -> Section:
         notes.append(text)
     title = "Predicted, per prompt and per token" if decoder else "Predicted, per call"
     return Section(title, "; ".join(notes), ("", "value"), tuple(rows))
+
+
+def _length_section(plan: dict) -> Section:
+    """An encoder plan's call at other input lengths than planned, up to the truncation length."""
+    targets, predicted = plan["targets"], plan["predicted"]
+    records = plan["by_length"]
+    planned, longest = targets.get("seq_len"), records[-1]["seq_len"]
+    rows = []
+    for record in records:
+        tokens = str(record["seq_len"]) + (" (planned)" if record["seq_len"] == planned else "")
+        rows.append((
+            tokens, _ms(record["latency_s"]),
+            _ms(record["planned_latency_s"]) + _against(record["planned_latency_s"], targets.get("latency_s"), _ms),
+            _bytes(record["peak_weight_bytes"]),
+        ))
+    note = (
+        f"the same plan at other input lengths: a text is cut at {longest} tokens (the checkpoint's max_seq_length, "
+        f"within the model's positions) and a call pads to its longest text. IO is the same at every length "
+        f"({_bytes(predicted.get('io_bytes'))}); compute grows with the tokens, so short inputs wait on reads and long "
+        "ones on compute. Past the planned length the embedding rows outgrow the pool's scratch and take a counted "
+        "temporary. A batch of B texts padded to L tokens computes about as much as one text of B x L tokens (its "
+        "matrix products see B x L rows; attention is per text)"
+    )
+    header = ("tokens", "median", f"p{_percentile(predicted)}", "peak weight memory")
+    return Section("Latency by input length", note, header, tuple(rows))
 
 
 def _against(value: float | None, target: float | None, unit) -> str:

@@ -215,6 +215,18 @@ class TimelineRecord:
 
 @with_config(STRICT)
 @dataclass(frozen=True)
+class LengthRecord:
+    """An encoder plan's predicted call at an input length other than the planned one (the same
+    plan: its pool, its shards), with the weight bytes the longer embedding needs beyond the pool."""
+
+    seq_len: PositiveCount
+    latency_s: Elapsed  # median
+    planned_latency_s: Elapsed  # at the planned percentile
+    peak_weight_bytes: Count
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
 class SolutionSummary:
     """Another solver's plan at the same targets (`sticc.compile.planner._summary`)."""
 
@@ -258,13 +270,19 @@ class Findings:
     device: DeviceRecord
     importance: ImportanceRecord | None
     prefill_timeline: TimelineRecord | None = None  # decoders: the prompt's call
+    by_length: tuple[LengthRecord, ...] = ()  # encoders: the call at input lengths up to the truncation length
 
     def to_json(self) -> dict:
         """plan.json's `memory`, `timeline`, `comparison`, `device` and `importance` (an empty
-        comparison and an unmeasured additivity as `{}`), and a decoder's `prefill_timeline`."""
+        comparison and an unmeasured additivity as `{}`), a decoder's `prefill_timeline` and an
+        encoder's `by_length`."""
         data = asdict(self)
         if self.prefill_timeline is None:
             del data["prefill_timeline"]
+        if not self.by_length:
+            del data["by_length"]
+        else:
+            data["by_length"] = [asdict(record) for record in self.by_length]
         if self.comparison.greedy is None:
             data["comparison"] = {}
         else:
@@ -300,6 +318,7 @@ class PlanFile:
     device: DeviceRecord | None = None
     importance: ImportanceRecord | None = None
     prefill_timeline: TimelineRecord | None = None
+    by_length: list[LengthRecord] | None = None
 
 
 def plan_graph(store: Store, shards_per_chunk: int, seq_len: int, phase: Phase | None = None, context: int = 0) -> ShardGraph:
