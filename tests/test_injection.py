@@ -146,21 +146,31 @@ MANIFEST_FIELDS = (
 )
 
 
+def _compile_edited_store(capsys, workdir: Path, small_store: Path, edit) -> tuple[int, Path]:
+    """(`sticc compile --bits 8`'s exit code, the store) for a copy of `small_store` whose manifest
+    `edit` changed, its store id recomputed (anyone can)."""
+    store = workdir / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.copytree(small_store, store)
+    manifest = json.loads((store / "manifest.json").read_text())
+    edit(manifest)
+    manifest["store_id"] = manifest_id(manifest)
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(workdir / "out", ignore_errors=True)
+    return _outcome(capsys, ["compile", store, "-o", workdir / "out", "--bits", "8"]), store
+
+
 @pytest.mark.parametrize(("field", "valid"), MANIFEST_FIELDS, ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else str(v))
 def test_manifest_fields_are_refused_or_only_ever_literals(capsys, workdir, small_store, clean_output, field, valid):
     for payload in PAYLOADS[:3] + PAYLOADS[-1:]:
-        store = workdir / "store"
-        shutil.rmtree(store, ignore_errors=True)
-        shutil.copytree(small_store, store)
-        manifest = json.loads((store / "manifest.json").read_text())
-        node = manifest
-        for key in field[:-1]:
-            node = node[key]
-        node[field[-1]] = payload
-        manifest["store_id"] = manifest_id(manifest)  # anyone can recompute it
-        (store / "manifest.json").write_text(json.dumps(manifest))
-        shutil.rmtree(workdir / "out", ignore_errors=True)
-        code = _outcome(capsys, ["compile", store, "-o", workdir / "out", "--bits", "8"])
+
+        def edit(manifest: dict, payload: str = payload) -> None:
+            node = manifest
+            for key in field[:-1]:
+                node = node[key]
+            node[field[-1]] = payload
+
+        code, store = _compile_edited_store(capsys, workdir, small_store, edit)
         assert (code == 0) == (valid and _unicode(payload)), field
         if code == 0:
             runner = _accepted_runner_is_data(workdir, workdir / "out", store, clean_output)
@@ -185,15 +195,9 @@ PIPELINE = {"max_seq_length": 16, "do_lower_case": False, "pooling": ["mean"], "
 @pytest.mark.parametrize(("fields", "valid"), PIPELINE_FIELDS)
 def test_sentence_pipeline_fields_are_refused_or_only_ever_literals(capsys, workdir, small_store, clean_output, fields, valid):
     for payload in PAYLOADS[:3] + PAYLOADS[-1:]:
-        store = workdir / "store"
-        shutil.rmtree(store, ignore_errors=True)
-        shutil.copytree(small_store, store)
-        manifest = json.loads((store / "manifest.json").read_text())
-        manifest["sentence_pipeline"] = {**PIPELINE, **fields(payload)}
-        manifest["store_id"] = manifest_id(manifest)  # anyone can recompute it
-        (store / "manifest.json").write_text(json.dumps(manifest))
-        shutil.rmtree(workdir / "out", ignore_errors=True)
-        code = _outcome(capsys, ["compile", store, "-o", workdir / "out", "--bits", "8"])
+        code, store = _compile_edited_store(
+            capsys, workdir, small_store, lambda manifest, payload=payload: manifest.update(sentence_pipeline={**PIPELINE, **fields(payload)}),
+        )
         assert (code == 0) == (valid and _unicode(payload)), fields(payload)
         if code == 0:
             runner = _accepted_runner_is_data(workdir, workdir / "out", store, clean_output)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import compile_runner
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.util.quantization import quantize_embeddings as st_quantize
 from sentence_transformers.sentence_transformer.modules import Pooling
+from sentence_transformers.util.quantization import quantize_embeddings as st_quantize
 from test_cli import assert_one_line_error, run_cli
 
 from solvers.uniform import uniform_plan
@@ -219,6 +219,7 @@ def test_encode_follows_sentence_transformers_shapes_and_stats(minilm_runners):
     tokens = runner.encode(TEXTS[:2], output_value="token_embeddings")
     assert [t.shape[0] for t in tokens] == [len(e.ids) for e in runner.text_tokenizer().encode_batch(TEXTS[:2])]
     assert runner.encode(TEXTS[:3], precision="ubinary").shape == (3, 48)
+    assert runner.encode(TEXTS[:3], precision="int8").dtype == np.int8
     assert runner.encode([]).shape == (0,)
     for bad in ({"precision": "int4"}, {"output_value": "logits"}, {"device": "cuda"}, {"prompt_name": "query"}, {"batch_size": 0}):
         with pytest.raises(ValueError):

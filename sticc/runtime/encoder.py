@@ -13,7 +13,6 @@ import json
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,6 +31,7 @@ from sticc.runtime.core import (
 from sticc.runtime.decode import DecodesChunks
 from sticc.runtime.sentence import (
     BARE_PIPELINE,
+    PRECISIONS,
     SentencePipeline,
     finish_embeddings,
     length_batches,
@@ -318,7 +318,8 @@ class EncoderRunner(DecodesChunks, RunnerCore):
             raise ValueError(f"a sticc runner computes on the CPU, not {device!r}")
         if output_value not in ("sentence_embedding", "token_embeddings", None):
             raise ValueError(f"output_value must be 'sentence_embedding', 'token_embeddings' or None, not {output_value!r}")
-        quantize_embeddings(np.zeros((0, 8), dtype=np.float32), precision)  # refuses an unknown precision now
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if convert_to_tensor:
             convert_to_numpy = False
         if output_value != "sentence_embedding":
