@@ -583,8 +583,8 @@ def _length_section(plan: dict) -> Section:
             _bytes(record["peak_weight_bytes"]),
         ))
     note = (
-        f"the same plan at other input lengths: a text is cut at {longest} tokens (the checkpoint's max_seq_length, "
-        f"within the model's positions) and a call pads to its longest text. IO is the same at every length "
+        f"the same plan at other input lengths: a text is cut at {longest} tokens (the runner's truncation length: the "
+        f"checkpoint's max_seq_length where it has one, else the model's positions) and a call pads to its longest text. IO is the same at every length "
         f"({_bytes(predicted.get('io_bytes'))}); compute grows with the tokens, so short inputs wait on reads and long "
         "ones on compute. Past the planned length the embedding rows outgrow the pool's scratch and take a counted "
         "temporary. A batch of B texts padded to L tokens computes about as much as one text of B x L tokens (its "
