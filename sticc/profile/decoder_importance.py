@@ -56,7 +56,7 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
-from sticc.profile.store_pieces import StorePieces
+from sticc.profile.store_pieces import Chunk, StorePieces, kept_by_bits
 from sticc.profile.tasks import TaskRunner, worker_count
 from sticc.runtime.core import (
     RowTable,
@@ -75,8 +75,6 @@ from sticc.runtime.decoder import (
     norm,
     rope_tables,
 )
-
-Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
 
 DECODER_PROFILER_VERSION = 1  # part of the cache key: bump whenever what is measured changes
 # without a tokenizer.json: random token passages of random lengths (fixed seed)
@@ -221,16 +219,6 @@ class StoreDecoder(StorePieces):
 
     def chunk(self, part: str, pieces: list[tuple[torch.Tensor, torch.Tensor]]) -> Chunk:
         return kernel_chunk(pieces, *self.blocks[part])
-
-    def reference_subset(self, layer: int, part: str, indices: list[int]) -> Chunk | None:
-        """The reference chunk of `layer`'s block `part` restricted to shards `indices` (None: none)."""
-        if not indices:
-            return None
-        weights, biases = self.reference[(layer, part)]
-        if len(indices) == self.shards:
-            return weights, biases
-        keep = torch.tensor(indices)
-        return weights[:, keep], biases[:, keep]
 
     def heads(self, indices: list[int]):
         """The key/value heads of shards `indices` in member order: a slice when contiguous (as a runner's `chunk_heads`)."""
@@ -377,13 +365,7 @@ class DecoderMeasurer:
     def shard_losses(self, layer: int, index: int, variants: tuple[int, ...]) -> dict[int, float]:
         """{bits: loss} of shard (layer, index) at each of `variants` (0: dropped), the rest at the reference."""
         model = self.model
-        others = [k for k in range(model.shards) if k != index]
-        shared = {part: model.reference_subset(layer, part, others) for part in PARTS}
-        own = {
-            bits: {part: model.chunk(part, [model.piece(layer, index, part, bits)]) for part in PARTS}
-            for bits in variants
-            if bits
-        }
+        others, shared, own = model.variant_chunks(layer, index, variants, PARTS)
         own_heads, other_heads = model.heads([index]), model.heads(others) if others else None
         count = len(variants)
         totals = dict.fromkeys(variants, 0.0)
@@ -446,24 +428,10 @@ class DecoderMeasurer:
         layers = model.spec.layers
         xs = [states[0] for states in self.entering]
         steps = [model.step(len(ids)) for ids in self.passages]
-
-        def groups(row: tuple[int, ...]) -> list[tuple[int, list[int]]]:
-            by_bits: dict[int, list[int]] = {}  # the kept members, one chunk per bitwidth
-            for index, bits in enumerate(row):
-                if bits:
-                    by_bits.setdefault(bits, []).append(index)
-            return sorted(by_bits.items())
-
         for layer, row in enumerate(plan_bits[:layers]):
-            kept = groups(row)
+            kept = kept_by_bits(row)
             for part in PARTS:
-                chunks = []
-                for bits, indices in kept:
-                    if bits == self.reference_bits:
-                        chunk = model.reference_subset(layer, part, indices)
-                    else:
-                        chunk = model.chunk(part, [model.piece(layer, index, part, bits) for index in indices])
-                    chunks.append((chunk, model.heads(indices)))
+                chunks = [(model.kept_chunk(layer, part, bits, indices, self.reference_bits), model.heads(indices)) for bits, indices in kept]
                 for p, (x, step) in enumerate(zip(xs, steps, strict=True)):
                     h = model.block_input(x, layer, part)
                     acc = torch.zeros_like(x)
@@ -473,7 +441,7 @@ class DecoderMeasurer:
                         else:
                             model.ffn(acc, h, chunk)
                     xs[p] = model.join(acc, x, layer, part)
-        lm_head = groups(plan_bits[layers])
+        lm_head = kept_by_bits(plan_bits[layers])
         if sum(len(indices) for _, indices in lm_head) != model.shape.lm_head_shards:
             raise ValueError("a plan keeps every LM head slice")
         chunks = [

@@ -55,7 +55,7 @@ from sticc.profile.importance import (
     random_plans,
     reference_bits,
 )
-from sticc.profile.store_pieces import StorePieces
+from sticc.profile.store_pieces import Chunk, StorePieces, kept_by_bits
 from sticc.profile.tasks import TaskRunner, worker_count
 from sticc.runtime.core import RowTable, StoreError, read_rows
 from sticc.runtime.encoder import (
@@ -68,9 +68,6 @@ from sticc.runtime.encoder import (
     residual_norm,
 )
 from sticc.runtime.sentence import mean_pool
-
-Chunk = tuple[torch.Tensor, torch.Tensor]  # a chunk in the kernels' form: (weights, biases)
-
 
 PROFILER_VERSION = 2  # part of the cache key: bump whenever what is measured changes
 BATCH_SENTENCES = 8  # most calibration sentences (all of one length) per batch
@@ -223,16 +220,6 @@ class StoreEncoder(StorePieces):
         """Pieces of `part` stacked in the kernels' form, (weights, biases)."""
         return kernel_form(torch.stack([w for w, _ in pieces]), torch.stack([b for _, b in pieces]), part)
 
-    def reference_subset(self, layer: int, part: str, indices: list[int]) -> Chunk | None:
-        """The reference chunk of `layer`'s block `part` restricted to shards `indices` (None: none)."""
-        if not indices:
-            return None
-        weights, biases = self.reference[(layer, part)]
-        if len(indices) == self.shards:
-            return weights, biases
-        keep = torch.tensor(indices)
-        return weights[:, keep], biases[:, keep]
-
     # -- forward -------------------------------------------------------------------------------
 
     def embed(self, batch: CalibrationBatch) -> torch.Tensor:
@@ -329,13 +316,7 @@ class ImportanceMeasurer:
     def shard_losses(self, layer: int, index: int, variants: tuple[int, ...]) -> dict[int, float]:
         """{bits: loss} of shard (layer, index) at each of `variants` (0: dropped), the rest at the reference."""
         model = self.model
-        others = [k for k in range(model.shards) if k != index]
-        shared = {part: model.reference_subset(layer, part, others) for part in PARTS}
-        own = {
-            bits: {part: model.chunk(part, [model.piece(layer, index, part, bits)]) for part in PARTS}
-            for bits in variants
-            if bits
-        }
+        _, shared, own = model.variant_chunks(layer, index, variants, PARTS)
         count = len(variants)
         totals = dict.fromkeys(variants, 0.0)
         for b, batch in enumerate(self.batches):
@@ -373,17 +354,9 @@ class ImportanceMeasurer:
         model = self.model
         xs = [states[0] for states in self.entering]
         for layer, row in enumerate(plan_bits):
-            by_bits: dict[int, list[int]] = {}  # the kept shards of the layer, one chunk per bitwidth
-            for index, bits in enumerate(row):
-                if bits:
-                    by_bits.setdefault(bits, []).append(index)
+            kept = kept_by_bits(row)
             for part in PARTS:
-                chunks = []
-                for bits, indices in sorted(by_bits.items()):
-                    if bits == self.reference_bits:
-                        chunks.append(model.reference_subset(layer, part, indices))
-                    else:
-                        chunks.append(model.chunk(part, [model.piece(layer, index, part, bits) for index in indices]))
+                chunks = [model.kept_chunk(layer, part, bits, indices, self.reference_bits) for bits, indices in kept]
                 xs = [model.block(x, mask, layer, part, chunks) for x, mask in zip(xs, self.masks, strict=True)]
         total = 0.0
         for b, (x, batch) in enumerate(zip(xs, self.batches, strict=True)):
