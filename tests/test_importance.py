@@ -16,16 +16,14 @@ from sticc.base.errors import UserError
 from sticc.ir.graph import ShardChoice
 from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store, write_store
-from sticc.profile.importance import ImportanceProfile
+from sticc.profile.importance import ImportanceProfile, additivity_summary, random_plans
 from sticc.profile.measure_importance import (
     CalibrationBatch,
     ImportanceMeasurer,
-    additivity_summary,
     cached_importance,
     calibration_inputs,
     cosine_losses,
     measure_importance,
-    random_plans,
     read_calibration_texts,
 )
 from sticc.runtime.sentence import mean_pool

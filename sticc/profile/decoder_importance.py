@@ -47,17 +47,13 @@ from sticc.model.sharding import decoder_shape, spec_piece_blocks
 from sticc.model.store import Store
 from sticc.model.texts import IMPORTANCE_PASSAGES
 from sticc.profile.importance import (
-    ADDITIVITY_SEED,
     DEFAULT_ADDITIVITY_PLANS,
-    AdditivityRecord,
     CalibrationRecord,
     ImportanceProfile,
-    additivity_summary,
-    random_plans,
     reference_bits,
 )
 from sticc.profile.store_pieces import Chunk, StorePieces, kept_by_bits
-from sticc.profile.tasks import TaskRunner, worker_count
+from sticc.profile.tasks import measure_losses
 from sticc.runtime.core import (
     RowTable,
     StoreError,
@@ -498,7 +494,6 @@ def measure_decoder_calibrated(
     """`measure_decoder_importance` on already tokenized passages."""
     if not store.spec.is_decoder:
         raise UserError(f"store {store.path} holds an encoder: its importance is measured by measure_importance")
-    workers = worker_count(workers, additivity_plans)
     reference = reference_bits(store)
     variants = tuple(sorted({0} | set(store.bits) - {reference}))
     layers = store.spec.layers
@@ -506,25 +501,10 @@ def measure_decoder_calibrated(
     positions = [(layer, index) for layer in range(layers) for index in range(store.shards_per_layer)]
     slices = [(layers, index) for index in range(store.lm_head_shards)]
     tasks = [("shard", position, variants) for position in positions] + [("lm_head", position, variants) for position in slices]
-    loss: dict[tuple[int, int], dict[int, float]] = {}
-    runner = None
-    try:
-        runner = TaskRunner(_open_measurer, (str(store.path), calibration.passages, reference), min(workers, len(tasks)))
-        for _, position, losses in progress(iter(runner.results(tasks)), len(tasks), "measuring shards and LM head slices"):
-            loss[position] = {reference: 0.0, **losses}
-        additivity = AdditivityRecord()
-        if additivity_plans:
-            plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
-            plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
-            measured = {}
-            for _, k, value in progress(iter(runner.results(plan_tasks)), len(plan_tasks), "measuring random plans"):
-                measured[k] = value
-            additivity = additivity_summary(plans, [measured[k] for k in range(len(plans))], loss)
-    except StoreError as error:
-        raise UserError(str(error)) from None
-    finally:
-        if runner is not None:
-            runner.close()
+    loss, additivity = measure_losses(
+        store, _open_measurer, (str(store.path), calibration.passages, reference), tasks, reference, workers,
+        additivity_plans, progress, "measuring shards and LM head slices",
+    )
     return ImportanceProfile(
         store.store_id, decoder_metric(reference), calibration.record(),
         {position: loss[position] for position in positions + slices}, additivity,

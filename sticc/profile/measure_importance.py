@@ -46,18 +46,14 @@ from sticc.profile.decoder_importance import (
     measure_decoder_importance,
 )
 from sticc.profile.importance import (
-    ADDITIVITY_SEED,
     DEFAULT_ADDITIVITY_PLANS,
-    AdditivityRecord,
     CalibrationRecord,
     ImportanceProfile,
-    additivity_summary,
-    random_plans,
     reference_bits,
 )
 from sticc.profile.store_pieces import Chunk, StorePieces, kept_by_bits
-from sticc.profile.tasks import TaskRunner, worker_count
-from sticc.runtime.core import RowTable, StoreError, read_rows
+from sticc.profile.tasks import measure_losses
+from sticc.runtime.core import RowTable, read_rows
 from sticc.runtime.encoder import (
     LAYER_HEADER_VECTORS,
     attention_chunk,
@@ -410,32 +406,15 @@ def measure_calibrated(
     additivity_plans: int = DEFAULT_ADDITIVITY_PLANS,
 ) -> ImportanceProfile:
     """`measure_importance` on already tokenized calibration inputs."""
-    workers = worker_count(workers, additivity_plans)
     reference = reference_bits(store)
     variants = tuple(sorted({0} | set(store.bits) - {reference}))
     # heaviest first: a shard of layer l recomputes layers l.. (balances the workers)
     positions = [(layer, index) for layer in range(store.spec.layers) for index in range(store.shards_per_layer)]
     shard_tasks = [("shard", position, variants) for position in positions]
-    loss: dict[tuple[int, int], dict[int, float]] = {}
-    runner = None
-    try:
-        args = (str(store.path), _batches_to_lists(calibration.batches), reference)
-        runner = TaskRunner(_open_measurer, args, min(workers, len(shard_tasks)))
-        for _, position, losses in progress(iter(runner.results(shard_tasks)), len(shard_tasks), "measuring shards"):
-            loss[position] = {reference: 0.0, **losses}
-        additivity = AdditivityRecord()
-        if additivity_plans:
-            plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
-            plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
-            measured = {}
-            for _, k, value in progress(iter(runner.results(plan_tasks)), len(plan_tasks), "measuring random plans"):
-                measured[k] = value
-            additivity = additivity_summary(plans, [measured[k] for k in range(len(plans))], loss)
-    except StoreError as error:
-        raise UserError(str(error)) from None
-    finally:
-        if runner is not None:
-            runner.close()
+    args = (str(store.path), _batches_to_lists(calibration.batches), reference)
+    loss, additivity = measure_losses(
+        store, _open_measurer, args, shard_tasks, reference, workers, additivity_plans, progress, "measuring shards",
+    )
     metric = (
         f"1 - cosine of the mean-pooled last hidden state against the store's {reference}-bit weights, "
         "mean over the calibration sentences, only the named shard changed"

@@ -4,6 +4,8 @@ A profiler gives `TaskRunner` a module-level `start(*args)` that builds its meas
 workers call it too, so it must be importable and its arguments plain data: no tensors are
 pickled); a measurer answers `run(task) -> result` and `close()`. Every task runs with one torch
 thread whichever process runs it, so a profile does not depend on the worker count.
+
+`measure_losses` is both profilers' run: every shard's task, then the additivity check's random plans.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from typing import Protocol
 import torch
 
 from sticc.base.errors import UserError
+from sticc.base.progress import Progress
+from sticc.model.store import Store
+from sticc.profile.importance import ADDITIVITY_SEED, AdditivityRecord, additivity_summary, random_plans
+from sticc.runtime.core import StoreError
 
 
 class Measurer(Protocol):
@@ -103,3 +109,33 @@ def worker_count(workers: int | None, additivity_plans: int) -> int:
     if additivity_plans < 0:
         raise UserError(f"additivity plans must be 0 or more, not {additivity_plans}")
     return workers
+
+
+def measure_losses(
+    store: Store, start: Callable[..., Measurer], args: tuple, tasks: list[tuple], reference: int,
+    workers: int | None, additivity_plans: int, progress: Progress, what: str,
+) -> tuple[dict[tuple[int, int], dict[int, float]], AdditivityRecord]:
+    """({position: {bits: loss}}, the additivity check) from `tasks`, one per shard, each answered
+    (kind, position, {bits: loss}) by the measurers `start(*args)` builds (the `reference` bits lose
+    nothing), then `additivity_plans` random whole plans measured against the sum of their losses."""
+    workers = worker_count(workers, additivity_plans)
+    loss: dict[tuple[int, int], dict[int, float]] = {}
+    runner = None
+    try:
+        runner = TaskRunner(start, args, min(workers, len(tasks)))
+        for _, position, losses in progress(iter(runner.results(tasks)), len(tasks), what):
+            loss[position] = {reference: 0.0, **losses}
+        additivity = AdditivityRecord()
+        if additivity_plans:
+            plans = random_plans(store, additivity_plans, ADDITIVITY_SEED)
+            plan_tasks = [("plan", k, plan.bits) for k, plan in enumerate(plans)]
+            measured = {}
+            for _, k, value in progress(iter(runner.results(plan_tasks)), len(plan_tasks), "measuring random plans"):
+                measured[k] = value
+            additivity = additivity_summary(plans, [measured[k] for k in range(len(plans))], loss)
+    except StoreError as error:
+        raise UserError(str(error)) from None
+    finally:
+        if runner is not None:
+            runner.close()
+    return loss, additivity
