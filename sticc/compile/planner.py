@@ -37,7 +37,7 @@ from sticc.ir.plan import (
     make_plan,
     settle_targets,
 )
-from sticc.ir.simulate import Simulation, simulate
+from sticc.ir.simulate import Simulation, memory_of, plan_work, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
@@ -177,12 +177,10 @@ def by_length(
     budget = plan.memory_budget_bytes
     records = []
     for length in report_lengths(plan.targets.seq_len, store.text_tokens):
-        calls = []
-        for percentile in (None, PLANNED_PERCENTILE):
-            targets = replace(plan.targets, seq_len=length, memory_bytes=budget, latency_s=None)
-            problem = lower_targets(store, device, losses, targets, plan.shards_per_chunk, percentile)
-            growth = simulate(problem, choices, budget).scratch_nbytes - planned.scratch_nbytes
-            calls.append(simulate(problem, choices, budget + growth))
+        targets = replace(plan.targets, seq_len=length, memory_bytes=budget, latency_s=None)
+        median, tail = (lower_targets(store, device, losses, targets, plan.shards_per_chunk, p) for p in (None, PLANNED_PERCENTILE))
+        growth = memory_of(median, plan_work(median, choices))[1] - planned.scratch_nbytes  # the scratch at this length
+        calls = [simulate(problem, choices, budget + growth) for problem in (median, tail)]
         peak = planned.peak_weight_bytes + max(0, growth)
         records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak))
     return tuple(records)

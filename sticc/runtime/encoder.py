@@ -329,11 +329,9 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         prompt_length = self.prompt_length(prompt) if prompt and not pipeline.include_prompt else 0
         encodings = self.text_tokenizer().encode_batch([prompt + text for text in texts] if prompt else texts)
         batches = length_batches([len(e.ids) for e in encodings], batch_size)
-        if show_progress_bar is None:
-            show_progress_bar = False
         outputs = [None] * len(texts)
         batch_stats = []
-        for batch in progress(batches, show_progress_bar):
+        for batch in progress(batches, bool(show_progress_bar)):  # None (the default): no bar
             ids, mask, types = self.pad_encodings([encodings[i] for i in batch])
             hidden = self.forward(ids, mask, types)
             batch_stats.append({"texts": len(batch), "seq_len": ids.shape[1], "tokens": int(mask.sum()), "padded_tokens": ids.numel(), **self.last_stats})
