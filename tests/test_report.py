@@ -8,7 +8,7 @@ import json
 import random
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 
 import pytest
 from helpers import compile_runner
@@ -21,17 +21,20 @@ from sticc.base.schema import Part
 from sticc.compile.planner import plan_for_targets, predict_given_plan, report_lengths
 from sticc.compile.report import (
     NO_TIMELINE,
+    deadline_line,
+    deadline_ranges,
     lane_bars,
     print_report,
     read_plan_json,
     render_markdown,
     render_svg,
+    runner_plans,
     timeline_summary,
     write_reports,
 )
 from sticc.ir.graph import by_position
 from sticc.ir.lower import lower
-from sticc.ir.plan import Event
+from sticc.ir.plan import Event, PlanFile
 from sticc.ir.simulate import simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile, PartCompute, TokenCompute
@@ -597,3 +600,258 @@ def test_encoder_plans_predict_every_input_length_up_to_the_truncation(tiny_bert
     data = json.loads(json.dumps(plan.to_json()))
     rows = table_rows(render_markdown(data), "Latency by input length")
     assert [row[0] for row in rows[1:]] == ["8", "16", "24 (planned)", "32", "40"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Elastic runners: several plans in one runner (`alternatives`), deadline ranges, shed order
+# ----------------------------------------------------------------------------------------------
+
+
+def sample_shed_order(plan: dict) -> list[dict]:
+    """A shed order for `plan`'s kept shards (made-up figures): per layer and part, chunks of three
+    kept shards; a chunk holding a preloaded shard reads nothing (io_s 0); least loss per second
+    saved first."""
+    chunks = []
+    key = 0
+    for layer in sorted({s["layer"] for s in plan["shards"]}):
+        kept = [s for s in plan["shards"] if s["layer"] == layer and s["bits"]]
+        for part in ("attn", "ffn"):
+            for first in range(0, len(kept), 3):
+                members = kept[first:first + 3]
+                streamed = not any(s["preload"] for s in members)
+                chunks.append({
+                    "key": key, "layer": layer, "part": part, "indices": [s["index"] for s in members],
+                    "loss": 1e-3 * (1 + (layer * 7 + first + (part == "ffn")) % 5),
+                    "io_s": 1.5e-3 if streamed else 0.0, "compute_s": 0.6e-3 if part == "ffn" else 0.4e-3,
+                })
+                key += 1
+    return sorted(chunks, key=lambda c: (c["loss"] / (c["io_s"] + c["compute_s"]), c["key"]))
+
+
+# planned-percentile latency (s) by input length: the 20 ms plan's dips at 32 tokens (the runner
+# reads it as 15.0 ms, non-decreasing) and has no 16 or 64 (interpolated)
+RUNNER_LENGTHS = {
+    0.08: {8: 0.050, 16: 0.052, 32: 0.056, 64: 0.062, 128: 0.0712},
+    0.04: {8: 0.030, 16: 0.031, 32: 0.033, 64: 0.035, 128: 0.038},
+    0.02: {8: 0.015, 32: 0.014, 128: 0.0213},
+}
+
+
+def elastic_plan(latency_s: float, chunks: int, drop_every: int, loss: float) -> dict:
+    """One plan of `runner_plan`: `sample_plan`'s preload set, dropping more shards the tighter it is."""
+    plan = sample_plan(timeline=sample_timeline(chunks, load_s=1.5e-3, compute_s=0.9e-3))
+    for shard in plan["shards"]:
+        if not shard["preload"] and (shard["layer"] * 12 + shard["index"]) % drop_every == 0:
+            shard["bits"] = 0
+    planned = RUNNER_LENGTHS[latency_s]
+    plan["targets"]["latency_s"] = latency_s
+    plan["predicted"].update(latency_s=planned[128] / 1.2, planned_latency_s=planned[128], planned_percentile=90,
+                             fidelity_loss=loss, io_bytes=chunks * 240_000)
+    plan["by_length"] = [{"seq_len": n, "latency_s": s / 1.2, "planned_latency_s": s, "peak_weight_bytes": 3_900_000,
+                          "compute_s": n * 1e-4} for n, s in planned.items()]
+    plan["shed_order"] = sample_shed_order(plan)
+    plan["device"].update(compute_threads=2, quantile_factor=1.2)  # as a compiled plan.json has it
+    return plan
+
+
+def runner_plan() -> dict:
+    """An elastic runner's plan.json (made-up numbers): the 80ms plan, most faithful, with the 40ms
+    and 20ms plans as its `alternatives`; one preload set, each plan its own by_length and shed order."""
+    plan = elastic_plan(0.08, 48, 11, 0.0123)
+    plan["alternatives"] = [elastic_plan(0.04, 24, 5, 0.031), elastic_plan(0.02, 12, 3, 0.074)]
+    return plan
+
+
+def test_runner_markdown_has_every_elastic_section():
+    plan = runner_plan()
+    md = render_markdown(plan)
+    for heading in ("Plans of this runner", "Shared preload set", "Deadline ranges by input length",
+                    "Shed order: 80ms plan", "Shed order: 40ms plan", "Shed order: 20ms plan",
+                    "Timeline: 80ms plan", "Timeline: 40ms plan", "Timeline: 20ms plan"):
+        assert f"\n## {heading}\n" in md, heading
+    # the sections in order, each plan's timeline after the one before
+    order = [md.index(f"## {h}\n") for h in ("Predicted, per call", "Plans of this runner", "Shared preload set",
+                                            "Latency by input length", "Deadline ranges by input length", "Shards",
+                                            "Shed order: 80ms plan", "Timeline: 80ms plan", "Timeline: 40ms plan",
+                                            "Timeline: 20ms plan")]
+    assert order == sorted(order)
+    targets = dict(tuple(r) for r in table_rows(md, "Targets")[1:])
+    assert targets["latency"] == "80.0 ms (this plan); alternatives 40.0 ms, 20.0 ms (see Plans of this runner)"
+    assert len(re.findall(r"^IO      \|[=w.]+\|$", md, re.M)) == 3 and md.count("![timeline](timeline.svg)") == 1
+    assert "target 20.0 ms" in md.split("## Timeline: 20ms plan\n")[1]
+    assert "panel 3 of 3 in timeline.svg" in md
+
+
+def test_runner_plans_table_side_by_side():
+    plan = runner_plan()
+    rows = table_rows(render_markdown(plan), "Plans of this runner")
+    assert rows[0] == ["plan", "latency target", "median", "p90", "fidelity loss", "kept shards", "mean bits",
+                       "IO per call", "deadlines served at 128 tokens"]
+    assert [r[0] for r in rows[1:]] == ["80ms plan (most faithful)", "40ms plan", "20ms plan (fastest)"]
+    assert [r[1] for r in rows[1:]] == ["80.0 ms", "40.0 ms", "20.0 ms"]
+    assert [r[3] for r in rows[1:]] == ["71.2 ms", "38.0 ms", "21.3 ms"]
+    assert [r[4] for r in rows[1:]] == ["0.0123", "0.031", "0.074"]
+    for row, p in zip(rows[1:], runner_plans(plan), strict=True):
+        bits = [s["bits"] for s in p["shards"]]
+        assert row[5] == f"{sum(1 for b in bits if b)}/72"
+    assert [r[7] for r in rows[1:]] == ["11.52 MB", "5.76 MB", "2.88 MB"]
+    assert [r[8] for r in rows[1:]] == [">= 71.2 ms", "38.0-71.2 ms", "21.3-38.0 ms"]
+
+
+def test_deadline_ranges_by_input_length():
+    """Hand-computed: at 64 tokens the 20 ms plan reads 15.0 + (64 - 32) / 96 x 6.3 = 17.1 ms (16.4
+    without the non-decreasing rule); at 16 tokens 15.0 ms (14.7 without it)."""
+    plan = runner_plan()
+    md = render_markdown(plan)
+    rows = table_rows(md, "Deadline ranges by input length")
+    assert rows[0] == ["tokens", "shedding", "20ms plan", "40ms plan", "80ms plan"]
+    assert rows[1:] == [
+        ["8", "< 15.0 ms (20ms plan)", "15.0-30.0 ms", "30.0-50.0 ms", ">= 50.0 ms"],
+        ["16", "< 15.0 ms (20ms plan)", "15.0-31.0 ms", "31.0-52.0 ms", ">= 52.0 ms"],
+        ["32", "< 15.0 ms (20ms plan)", "15.0-33.0 ms", "33.0-56.0 ms", ">= 56.0 ms"],
+        ["64", "< 17.1 ms (20ms plan)", "17.1-35.0 ms", "35.0-62.0 ms", ">= 62.0 ms"],
+        ["128 (planned)", "< 21.3 ms (20ms plan)", "21.3-38.0 ms", "38.0-71.2 ms", ">= 71.2 ms"],
+    ]
+    line = "< 21.3 ms: 20ms plan, shedding | 21.3-38.0 ms: 20ms plan | 38.0-71.2 ms: 40ms plan | >= 71.2 ms: 80ms plan"
+    assert deadline_line(plan, 128) == line and f"At 128 tokens: {line}." in md
+    # a batch counts its tokens: 2 texts of 48 tokens read as 96 tokens, between 64 and 128
+    ranges = deadline_ranges(plan, 96)
+    assert [(r.plan, r.sheds) for r in ranges] == [(2, True), (2, False), (1, False), (0, False)]
+    assert ranges[0].high_s == pytest.approx(0.015 + (96 - 32) / 96 * 0.0063)
+    assert ranges[-1].low_s == pytest.approx((0.062 + 0.0712) / 2) and ranges[-1].high_s is None
+    assert deadline_ranges(plan, 4)[0].high_s == 0.015 and deadline_ranges(plan, 512)[-1].low_s == 0.0712  # flat past the ends
+
+
+def test_a_plan_slower_than_a_more_faithful_one_serves_no_deadline():
+    """The 40 ms plan predicted slower than the 80 ms one at 8 tokens: non-decreasing in length it
+    stays at 55 ms, never picked at 8 tokens, and picked from 55 ms at 128."""
+    plan = runner_plan()
+    plan["alternatives"][0]["by_length"][0]["planned_latency_s"] = 0.055
+    rows = {r[0]: r[1:] for r in table_rows(render_markdown(plan), "Deadline ranges by input length")}
+    assert rows["8"] == ["< 15.0 ms (20ms plan)", "15.0-50.0 ms", "never", ">= 50.0 ms"]
+    assert rows["128 (planned)"] == ["< 21.3 ms (20ms plan)", "21.3-55.0 ms", "55.0-71.2 ms", ">= 71.2 ms"]
+
+
+def test_runner_shares_one_preload_set():
+    plan = runner_plan()
+    preloaded = [s for s in plan["shards"] if s["preload"]]
+    rows = dict(tuple(r) for r in table_rows(render_markdown(plan), "Shared preload set")[1:])
+    assert rows == {"preloaded shards": f"{len(preloaded)} ({len(preloaded)}x 8-bit)", "bytes": "250.0 kB",
+                    "pool's pinned region": "400.0 kB (with the headers)", "shared by": "every plan (3)"}
+    plan["alternatives"][1]["shards"][1]["preload"] = True
+    rows = dict(tuple(r) for r in table_rows(render_markdown(plan), "Shared preload set")[1:])
+    assert rows["shared by"] == "not every plan: 20ms plan differ"
+
+
+def test_shed_order_lists_the_first_chunks_and_the_totals():
+    plan = sample_plan()
+    plan["shed_order"] = [
+        {"key": 7, "layer": 3, "part": "ffn", "indices": [0, 1, 2], "loss": 0.001, "io_s": 0.0, "compute_s": 0.5e-3},
+        {"key": 2, "layer": 1, "part": "attn", "indices": [4, 6], "loss": 0.002, "io_s": 1.5e-3, "compute_s": 0.5e-3},
+        {"key": 5, "layer": 2, "part": "attn", "indices": [9], "loss": 0.004, "io_s": 1.5e-3, "compute_s": 0.5e-3},
+    ]
+    md = render_markdown(plan)
+    rows = table_rows(md, "Shed order")
+    assert rows[0] == ["order", "chunk", "loss", "IO ms", "compute ms", "loss per ms saved", "cumulative ms saved",
+                       "cumulative loss"]
+    assert rows[1:] == [
+        ["1", "L3 ffn 0-2", "0.001", "0", "0.500", "0.002", "0.500", "0.001"],
+        ["2", "L1 attn 4,6", "0.002", "1.50", "0.500", "0.001", "2.50", "0.003"],
+        ["3", "L2 attn 9", "0.004", "1.50", "0.500", "0.002", "4.50", "0.007"],
+    ]
+    assert "All 3 chunks: 4.50 ms saved (IO 3.00 ms, compute 1.50 ms) for a fidelity loss of 0.007." in md
+    assert "a chunk already loaded saves only its compute" in md
+    # a single plan that sheds: one deadline line, at or above its prediction it runs whole
+    assert "## Deadline ranges\n" in md
+    assert f"At 128 tokens a deadline >= {render_ms(plan['predicted']['latency_s'])} (the plan's predicted median)" in md
+    assert table_rows(md, "Deadline ranges")[0] == ["tokens", "shedding", "80ms plan"]
+
+
+def render_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def test_a_long_shed_order_shows_its_first_twelve():
+    plan = runner_plan()
+    order = plan["shed_order"]
+    assert len(order) > 12
+    rows = table_rows(render_markdown(plan), "Shed order: 80ms plan")
+    assert [r[0] for r in rows[1:]] == [*map(str, range(1, 13)), "..."]
+    assert rows[-1][1] == f"{len(order) - 12} more"
+    saved_ms = sum(c["io_s"] + c["compute_s"] for c in order) * 1e3
+    assert float(rows[-1][6]) == pytest.approx(saved_ms, rel=1e-2)
+    assert float(rows[-1][7]) == pytest.approx(sum(c["loss"] for c in order), rel=1e-3)
+    assert float(rows[12][6]) == pytest.approx(sum(c["io_s"] + c["compute_s"] for c in order[:12]) * 1e3, rel=1e-2)
+    per_ms = [float(r[5]) for r in rows[1:13]]
+    assert per_ms == sorted(per_ms)  # least loss per ms saved first
+
+
+def test_single_plan_with_by_length_has_deadline_ranges_per_length():
+    plan = runner_plan()
+    del plan["alternatives"]
+    md = render_markdown(plan)
+    assert "Plans of this runner" not in md and "Shared preload set" not in md and "## Shed order\n" in md
+    rows = table_rows(md, "Deadline ranges by input length")
+    assert rows[0] == ["tokens", "shedding", "80ms plan"]
+    assert rows[-1] == ["128 (planned)", "< 71.2 ms (80ms plan)", ">= 71.2 ms"]
+    assert "At 128 tokens a deadline >= 71.2 ms (the plan's predicted p90) runs the whole plan" in md
+    assert table_rows(md, "Latency by input length")[0] == ["tokens", "median", "p90", "compute lane", "peak weight memory"]
+    assert table_rows(md, "Latency by input length")[-1][3] == "12.8 ms"
+
+
+def test_old_plans_have_no_elastic_sections():
+    md = render_markdown(sample_plan())
+    for needle in ("Plans of this runner", "Deadline ranges", "Shared preload set", "Shed order", "compute lane"):
+        assert needle not in md, needle
+    plan = runner_plan()
+    del plan["alternatives"], plan["shed_order"]
+    for record in plan["by_length"]:
+        record["compute_s"] = 0.0  # a plan.json from before compute_s, read back
+    md = render_markdown(plan)
+    assert "Deadline ranges" not in md and "compute lane" not in md
+
+
+def test_print_report_of_a_runner():
+    console = Console(record=True, width=220, file=io.StringIO())
+    print_report(runner_plan(), console)
+    text = console.export_text()
+    for needle in ("Plans of this runner", "80ms plan (most faithful)", "20ms plan (fastest)", "Shared preload set",
+                   "every plan (3)", "Deadline ranges by input length", "< 21.3 ms (20ms plan)", "38.0-71.2 ms",
+                   "At 128 tokens: < 21.3 ms: 20ms plan, shedding", "Shed order: 20ms plan", "L0 attn",
+                   "Timeline: 40ms plan", "Timeline: 20ms plan"):
+        assert needle in text, needle
+    assert text.count("IO      |") == 3
+
+
+def test_runner_svg_has_one_panel_per_plan():
+    plan = runner_plan()
+    svg = render_svg(plan)
+    panels = decoder_panels(svg)
+    assert list(panels) == ["call", "call-1", "call-2"]
+    for (name, panel), p in zip(panels.items(), runner_plans(plan), strict=True):
+        rects = [r for r in panel.iter(f"{SVG}rect") if r.get("class", "").startswith("event")]
+        assert len(rects) == len(p["timeline"]["events"]), name
+        texts = " ".join(t.text for t in panel.iter(f"{SVG}text"))
+        target = f"{p['targets']['latency_s'] * 1e3:.1f} ms"
+        assert f"latency target {target}" in texts and f"target {target}" in texts
+        assert f"{p['targets']['latency_s'] * 1e3:g}ms plan" in texts and "time (ms)" in texts
+    lane_tops = [float(next(r for r in g.iter(f"{SVG}rect") if r.get("class") == "lane").get("y")) for g in panels.values()]
+    assert lane_tops == sorted(lane_tops) and lane_tops[-1] < float(ET.fromstring(svg).get("height"))
+    assert "latency 80.0 ms, 40.0 ms, 20.0 ms (3 plans, one runner)" in svg
+    plan["alternatives"][1]["timeline"] = None
+    assert NO_TIMELINE in render_svg(plan)
+
+
+def test_runner_plan_json_reads_back(tmp_path):
+    """`sticc report` reads an elastic runner's plan.json: its alternatives and shed orders survive."""
+    if not {"shed_order", "alternatives"} <= {f.name for f in fields(PlanFile)}:
+        pytest.skip("plan.json's schema has no shed_order or alternatives yet")
+    path = tmp_path / "plan.json"
+    plan = runner_plan()
+    path.write_text(json.dumps(plan))
+    data = read_plan_json(path)
+    assert data["shed_order"] == plan["shed_order"] and data["alternatives"] == plan["alternatives"]
+    md, expected = render_markdown(data), render_markdown(plan)
+    for heading in ("Plans of this runner", "Shared preload set", "Latency by input length", "Deadline ranges by input length",
+                    "Shed order: 80ms plan", "Shed order: 20ms plan", "Timeline: 20ms plan"):
+        assert table_rows(md, heading) == table_rows(expected, heading), heading

@@ -17,6 +17,13 @@ context's last position, `timeline`) with tokens/s, IO per token and per prefill
 apart from the weight pool, and the resident set: the pieces held across tokens against those
 read again by every token, the layers' shards apart from the LM head's vocabulary slices (the
 shards of layer `layers`). Encoders' reports do not change with it.
+
+An elastic runner's plan.json (`sticc compile --latency 20ms,40ms,80ms`) is its most faithful plan
+with the faster ones as `alternatives` (`runner_plans`): the report adds the plans side by side, the
+deadline range each serves at every input length (`deadline_ranges`: a call takes the most faithful
+plan whose predicted latency meets its deadline, else the fastest, which sheds), the preload set
+they share, each plan's `shed_order` (what the runner drops first when a call falls behind) and each
+plan's timeline. A single plan with a `shed_order` gets its deadline ranges and shed order too.
 """
 
 from __future__ import annotations
@@ -192,6 +199,7 @@ class Section:
     rows: tuple[tuple[str, ...], ...]
     shard_cells: bool = False  # the per-layer table: cells are bits, "-" dropped, "8*" preloaded
     lane_bar: TimelineView | None = None  # followed by the text bar of this call's two lanes
+    lane_plan: int = 0  # whose call the bar draws: `runner_plans(plan)[lane_plan]` (0: the plan itself)
 
 
 @dataclass(frozen=True)
@@ -390,7 +398,11 @@ def targets_line(plan: dict) -> str:
             parts.append(f"KV cache {_bytes(targets['kv_memory_bytes'])}")
         parts.append(f"prompt {targets.get('seq_len', NA)} tokens, context {targets['context']}")
         return "targets: " + ", ".join(parts)
-    if targets.get("latency_s") is not None:
+    plans = runner_plans(plan)
+    if len(plans) > 1:
+        latencies = ", ".join(_ms((p.get("targets") or {}).get("latency_s")) for p in plans)
+        parts.append(f"latency {latencies} ({len(plans)} plans, one runner)")
+    elif targets.get("latency_s") is not None:
         parts.append(f"latency {_ms(targets['latency_s'])}")
     if targets.get("memory_bytes") is not None:
         parts.append(f"memory {_bytes(targets['memory_bytes'])}")
@@ -399,17 +411,25 @@ def targets_line(plan: dict) -> str:
 
 
 def sections(plan: dict) -> list[Section]:
-    """The report's sections, in order; markdown and the terminal render these."""
+    """The report's sections, in order; markdown and the terminal render these. An elastic runner's
+    (`alternatives`) adds its plans, their shared preload set, the deadline ranges, each plan's shed
+    order and each plan's timeline."""
     out = [_targets_section(plan), _solver_section(plan), _predicted_section(plan)]
+    if len(runner_plans(plan)) > 1:
+        out += [_plans_section(plan), _preload_section(plan)]
     if is_decoder(plan):
         out.append(_resident_section(plan))
     if plan.get("by_length"):
         out.append(_length_section(plan))
+    deadlines = _deadline_section(plan)
+    if deadlines:
+        out.append(deadlines)
     out.append(_shards_section(plan))
+    out += _shed_sections(plan)
     comparison = _comparison_section(plan)
     if comparison:
         out.append(comparison)
-    out += [_timeline_section(plan, view) for view in timeline_views(plan)]
+    out += _timeline_sections(plan)
     return out
 
 
@@ -463,8 +483,12 @@ def _targets_section(plan: dict) -> Section:
             ("context", f"{targets['context']} positions (prompt and generated tokens)"),
         ]
     else:
+        latency = "none" if targets.get("latency_s") is None else _ms(targets["latency_s"])
+        faster = [(p.get("targets") or {}).get("latency_s") for p in runner_plans(plan)[1:]]
+        if faster:
+            latency += f" (this plan); alternatives {', '.join(_ms(t) for t in faster)} (see Plans of this runner)"
         rows = [
-            ("latency", "none" if targets.get("latency_s") is None else _ms(targets["latency_s"])),
+            ("latency", latency),
             ("memory", memory_text),
             ("sequence length", str(targets.get("seq_len", NA))),
         ]
@@ -539,12 +563,16 @@ def _predicted_section(plan: dict) -> Section:
         ]
     budget = plan.get("memory_budget_bytes")
     memory = plan.get("memory") or {}
+    plans = runner_plans(plan)
     pool = _of_fp32(budget, full)
     if {"pinned_bytes", "scratch_bytes", "ring_bytes"} <= set(memory):
         pool += (f" = pinned {_bytes(memory['pinned_bytes'])} + scratch {_bytes(memory['scratch_bytes'])}"
                  f" + ring {_bytes(memory['ring_bytes'])}")
     rows.append(("weight pool budget", pool))
     notes = []
+    if len(plans) > 1:
+        notes.append(f"the most faithful of this runner's {len(plans)} plans ({plan_name(plan)}), whose pool and preload "
+                     "set the others share; the others: Plans of this runner")
     if decoder:
         notes.append(f"per token: one decode step at the context's last position ({targets['context']}), the slowest, "
                      "its attention reading every cached position")
@@ -574,12 +602,14 @@ def _length_section(plan: dict) -> Section:
     targets, predicted = plan["targets"], plan["predicted"]
     records = plan["by_length"]
     planned, longest = targets.get("seq_len"), records[-1]["seq_len"]
+    compute = any(record.get("compute_s") for record in records)  # older plans: absent, or 0 read back
     rows = []
     for record in records:
         tokens = str(record["seq_len"]) + (" (planned)" if record["seq_len"] == planned else "")
         rows.append((
             tokens, _ms(record["latency_s"]),
             _ms(record["planned_latency_s"]) + _against(record["planned_latency_s"], targets.get("latency_s"), _ms),
+            *((_ms(record.get("compute_s")),) if compute else ()),
             _bytes(record["peak_weight_bytes"]),
         ))
     note = (
@@ -590,7 +620,11 @@ def _length_section(plan: dict) -> Section:
         "temporary. A batch of B texts padded to L tokens computes about as much as one text of B x L tokens (its "
         "matrix products see B x L rows; attention is per text)"
     )
-    header = ("tokens", "median", f"p{_percentile(predicted)}", "peak weight memory")
+    if compute:
+        note += "; compute lane: its work at that length (dequantization and kernels, stalls left out)"
+    if len(runner_plans(plan)) > 1:
+        note += f". These are the most faithful plan's ({plan_name(plan)}); every plan's give the deadline ranges"
+    header = ("tokens", "median", f"p{_percentile(predicted)}", *(("compute lane",) if compute else ()), "peak weight memory")
     return Section("Latency by input length", note, header, tuple(rows))
 
 
@@ -599,6 +633,276 @@ def _against(value: float | None, target: float | None, unit) -> str:
     if value is None or target is None:
         return ""
     return ", within the target" if value <= target else f", over the target by {unit(value - target)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Elastic runners: several plans in one runner, the deadline each serves, what each sheds
+# ----------------------------------------------------------------------------------------------
+
+
+def runner_plans(plan: dict) -> tuple[dict, ...]:
+    """The plans of the runner `plan` describes, most faithful first: the plan itself, then its
+    `alternatives` (faster plans, decreasing latency targets); a single plan alone."""
+    return (plan, *(plan.get("alternatives") or ()))
+
+
+def plan_name(plan: dict, n: int = 0) -> str:
+    """'20ms plan', as `--latency` names its target; 'plan <n + 1>' for one without a latency target."""
+    target_s = (plan.get("targets") or {}).get("latency_s")
+    return f"plan {n + 1}" if target_s is None else f"{round(target_s * 1e3, 3):g}ms plan"
+
+
+def _ms_value(seconds: float) -> str:
+    """`_ms` without its unit, for ranges: '21.3' of '21.3-38.0 ms'."""
+    return _ms(seconds).removesuffix(" ms")
+
+
+@dataclass(frozen=True)
+class LatencyCurve:
+    """A plan's predicted latency at the planned percentile by input tokens, as the runner reads it:
+    `by_length`'s points made non-decreasing in length, linear between them, flat beyond the ends."""
+
+    points: tuple[tuple[int, float], ...]  # (tokens, seconds): tokens increasing, seconds non-decreasing
+
+    def at(self, tokens: float) -> float:
+        """The latency (seconds) of a call of `tokens` tokens (batch x padded length)."""
+        (first_tokens, first_s), (last_tokens, last_s) = self.points[0], self.points[-1]
+        if tokens <= first_tokens:
+            return first_s
+        if tokens >= last_tokens:
+            return last_s
+        for (t0, s0), (t1, s1) in zip(self.points, self.points[1:], strict=False):
+            if t0 <= tokens <= t1:
+                return s0 + (s1 - s0) * (tokens - t0) / (t1 - t0)
+        return last_s  # not reached: the points cover [first_tokens, last_tokens]
+
+
+def latency_curve(plan: dict) -> LatencyCurve | None:
+    """The plan's `LatencyCurve`: `by_length[*].planned_latency_s`, or without `by_length` its
+    planned (else median) latency at every length; None without a device profile (no prediction)."""
+    points = {int(r["seq_len"]): float(s) for r in plan.get("by_length") or () if (s := _planned_s(r)) is not None}
+    if not points:
+        latency_s = _planned_s(plan.get("predicted") or {})
+        if latency_s is None:
+            return None
+        points[int((plan.get("targets") or {}).get("seq_len") or 1)] = float(latency_s)
+    monotone, highest_s = [], 0.0
+    for tokens in sorted(points):
+        highest_s = max(highest_s, points[tokens])
+        monotone.append((tokens, highest_s))
+    return LatencyCurve(tuple(monotone))
+
+
+def _planned_s(record: dict) -> float | None:
+    """A prediction's latency at the planned percentile, else its median; None without either."""
+    planned_s = record.get("planned_latency_s")
+    return record.get("latency_s") if planned_s is None else planned_s
+
+
+@dataclass(frozen=True)
+class DeadlineRange:
+    """The deadlines, in [low_s, high_s), for which a call of some length runs one plan of the runner."""
+
+    plan: int  # the index in `runner_plans`
+    low_s: float | None  # None: from no deadline at all up
+    high_s: float | None  # None: every longer deadline
+    sheds: bool = False  # below the fastest plan's latency: it runs, shedding chunks (`shed_order`)
+
+    def text(self) -> str:
+        """'< 21.3 ms', '21.3-38.0 ms' or '>= 71.2 ms'."""
+        if self.low_s is None:
+            return "any" if self.high_s is None else f"< {_ms(self.high_s)}"
+        if self.high_s is None:
+            return f">= {_ms(self.low_s)}"
+        return f"{_ms_value(self.low_s)}-{_ms(self.high_s)}"
+
+
+def deadline_ranges(plan: dict, tokens: float) -> tuple[DeadlineRange, ...]:
+    """Which plan of the runner a call of `tokens` tokens (batch x padded length) runs, by deadline,
+    shortest deadlines first: the most faithful plan whose predicted latency (`latency_curve`) is
+    within the deadline; below every one, the fastest (the least latency there; the later plan on a
+    tie), shedding. A plan no deadline picks has no range; () without predictions."""
+    latencies = [(n, curve.at(tokens)) for n, p in enumerate(runner_plans(plan)) if (curve := latency_curve(p))]
+    if not latencies:
+        return ()
+    fastest, fastest_s = min(latencies, key=lambda item: (item[1], -item[0]))
+    ranges = [DeadlineRange(fastest, None, fastest_s, sheds=True)]
+    for n, low_s in latencies:
+        faithful = [s for m, s in latencies if m < n]
+        high_s = min(faithful) if faithful else None
+        if high_s is None or low_s < high_s:
+            ranges.append(DeadlineRange(n, low_s, high_s))
+    return tuple(sorted(ranges, key=lambda r: -1.0 if r.low_s is None else r.low_s))
+
+
+def deadline_line(plan: dict, tokens: float) -> str:
+    """The deadline ranges of a call of `tokens` tokens in one line: '< 21.3 ms: 20ms plan,
+    shedding | 21.3-38.0 ms: 20ms plan | ... | >= 71.2 ms: 80ms plan'."""
+    plans = runner_plans(plan)
+    return " | ".join(f"{r.text()}: {plan_name(plans[r.plan], r.plan)}" + (", shedding" if r.sheds else "")
+                      for r in deadline_ranges(plan, tokens))
+
+
+def _report_lengths(plan: dict) -> list[int]:
+    """The input lengths the deadline table shows: every plan's `by_length` lengths (their union),
+    else the planned length."""
+    lengths = {int(r["seq_len"]) for p in runner_plans(plan) for r in p.get("by_length") or ()}
+    planned = (plan.get("targets") or {}).get("seq_len")
+    return sorted(lengths) if lengths else ([] if planned is None else [int(planned)])
+
+
+def _planned_name(plan: dict) -> str:
+    """'p90' for a plan with a planned percentile, 'median' for one without."""
+    return "median" if plan["predicted"].get("planned_percentile") is None else f"p{_percentile(plan['predicted'])}"
+
+
+def _runtime_rule(plan: dict) -> str:
+    """How an elastic runner picks a call's plan, in one sentence."""
+    latency = _planned_name(plan)
+    return (f"A call runs the most faithful plan whose predicted {latency} latency at the call's token count (batch x "
+            f"padded length; by_length interpolated linearly, made non-decreasing in length, flat past its ends) is "
+            "within the call's deadline; with none, the fastest plan, which then sheds pending chunks (Shed order) when "
+            "it falls behind its predicted timeline.")
+
+
+def _served_cell(plan: dict, n: int, tokens: float) -> str:
+    """The deadlines for which plan `n` of the runner serves a call of `tokens` tokens, 'never' if none."""
+    served = [r.text() for r in deadline_ranges(plan, tokens) if r.plan == n and not r.sheds]
+    return served[0] if served else "never"
+
+
+def _plans_section(plan: dict) -> Section:
+    """An elastic runner's plans side by side, most faithful first, each at the planned length."""
+    plans = runner_plans(plan)
+    planned = plan["targets"].get("seq_len")
+    rows = []
+    for n, p in enumerate(plans):
+        predicted = p.get("predicted") or {}
+        bits = [s["bits"] for s in p.get("shards", [])]
+        role = " (most faithful)" if n == 0 else " (fastest)" if n == len(plans) - 1 else ""
+        loss = predicted.get("fidelity_loss")
+        rows.append((
+            plan_name(p, n) + role, _ms((p.get("targets") or {}).get("latency_s")), _ms(predicted.get("latency_s")),
+            _ms(predicted.get("planned_latency_s")), NA if loss is None else f"{loss:.4g}",
+            f"{sum(1 for b in bits if b)}/{len(bits)}", _bits(mean_kept_bits(bits)), _bytes(predicted.get("io_bytes")),
+            NA if planned is None else _served_cell(plan, n, planned),
+        ))
+    pct = _percentile(plan["predicted"])
+    header = ("plan", "latency target", "median", f"p{pct}", "fidelity loss", "kept shards", "mean bits", "IO per call",
+              f"deadlines served at {planned} tokens")
+    note = (f"One runner, {len(plans)} plans in one weight pool ({_bytes(plan.get('memory_budget_bytes'))}) with one "
+            "preload set, most faithful first; latencies at the planned length. A call runs the most faithful plan "
+            "predicted to meet its deadline, else the fastest, shedding: Deadline ranges by input length.")
+    return Section("Plans of this runner", note, header, tuple(rows))
+
+
+def _deadline_section(plan: dict) -> Section | None:
+    """Which plan serves which deadlines at each input length: an elastic runner's, or a single
+    plan's that can shed (it has a `shed_order`); None otherwise or without predictions."""
+    plans = runner_plans(plan)
+    if len(plans) == 1 and not plan.get("shed_order"):
+        return None
+    lengths = _report_lengths(plan)
+    if not lengths or not deadline_ranges(plan, lengths[0]):
+        return None
+    planned = plan["targets"].get("seq_len")
+    by_speed = sorted(range(len(plans)), key=lambda n: -n)  # the fastest plan's column first: deadlines grow to the right
+    rows = []
+    for tokens in lengths:
+        ranges = deadline_ranges(plan, tokens)
+        shedding = next(r for r in ranges if r.sheds)
+        cells = [f"{shedding.text()} ({plan_name(plans[shedding.plan], shedding.plan)})"]
+        cells += [_served_cell(plan, n, tokens) for n in by_speed]
+        rows.append((str(tokens) + (" (planned)" if tokens == planned else ""), *cells))
+    at = planned if planned in lengths else lengths[-1]
+    if len(plans) == 1:
+        whole = deadline_ranges(plan, at)[-1]
+        note = (f"At {at} tokens a deadline {whole.text()} (the plan's predicted {_planned_name(plan)}) runs the whole "
+                "plan; below it the plan runs and sheds pending chunks (Shed order) when it falls behind its predicted "
+                "timeline. A call's latency is predicted at its token count (batch x padded length: a batch of B texts "
+                "padded to L tokens counts as B x L) from by_length, interpolated linearly and made non-decreasing in "
+                "length.")
+    else:
+        note = (f"At {at} tokens: {deadline_line(plan, at)}. Columns: the deadlines each plan serves, shortest first. "
+                + _runtime_rule(plan) + " A batch of B texts padded to L tokens counts as B x L tokens.")
+    header = ("tokens", "shedding", *(plan_name(plans[n], n) for n in by_speed))
+    title = "Deadline ranges by input length" if len(lengths) > 1 or len(plans) > 1 else "Deadline ranges"
+    return Section(title, note, header, tuple(rows))
+
+
+def preload_set(plan: dict) -> frozenset[tuple[int, int, int]]:
+    """The (layer, index, bits) of the plan's preloaded shards."""
+    return frozenset((s["layer"], s["index"], s["bits"]) for s in plan.get("shards", []) if s.get("preload"))
+
+
+def _preload_section(plan: dict) -> Section:
+    """An elastic runner's preload set: loaded once, held for the runner's lifetime, read by every plan."""
+    plans = runner_plans(plan)
+    shared = preload_set(plan)
+    differ = [plan_name(p, n) for n, p in enumerate(plans) if n and preload_set(p) != shared]
+    bits = [b for _, _, b in sorted(shared)]
+    rows = [
+        ("preloaded shards", f"{len(shared)} ({_histogram(bits)})" if shared else "0"),
+        ("bytes", _bytes(plan["predicted"].get("preload_bytes"))),
+    ]
+    pinned = (plan.get("memory") or {}).get("pinned_bytes")
+    if pinned is not None:
+        rows.append(("pool's pinned region", f"{_bytes(pinned)} (with the headers)"))
+    rows.append(("shared by", f"every plan ({len(plans)})" if not differ else f"not every plan: {', '.join(differ)} differ"))
+    note = ("Read once when the runner starts and held for its lifetime, in the pool's pinned region: every plan of this "
+            "runner computes with these shards instead of streaming them; the plans differ in what they stream and drop.")
+    return Section("Shared preload set", note, ("", "value"), tuple(rows))
+
+
+SHED_ROWS = 12  # the shed order's first chunks a report lists
+
+
+def _indices(indices: list[int]) -> str:
+    """'0-2' for a run of shard indices, '0,2,5' otherwise."""
+    if len(indices) > 1 and list(indices) == list(range(indices[0], indices[0] + len(indices))):
+        return f"{indices[0]}-{indices[-1]}"
+    return ",".join(str(i) for i in indices)
+
+
+def _chunk_name(chunk: dict) -> str:
+    """'L3 ffn 0-2': a shed chunk's layer, part and kept shard indices."""
+    return f"L{chunk['layer']} {chunk['part']} {_indices(chunk.get('indices') or [])}"
+
+
+def _shed_section(plan: dict, title: str) -> Section:
+    """The plan's `shed_order`: its first SHED_ROWS chunks with running totals, and the whole order's."""
+    order = plan["shed_order"]
+    rows, saved_s, loss = [], 0.0, 0.0
+    for n, chunk in enumerate(order):
+        chunk_saved_s = chunk["io_s"] + chunk["compute_s"]
+        saved_s += chunk_saved_s
+        loss += chunk["loss"]
+        if n < SHED_ROWS:
+            per_ms = f"{chunk['loss'] / (chunk_saved_s * 1e3):.3g}" if chunk_saved_s > 0 else NA
+            rows.append((str(n + 1), _chunk_name(chunk), f"{chunk['loss']:.4g}", _ms_value(chunk["io_s"]),
+                         _ms_value(chunk["compute_s"]), per_ms, _ms_value(saved_s), f"{loss:.4g}"))
+    more = len(order) - SHED_ROWS
+    if more > 0:
+        rows.append(("...", f"{more} more", "", "", "", "", _ms_value(saved_s), f"{loss:.4g}"))
+    io_s = sum(chunk["io_s"] for chunk in order)
+    compute_s = sum(chunk["compute_s"] for chunk in order)
+    note = (
+        "What the runner drops first when a call falls behind its predicted timeline: its pending chunks in this order, "
+        "least fidelity loss per ms saved first (saved: the chunk's IO and compute lane time; a chunk already loaded "
+        f"saves only its compute). All {_count(len(order), 'chunk')}: {_ms(io_s + compute_s)} saved "
+        f"(IO {_ms(io_s)}, compute {_ms(compute_s)}) for a fidelity loss of {loss:.4g}"
+        + (f"; the first {SHED_ROWS} listed, then {more} more" if more > 0 else "") + "."
+    )
+    header = ("order", "chunk", "loss", "IO ms", "compute ms", "loss per ms saved", "cumulative ms saved", "cumulative loss")
+    return Section(title, note, header, tuple(rows))
+
+
+def _shed_sections(plan: dict) -> list[Section]:
+    """A "Shed order" section for every plan of the runner that has one, titled with the plan for an
+    elastic runner."""
+    plans = runner_plans(plan)
+    return [_shed_section(p, "Shed order" if len(plans) == 1 else f"Shed order: {plan_name(p, n)}")
+            for n, p in enumerate(plans) if p.get("shed_order")]
 
 
 @dataclass(frozen=True)
@@ -675,6 +979,8 @@ def _shards_section(plan: dict) -> Section:
         histogram = _histogram([b for b in every if b is not None])
         note = (f"Bits per shard (rows: layers, columns: shard index); '-' dropped, '*' preloaded; "
                 f"mean bits over kept shards. {histogram}; {preloaded} preloaded.")
+        if len(runner_plans(plan)) > 1:
+            note = f"The most faithful plan's ({plan_name(plan)}); the others': Plans of this runner. " + note
         return Section("Shards", note, header, tuple(table), shard_cells=True)
     layers = _histogram([b for r in rows if not r.lm_head for b in r.bits if b is not None])
     head = _histogram([b for r in rows if r.lm_head for b in r.bits if b is not None])
@@ -745,10 +1051,13 @@ def _timeline_note(plan: dict, view: TimelineView, views: tuple[TimelineView, ..
             f"is read again; {where}.")
 
 
-def _timeline_section(plan: dict, view: TimelineView = CALL) -> Section:
+def _timeline_section(plan: dict, view: TimelineView = CALL, title: str = "", note: str = "", lane_plan: int = 0) -> Section:
+    """The summary of `view`'s call of `plan` (its lane bar follows); `title` and `note` replace the
+    single plan's (an elastic runner's plans), `lane_plan` names the plan among the runner's."""
+    title = title or view.title
     summary = timeline_summary(plan, view)
     if summary is None:
-        return Section(view.title, NO_TIMELINE + ".", ("", "value"), ())
+        return Section(title, NO_TIMELINE + ".", ("", "value"), ())
     latency = plan["predicted"].get(view.predicted_key) or summary.end_s
     loads = sum(1 for e in summary.events if e.kind == EventKind.LOAD)
     stalls = sum(1 for e in summary.events if e.kind == EventKind.STALL)
@@ -760,7 +1069,30 @@ def _timeline_section(plan: dict, view: TimelineView = CALL) -> Section:
         ("compute busy", f"{summary.busy_fraction(summary.compute_busy_s):.0%} ({_ms(summary.compute_busy_s)})"),
         ("timeline end", _ms(summary.end_s)),
     )
-    return Section(view.title, _timeline_note(plan, view, timeline_views(plan)), ("", "value"), rows, lane_bar=view)
+    note = note or _timeline_note(plan, view, timeline_views(plan))
+    return Section(title, note, ("", "value"), rows, lane_bar=view, lane_plan=lane_plan)
+
+
+def _view_title(view: TimelineView, name: str) -> str:
+    """'Timeline: 20ms plan', 'Timeline: prefill, 20ms plan'."""
+    return f"{view.title}: {name}" if view is CALL else f"{view.title}, {name}"
+
+
+def _timeline_sections(plan: dict) -> list[Section]:
+    """Every plan's timelines, the plan's own first; an elastic runner's titled with each plan's
+    latency target and placed by panel in timeline.svg."""
+    plans = runner_plans(plan)
+    if len(plans) == 1:
+        return [_timeline_section(plan, view) for view in timeline_views(plan)]
+    calls = [(n, p, view) for n, p in enumerate(plans) for view in timeline_views(p)]
+    out = []
+    for panel, (n, p, view) in enumerate(calls, start=1):
+        name = plan_name(p, n)
+        call = "simulated call" if view is CALL else view.title.removeprefix("Timeline: ")
+        note = (f"The {name}'s {call} (target {_ms((p.get('targets') or {}).get(view.target_key))}); panel {panel} of "
+                f"{len(calls)} in {TIMELINE_SVG}.")
+        out.append(_timeline_section(p, view, _view_title(view, name), note, n))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -837,11 +1169,13 @@ MD_BAR_WIDTH = 96
 
 def render_markdown(plan: dict) -> str:
     """report.md: the plan's targets, solver, predictions (a decoder's resident set), shards,
-    comparison and timelines (a decoder's prefill and decode step)."""
+    comparison and timelines (a decoder's prefill and decode step); an elastic runner's plans,
+    deadline ranges, shared preload set and every plan's shed order and timeline."""
     lines = [f"# {title_of(plan)}", ""]
     if headline(plan):
         lines += [headline(plan), ""]
     parts = sections(plan)
+    plans = runner_plans(plan)
     last_bar = max((n for n, section in enumerate(parts) if section.lane_bar), default=None)
     for n, section in enumerate(parts):
         lines += [f"## {section.title}", ""]
@@ -850,8 +1184,9 @@ def render_markdown(plan: dict) -> str:
         if section.rows:
             lines += [*_markdown_table(section.header, section.rows), ""]
         if section.lane_bar:
-            lines += ["```", *timeline_bar_lines(plan, MD_BAR_WIDTH, section.lane_bar), "```", ""]
-            if n == last_bar and timeline_summary(plan, section.lane_bar) is not None:
+            drawn = plans[section.lane_plan]
+            lines += ["```", *timeline_bar_lines(drawn, MD_BAR_WIDTH, section.lane_bar), "```", ""]
+            if n == last_bar and timeline_summary(drawn, section.lane_bar) is not None:
                 lines += [f"![timeline]({TIMELINE_SVG})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -897,7 +1232,7 @@ def print_report(plan: dict, console: Console) -> None:
             console.print(Text(section.note, style="dim"))
         if section.lane_bar:
             width = max(20, min(160, console.width - 12))
-            for line in timeline_bar_lines(plan, width, section.lane_bar):
+            for line in timeline_bar_lines(runner_plans(plan)[section.lane_plan], width, section.lane_bar):
                 console.print(_bar_text(line), soft_wrap=True)
         console.print()
 
@@ -940,19 +1275,20 @@ _TARGET_COLOR, _PREDICTED_COLOR = "#d62728", "#222222"
 
 def render_svg(plan: dict) -> str:
     """timeline.svg: the IO lane over the compute lane, in ms, with target and predicted lines; a
-    decoder's prefill and one decode step as two panels, each on its own time axis."""
-    views = timeline_views(plan)
-    summaries = [(view, timeline_summary(plan, view)) for view in views]
+    decoder's prefill and one decode step as two panels, and an elastic runner's plans one panel
+    each (most faithful first), every panel on its own time axis."""
+    plans = runner_plans(plan)
+    calls = [(n, p, view, timeline_summary(p, view)) for n, p in enumerate(plans) for view in timeline_views(p)]
     title = f"{title_of(plan)}: timeline"
     subtitle = targets_line(plan)
-    if any(summary is None for _, summary in summaries):
+    if any(summary is None for *_, summary in calls):
         height = 120
         body = [
             _text(SVG_WIDTH / 2, 80, NO_TIMELINE, size=16, anchor="middle", fill="#666666"),
         ]
         return _svg_document(height, title, subtitle, "", [], body)
-    if not is_decoder(plan):
-        view, summary = summaries[0]
+    if len(calls) == 1 and not is_decoder(plan):  # an encoder's one call: no panel heading
+        _, _, view, summary = calls[0]
         body, axis_y = _svg_panel(plan, view, summary, _LANE_TOP)
         legend_y = axis_y + 56
         body += _svg_legend({e.kind for e in summary.events}, legend_y)
@@ -960,11 +1296,14 @@ def render_svg(plan: dict) -> str:
         return _svg_document(legend_y + 20, title, subtitle, stats, _hatch_patterns(), body)
     body = []
     top = _PANEL_TOP
-    for view, summary in summaries:
-        heading, stats = _panel_heading(plan, view)
-        panel, axis_y = _svg_panel(plan, view, summary, top)
+    for n, p, view, summary in calls:
+        heading, stats = _panel_heading(p, view) if is_decoder(p) else _plan_panel_heading(p, n)
+        if len(plans) > 1 and is_decoder(p):
+            heading = f"{plan_name(p, n)}: {heading}"
+        panel, axis_y = _svg_panel(p, view, summary, top)
+        panel_id = view.panel if n == 0 else f"{view.panel}-{n}"
         body += [
-            f'<g class="panel" id="{view.panel}">',
+            f'<g class="panel" id="{panel_id}">',
             _text(_LEFT, top - 56, heading, size=14, weight="bold"),
             _text(_LEFT, top - 40, stats + "  |  " + _svg_stats(summary), size=11, fill="#444444"),
             *panel,
@@ -972,7 +1311,7 @@ def render_svg(plan: dict) -> str:
         ]
         top = axis_y + _PANEL_GAP
     legend_y = axis_y + 56
-    body += _svg_legend({e.kind for _, summary in summaries for e in summary.events}, legend_y)
+    body += _svg_legend({e.kind for *_, summary in calls for e in summary.events}, legend_y)
     return _svg_document(legend_y + 20, title, subtitle, "", _hatch_patterns(), body)
 
 
@@ -995,6 +1334,19 @@ def _panel_heading(plan: dict, view: TimelineView) -> tuple[str, str]:
         stats += f", {_ms(predicted['planned_latency_s'])} at p{_percentile(predicted)}"
     if predicted.get("latency_s"):
         stats += f" ({_rate(_tokens_per_s(predicted['latency_s']))} tokens/s)"
+    return heading, stats
+
+
+def _plan_panel_heading(plan: dict, n: int) -> tuple[str, str]:
+    """An elastic runner's panel heading (the plan, its latency target) and what it predicts."""
+    predicted, targets = plan["predicted"], plan["targets"]
+    role = " (most faithful)" if n == 0 else ""
+    heading = f"{plan_name(plan, n)}{role}: latency target {_ms(targets.get('latency_s'))}, {targets.get('seq_len', NA)} tokens"
+    stats = f"latency {_ms(predicted.get('latency_s'))} median"
+    if predicted.get("planned_latency_s") is not None:
+        stats += f", {_ms(predicted['planned_latency_s'])} at p{_percentile(predicted)}"
+    if predicted.get("fidelity_loss") is not None:
+        stats += f", fidelity loss {predicted['fidelity_loss']:.4g}"
     return heading, stats
 
 
