@@ -629,7 +629,8 @@ def sample_shed_order(plan: dict) -> list[dict]:
 
 
 # planned-percentile latency (s) by input length: the 20 ms plan's dips at 32 tokens (the runner
-# reads it as 15.0 ms, non-decreasing) and has no 16 or 64 (interpolated)
+# reads 15.0 ms up to where the interpolation climbs past it: non-decreasing) and has no 16 or 64
+# (interpolated)
 RUNNER_LENGTHS = {
     0.08: {8: 0.050, 16: 0.052, 32: 0.056, 64: 0.062, 128: 0.0712},
     0.04: {8: 0.030, 16: 0.031, 32: 0.033, 64: 0.035, 128: 0.038},
@@ -699,8 +700,9 @@ def test_runner_plans_table_side_by_side():
 
 
 def test_deadline_ranges_by_input_length():
-    """Hand-computed: at 64 tokens the 20 ms plan reads 15.0 + (64 - 32) / 96 x 6.3 = 17.1 ms (16.4
-    without the non-decreasing rule); at 16 tokens 15.0 ms (14.7 without it)."""
+    """Hand-computed, the 20 ms plan: at 16 tokens 15.0 ms (interpolated 14.7, but 8 tokens take
+    15.0: non-decreasing), at 32 tokens 15.0 ms (by_length's 14.0), at 64 tokens 14.0 + (64 - 32) /
+    96 x 7.3 = 16.4 ms (past 15.0 again)."""
     plan = runner_plan()
     md = render_markdown(plan)
     rows = table_rows(md, "Deadline ranges by input length")
@@ -709,7 +711,7 @@ def test_deadline_ranges_by_input_length():
         ["8", "< 15.0 ms (20ms plan)", "15.0-30.0 ms", "30.0-50.0 ms", ">= 50.0 ms"],
         ["16", "< 15.0 ms (20ms plan)", "15.0-31.0 ms", "31.0-52.0 ms", ">= 52.0 ms"],
         ["32", "< 15.0 ms (20ms plan)", "15.0-33.0 ms", "33.0-56.0 ms", ">= 56.0 ms"],
-        ["64", "< 17.1 ms (20ms plan)", "17.1-35.0 ms", "35.0-62.0 ms", ">= 62.0 ms"],
+        ["64", "< 16.4 ms (20ms plan)", "16.4-35.0 ms", "35.0-62.0 ms", ">= 62.0 ms"],
         ["128 (planned)", "< 21.3 ms (20ms plan)", "21.3-38.0 ms", "38.0-71.2 ms", ">= 71.2 ms"],
     ]
     line = "< 21.3 ms: 20ms plan, shedding | 21.3-38.0 ms: 20ms plan | 38.0-71.2 ms: 40ms plan | >= 71.2 ms: 80ms plan"
@@ -717,9 +719,20 @@ def test_deadline_ranges_by_input_length():
     # a batch counts its tokens: 2 texts of 48 tokens read as 96 tokens, between 64 and 128
     ranges = deadline_ranges(plan, 96)
     assert [(r.plan, r.sheds) for r in ranges] == [(2, True), (2, False), (1, False), (0, False)]
-    assert ranges[0].high_s == pytest.approx(0.015 + (96 - 32) / 96 * 0.0063)
+    assert ranges[0].high_s == pytest.approx(0.014 + (96 - 32) / 96 * 0.0073)
     assert ranges[-1].low_s == pytest.approx((0.062 + 0.0712) / 2) and ranges[-1].high_s is None
-    assert deadline_ranges(plan, 4)[0].high_s == 0.015 and deadline_ranges(plan, 512)[-1].low_s == 0.0712  # flat past the ends
+    assert deadline_ranges(plan, 4)[0].high_s == 0.015  # flat before the first length
+    assert deadline_ranges(plan, 256)[-1].low_s == pytest.approx(0.0712 + 128 / 64 * 0.0092)  # linear past the last two
+
+
+def test_the_fastest_plan_sheds_even_where_another_is_quicker():
+    """Below every plan's latency the call runs the last (tightest target's) plan, as the runner does;
+    where it is predicted slower than a more faithful plan it serves no deadline of its own."""
+    plan = runner_plan()
+    for record in plan["alternatives"][1]["by_length"]:
+        record["planned_latency_s"] = 0.04
+    assert deadline_line(plan, 128) == ("< 38.0 ms: 20ms plan, shedding | 38.0-71.2 ms: 40ms plan | "
+                                        ">= 71.2 ms: 80ms plan")
 
 
 def test_a_plan_slower_than_a_more_faithful_one_serves_no_deadline():

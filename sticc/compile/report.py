@@ -28,6 +28,7 @@ plan's timeline. A single plan with a `shed_order` gets its deadline ranges and 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -659,22 +660,26 @@ def _ms_value(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class LatencyCurve:
-    """A plan's predicted latency at the planned percentile by input tokens, as the runner reads it:
-    `by_length`'s points made non-decreasing in length, linear between them, flat beyond the ends."""
+    """A plan's predicted latency at the planned percentile by input tokens, as the runner reads it
+    (`sticc.runtime.elastic.predicted_latency_s`): `by_length`'s points interpolated linearly (flat
+    before the first, linear past the last two), made non-decreasing in length: never less than at
+    fewer tokens."""
 
-    points: tuple[tuple[int, float], ...]  # (tokens, seconds): tokens increasing, seconds non-decreasing
+    points: tuple[tuple[int, float], ...]  # (tokens, seconds), tokens increasing
+
+    def linear_s(self, tokens: float) -> float:
+        """The points interpolated at `tokens`: flat before the first, linear past the last two."""
+        if len(self.points) == 1 or tokens <= self.points[0][0]:
+            return self.points[0][1]
+        for (t0, s0), (t1, s1) in itertools.pairwise(self.points):
+            if tokens <= t1 or t1 == self.points[-1][0]:
+                return s0 + (s1 - s0) * (tokens - t0) / (t1 - t0)
+        raise AssertionError("unreachable: the last pair always answers")
 
     def at(self, tokens: float) -> float:
-        """The latency (seconds) of a call of `tokens` tokens (batch x padded length)."""
-        (first_tokens, first_s), (last_tokens, last_s) = self.points[0], self.points[-1]
-        if tokens <= first_tokens:
-            return first_s
-        if tokens >= last_tokens:
-            return last_s
-        for (t0, s0), (t1, s1) in zip(self.points, self.points[1:], strict=False):
-            if t0 <= tokens <= t1:
-                return s0 + (s1 - s0) * (tokens - t0) / (t1 - t0)
-        return last_s  # not reached: the points cover [first_tokens, last_tokens]
+        """The latency (seconds) of a call of `tokens` tokens (batch x padded length): the
+        interpolation's running maximum, never below a point at fewer tokens."""
+        return max([self.linear_s(tokens), *(s for t, s in self.points if t < tokens)])
 
 
 def latency_curve(plan: dict) -> LatencyCurve | None:
@@ -686,11 +691,7 @@ def latency_curve(plan: dict) -> LatencyCurve | None:
         if latency_s is None:
             return None
         points[int((plan.get("targets") or {}).get("seq_len") or 1)] = float(latency_s)
-    monotone, highest_s = [], 0.0
-    for tokens in sorted(points):
-        highest_s = max(highest_s, points[tokens])
-        monotone.append((tokens, highest_s))
-    return LatencyCurve(tuple(monotone))
+    return LatencyCurve(tuple(sorted(points.items())))
 
 
 def _planned_s(record: dict) -> float | None:
@@ -720,13 +721,13 @@ class DeadlineRange:
 def deadline_ranges(plan: dict, tokens: float) -> tuple[DeadlineRange, ...]:
     """Which plan of the runner a call of `tokens` tokens (batch x padded length) runs, by deadline,
     shortest deadlines first: the most faithful plan whose predicted latency (`latency_curve`) is
-    within the deadline; below every one, the fastest (the least latency there; the later plan on a
-    tie), shedding. A plan no deadline picks has no range; () without predictions."""
+    within the deadline; below every one, the fastest (the last, tightest target's), shedding. A
+    plan no deadline picks has no range; () without predictions."""
     latencies = [(n, curve.at(tokens)) for n, p in enumerate(runner_plans(plan)) if (curve := latency_curve(p))]
     if not latencies:
         return ()
-    fastest, fastest_s = min(latencies, key=lambda item: (item[1], -item[0]))
-    ranges = [DeadlineRange(fastest, None, fastest_s, sheds=True)]
+    fastest = latencies[-1][0]  # the tightest target's plan, whichever is quickest at this length
+    ranges = [DeadlineRange(fastest, None, min(s for _, s in latencies), sheds=True)]
     for n, low_s in latencies:
         faithful = [s for m, s in latencies if m < n]
         high_s = min(faithful) if faithful else None
@@ -760,7 +761,7 @@ def _runtime_rule(plan: dict) -> str:
     """How an elastic runner picks a call's plan, in one sentence."""
     latency = _planned_name(plan)
     return (f"A call runs the most faithful plan whose predicted {latency} latency at the call's token count (batch x "
-            f"padded length; by_length interpolated linearly, made non-decreasing in length, flat past its ends) is "
+            f"padded length; by_length interpolated linearly and made non-decreasing in length) is "
             "within the call's deadline; with none, the fastest plan, which then sheds pending chunks (Shed order) when "
             "it falls behind its predicted timeline.")
 
