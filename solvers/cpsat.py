@@ -235,6 +235,7 @@ class PlanModel:
         self.options = (0, *problem.bits)
         self.groups = list(dict.fromkeys(Group(s.layer, s.indices) for s in problem.graph.chunks))
         self.slot_groups = [Group(s.layer, s.indices) for s in problem.graph.chunks]
+        self.leader: Choices | None = None  # the plan whose preload set this one shares (`share_preload`)
         self._add_decisions()
         self._add_groups()
         # one timeline per phase (a decoder's decode step and prefill), on the same decisions
@@ -498,6 +499,29 @@ class PlanModel:
         for index, value in self.decision_values(choices).items():
             self.model.add(self.model.get_int_var_from_proto_index(index) == value)
 
+    def share_preload(self, leader: Choices) -> None:
+        """Constrain the plan to preload exactly the shards `leader` preloads, at its bits, and to
+        pin every group as the leader does (an elastic runner's plans share one pinned region):
+        a group the leader pins in place keeps only those members; any other group with
+        preloaded members is not pinned in place. `choices` then names the leader's shards as the
+        preloaded ones (costs are uniform within a group and bitwidth, so which members carry the
+        flag changes neither time nor memory)."""
+        m = self.model
+        for g in self.groups:
+            counts = group_counts(self.problem, g.layer, g.indices, leader)
+            for b, var in self.preloaded[g].items():
+                m.add(var == counts.preloaded[b])
+            for i in g.indices:
+                choice = leader[(g.layer, i)]
+                if choice.preload:
+                    m.add(self.pick[(g.layer, i)][choice.bits] == 1)
+                elif counts.in_place:
+                    m.add(self.pick[(g.layer, i)][0] == 1)
+            if not counts.in_place:
+                for var in self.in_place[g].values():
+                    m.add(var == 0)
+        self.leader = leader
+
     def hint(self, choices: Choices) -> None:
         """Hint every variable: the plan's decisions and its earliest schedule in the model."""
         for index, value in self.values(choices).items():
@@ -588,6 +612,11 @@ class PlanModel:
             for i in g.indices:
                 bits = next(b for b, var in self.pick[(g.layer, i)].items() if solver.boolean_value(var))
                 out[(g.layer, i)] = ShardChoice(g.layer, i, bits)
+            if self.leader is not None:
+                for i in g.indices:
+                    if self.leader[(g.layer, i)].preload:
+                        out[(g.layer, i)] = self.leader[(g.layer, i)]
+                continue
             for b, var in self.preloaded[g].items():
                 for i in [i for i in g.indices if out[(g.layer, i)].bits == b][: solver.value(var)]:
                     out[(g.layer, i)] = ShardChoice(g.layer, i, b, True)
@@ -639,18 +668,25 @@ def cpsat_solve(
     workers: int = 2,
     seed: int = 0,
     hint: Choices | None = None,
+    shared_preload: Choices | None = None,
 ) -> Solution:
     """The plan of highest summed importance that meets the problem's targets (CP-SAT).
 
     `hint` (a plan, typically the greedy one) seeds the search; when it meets the targets the
-    result is never worse than it."""
+    result is never worse than it. With `shared_preload` (a plan of the same problem's shards) the
+    plan preloads and pins exactly what that plan does (`PlanModel.share_preload`); the hint must
+    then share it too."""
     start_s = time.perf_counter()
     check_reachable(problem)
     scale = Scale.for_problem(problem)
     plan = PlanModel(problem, scale)
+    if shared_preload is not None:
+        plan.share_preload(shared_preload)
     plan.model.maximize(plan.objective)
-    filled = _fill(problem, dropped_all(problem), time.perf_counter() + FILL_SHARE * time_limit_s)
-    start = _best_start(problem, [hint, filled])
+    filled = None
+    if shared_preload is None:  # the fill starts from nothing kept: it cannot share a preload set
+        filled = _fill(problem, dropped_all(problem), time.perf_counter() + FILL_SHARE * time_limit_s)
+    start = _best_start(problem, [hint, filled], shared_preload is None)
     plan.hint(start)
     solver = _solver(max(0.0, time_limit_s - (time.perf_counter() - start_s)), workers, seed)
     status = solver.solve(plan.model)
@@ -695,9 +731,10 @@ def _fill(problem: Problem, choices: Choices, deadline_s: float) -> Choices | No
     return choices
 
 
-def _best_start(problem: Problem, candidates: list[Choices | None]) -> Choices:
-    """The feasible candidate of highest objective, or the plan that drops every shard."""
-    best = dropped_all(problem)
+def _best_start(problem: Problem, candidates: list[Choices | None], dropping: bool = True) -> Choices:
+    """The feasible candidate of highest objective, or (with `dropping`) the plan that drops every
+    shard; without `dropping` the first candidate must be feasible."""
+    best = dropped_all(problem) if dropping else candidates[0]
     for choices in candidates:
         better = choices is not None and problem.objective(choices) > problem.objective(best)
         if better and meets(problem, choices):

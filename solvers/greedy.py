@@ -125,3 +125,42 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
     choices = _upgrade(problem, _preload(problem, choices, checker), checker)
     info = SolverInfo("greedy", "FEASIBLE", problem.objective(choices), None, None, time.perf_counter() - start_s)
     return solution(problem, choices, info)
+
+
+def pinned_alike(problem: Problem, leader: Choices) -> frozenset[tuple[int, int]]:
+    """The shards a plan sharing `leader`'s preload set may not change: the leader's preloaded
+    ones, and the other members of every group the leader pins in place (a chunk whose kept
+    members are all preloaded at 32 bits; adding a member would unpin it)."""
+    frozen = {p for p, c in leader.items() if c.preload}
+    for chunk in problem.graph.chunks:
+        members = [leader[(chunk.layer, i)] for i in chunk.indices]
+        kept = [c for c in members if c.bits]
+        if kept and all(c.preload and c.bits == 32 for c in kept):
+            frozen.update((chunk.layer, i) for i in chunk.indices)
+    return frozenset(frozen)
+
+
+def greedy_follow(problem: Problem, leader: Choices) -> Solution:
+    """The greedy plan of a looser target that shares `leader`'s preload set (an elastic runner's
+    plans): from the leader's plan, which is feasible at any looser latency with the same pool,
+    every shard it may change (`pinned_alike`), most important first, takes its most important
+    version that keeps the plan feasible (kept shards may also be added back)."""
+    start_s = time.perf_counter()
+    checker = Checker(problem)
+    if not checker.feasible(leader):
+        raise ValueError("the leader's plan does not meet the follower's targets: a follower's latency target must be looser")
+    frozen = pinned_alike(problem, leader)
+    choices = dict(leader)
+    for position in sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p)):
+        if position in frozen:
+            continue
+        losses = problem.graph.loss(position)
+        current = choices[position]
+        for bits in sorted((b for b in problem.bits if losses[b] < losses[current.bits]), key=lambda b: (losses[b], -b)):
+            trial = dict(choices)
+            trial[position] = ShardChoice(position[0], position[1], bits)
+            if checker.feasible(trial):
+                choices = trial
+                break
+    info = SolverInfo("greedy", "FEASIBLE", problem.objective(choices), None, None, time.perf_counter() - start_s)
+    return solution(problem, choices, info)
