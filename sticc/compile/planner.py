@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from solvers.base import Solution, budget_bytes
+from solvers.base import Choices, Solution, budget_bytes
 from solvers.cpsat import cpsat_solve
-from solvers.greedy import greedy_solve
-from sticc.base.schema import Part
+from solvers.greedy import greedy_follow, greedy_solve
+from sticc.base.schema import PARTS, Part
 from sticc.ir.graph import Phase, by_position
 from sticc.ir.lower import Problem, lower, lower_decoder
 from sticc.ir.plan import (
@@ -30,6 +30,7 @@ from sticc.ir.plan import (
     Plan,
     Predicted,
     RuntimeSettings,
+    ShedRecord,
     SolutionSummary,
     Targets,
     TimelineRecord,
@@ -37,7 +38,7 @@ from sticc.ir.plan import (
     make_plan,
     settle_targets,
 )
-from sticc.ir.simulate import Simulation, memory_of, plan_work, simulate
+from sticc.ir.simulate import Simulation, chunk_work, memory_of, plan_work, simulate
 from sticc.model.store import Store
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
@@ -46,14 +47,17 @@ SOLVERS = ("cpsat", "greedy")
 PLANNED_PERCENTILE = 90
 
 
-def solve(problem: Problem, solver: str, time_limit_s: float, seed: int = 0) -> tuple[Solution, Solution]:
+def solve(
+    problem: Problem, solver: str, time_limit_s: float, seed: int = 0, shared_preload: Choices | None = None,
+) -> tuple[Solution, Solution]:
     """(the chosen solver's solution, the greedy solution); both solvers raise InfeasibleError
-    through `solvers.base.check_reachable` when no plan meets the targets."""
-    greedy = greedy_solve(problem)
+    through `solvers.base.check_reachable` when no plan meets the targets. With `shared_preload` (a
+    plan of a tighter target: `sticc.compile.elastic`) both keep its preload set."""
+    greedy = greedy_solve(problem) if shared_preload is None else greedy_follow(problem, shared_preload)
     if solver == "greedy":
         return greedy, greedy
 
-    return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices), greedy
+    return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices, shared_preload=shared_preload), greedy
 
 
 def lower_targets(
@@ -152,6 +156,7 @@ def finish_plan(
         importance=None if importance is None else ImportanceRecord(importance.metric, importance.additivity),
         prefill_timeline=None if prefill is None else TimelineRecord(list(prefill.events), prefill.compute_stall_s, prefill.ring_wait_s),
         by_length=() if problem.also else by_length(store, plan, device, importance, simulation),
+        shed_order=() if problem.also else shed_order(problem, plan),
     )
     runtime = RuntimeSettings(device.emulated_bandwidth_Bps, device.compute_threads)
     return replace(plan, predicted=predicted, runtime=runtime, findings=findings)
@@ -182,8 +187,37 @@ def by_length(
         growth = memory_of(median, plan_work(median, choices))[1] - planned.scratch_nbytes  # the scratch at this length
         calls = [simulate(problem, choices, budget + growth) for problem in (median, tail)]
         peak = planned.peak_weight_bytes + max(0, growth)
-        records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak))
+        compute_s, other_s = lane_work(median, choices)
+        records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak, compute_s, other_s))
     return tuple(records)
+
+
+def lane_work(problem: Problem, choices) -> tuple[float, float]:
+    """(the chunks' compute-lane work, the embedding's and the joins') of one call of a plan, in seconds."""
+    graph = problem.graph
+    compute_s = sum(w.compute_s for w in plan_work(problem, choices))
+    joins_s = sum(graph.join(layer, part).duration_s for layer in range(graph.info.layers) for part in PARTS)
+    return compute_s, graph.embed.duration_s + joins_s
+
+
+def shed_order(problem: Problem, plan: Plan) -> tuple[ShedRecord, ...]:
+    """Every kept chunk of an encoder plan in the order a runner that falls behind its predicted
+    timeline sheds them: least importance lost per second of lane work saved first (IO and
+    compute work together: which lane binds is the runner's to see, from what it measures).
+    Keys number the chunks in load order, as the runner's LOADS does; `problem` is the plan's
+    median problem at its planned length."""
+    records = []
+    key = 0
+    for block in problem.graph.schedule(by_position(plan.shards)):
+        for chunk in block.chunks:
+            work = chunk_work(problem, chunk.node, list(chunk.members))
+            loss = sum(problem.importance(m.layer, m.index, m.bits) for m in chunk.members) / len(PARTS)
+            records.append(ShedRecord(
+                key, block.layer, block.part, [m.index for m in chunk.members], loss, work.io_cpu_s + work.check_s, work.compute_s,
+            ))
+            key += 1
+    return tuple(sorted(records, key=lambda r: (r.loss / max(r.io_s + r.compute_s, 1e-12), r.key)))
+
 
 
 def _at_percentile(store: Store, plan: Plan, device: DeviceProfile, importance: ImportanceProfile | None) -> Problem:
@@ -204,14 +238,16 @@ def plan_for_targets(
     context: int | None = None,
     first_token_s: float | None = None,
     kv_memory_bytes: int | None = None,
+    shared_preload: Choices | None = None,
 ) -> tuple[Plan, Problem]:
     """The plan of `solver` for the targets, solved at the planned percentile; (plan, the problem
     it was solved on). A decoder's `latency_s` is per token (a decode step at the last position of
-    `context`), `seq_len` its prompt and `first_token_s` the prefill's target."""
+    `context`), `seq_len` its prompt and `first_token_s` the prefill's target. With
+    `shared_preload` the plan keeps that plan's preload set (`sticc.compile.elastic`)."""
     targets = settle_targets(store, seq_len, memory_bytes, latency_s, context, first_token_s, kv_memory_bytes)
     problem = lower_targets(store, device, importance, targets, shards_per_chunk, PLANNED_PERCENTILE)
     check_kv_budget(targets, problem.graph.kv_cache_nbytes if store.spec.is_decoder else None)  # before solving
-    chosen, greedy = solve(problem, solver, time_limit_s)
+    chosen, greedy = solve(problem, solver, time_limit_s, shared_preload=shared_preload)
     budget = budget_bytes(problem, chosen.choices)
     plan = make_plan(
         store, tuple(chosen.choices.values()), chosen.info, seq_len=targets.seq_len, memory_bytes=budget,

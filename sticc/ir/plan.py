@@ -142,6 +142,16 @@ def _without_none(record: dict, keys: frozenset[str]) -> dict:
     return {k: v for k, v in record.items() if not (k in keys and v is None)}
 
 
+def plans_json(plans: tuple[Plan, ...]) -> dict:
+    """plan.json of a runner's plans: the first (the most faithful) plan's object; an elastic
+    runner's faster plans as its `alternatives` (each a whole plan.json object), hashed together."""
+    data = plans[0].to_json()
+    if len(plans) > 1:
+        data["alternatives"] = [plan.to_json() for plan in plans[1:]]
+        data["plan_hash"] = plan_hash(data)
+    return data
+
+
 def plan_hash(data: dict) -> str:
     body = {k: v for k, v in data.items() if k != "plan_hash"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -223,6 +233,24 @@ class LengthRecord:
     latency_s: Elapsed  # median
     planned_latency_s: Elapsed  # at the planned percentile
     peak_weight_bytes: Count
+    compute_s: Elapsed = 0.0  # the chunks' compute-lane work (median): what a runner scales its chunks' compute by
+    other_s: Elapsed = 0.0  # the embedding and the joins (median)
+
+
+@with_config(STRICT)
+@dataclass(frozen=True)
+class ShedRecord:
+    """A chunk of a plan as a runner that falls behind may shed it (`sticc.compile.elastic.shed_order`):
+    its key in the plan's load order, its shards, the importance lost and the lanes' work saved
+    (median, at the planned length)."""
+
+    key: Count
+    layer: Count
+    part: Part
+    indices: list[Count]
+    loss: Finite  # importance lost if shed: what the plan's fidelity loss grows by
+    io_s: Elapsed  # IO-lane work of its streamed pieces (0: nothing streamed)
+    compute_s: Elapsed  # compute-lane work: dequantization, kernel, overhead
 
 
 @with_config(STRICT)
@@ -271,6 +299,7 @@ class Findings:
     importance: ImportanceRecord | None
     prefill_timeline: TimelineRecord | None = None  # decoders: the prompt's call
     by_length: tuple[LengthRecord, ...] = ()  # encoders: the call at input lengths up to the truncation length
+    shed_order: tuple[ShedRecord, ...] = ()  # encoders: the chunks a call that falls behind sheds, first first
 
     def to_json(self) -> dict:
         """plan.json's `memory`, `timeline`, `comparison`, `device` and `importance` (an empty
@@ -279,10 +308,11 @@ class Findings:
         data = asdict(self)
         if self.prefill_timeline is None:
             del data["prefill_timeline"]
-        if not self.by_length:
-            del data["by_length"]
-        else:
-            data["by_length"] = [asdict(record) for record in self.by_length]
+        for key in ("by_length", "shed_order"):
+            if not getattr(self, key):
+                del data[key]
+            else:
+                data[key] = [asdict(record) for record in getattr(self, key)]
         if self.comparison.greedy is None:
             data["comparison"] = {}
         else:
@@ -319,6 +349,8 @@ class PlanFile:
     importance: ImportanceRecord | None = None
     prefill_timeline: TimelineRecord | None = None
     by_length: list[LengthRecord] | None = None
+    shed_order: list[ShedRecord] | None = None
+    alternatives: list[dict] | None = None  # an elastic runner's faster plans (`sticc.compile.elastic`), each a plan.json object
 
 
 def plan_graph(store: Store, shards_per_chunk: int, seq_len: int, phase: Phase | None = None, context: int = 0) -> ShardGraph:
@@ -334,10 +366,10 @@ def store_positions(store: Store) -> list[tuple[int, int]]:
     return shard_positions(store.spec.layers, store.shards_per_layer, store.lm_head_shards)
 
 
-def block_loads(store: Store, blocks: tuple[Block, ...]) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
+def block_loads(store: Store, blocks: tuple[Block, ...], first_key: int = 0) -> tuple[tuple[Block, tuple[ChunkLoad, ...]], ...]:
     """Every layer block of a schedule (`ShardGraph.schedule`) with its chunks as the runner's LOADS
-    table has them: the stored versions' extents and checksums, keys in load order."""
-    out, key = [], 0
+    table has them: the stored versions' extents and checksums, keys in load order from `first_key`."""
+    out, key = [], first_key
     for block in blocks:
         loads = []
         for chunk in block.chunks:
@@ -492,6 +524,11 @@ def read_plan(
     data = read_file(PlanFile, path, "plan file")
     if data.store_id is not None and data.store_id != store.store_id:
         raise UserError(f"plan file {path} was made for another store (store_id differs)")
+    if data.alternatives:
+        raise UserError(
+            f"plan file {path} holds the {len(data.alternatives) + 1} plans of an elastic runner: --plan takes one "
+            "plan; compile with --latency T1,T2,... to plan them again"
+        )
     choices: dict[tuple[int, int], ShardChoice] = {}
     for choice in data.shards:
         if (choice.layer, choice.index) in choices:
