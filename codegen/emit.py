@@ -23,17 +23,19 @@ import jinja2
 import sticc.runtime.core as core_module
 import sticc.runtime.decode as decode_module
 import sticc.runtime.decoder as decoder_module
+import sticc.runtime.elastic as elastic_module
 import sticc.runtime.encoder as encoder_module
 import sticc.runtime.sentence as sentence_module
 from codegen.literals import DECODER_RUNNER, ENCODER_RUNNER, check_runner_source, docstring_text, python_literal
+from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_dir_atomic
 from sticc.base.schema import Part
 from sticc.ir.graph import Block, by_position, load_order
 from sticc.ir.memory import plan_memory
-from sticc.ir.plan import Plan, block_loads, plan_graph
+from sticc.ir.plan import Plan, block_loads, plan_graph, plans_json
 from sticc.model.sharding import decoder_shape
 from sticc.model.store import Store
-from sticc.runtime.core import BlobLayout, Extent
+from sticc.runtime.core import BlobLayout, ChunkCost, Extent, LengthRow, PlanTable, PoolLayout
 from sticc.runtime.sentence import BARE_PIPELINE
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -86,6 +88,14 @@ class BlockLines:
 
 
 @dataclass(frozen=True)
+class ScheduleLines:
+    """One plan's generated `schedule_<n>`: its name and its blocks."""
+
+    name: str
+    blocks: tuple[BlockLines, ...]
+
+
+@dataclass(frozen=True)
 class RunnerSource:
     text: str
     plan_hash: str
@@ -93,7 +103,7 @@ class RunnerSource:
 
 
 # the runtime modules a runner inlines, in dependency order (each imports only earlier ones)
-RUNTIME_MODULES = (core_module, decode_module, sentence_module, encoder_module)
+RUNTIME_MODULES = (core_module, decode_module, elastic_module, sentence_module, encoder_module)
 DECODER_RUNTIME_MODULES = (core_module, decode_module, decoder_module)
 
 
@@ -133,46 +143,88 @@ def _describe(block: Block, store: Store) -> str:
     return f"layer {block.layer} {what}: {len(members)}/{store.shards_per_layer} shards kept, {detail}"
 
 
-def emit_runner(store: Store, plan: Plan, store_path: str | Path) -> RunnerSource:
-    """The runner for `plan` over `store`; identical inputs give identical bytes. The schedule is
-    the shard graph's (`ShardGraph.schedule`): one block per layer block, its chunks' loads in order."""
+def plan_name(plan: Plan) -> str:
+    """A plan's name in an elastic runner: its latency target ("40ms"), else "plan"."""
+    latency_s = plan.targets.latency_s
+    return "plan" if latency_s is None else f"{latency_s * 1e3:g}ms"
+
+
+def emit_runner(store: Store, plan: Plan, store_path: str | Path, alternatives: tuple[Plan, ...] = ()) -> RunnerSource:
+    """The runner for `plan` (and an elastic runner's faster `alternatives`, which share its
+    preload set: `sticc.compile.elastic`) over `store`; identical inputs give identical bytes. Each
+    plan's schedule is the shard graph's (`ShardGraph.schedule`): one block per layer block, its
+    chunks' loads in order; keys number every plan's chunks in one LOADS table."""
+    plans = (plan, *alternatives)
+    if alternatives and store.spec.is_decoder:
+        raise UserError("an elastic runner (several plans) is for encoders")
     loads: list[ChunkLine] = []
-    blocks: list[BlockLines] = []
+    schedules: list[ScheduleLines] = []
+    tables: list[PlanTable] = []
     indices: list[tuple[int, ...]] = []
-    graph = plan_graph(store, plan.shards_per_chunk, plan.targets.seq_len)
-    schedule = graph.schedule(by_position(plan.shards))
-    assert load_order(schedule) == plan.load_order, "the plan's load order is not its shard graph's schedule"
-    for block, chunk_loads in block_loads(store, schedule):
-        for load, chunk in zip(chunk_loads, block.chunks, strict=True):
-            members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
-            loads.append(ChunkLine(load.key, block.part.value, members))
-            indices.append(tuple(m.index for m in chunk.members))
-        keys = tuple(load.key for load in chunk_loads)
-        blocks.append(BlockLines(
-            repr(block.join.key), block.layer, block.part.value, keys, KERNELS[block.part], _describe(block, store),
-        ))
-    plan_json = plan.to_json()
+    for one in plans:
+        graph = plan_graph(store, one.shards_per_chunk, one.targets.seq_len)
+        schedule = graph.schedule(by_position(one.shards))
+        assert load_order(schedule) == one.load_order, "the plan's load order is not its shard graph's schedule"
+        first_key = len(loads)
+        blocks: list[BlockLines] = []
+        for block, chunk_loads in block_loads(store, schedule, first_key):
+            for load, chunk in zip(chunk_loads, block.chunks, strict=True):
+                members = tuple(MemberLine(m.what, m.offset, m.layout, m.checksum, m.preloaded) for m in load.members)
+                loads.append(ChunkLine(load.key, block.part.value, members))
+                indices.append(tuple(m.index for m in chunk.members))
+            keys = tuple(load.key for load in chunk_loads)
+            blocks.append(BlockLines(
+                repr(block.join.key), block.layer, block.part.value, keys, KERNELS[block.part], _describe(block, store),
+            ))
+        schedules.append(ScheduleLines(plan_name(one), tuple(blocks)))
+        tables.append(_plan_table(one, first_key, len(loads), plan_memory(graph, schedule).pool_layout(one.memory_budget_bytes)))
+    if len({table.pool.pinned_nbytes for table in tables}) > 1:
+        raise AssertionError("the plans of an elastic runner pin different bytes (they must share one preload set)")
+    plan_json = plans_json(plans)
     spec = store.spec
-    memory = plan_memory(graph, schedule)
-    pool = memory.pool_layout(plan.memory_budget_bytes)
+    pool = tables[0].pool
     decoder = spec.is_decoder
     runtime_body = _runtime_body(DECODER_RUNTIME_MODULES if decoder else RUNTIME_MODULES)
     template = "decoder_runner.py.j2" if decoder else "runner.py.j2"
     text = _environment().get_template(template).render(
         spec=spec, store=store, plan=plan, plan_hash=plan_json["plan_hash"], indices=tuple(indices),
         shape=decoder_shape(spec, store.shards_per_layer, store.lm_head_shards) if decoder else None,
-        store_path=str(Path(store_path).resolve()), loads=loads, blocks=blocks, Kernel=Kernel,
-        runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
+        store_path=str(Path(store_path).resolve()), loads=loads, schedules=schedules, blocks=schedules[0].blocks,
+        tables=tables, Kernel=Kernel, runtime_body=runtime_body, kept=sum(1 for c in plan.shards if c.bits),
         preloaded=sum(1 for c in plan.shards if c.preload), total=len(plan.shards),
         bits_histogram=_bits_histogram(plan), data_file=store.data_path.name, pool=pool,
         parts=tuple(load.part for load in loads), targets_text=_targets_text(plan),
-        pool_text=_pool_text(plan, pool), predicted_text=_predicted_text(plan),
+        pool_text=_pool_text(plan, pool, tables), predicted_text=_predicted_text(plan), plans_text=_plans_text(plans),
         pipeline=store.sentence_pipeline.runtime() if store.sentence_pipeline else BARE_PIPELINE,
         pipeline_text=store.sentence_pipeline.describe() if store.sentence_pipeline else "none (bare: mean pooling, not normalized)",
     )
     text = re.sub(r"[ \t]+\n", "\n", text)
     check_runner_source(text, runtime_body, DECODER_RUNNER if decoder else ENCODER_RUNNER)  # data never became code: refuse to write otherwise
     return RunnerSource(text, plan_json["plan_hash"], plan_json)
+
+
+def _plan_table(plan: Plan, first_key: int, stop_key: int, pool: PoolLayout) -> PlanTable:
+    """The runner's literal record of one plan (`sticc.runtime.core.PlanTable`)."""
+    findings = plan.findings
+    lengths = () if findings is None else tuple(
+        LengthRow(r.seq_len, r.planned_latency_s, r.compute_s, r.other_s) for r in findings.by_length
+    )
+    shed = () if findings is None else tuple(
+        ChunkCost(first_key + r.key, len(r.indices), r.loss, r.io_s, r.compute_s) for r in findings.shed_order
+    )
+    return PlanTable(
+        plan_name(plan), first_key, stop_key, pool, plan.targets.latency_s, plan.predicted.fidelity_loss, lengths, shed,
+    )
+
+
+def _plans_text(plans: tuple[Plan, ...]) -> str:
+    if len(plans) == 1:
+        return "one; a call with a deadline sheds chunks of it when it falls behind"
+    described = ", ".join(
+        f"{plan_name(p)} (fidelity loss {p.predicted.fidelity_loss:.4f})" if p.predicted.fidelity_loss is not None else plan_name(p)
+        for p in plans
+    )
+    return f"{len(plans)} sharing one preload set and pool, most faithful first: {described}"
 
 
 def _environment() -> jinja2.Environment:
@@ -196,9 +248,10 @@ def _targets_text(plan: Plan) -> str:
     return f"latency {latency}, memory {memory}, sequence length {targets.seq_len}"
 
 
-def _pool_text(plan: Plan, pool) -> str:
+def _pool_text(plan: Plan, pool, tables: list[PlanTable]) -> str:
+    nbytes = max(table.pool.nbytes for table in tables)
     return (
-        f"{pool.nbytes} B made at construction (budget {plan.memory_budget_bytes} B): ring {pool.ring_nbytes} B "
+        f"{nbytes} B made at construction (budget {plan.memory_budget_bytes} B): ring {pool.ring_nbytes} B "
         f"(admits {pool.admit_nbytes} B of chunks as stored), scratch {pool.scratch_nbytes} B, pinned "
         f"{pool.pinned_nbytes} B; {plan.shards_per_chunk} shards per chunk"
     )

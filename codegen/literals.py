@@ -27,12 +27,12 @@ from sticc.base.schema import Part
 RUNNER_ATTRIBUTES = frozenset({
     "MODEL_NAME", "PLAN_HASH", "STORE_ID", "DEFAULT_STORE", "DATA_FILE", "SHAPE", "WORD_ROWS",
     "WORD_CHECKSUMS", "POSITION_ROWS", "POSITION_CHECKSUMS", "GLOBAL_HEADER", "LAYER_HEADERS",
-    "PLANNED_SEQ_LEN", "POOL", "IO_BANDWIDTH_CAP_BPS", "COMPUTE_THREADS", "LOADS", "PARTS",
+    "PLANNED_SEQ_LEN", "PLANS", "IO_BANDWIDTH_CAP_BPS", "COMPUTE_THREADS", "LOADS", "PARTS",
 })
 # the runtime's record constructors a literal may call
 RECORD_CONSTRUCTORS = frozenset({
     "EncoderShape", "DecoderShape", "RowTable", "Extent", "PoolLayout", "ChunkLoad", "Member", "blob_layout",
-    "SentencePipeline",
+    "SentencePipeline", "PlanTable", "LengthRow", "ChunkCost",
 })
 SCHEDULE_STRINGS = frozenset(part.value for part in Part)
 
@@ -48,6 +48,7 @@ class RunnerKind:
     schedule_attributes: frozenset[str]
     schedule_calls: frozenset[str]
     main: str  # the `__main__` guard's function
+    plan_schedules: bool = False  # one `schedule_<n>` per plan (PLANS), not one `schedule`
 
 
 ENCODER_RUNNER = RunnerKind(
@@ -59,10 +60,13 @@ ENCODER_RUNNER = RunnerKind(
     }),
     schedule_attributes=frozenset({
         "SHAPE", "shape", "new_zeros", "hidden", "heads_per_shard", "head_dim", "activation", "take", "release",
-        "join", "Tensor",
+        "join", "Tensor", "chunks",
     }),
-    schedule_calls=frozenset({"x.new_zeros", "self.take", "self.release", "self.join", "attention_chunk", "ffn_chunk"}),
+    schedule_calls=frozenset({
+        "x.new_zeros", "self.take", "self.release", "self.join", "self.chunks", "attention_chunk", "ffn_chunk",
+    }),
     main="runner_main",
+    plan_schedules=True,
 )
 DECODER_RUNNER = RunnerKind(
     base="DecoderRunner",
@@ -201,7 +205,7 @@ def check_runner_source(text: str, runtime_body: str, kind: RunnerKind = ENCODER
     ):
         raise _refuse(runner, f"the generated class is not `class Runner({kind.base})`")
     assigned: set[str] = set()
-    schedules = 0
+    schedules: list[str] = []
     for statement in runner.body:
         if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
             name = statement.targets[0].id
@@ -210,13 +214,14 @@ def check_runner_source(text: str, runtime_body: str, kind: RunnerKind = ENCODER
             if not _is_literal_data(statement.value):
                 raise _refuse(statement, f"{name} is not literal data")
             assigned.add(name)
-        elif isinstance(statement, ast.FunctionDef) and statement.name == "schedule":
+        elif isinstance(statement, ast.FunctionDef) and statement.name.startswith("schedule"):
             _check_schedule(statement, kind)
-            schedules += 1
+            schedules.append(statement.name)
         else:
             raise _refuse(statement, f"an unexpected {type(statement).__name__} in the Runner class")
-    if assigned != kind.attributes or schedules != 1:
-        raise _refuse(runner, f"the Runner class lacks {sorted(kind.attributes - assigned) or ['schedule']}")
+    expected = [f"schedule_{n}" for n in range(len(schedules))] if kind.plan_schedules else ["schedule"]
+    if assigned != kind.attributes or schedules != expected or not schedules:
+        raise _refuse(runner, f"the Runner class lacks {sorted(kind.attributes - assigned) or expected[:1]} or has other schedules")
     main_guard = f'if __name__ == "__main__":\n    raise SystemExit({kind.main}(Runner))\n'
     if ast.dump(guard) != ast.dump(ast.parse(main_guard).body[0]):
         raise _refuse(guard, "the last statement is not the `__main__` guard")

@@ -42,8 +42,8 @@ def with_pinned_embeddings(runner_class: type) -> type:
             words, positions = self.embedding_tables
             return words[input_ids] if position_ids is None else words[input_ids] + positions[position_ids]
 
-        def run_call(self, compute, trace=None):
-            result = super().run_call(compute, trace)
+        def run_call(self, compute, trace=None, plan=0, keeper=None):
+            result = super().run_call(compute, trace, plan, keeper)
             self.last_stats["peak_weight_bytes"] += self.extra_weight_bytes
             return result
 

@@ -322,23 +322,40 @@ class PoolLayout:
 class WeightPool:
     """Every weight byte a runner holds: one aligned allocation made (and touched) at construction.
 
-    Pinned buffers are handed out by `pin` in a fixed order at construction; the ring and the
-    scratch are reused by every call. An input longer than the plan's needs more scratch than
-    there is: `scratch_or_temporary` allocates it and counts it, so the peak honestly exceeds the
-    budget.
+    The pinned region sits at the pool's end; pinned buffers are handed out by `pin` in a fixed
+    order at construction. Below it each plan of the runner (`layouts`, one per plan; an elastic
+    runner has several) has its own split into ring and scratch, as it was planned: `use(plan)`
+    selects one for a call. The pool is as large as the largest layout. An input longer than the
+    plan's needs more scratch than there is: `scratch_or_temporary` allocates it and counts it, so
+    the peak honestly exceeds the budget.
     """
 
-    def __init__(self, layout: PoolLayout) -> None:
-        self.layout = layout
-        raw = torch.zeros(layout.nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
+    def __init__(self, layouts) -> None:
+        layouts = (layouts,) if isinstance(layouts, PoolLayout) else tuple(layouts)
+        self.layouts = layouts
+        self.nbytes = max(layout.nbytes for layout in layouts)
+        pinned = max(layout.pinned_nbytes for layout in layouts)
+        raw = torch.zeros(self.nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
         shift = (-raw.data_ptr()) % READ_ALIGN_BYTES
         self._raw = raw
-        self.buffer = raw[shift : shift + layout.nbytes]
-        self.ring = Ring(self.buffer[: layout.ring_nbytes], layout.admit_nbytes)
-        self.scratch = self.buffer[layout.ring_nbytes : layout.ring_nbytes + layout.scratch_nbytes]
-        self._pinned = self.buffer[layout.ring_nbytes + layout.scratch_nbytes :]
+        self.buffer = raw[shift : shift + self.nbytes]
+        self._pinned_start = self.nbytes - pinned
+        self._pinned = self.buffer[self._pinned_start :]
         self._pinned_used = 0
-        self.peak_bytes = layout.nbytes
+        self.rings = tuple(Ring(self.buffer[: layout.ring_nbytes], layout.admit_nbytes) for layout in layouts)
+        self.peak_bytes = self.nbytes
+        self.use(0)
+
+    def use(self, plan: int) -> None:
+        """Make plan `plan`'s ring and scratch the pool's (between calls, with the IO lane idle)."""
+        layout = self.layouts[plan]
+        self.layout = layout
+        self.ring = self.rings[plan]
+        self.scratch = self.scratch_of(plan)
+
+    def scratch_of(self, plan: int) -> torch.Tensor:
+        layout = self.layouts[plan]
+        return self.buffer[layout.ring_nbytes : layout.ring_nbytes + layout.scratch_nbytes]
 
     def pin(self, nbytes: int, alignment: int = SEGMENT_ALIGN_BYTES) -> tuple[int, torch.Tensor]:
         """(offset in the pool, buffer) of `nbytes` of the pinned region, held for the runner's lifetime."""
@@ -346,18 +363,55 @@ class WeightPool:
         if start + nbytes > self._pinned.numel():
             raise AssertionError(f"pinned region of {self._pinned.numel()} B overflows (plan and runner disagree)")
         self._pinned_used = start + nbytes
-        base = self.layout.ring_nbytes + self.layout.scratch_nbytes
-        return base + start, self._pinned[start : start + nbytes]
+        return self._pinned_start + start, self._pinned[start : start + nbytes]
 
     def scratch_or_temporary(self, nbytes: int) -> torch.Tensor:
         """`nbytes` of the scratch, or a counted temporary when the scratch is smaller."""
         if nbytes <= self.scratch.numel():
             return self.scratch[:nbytes]
-        self.peak_bytes = max(self.peak_bytes, self.layout.nbytes + nbytes)
+        self.peak_bytes = max(self.peak_bytes, self.nbytes + nbytes)
         return torch.empty(nbytes, dtype=torch.uint8)
 
     def reset_peak(self) -> None:
-        self.peak_bytes = self.layout.nbytes
+        self.peak_bytes = self.nbytes
+
+
+@dataclass(frozen=True)
+class LengthRow:
+    """A plan's predicted call at one input length (tokens: batch x padded length)."""
+
+    seq_len: int
+    planned_latency_s: float  # at the planned percentile: what a deadline is compared with
+    compute_s: float  # the chunks' compute-lane work (median)
+    other_s: float  # the embedding and the joins (median)
+
+
+@dataclass(frozen=True)
+class ChunkCost:
+    """A chunk of a plan as the deadline keeper sheds it: its key, its pieces (one per shard), the
+    importance lost, and its lanes' work (median, at the planned length)."""
+
+    key: int
+    pieces: int
+    loss: float
+    io_s: float
+    compute_s: float
+
+
+@dataclass(frozen=True)
+class PlanTable:
+    """One plan of a runner (literals in the generated runner): its chunks `LOADS[first_key:stop_key]`,
+    its split of the pool, and what the elastic runtime needs (`sticc.runtime.elastic`): its
+    predicted latency by input length and its chunks in shed order."""
+
+    name: str
+    first_key: int
+    stop_key: int
+    pool: PoolLayout
+    latency_target_s: float = None  # the target it was planned for (None: a given plan)
+    fidelity_loss: float = None  # predicted (None: no importance profile)
+    lengths: tuple = ()  # of LengthRow, by increasing length (empty: no device profile)
+    shed_order: tuple = ()  # of ChunkCost, the first shed first
 
 
 def pinned_nbytes(loads: tuple, header_nbytes: tuple) -> int:
@@ -423,8 +477,10 @@ class StoreReader:
     skips the page cache and its copy), rows and metadata through the page cache.
 
     `bandwidth_cap_Bps` emulates slower flash: reads are delayed so that the bytes read since the
-    cap's clock was started never exceed cap x elapsed time. It is an emulation, labelled as such
-    wherever it is reported.
+    cap's clock was started (at each call) never exceed cap x elapsed time. `drop_bandwidth` makes
+    the cap fall to a lower rate at a given time into each call (flash that slows mid-call: a
+    throttled phone, another app reading). Both are emulations, labelled as such wherever they
+    are reported.
     """
 
     def __init__(self, path: str, bandwidth_cap_Bps=None, direct: bool = True) -> None:
@@ -436,10 +492,12 @@ class StoreReader:
         self._direct_fd = _open_direct(path) if direct else None
         self.size = os.fstat(self._fd).st_size
         self.bandwidth_cap_Bps = bandwidth_cap_Bps
+        self.bandwidth_drop = None  # (seconds into the call, the cap from then on), or None
         self._lock = threading.Lock()
         self._bytes_read = 0
         self._cap_start_s = time.perf_counter()
         self._cap_bytes = 0
+        self._bytes_at_drop = 0
 
     @property
     def direct(self) -> bool:
@@ -456,10 +514,17 @@ class StoreReader:
                 os.close(fd)
         self._fd, self._direct_fd = -1, None
 
+    def drop_bandwidth(self, after_s: float, cap_Bps: float) -> None:
+        """From `after_s` seconds into each call on, cap reads at `cap_Bps` (an emulation; before
+        then the cap is `bandwidth_cap_Bps`, or none)."""
+        with self._lock:
+            self.bandwidth_drop = (after_s, cap_Bps)
+
     def start_cap_clock(self) -> None:
         with self._lock:
             self._cap_start_s = time.perf_counter()
             self._cap_bytes = 0
+            self._bytes_at_drop = 0
 
     def read(self, buffer: torch.Tensor, offset: int, what: str) -> None:
         """Fill the uint8 tensor `buffer` with the bytes at `offset` (through the page cache)."""
@@ -493,13 +558,29 @@ class StoreReader:
     def _account(self, nbytes: int) -> None:
         with self._lock:
             self._bytes_read += nbytes
-            if not self.bandwidth_cap_Bps:
+            if not self.bandwidth_cap_Bps and self.bandwidth_drop is None:
                 return
             self._cap_bytes += nbytes
-            due_s = self._cap_start_s + self._cap_bytes / self.bandwidth_cap_Bps
+            due_s = self._cap_start_s + self._due_s(self._cap_bytes)
         delay_s = due_s - time.perf_counter()
         if delay_s > 0:
             time.sleep(delay_s)
+
+
+    def _due_s(self, nbytes: int) -> float:
+        """Seconds after the cap's clock started by which `nbytes` may have been read (under the lock)."""
+        cap = self.bandwidth_cap_Bps
+        if self.bandwidth_drop is None:
+            return nbytes / cap
+        after_s, low = self.bandwidth_drop
+        if cap:
+            before = cap * after_s  # bytes the cap allows before the drop
+            return nbytes / cap if nbytes <= before else after_s + (nbytes - before) / low
+        # no cap before the drop: what was read by then is free, the rest comes at `low`
+        if time.perf_counter() - self._cap_start_s < after_s:
+            self._bytes_at_drop = nbytes
+            return 0.0
+        return after_s + (nbytes - self._bytes_at_drop) / low
 
 
 # ----------------------------------------------------------------------------------------------
@@ -572,6 +653,7 @@ class TraceEventName(enum.Enum):
     DECODE_END = "decode_end"  # compute lane: the chunk dequantized
     COMPUTE_END = "compute_end"  # compute lane: done with the chunk
     IO_ALL_DONE = "io_all_done"  # every chunk loaded before compute (`sticc.bench.modes.with_io_first`; key -1)
+    SHED = "shed"  # compute lane: the chunk shed to keep the deadline (`sticc.runtime.elastic`)
 
 
 class TraceEvent(NamedTuple):
@@ -583,12 +665,23 @@ class TraceEvent(NamedTuple):
 
 
 class Call:
-    """One call's hand-over between the lanes: which chunks are loaded (their ring offsets), the
-    IO lane's error, cancellation, and the optional trace."""
+    """One call's hand-over between the lanes: its plan's chunks and ring, which chunks are loaded
+    (their ring offsets), which were shed, the IO lane's error, cancellation, and the optional trace.
 
-    def __init__(self, trace: list[TraceEvent] | None) -> None:
+    Shedding (`sticc.runtime.elastic.DeadlineKeeper`) and the IO lane meet here, under one lock: the
+    IO lane `claim`s a chunk before taking ring space for it; a chunk shed before it was claimed is
+    never read, one shed after is read and only its compute is saved."""
+
+    def __init__(self, trace: list[TraceEvent] | None, plan: int = 0, loads: tuple = (), ring=None) -> None:
         self.trace = trace  # `TraceEvent`s when tracing
+        self.plan = plan  # index of the plan the call runs (`RunnerCore.PLANS`)
+        self.loads = loads  # the plan's streamed chunks, in load order
+        self.ring = ring
+        self.keeper = None  # a `DeadlineKeeper` when the call keeps a deadline
         self._ready: dict = {}
+        self._claimed: set = set()
+        self._shed: dict = {}  # key -> whether its IO was saved (shed before the IO lane claimed it)
+        self.read_s: dict = {}  # key -> seconds the IO lane took to read and check it
         self._error = None
         self._done = False
         self.cancelled = False
@@ -600,10 +693,44 @@ class Call:
             now = time.perf_counter()
             self.trace.append(TraceEvent(TraceEventName(event).value, key, now))
 
-    def publish(self, key: int, ring_start: int) -> None:
+    def claim(self, key: int) -> bool:
+        """The IO lane is about to load chunk `key`: False if it was shed (skip it)."""
+        with self._cond:
+            if key in self._shed:
+                return False
+            self._claimed.add(key)
+            return True
+
+    def shed(self, key: int) -> bool:
+        """Shed chunk `key` (the compute lane will skip it): whether its IO is saved too."""
+        with self._cond:
+            saved = key not in self._claimed
+            self._shed[key] = saved
+            return saved
+
+    def is_shed(self, key: int) -> bool:
+        return key in self._shed
+
+    def claimed(self, key: int) -> bool:
+        with self._cond:
+            return key in self._claimed
+
+    def read_times(self) -> dict:
+        """{key: seconds the IO lane took to read and check it} of the chunks read so far."""
+        with self._cond:
+            return dict(self.read_s)
+
+    @property
+    def shed_keys(self) -> dict:
+        """{key: IO saved} of the chunks shed so far."""
+        with self._cond:
+            return dict(self._shed)
+
+    def publish(self, key: int, ring_start: int, read_s: float = 0.0) -> None:
         self.note(TraceEventName.IO_END, key)
         with self._cond:
             self._ready[key] = ring_start
+            self.read_s[key] = read_s
             self._cond.notify_all()
 
     def fail(self, error: BaseException) -> None:
@@ -634,12 +761,12 @@ class Call:
 
 
 class IOLane:
-    """The runner's IO thread. For each streamed chunk, in load order: take ring space (waiting
-    while the ring is full), read its members (one read per back-to-back run), check each
-    member's checksum, hand the chunk over. Only reads and checksums: both release the GIL."""
+    """The runner's IO thread. For each streamed chunk of the call's plan, in load order: claim it
+    (skipping a shed one), take ring space (waiting while the ring is full), read its members (one
+    read per back-to-back run), check each member's checksum, hand the chunk over. Only reads and
+    checksums: both release the GIL."""
 
-    def __init__(self, loads: tuple, reader: StoreReader, ring: Ring) -> None:
-        self._streamed = tuple(load for load in loads if load.ring_nbytes)
+    def __init__(self, loads: tuple, reader: StoreReader, buffer: torch.Tensor) -> None:
         # per chunk, worked out once: (ring offset, bytes to read into, file offset, bytes needed,
         # ((ring offset, bytes, checksum, what) of each member read))
         span = READ_ALIGN_BYTES if reader.direct else 1
@@ -649,11 +776,10 @@ class IOLane:
                  tuple((offset, m.layout.nbytes, m.checksum, m.what) for offset, m in read.members))
                 for read in chunk_reads(load)
             )
-            for load in self._streamed
+            for load in loads if load.ring_nbytes
         }
         self._reader = reader
-        self._ring = ring
-        self._view = memoryview(ring.buffer.numpy())
+        self._view = memoryview(buffer.numpy())
         self._calls = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -689,19 +815,22 @@ class IOLane:
     def _load(self, call: Call) -> None:
         # the IO lane's Python between its reads and checksums holds the GIL the compute lane needs:
         # it is kept to a few steps per chunk (everything else was worked out at construction)
-        ring, reader, view = self._ring, self._reader, self._view
-        for load in self._streamed:
+        ring, reader, view = call.ring, self._reader, self._view
+        for load in call.loads:
             if call.cancelled:
                 return
+            if not call.claim(load.key):
+                continue
             start = ring.allocate(load.ring_nbytes)
             call.note(TraceEventName.IO_START, load.key)
+            began_s = time.perf_counter()
             for ring_offset, span, file_offset, needed, members in self._reads[load.key]:
                 at = start + ring_offset
                 reader.read_span(view[at : at + span], file_offset, needed, members[0][3])
                 for offset, nbytes, expected, what in members:
                     if checksum(view[start + offset : start + offset + nbytes]) != expected:
                         raise checksum_error(what)
-            call.publish(load.key, start)
+            call.publish(load.key, start, time.perf_counter() - began_s)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -825,8 +954,8 @@ class RunnerCore:
     STORE_ID: str
     DEFAULT_STORE: str
     DATA_FILE: str
-    LOADS: tuple  # of ChunkLoad, in load (and compute) order
-    POOL: PoolLayout
+    LOADS: tuple  # of ChunkLoad, every plan's, in load (and compute) order; keys number them
+    PLANS: tuple  # of PlanTable: the runner's plans, the most faithful (the default) first
     IO_BANDWIDTH_CAP_BPS = None
     COMPUTE_THREADS = None  # torch threads of the compute lane (None: torch's default, every core)
     PLANNED_SEQ_LEN: int
@@ -850,7 +979,7 @@ class RunnerCore:
         cap = io_bandwidth_Bps if io_bandwidth_Bps is not None else self.IO_BANDWIDTH_CAP_BPS
         self.io_bandwidth_cap_Bps = cap
         self.reader = StoreReader(os.path.join(self.store_dir, self.DATA_FILE), cap)
-        self.pool = WeightPool(self.POOL)
+        self.pool = WeightPool(tuple(plan.pool for plan in self.PLANS))
         self._row_threads = ThreadPoolExecutor(self.EMBED_IO_THREADS, thread_name_prefix="sticc-rows")
         self._call_lock = threading.Lock()  # calls are served one at a time (they share the pool and the IO lane)
         self._stats = threading.local()  # the calling thread's last stats (`last_stats`)
@@ -859,20 +988,34 @@ class RunnerCore:
         self.prepared = {}  # key -> what the family prepared to dequantize the chunk (`prepare_chunk`)
         self._pin_loads()
         self.open_family()
-        self.io_lane = IOLane(self.LOADS, self.reader, self.pool.ring)
+        self.io_lane = IOLane(self.LOADS, self.reader, self.pool.buffer)
         if warm_up:
             self.warm_up()
         # start every row-reader thread now (the pool creates them lazily)
         started = threading.Barrier(self.EMBED_IO_THREADS)
         list(self._row_threads.map(lambda _: started.wait(), range(self.EMBED_IO_THREADS)))
 
+    @property
+    def POOL(self) -> PoolLayout:
+        """The pool layout of the runner's first (most faithful) plan."""
+        return self.PLANS[0].pool
+
+    def plan_of(self, key: int) -> int:
+        """The index of the plan chunk `key` belongs to."""
+        return next(n for n, plan in enumerate(self.PLANS) if plan.first_key <= key < plan.stop_key)
+
     def _pin_loads(self) -> None:
         """Chunks pinned in place (decoded once), then every preloaded run as stored, in the order
-        `pinned_nbytes` lays them out; then the family prepares every other chunk's decoding."""
+        `pinned_nbytes` lays them out; then the family prepares every other chunk's decoding, into
+        its plan's scratch. The plans of an elastic runner share their preload set: a chunk pinned
+        in place or a preloaded run that an earlier plan pinned is not pinned again."""
+        in_place, runs_pinned = {}, {}
         for load in self.LOADS:
             if load.pinned_in_place:
-                stored = [self._read_member(member) for member in load.members]
-                self.pinned_chunks[load.key] = self.pin_decoded(load, stored)
+                if load.members not in in_place:
+                    stored = [self._read_member(member) for member in load.members]
+                    in_place[load.members] = self.pin_decoded(load, stored)
+                self.pinned_chunks[load.key] = in_place[load.members]
         for load in self.LOADS:
             if load.pinned_in_place:
                 continue
@@ -884,17 +1027,22 @@ class RunnerCore:
                 while j < len(members) and members[j].layout == first.layout and members[j].preloaded == first.preloaded:
                     j += 1
                 if first.preloaded:
-                    offset = None
-                    for member in members[i:j]:
-                        at, buffer = self.pool.pin(member.layout.slot_nbytes, READ_ALIGN_BYTES)
-                        offset = at if offset is None else offset
-                        self._read_checked(buffer, member)
-                    runs.append(Run(i, j - i, first.layout, True, offset))
+                    run = members[i:j]
+                    if run not in runs_pinned:
+                        offset = None
+                        for member in run:
+                            at, buffer = self.pool.pin(member.layout.slot_nbytes, READ_ALIGN_BYTES)
+                            offset = at if offset is None else offset
+                            self._read_checked(buffer, member)
+                        runs_pinned[run] = offset
+                    runs.append(Run(i, j - i, first.layout, True, runs_pinned[run]))
                 else:
                     runs.append(Run(i, j - i, first.layout, False, ring_offset))
                     ring_offset += (j - i) * first.layout.slot_nbytes
                 i = j
+            self.pool.use(self.plan_of(load.key))
             self.prepare_chunk(load, tuple(runs))
+        self.pool.use(0)
 
     def _read_member(self, member: Member) -> torch.Tensor:
         buffer = torch.empty(member.layout.slot_nbytes + READ_ALIGN_BYTES, dtype=torch.uint8)
@@ -964,16 +1112,23 @@ class RunnerCore:
 
     # -- per call ------------------------------------------------------------------------------
 
-    def run_call(self, compute, trace: list[TraceEvent] | None = None):
-        """Drive one call: reset the pool's per-call state, start the IO lane after `compute`'s
-        embedding (see `start_io`), run `compute(call)`, wait for the IO lane, account."""
+    def run_call(self, compute, trace: list[TraceEvent] | None = None, plan: int = 0, keeper=None):
+        """Drive one call of plan `plan`: reset the pool's per-call state, start the IO lane after
+        `compute`'s embedding (see `start_io`), run `compute(call)`, wait for the IO lane, account.
+        `keeper` (a `sticc.runtime.elastic.DeadlineKeeper`) sheds chunks when the call falls behind."""
         with self._call_lock:
             start_s = time.perf_counter()
+            self.pool.use(plan)
             self.pool.reset_peak()
             read_before = self.reader.bytes_read
             self.reader.start_cap_clock()
             self.pool.ring.reset()
-            call = Call(trace)
+            table = self.PLANS[plan]
+            streamed = tuple(load for load in self.LOADS[table.first_key : table.stop_key] if load.ring_nbytes)
+            call = Call(trace, plan, streamed, self.pool.ring)
+            call.keeper = keeper
+            if keeper is not None:
+                keeper.start(call, start_s)
             call.note(TraceEventName.CALL_START, -1)
             self._io_started = False
             try:
@@ -984,11 +1139,17 @@ class RunnerCore:
                 self.pool.ring.stop()
                 if self._io_started:
                     call.wait_done()
-            self.publish_stats({
+            stats = {
                 "latency_s": time.perf_counter() - start_s,
                 "peak_weight_bytes": self.pool.peak_bytes,
                 "io_bytes": self.reader.bytes_read - read_before,
-            })
+            }
+            if len(self.PLANS) > 1 or keeper is not None:
+                stats["plan"] = table.name
+            if keeper is not None:
+                stats.update(keeper.stats(call))
+                stats["met_deadline"] = stats["latency_s"] <= keeper.deadline_s
+            self.publish_stats(stats)
             return result
 
     def publish_stats(self, stats: dict) -> None:
@@ -1010,14 +1171,34 @@ class RunnerCore:
         self._io_started = True
         self.io_lane.submit(call)
 
+    def chunks(self, call: Call, keys: tuple):
+        """The keys of a block's chunks the call computes: all of them, unless the call keeps a
+        deadline and sheds some (the keeper decides before each chunk). A shed chunk the IO lane
+        already claimed is waited for and its ring space given back (frees follow allocation order)."""
+        keeper = call.keeper
+        for key in keys:
+            if keeper is not None:
+                keeper.before(call, key)
+                if call.is_shed(key):
+                    call.note(TraceEventName.SHED, key)
+                    if self.LOADS[key].ring_nbytes and call.claimed(key):
+                        call.wait(key)
+                        call.ring.free_oldest()
+                    continue
+            yield key
+
     def take(self, call: Call, key: int) -> tuple:
         """Chunk `key` in kernel form: pinned in place, or waited for and dequantized into scratch."""
         pinned = self.pinned_chunks.get(key)
         if pinned is not None:
             call.note(TraceEventName.COMPUTE_START, key)
+            if call.keeper is not None:
+                call.keeper.computing(key)
             return pinned
         ring_start = call.wait(key) if self.LOADS[key].ring_nbytes else 0
         call.note(TraceEventName.COMPUTE_START, key)
+        if call.keeper is not None:
+            call.keeper.computing(key)
         out = self.decode_chunk(key, ring_start)
         call.note(TraceEventName.DECODE_END, key)
         return out
@@ -1025,8 +1206,10 @@ class RunnerCore:
     def release(self, call: Call, key: int) -> None:
         """The compute lane is done with chunk `key`: its ring space goes back."""
         call.note(TraceEventName.COMPUTE_END, key)
+        if call.keeper is not None:
+            call.keeper.computed(key)
         if self.LOADS[key].ring_nbytes:
-            self.pool.ring.free_oldest()
+            call.ring.free_oldest()
 
     def decode_chunk(self, key: int, ring_start: int) -> tuple:
         """Chunk `key`, whose streamed members start at `ring_start` in the ring, in kernel form."""

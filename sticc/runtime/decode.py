@@ -178,7 +178,7 @@ class DecodesChunks:
             if load.key in self.pinned_chunks:
                 yield (load.key, *self.pinned_chunks[load.key])
             else:
-                weights, biases = self.kernel_views(self.pool.scratch, load)
+                weights, biases = self.kernel_views(self.pool.scratch_of(self.plan_of(load.key)), load)
                 yield load.key, weights.zero_(), biases.zero_()
 
     def decode_chunk(self, key: int, ring_start: int) -> tuple:

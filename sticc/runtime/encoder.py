@@ -25,10 +25,12 @@ from sticc.runtime.core import (
     TraceEvent,
     load_tokenizer,
     open_runner,
+    parse_quantity,
     piece_blocks,
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
+from sticc.runtime.elastic import DeadlineKeeper, choose_plan, predicted_latency_s
 from sticc.runtime.sentence import (
     BARE_PIPELINE,
     PRECISIONS,
@@ -194,8 +196,16 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
     # -- per call --------------------------------------------------------------------------------
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, trace: list[TraceEvent] | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids, attention_mask=None, token_type_ids=None, trace: list[TraceEvent] | None = None,
+        deadline_s=None, keep_deadline: bool = True, plan=None,
+    ) -> torch.Tensor:
         """Last hidden state [B, L, hidden] for token ids [B, L]; sets `last_stats`.
+
+        `deadline_s` picks the most faithful of the runner's plans predicted to meet it at B x L
+        tokens and, with `keep_deadline`, sheds chunks when the call falls behind
+        (`sticc.runtime.elastic`); `last_stats` then says which plan ran, what was shed and
+        whether the deadline was met. `plan` (an index into `PLANS`) forces a plan.
 
         `trace`, a list, receives `TraceEvent(event, key, time_s)`s (perf_counter seconds; key -1
         for the call's own events), `event` a `TraceEventName` value: "call_start", "embed_end",
@@ -210,6 +220,17 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         if attention_mask.shape != input_ids.shape:
             raise ValueError("attention_mask must have the shape of input_ids")
 
+        tokens = input_ids.numel()
+        if deadline_s is not None and not 0 < deadline_s < float("inf"):
+            raise ValueError(f"deadline_s must be positive and finite, not {deadline_s!r}")
+        if plan is None:
+            plan = choose_plan(self.PLANS, deadline_s, tokens)
+        elif not (isinstance(plan, int) and 0 <= plan < len(self.PLANS)):
+            raise ValueError(f"plan must be an index below {len(self.PLANS)}")
+        keeper = None
+        if deadline_s is not None:
+            keeper = DeadlineKeeper(self.PLANS[plan], deadline_s, tokens, self.PLANNED_SEQ_LEN, keep_deadline)
+
         def compute(call):
             with torch.inference_mode():
                 # the embedding first, alone: its cold row reads gate every kernel
@@ -217,10 +238,11 @@ class EncoderRunner(DecodesChunks, RunnerCore):
                 self.start_io(call)
                 return self.schedule(x, attention_mask_bias(attention_mask), call)
 
-        return self.run_call(compute, trace)
+        return self.run_call(compute, trace, plan, keeper)
 
     def schedule(self, x: torch.Tensor, mask: torch.Tensor, call) -> torch.Tensor:
-        raise NotImplementedError("generated runners define the schedule")
+        """The call's plan's schedule (generated: `schedule_<plan>`)."""
+        return getattr(self, f"schedule_{call.plan}")(x, mask, call)
 
     def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids) -> torch.Tensor:
         shape = self.SHAPE
@@ -247,6 +269,12 @@ class EncoderRunner(DecodesChunks, RunnerCore):
             header[f"{part}_norm_bias"], self.SHAPE.layer_norm_eps,
         )
 
+    def _batch_weight(self, tokens: int) -> float:
+        """A batch's share of a call's deadline: the most faithful plan's predicted latency at its
+        tokens (batch x padded length), else its tokens."""
+        predicted = predicted_latency_s(self.PLANS[0], tokens)
+        return float(tokens) if predicted is None else predicted
+
     # -- text ----------------------------------------------------------------------------------
 
     @property
@@ -270,6 +298,13 @@ class EncoderRunner(DecodesChunks, RunnerCore):
             self._tokenizer = tokenizer
         return self._tokenizer
 
+    def encode_texts(self, texts: list) -> list:
+        """The tokenizer's encodings of `texts`, one text at a time: `encode_batch` runs on a
+        thread pool (rayon) whose idle workers spin, and on a small CPU they take the compute
+        lane's cores for a second or more after it returns (measured: a 30 ms call took 1.8 s)."""
+        tokenizer = self.text_tokenizer()
+        return [tokenizer.encode(text) for text in texts]
+
     def pad_encodings(self, encodings: list) -> tuple:
         """Token ids, attention mask and token types [n, L] of tokenized texts, right-padded to the
         longest."""
@@ -286,7 +321,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
     def tokenize(self, texts: list) -> tuple:
         """Token ids, attention mask and token types [n, L] for `texts`, padded to the longest."""
-        return self.pad_encodings(self.text_tokenizer().encode_batch(list(texts)))
+        return self.pad_encodings(self.encode_texts(list(texts)))
 
     def prompt_length(self, prompt: str) -> int:
         """Leading tokens a prompt takes, [CLS] included and a trailing special token not (what
@@ -298,6 +333,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         self, sentences, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
         output_value="sentence_embedding", precision: str = "float32", convert_to_numpy: bool = True,
         convert_to_tensor: bool = False, device=None, normalize_embeddings: bool = False, truncate_dim=None,
+        deadline_s=None, keep_deadline: bool = True,
     ):
         """Embeddings of `sentences` (a text or a list of texts) through the checkpoint's pipeline,
         with sentence-transformers' signature and defaults: a numpy array [n, dim] (one vector for
@@ -308,7 +344,12 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
         `last_stats` then covers the whole call ("latency_s", "io_bytes", "peak_weight_bytes",
         "texts", "tokens", "padded_tokens") and each batch ("batches": the same per batch, with
-        its "seq_len")."""
+        its "seq_len").
+
+        `deadline_s` (seconds, for the whole call) is shared among the batches in proportion to
+        their predicted latencies; each batch runs the most faithful plan predicted to meet its
+        share and, with `keep_deadline` (default), sheds chunks when it falls behind
+        (`forward`). The stats then add "deadline_s", "met_deadline" and what was shed."""
         start_s = time.perf_counter()
         singular = isinstance(sentences, str)
         texts = [sentences] if singular else list(sentences)
@@ -327,13 +368,19 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         pipeline = self.PIPELINE
         prompt = pipeline.prompt(prompt_name, prompt)
         prompt_length = self.prompt_length(prompt) if prompt and not pipeline.include_prompt else 0
-        encodings = self.text_tokenizer().encode_batch([prompt + text for text in texts] if prompt else texts)
+        encodings = self.encode_texts([prompt + text for text in texts] if prompt else texts)
         batches = length_batches([len(e.ids) for e in encodings], batch_size)
         outputs = [None] * len(texts)
         batch_stats = []
-        for batch in progress(batches, bool(show_progress_bar)):  # None (the default): no bar
+        # what each batch costs the most faithful plan: the deadline is shared in these proportions
+        weights = [self._batch_weight(len(batch) * max(len(encodings[i].ids) for i in batch)) for batch in batches]
+        for n, batch in enumerate(progress(batches, bool(show_progress_bar))):  # None (the default): no bar
             ids, mask, types = self.pad_encodings([encodings[i] for i in batch])
-            hidden = self.forward(ids, mask, types)
+            share_s = None
+            if deadline_s is not None:
+                left_s = max(deadline_s - (time.perf_counter() - start_s), 1e-6)
+                share_s = left_s * weights[n] / sum(weights[n:])
+            hidden = self.forward(ids, mask, types, deadline_s=share_s, keep_deadline=keep_deadline)
             batch_stats.append({"texts": len(batch), "seq_len": ids.shape[1], "tokens": int(mask.sum()), "padded_tokens": ids.numel(), **self.last_stats})
             with torch.inference_mode():
                 pooled = pool(hidden, mask, pipeline.pooling, prompt_length)
@@ -351,13 +398,22 @@ class EncoderRunner(DecodesChunks, RunnerCore):
                         "input_ids": ids[row, :length], "attention_mask": mask[row, :length],
                         "token_embeddings": hidden[row, :length], "sentence_embedding": pooled[row],
                     }
-        self.publish_stats({
+        stats = {
             "latency_s": time.perf_counter() - start_s,
-            "peak_weight_bytes": max((b["peak_weight_bytes"] for b in batch_stats), default=self.pool.layout.nbytes),
+            "peak_weight_bytes": max((b["peak_weight_bytes"] for b in batch_stats), default=self.pool.nbytes),
             "io_bytes": sum(b["io_bytes"] for b in batch_stats),
             "texts": len(texts), "tokens": sum(b["tokens"] for b in batch_stats),
             "padded_tokens": sum(b["padded_tokens"] for b in batch_stats), "batches": batch_stats,
-        })
+        }
+        if deadline_s is not None:
+            stats.update({
+                "deadline_s": deadline_s, "met_deadline": stats["latency_s"] <= deadline_s,
+                "plans": [b["plan"] for b in batch_stats],
+                "shed_chunks": sum(b["shed_chunks"] for b in batch_stats),
+                "shed_pieces": sum(b["shed_pieces"] for b in batch_stats),
+                "shed_fidelity_loss": sum(b["shed_fidelity_loss"] for b in batch_stats),
+            })
+        self.publish_stats(stats)
         return _shaped(outputs, output_value, precision, convert_to_numpy, convert_to_tensor, singular)
 
 
@@ -387,14 +443,22 @@ def runner_main(runner_class, argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward, longest first (default 32)")
     parser.add_argument("--normalize", action="store_true", help="unit-length embeddings (normalize_embeddings)")
     parser.add_argument("--prompt-name", help="one of the model's prompts to prepend (config_sentence_transformers.json)")
+    parser.add_argument("--deadline", help="e.g. 30ms: run the most faithful plan predicted to meet it, shedding chunks if the call falls behind")
+    parser.add_argument("--no-shedding", action="store_true", help="with --deadline: choose the plan, but never shed")
     parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:
         if not texts:
             raise ValueError("no input texts (give them as arguments or on stdin)")
+        deadline_s = parse_quantity(args.deadline, "s") if args.deadline else None
+        if args.no_shedding and deadline_s is None:
+            raise ValueError("--no-shedding applies to a --deadline")
         runner = open_runner(runner_class, args)
-        embeddings = runner.encode(texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, prompt_name=args.prompt_name)
+        embeddings = runner.encode(
+            texts, batch_size=args.batch_size, normalize_embeddings=args.normalize, prompt_name=args.prompt_name,
+            deadline_s=deadline_s, keep_deadline=not args.no_shedding,
+        )
     except (StoreError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
