@@ -107,7 +107,7 @@ def _importance_profile(store, path: Path | None):
 def compile_(
     store_dir: Annotated[Path, typer.Argument(help="a store written by `sticc shard`")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output directory: runner.py, plan.json, report.md, timeline.svg")],
-    latency: Annotated[str | None, typer.Option(help="encoders: latency target per call, e.g. 40ms (the solver plans for it)")] = None,
+    latency: Annotated[str | None, typer.Option(help="encoders: latency target per call, e.g. 40ms; several (20ms,40ms,80ms) make one elastic runner")] = None,
     token_latency: Annotated[str | None, typer.Option(help="decoders: per-token latency target while generating, e.g. 150ms")] = None,
     first_token: Annotated[str | None, typer.Option(help="decoders: time-to-first-token target at the prompt length, e.g. 1s")] = None,
     memory: Annotated[str | None, typer.Option(help="weight memory budget the runner enforces, e.g. 2MB")] = None,
@@ -128,11 +128,13 @@ def compile_(
     """Plan for a latency target and memory budget (or take a given plan) and generate its runner."""
     from codegen import emit_runner, write_output
     from solvers.uniform import uniform_plan
+    from sticc.compile.elastic import plan_elastic
     from sticc.compile.planner import SOLVERS, plan_for_targets, predict_given_plan
     from sticc.compile.report import render_markdown, render_svg
     from sticc.ir.plan import DEFAULT_CONTEXT, DEFAULT_PROMPT_LEN, DEFAULT_SEQ_LEN, check_kv_budget, read_plan
     from sticc.model.store import Store
 
+    alternatives: list = []  # an elastic runner's faster plans
     given = [name for name, value in (("--bits", bits), ("--plan", plan)) if value is not None]
     timing = [name for name, value in (("--latency", latency), ("--token-latency", token_latency), ("--first-token", first_token)) if value]
     if len(given) > 1:
@@ -159,7 +161,10 @@ def compile_(
         kind = f"a {store.spec.family} decoder" if decoder else "an encoder"
         instead = " (decoders: --token-latency, --first-token, --prompt-len)" if decoder else ""
         raise UserError(f"{wrong[0]} does not apply to {store.spec.name}, {kind}{instead}")
-    latency_s = _duration(token_latency if decoder else latency, "--token-latency" if decoder else "--latency")
+    latencies_s = _list(latency, "s", "--latency") if latency is not None and "," in latency else None
+    if latencies_s is not None and given:
+        raise UserError(f"several --latency targets ask the solver for plans; {given[0]} gives one")
+    latency_s = None if latencies_s is not None else _duration(token_latency if decoder else latency, "--token-latency" if decoder else "--latency")
     first_token_s = _duration(first_token, "--first-token")
     seq_len = prompt_len if decoder else seq_len
     if given:
@@ -179,18 +184,28 @@ def compile_(
             context = context or min(DEFAULT_CONTEXT, store.spec.max_positions)
         profile = _device_profile(store, device, seq_len, context=context)
         losses = _importance_profile(store, importance)
-        the_plan, _ = plan_for_targets(
-            store, profile, losses, seq_len, latency_s, memory_bytes, solver, limit_s, shards_per_chunk,
-            context=context, first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
-        )
+        if latencies_s is not None:
+            def solved(done: int, total: int) -> None:
+                stderr.print(f"elastic runner: {done}/{total} plans solved")
+
+            the_plan, *alternatives = plan_elastic(
+                store, profile, losses, seq_len, latencies_s, memory_bytes, solver, limit_s, shards_per_chunk, solved,
+            )
+        else:
+            the_plan, _ = plan_for_targets(
+                store, profile, losses, seq_len, latency_s, memory_bytes, solver, limit_s, shards_per_chunk,
+                context=context, first_token_s=first_token_s, kv_memory_bytes=kv_memory_bytes,
+            )
         # the profiles the plan was made from, beside it: `sticc bench` plans its baselines from them
         profiles = {"device.json": profile.to_json(), "importance.json": losses.to_json()}
-    source = emit_runner(store, the_plan, store_dir)
+    source = emit_runner(store, the_plan, store_dir, tuple(alternatives))
     reports = {"report.md": render_markdown(source.plan_json), "timeline.svg": render_svg(source.plan_json)}
     if not given:
         reports.update({name: json.dumps(data, indent=1, sort_keys=True) + "\n" for name, data in profiles.items()})
     runner = write_output(out, source, reports)
     _print_summary(runner, source.plan_hash, the_plan)
+    for plan in alternatives:
+        _print_summary(runner, source.plan_hash, plan, also=True)
 
 
 def _encoders_only(store, what: str) -> None:
@@ -202,15 +217,16 @@ def _encoders_only(store, what: str) -> None:
         )
 
 
-def _print_summary(runner: Path, plan_hash: str, plan) -> None:
+def _print_summary(runner: Path, plan_hash: str, plan, also: bool = False) -> None:
+    """One line on a compiled plan; `also`: a faster plan of the same (elastic) runner."""
     predicted = plan.predicted
     io = f"IO {predicted.io_bytes / 1e6:.2f} MB/call"
     if predicted.io_bytes_per_token is not None:
         io = (f"IO {predicted.io_bytes / 1e6:.2f} MB/prefill, {predicted.io_bytes_per_token / 1e6:.2f} MB/token, "
               f"KV cache {predicted.kv_cache_bytes / 1e6:.2f} MB for {plan.targets.context} positions")
-    line = (f"wrote {runner} (plan {plan_hash[:12]}, {plan.solver.name} {plan.solver.status}): "
-            f"pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, {io}, "
-            f"preload {predicted.preload_bytes / 1e6:.2f} MB")
+    solver = f"{plan.solver.name} {plan.solver.status}"
+    head = f"  and its {plan.targets.latency_s * 1e3:g} ms plan ({solver})" if also else f"wrote {runner} (plan {plan_hash[:12]}, {solver})"
+    line = f"{head}: pool budget {plan.memory_budget_bytes / 1e6:.2f} MB, {io}, preload {predicted.preload_bytes / 1e6:.2f} MB"
     if predicted.latency_s is not None and predicted.first_token_s is not None:
         line += (f", predicted {predicted.latency_s * 1e3:.1f} ms/token ({1 / predicted.latency_s:.1f} tokens/s), "
                  f"first token {predicted.first_token_s * 1e3:.0f} ms")

@@ -1,0 +1,250 @@
+"""Elastic runners: several plans sharing one preload set, the per-call plan choice, and shedding to keep a
+deadline. Mechanism only: no assertion depends on how fast this machine is (an impossible deadline
+sheds every chunk whatever the speed; a generous one sheds nothing)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from helpers import compile_runner
+from planning_helpers import synthetic_device, synthetic_importance
+
+from codegen import emit_runner, load_runner, write_output
+from solvers.base import meets
+from solvers.cpsat import cpsat_solve
+from solvers.greedy import greedy_follow, pinned_alike
+from solvers.uniform import uniform_plan
+from sticc.base.errors import UserError
+from sticc.cli.main import main
+from sticc.compile.elastic import plan_elastic, preload_set
+from sticc.compile.planner import predict_given_plan
+from sticc.ir.graph import ShardChoice
+from sticc.ir.lower import lower
+from sticc.ir.plan import SolverInfo, make_plan
+from sticc.model.store import Store, write_store
+from sticc.runtime.core import ChunkCost, LengthRow, PlanTable, PoolLayout, StoreReader
+from sticc.runtime.elastic import choose_plan, predicted_latency_s
+
+TARGETS_S = (0.6e-3, 1e-3, 2e-3)
+MEMORY = 60_000
+SEQ_LEN = 16
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_bert) -> Store:
+    """2 layers x 4 shards, bits 4, 8 and 32."""
+    out = tmp_path_factory.mktemp("elastic") / "store"
+    write_store(tiny_bert, out, bits=(4, 8, 32), shards_per_layer=4)
+    return Store.open(out)
+
+
+@pytest.fixture(scope="module")
+def plans(store):
+    return plan_elastic(store, synthetic_device(store), synthetic_importance(store), SEQ_LEN, list(TARGETS_S), MEMORY, "cpsat", 5.0)
+
+
+@pytest.fixture(scope="module")
+def elastic_runner(store, plans, tmp_path_factory):
+    out = tmp_path_factory.mktemp("elastic") / "out"
+    write_output(out, emit_runner(store, plans[0], store.path, plans[1:]))
+    return load_runner(out / "runner.py").Runner(str(store.path))
+
+
+def _ids(store, length: int = SEQ_LEN) -> torch.Tensor:
+    return torch.randint(0, store.spec.vocab, (1, length), generator=torch.Generator().manual_seed(length))
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def test_plans_share_one_preload_set_and_more_time_is_never_less_faithful(store, plans):
+    importance = synthetic_importance(store)
+    assert [p.targets.latency_s for p in plans] == sorted(TARGETS_S, reverse=True)  # most faithful first
+    assert preload_set(plans[0])  # the tight plan preloads something worth sharing
+    assert all(preload_set(p) == preload_set(plans[-1]) for p in plans)
+    losses = [p.predicted.fidelity_loss for p in plans]
+    assert losses == sorted(losses)
+    for plan in plans:
+        assert plan.predicted.planned_latency_s <= plan.targets.latency_s * (1 + 1e-9)
+        assert plan.memory_budget_bytes == MEMORY
+        # every kept chunk can be shed, least loss per second saved first
+        shed = plan.findings.shed_order
+        kept = sum(1 for c in plan.shards if c.bits)
+        assert sum(len(r.indices) for r in shed) == 2 * kept  # a shard's attention piece and its FFN piece
+        # shedding every chunk loses what dropping every shard does
+        everything = sum(importance.loss[(c.layer, c.index)][0] for c in plan.shards)
+        assert sum(r.loss for r in shed) + plan.predicted.fidelity_loss == pytest.approx(everything)
+        ratios = [r.loss / (r.io_s + r.compute_s) for r in shed]
+        assert ratios == sorted(ratios)
+        assert all(r.compute_s > 0 for r in plan.findings.by_length)
+
+
+def test_a_follower_is_the_best_plan_that_keeps_the_leaders_preload_set(tmp_path, tiny_bert):
+    """CP-SAT with a shared preload set against every plan that keeps it (2 layers x 2 shards)."""
+    out = tmp_path / "store"
+    write_store(tiny_bert, out, bits=(4, 8), shards_per_layer=2)
+    store = Store.open(out)
+    device, importance = synthetic_device(store), synthetic_importance(store, seed=2)
+    tight = lower(store, device, importance, 16, 0.5e-3, 30_000)
+    leader = cpsat_solve(tight, time_limit_s=5.0).choices
+    assert any(c.preload for c in leader.values())
+    loose = lower(store, device, importance, 16, 1.2e-3, 30_000)
+    frozen = pinned_alike(loose, leader)
+    best = None
+    free = [p for p in loose.positions if p not in frozen]
+    for bits in itertools.product((0, *loose.bits), repeat=len(free)):
+        choices = dict(leader)
+        choices.update({p: ShardChoice(p[0], p[1], b) for p, b in zip(free, bits, strict=True)})
+        if meets(loose, choices) and (best is None or loose.objective(choices) > best):
+            best = loose.objective(choices)
+    follower = cpsat_solve(loose, time_limit_s=5.0, hint=greedy_follow(loose, leader).choices, shared_preload=leader)
+    assert {p: c for p, c in follower.choices.items() if c.preload} == {p: c for p, c in leader.items() if c.preload}
+    assert meets(loose, follower.choices)
+    assert follower.objective == pytest.approx(best)
+    assert greedy_follow(loose, leader).objective <= follower.objective + 1e-12
+
+
+# -- the runner -------------------------------------------------------------------------------
+
+
+def test_each_plan_of_an_elastic_runner_computes_what_its_own_runner_does(store, plans, elastic_runner, tmp_path):
+    ids = _ids(store)
+    assert [t.name for t in elastic_runner.PLANS] == ["2ms", "1ms", "0.6ms"]
+    pinned = {t.pool.pinned_nbytes for t in elastic_runner.PLANS}
+    assert len(pinned) == 1  # one pinned region: the shared preload set is held once
+    assert elastic_runner.pool.nbytes == max(t.pool.nbytes for t in elastic_runner.PLANS) <= MEMORY
+    for n, plan in enumerate(plans):
+        alone = compile_runner(store.path, plan, tmp_path / f"alone-{n}")
+        torch.testing.assert_close(elastic_runner.forward(ids, plan=n), alone.forward(ids), rtol=0, atol=0)
+        assert elastic_runner.last_stats["plan"] == elastic_runner.PLANS[n].name
+        alone.close()
+
+
+def test_an_impossible_deadline_sheds_every_chunk(store, plans, elastic_runner, tmp_path):
+    ids = _ids(store)
+    dropped = make_plan(store, tuple(ShardChoice(c.layer, c.index, 0) for c in plans[-1].shards), SolverInfo("hand", "GIVEN"), seq_len=SEQ_LEN)
+    nothing = compile_runner(store.path, dropped, tmp_path / "dropped")
+    out = elastic_runner.forward(ids, deadline_s=1e-9)
+    stats = elastic_runner.last_stats
+    assert stats["plan"] == elastic_runner.PLANS[-1].name  # none is predicted to meet it: the fastest
+    assert stats["shed_chunks"] == len(plans[-1].findings.shed_order)
+    assert stats["shed_pieces"] == 2 * sum(1 for c in plans[-1].shards if c.bits)
+    assert stats["shed_fidelity_loss"] == pytest.approx(sum(r.loss for r in plans[-1].findings.shed_order))
+    assert stats["met_deadline"] is False and stats["shedding"] is True
+    torch.testing.assert_close(out, nothing.forward(ids), rtol=0, atol=0)
+    nothing.close()
+
+
+def test_without_shedding_the_plan_runs_whole(store, elastic_runner):
+    ids = _ids(store)
+    whole = elastic_runner.forward(ids, plan=len(elastic_runner.PLANS) - 1)
+    out = elastic_runner.forward(ids, deadline_s=1e-9, keep_deadline=False)
+    assert elastic_runner.last_stats["shed_chunks"] == 0 and elastic_runner.last_stats["shedding"] is False
+    torch.testing.assert_close(out, whole, rtol=0, atol=0)
+
+
+def test_a_generous_deadline_runs_the_most_faithful_plan_whole(store, elastic_runner):
+    ids = _ids(store)
+    out = elastic_runner.forward(ids, deadline_s=60.0)
+    stats = elastic_runner.last_stats
+    assert stats["plan"] == elastic_runner.PLANS[0].name and stats["shed_chunks"] == 0
+    torch.testing.assert_close(out, elastic_runner.forward(ids), rtol=0, atol=0)
+
+
+def test_encode_shares_its_deadline_among_batches(minilm_store, tmp_path):
+    """Two uniform MiniLM plans (nothing preloaded: they share the empty set) as one runner."""
+    store = Store.open(minilm_store)
+    device = synthetic_device(store)
+    plans = [predict_given_plan(store, uniform_plan(store, bits, 32), device, None) for bits in (8, 4)]
+    write_output(tmp_path, emit_runner(store, plans[0], minilm_store, (plans[1],)))
+    runner = load_runner(tmp_path / "runner.py").Runner(str(minilm_store))
+    texts = ["a short text", "a somewhat longer text with a few more words in it", "mid length text"]
+    embeddings = runner.encode(texts, batch_size=1, deadline_s=60.0)
+    stats = runner.last_stats
+    assert embeddings.shape == (3, store.spec.hidden)
+    assert stats["deadline_s"] == 60.0 and stats["met_deadline"] is True
+    assert stats["plans"] == ["plan"] * 3 and stats["shed_chunks"] == 0  # 60 s: the most faithful, whole
+    shares = [b["deadline_s"] for b in stats["batches"]]
+    # each batch gets its part of the time left, in proportion to the predicted latencies of those left
+    assert all(0 < share <= 60.0 for share in shares) and shares[0] < shares[1] < shares[2]
+    assert shares[0] == pytest.approx(60.0 / 3, rel=0.2)
+    torch.testing.assert_close(torch.from_numpy(embeddings), torch.from_numpy(runner.encode(texts, batch_size=1)), rtol=0, atol=0)
+    runner.close()
+
+
+def test_deadlines_are_checked(elastic_runner, store):
+    with pytest.raises(ValueError, match="deadline_s"):
+        elastic_runner.forward(_ids(store), deadline_s=0.0)
+    with pytest.raises(ValueError, match="plan"):
+        elastic_runner.forward(_ids(store), plan=7)
+
+
+# -- the choice -------------------------------------------------------------------------------
+
+
+def _table(name: str, latencies_s: tuple[float, ...], lengths=(8, 32, 128)) -> PlanTable:
+    rows = tuple(LengthRow(n, t, t / 2, 0.0) for n, t in zip(lengths, latencies_s, strict=True))
+    return PlanTable(name, 0, 0, PoolLayout(0, 0, 0, 0), lengths=rows, shed_order=(ChunkCost(0, 1, 0.1, 1e-3, 1e-3),))
+
+
+def test_more_tokens_never_get_a_more_faithful_plan():
+    plans = (_table("80ms", (0.03, 0.05, 0.08)), _table("40ms", (0.012, 0.025, 0.04)), _table("20ms", (0.006, 0.012, 0.02)))
+    for deadline_s in (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.09):
+        chosen = [choose_plan(plans, deadline_s, tokens) for tokens in range(1, 400)]
+        assert chosen == sorted(chosen)  # the index only grows: less faithful plans for more tokens
+    assert choose_plan(plans, None, 50) == 0
+    assert choose_plan(plans, 1e-6, 50) == 2  # none meets it: the fastest
+    assert choose_plan(plans, 0.04, 128) == 1 and choose_plan(plans, 0.05, 32) == 0
+    # a table that dips with length is read as never falling
+    dipping = _table("odd", (0.03, 0.02, 0.04))
+    assert predicted_latency_s(dipping, 32) == pytest.approx(0.03)
+    assert predicted_latency_s(dipping, 256) > predicted_latency_s(dipping, 128)
+
+
+def test_a_bandwidth_drop_delays_reads_from_its_time_on(tmp_path):
+    data = tmp_path / "data"
+    data.write_bytes(b"\0" * 4096)
+    reader = StoreReader(str(data), bandwidth_cap_Bps=1e6, direct=False)
+    reader.drop_bandwidth(0.01, 0.5e6)
+    reader.start_cap_clock()
+    assert reader._due_s(5_000) == pytest.approx(0.005)  # before the drop: the cap
+    assert reader._due_s(20_000) == pytest.approx(0.01 + 10_000 / 0.5e6)  # after it: the lower cap
+    uncapped = StoreReader(str(data), direct=False)
+    uncapped.drop_bandwidth(60.0, 1e3)
+    uncapped.start_cap_clock()
+    assert uncapped._due_s(1 << 20) == 0.0  # no cap before the drop
+    reader.close()
+    uncapped.close()
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_compile_several_latencies_and_report_the_deadline_ranges(store, tmp_path, capsys):
+    device, importance = tmp_path / "device.json", tmp_path / "importance.json"
+    synthetic_device(store).write(device)
+    importance.write_text(json.dumps(synthetic_importance(store).to_json()))
+    out = tmp_path / "out"
+    argv = ["compile", str(store.path), "-o", str(out), "--latency", "2ms,0.6ms,1ms", "--memory", str(MEMORY),
+            "--device", str(device), "--importance", str(importance), "--seq-len", str(SEQ_LEN), "--time-limit", "3s"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "and its 1 ms plan" in printed and "and its 0.6 ms plan" in printed
+    plan = json.loads((out / "plan.json").read_text())
+    assert [p["targets"]["latency_s"] for p in plan["alternatives"]] == [1e-3, 0.6e-3]
+    runner = load_runner(out / "runner.py").Runner(str(store.path))
+    assert len(runner.PLANS) == 3
+    runner.close()
+    assert main(["report", str(out / "plan.json")]) == 0
+    assert "Deadline ranges" in capsys.readouterr().out
+    assert main(["compile", str(store.path), "-o", str(tmp_path / "again"), "--plan", str(out / "plan.json")]) != 0
+    assert "elastic runner" in capsys.readouterr().err
+
+
+def test_a_decoder_takes_no_elastic_plans(tiny_decoders):
+    store = Store.open(tiny_decoders["llama"][1])
+    with pytest.raises(UserError, match="decoder"):
+        plan_elastic(store, synthetic_device(store), synthetic_importance(store), 8, [1e-3, 2e-3], None)
