@@ -284,4 +284,3 @@ def process_alive(pid: int) -> bool:
             return handle.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
