@@ -207,7 +207,7 @@ def _plan_table(plan: Plan, first_key: int, stop_key: int, pool: PoolLayout) -> 
     """The runner's literal record of one plan (`sticc.runtime.core.PlanTable`)."""
     findings = plan.findings
     lengths = () if findings is None else tuple(
-        LengthRow(r.seq_len, r.planned_latency_s, r.compute_s, r.other_s) for r in findings.by_length
+        LengthRow(r.seq_len, r.planned_latency_s, r.compute_s, r.embed_s, r.joins_s) for r in findings.by_length
     )
     shed = () if findings is None else tuple(
         ChunkCost(first_key + r.key, len(r.indices), r.loss, r.io_s, r.compute_s) for r in findings.shed_order

@@ -121,18 +121,18 @@ def worker() -> None:
                     record = {
                         "tokens": stats["tokens"], "plan": "+".join(stats["plans"]),
                         "predicted_latency_s": batch and batch["predicted_latency_s"],
-                        "predicted_loss": batch and batch["fidelity_loss"],
+                        "predicted_loss": batch and batch["fidelity_loss"], "threads": batch and batch.get("threads"),
                     }
                     embedding = [float(v) for v in embedding]
                 else:
                     record = {
                         "tokens": len(item), "plan": stats["plan"], "predicted_latency_s": stats["predicted_latency_s"],
-                        "predicted_loss": stats["fidelity_loss"],
+                        "predicted_loss": stats["fidelity_loss"], "threads": stats.get("threads"),
                     }
                     embedding = hidden[0].mean(0).tolist()
                 calls.append({
                     "input": index, **record, "latency_s": stats["latency_s"], "met_deadline": stats["met_deadline"],
-                    "shed_chunks": stats["shed_chunks"], "shed_shards": stats["shed_shards"],
+                    "shed_chunks": stats["shed_chunks"], "shed_pieces": stats["shed_pieces"],
                     "shed_fidelity_loss": stats["shed_fidelity_loss"], "io_bytes": stats["io_bytes"],
                     "hog_began_after_s": hog_began_after_s(hog, call_start_s), "embedding": embedding,
                 })

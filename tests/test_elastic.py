@@ -186,7 +186,7 @@ def test_deadlines_are_checked(elastic_runner, store):
 
 
 def _table(name: str, latencies_s: tuple[float, ...], lengths=(8, 32, 128)) -> PlanTable:
-    rows = tuple(LengthRow(n, t, t / 2, 0.0) for n, t in zip(lengths, latencies_s, strict=True))
+    rows = tuple(LengthRow(n, t, t / 2, 0.0, 0.0) for n, t in zip(lengths, latencies_s, strict=True))
     return PlanTable(name, 0, 0, PoolLayout(0, 0, 0, 0), lengths=rows, shed_order=(ChunkCost(0, 1, 0.1, 1e-3, 1e-3),))
 
 

@@ -93,6 +93,7 @@ def test_hog_start_called_off_before_its_delay_never_spins() -> None:
         timer.start()
         timer.join()
         assert hog.started
+        time.sleep(0.2)  # a stop that comes before the hog read its start would cancel it: let it begin
         hog.stop()
         assert hog.began_s is not None
     with pytest.raises(ValueError):

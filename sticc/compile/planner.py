@@ -187,17 +187,16 @@ def by_length(
         growth = memory_of(median, plan_work(median, choices))[1] - planned.scratch_nbytes  # the scratch at this length
         calls = [simulate(problem, choices, budget + growth) for problem in (median, tail)]
         peak = planned.peak_weight_bytes + max(0, growth)
-        compute_s, other_s = lane_work(median, choices)
-        records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak, compute_s, other_s))
+        records.append(LengthRecord(length, calls[0].latency_s, calls[1].latency_s, peak, *lane_work(median, choices)))
     return tuple(records)
 
 
-def lane_work(problem: Problem, choices) -> tuple[float, float]:
-    """(the chunks' compute-lane work, the embedding's and the joins') of one call of a plan, in seconds."""
+def lane_work(problem: Problem, choices) -> tuple[float, float, float]:
+    """The compute lane's work in one call of a plan, in seconds: (the chunks', the embedding's, the joins')."""
     graph = problem.graph
     compute_s = sum(w.compute_s for w in plan_work(problem, choices))
     joins_s = sum(graph.join(layer, part).duration_s for layer in range(graph.info.layers) for part in PARTS)
-    return compute_s, graph.embed.duration_s + joins_s
+    return compute_s, graph.embed.duration_s, joins_s
 
 
 def shed_order(problem: Problem, plan: Plan) -> tuple[ShedRecord, ...]:

@@ -234,7 +234,8 @@ class LengthRecord:
     planned_latency_s: Elapsed  # at the planned percentile
     peak_weight_bytes: Count
     compute_s: Elapsed = 0.0  # the chunks' compute-lane work (median): what a runner scales its chunks' compute by
-    other_s: Elapsed = 0.0  # the embedding and the joins (median)
+    embed_s: Elapsed = 0.0  # the embedding (median)
+    joins_s: Elapsed = 0.0  # every block's join (median)
 
 
 @with_config(STRICT)

@@ -383,7 +383,8 @@ class LengthRow:
     seq_len: int
     planned_latency_s: float  # at the planned percentile: what a deadline is compared with
     compute_s: float  # the chunks' compute-lane work (median)
-    other_s: float  # the embedding and the joins (median)
+    embed_s: float  # the embedding (median)
+    joins_s: float  # every block's join (median)
 
 
 @dataclass(frozen=True)
@@ -1139,6 +1140,8 @@ class RunnerCore:
                 self.pool.ring.stop()
                 if self._io_started:
                     call.wait_done()
+                if keeper is not None:
+                    keeper.end()
             stats = {
                 "latency_s": time.perf_counter() - start_s,
                 "peak_weight_bytes": self.pool.peak_bytes,

@@ -30,7 +30,7 @@ from sticc.runtime.core import (
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
-from sticc.runtime.elastic import DeadlineKeeper, choose_plan, predicted_latency_s
+from sticc.runtime.elastic import DeadlineKeeper, ThreadPolicy, choose_plan, predicted_latency_s
 from sticc.runtime.sentence import (
     BARE_PIPELINE,
     PRECISIONS,
@@ -157,6 +157,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     def open_family(self) -> None:
         shape = self.SHAPE
         self._tokenizer = None
+        self.thread_policy = ThreadPolicy()  # compute threads of calls with a deadline (`sticc.runtime.elastic`)
         self.open_embeddings()
         globals_ = self.read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32)
         self.embed_norm_weight = globals_[: shape.hidden]
@@ -229,7 +230,8 @@ class EncoderRunner(DecodesChunks, RunnerCore):
             raise ValueError(f"plan must be an index below {len(self.PLANS)}")
         keeper = None
         if deadline_s is not None:
-            keeper = DeadlineKeeper(self.PLANS[plan], deadline_s, tokens, self.PLANNED_SEQ_LEN, keep_deadline)
+            single = self.thread_policy.single
+            keeper = DeadlineKeeper(self.PLANS[plan], deadline_s, tokens, self.PLANNED_SEQ_LEN, keep_deadline, single)
 
         def compute(call):
             with torch.inference_mode():
@@ -238,7 +240,11 @@ class EncoderRunner(DecodesChunks, RunnerCore):
                 self.start_io(call)
                 return self.schedule(x, attention_mask_bias(attention_mask), call)
 
-        return self.run_call(compute, trace, plan, keeper)
+        try:
+            return self.run_call(compute, trace, plan, keeper)
+        finally:
+            if keeper is not None and keeper.shedding:
+                self.thread_policy.after(keeper.contended, keeper.single_thread)
 
     def schedule(self, x: torch.Tensor, mask: torch.Tensor, call) -> torch.Tensor:
         """The call's plan's schedule (generated: `schedule_<plan>`)."""
