@@ -6,32 +6,33 @@ latency by input length (at the planned percentile) and its chunks in the planne
 
 Choosing (`choose_plan`): a call of B texts padded to L tokens runs the most faithful plan whose
 predicted latency at B x L tokens is within the deadline; with none, the fastest. The length table
-is interpolated linearly and made non-decreasing, so more tokens never get a more faithful plan.
-A batch computes like one text of B x L tokens in its matrix products; attention is per text, so
-this overestimates a batch (never under).
+is interpolated linearly and never falls with length, so more tokens never get a more faithful
+plan. A batch computes like one text of B x L tokens in its matrix products; attention is per
+text, so this overestimates a batch (never under). When recent calls ran slower than predicted
+(`Adaptation.slowdown`), predictions are scaled by that first.
 
 Keeping the deadline (`DeadlineKeeper`): before each chunk the compute lane asks whether the rest
 of the call still fits. It estimates the rest from the plan's chunk costs, scaled to the call's
 length and by the pace each lane has shown over its latest chunks in this call (measured over
-predicted seconds, starting from `PACE_PRIOR_S` at the predicted pace): the IO lane's unread work plus the last chunk's compute,
-or the compute lane's remaining work, whichever is longer, plus the remaining joins. When that
-passes the deadline it sheds pending chunks in the shed order, each only if it shortens the
-estimate (a preloaded chunk saves nothing while the call waits on reads), until the rest fits. A
-chunk the IO lane has not claimed is never read; one it has saves only its compute.
+predicted seconds, from a prior at the pace of recent calls): the IO lane's unread work plus the
+last chunk's compute, or the compute lane's remaining work, whichever is longer, plus the
+remaining joins, times the glue (how far recent calls' rest outran this estimate). When that, with
+a `MARGIN`, passes the deadline it sheds pending chunks in the shed order, each only if it
+shortens the estimate (a preloaded chunk saves nothing while the call waits on reads), until the
+rest fits. A chunk the IO lane has not claimed is never read; one it has saves only its compute.
 
 Another process on the CPU hurts a multi-threaded compute lane far more than its share: every
 parallel op waits at its barrier for the thread the scheduler put aside (measured on 2 cores with a
-busy one: a 20 ms call took 36 ms median and 196 ms at worst on 2 threads, 29 and 35 ms on one).
-When the embedding or the compute lane's latest chunks run `CONTENDED_PACE` times slower than
-predicted, the keeper drops torch to one thread for the rest of the call (and restores it after),
-then measures the compute pace afresh. Within a call that can come too late (a stalled embedding,
-or a Python thread descheduled while it holds the GIL), so the runner remembers it
-(`ThreadPolicy`): after a contended call its calls with a deadline run on one thread, and try
-their planned threads again after `PROBE_CALLS` calls, then after twice as many while the
-contention lasts (measured, MiniLM 40 ms plan, 128 tokens, cold, one busy core: p90 25 ms on one
-thread, 190 ms on two).
+busy one, MiniLM 40 ms plan, 128 tokens, cold: p90 190 ms on two threads, 25 ms on one; on an idle
+machine 20 and 23 ms median). So a call keeping a deadline computes on one thread whenever that
+affords the deadline (`Adaptation.single_for`: its prediction scaled by the one-thread pace
+measured in earlier calls; the first call runs on one thread to measure it), and always embeds on
+one thread (little work, which two threads and a busy core stalled for 45 ms). A call on the
+planned threads whose latest chunks run `CONTENDED_PACE` times slower than predicted goes on one
+thread for the rest of the call, and the next `CONTENDED_CALLS` calls run on one thread.
 """
 
+import contextlib
 import itertools
 import threading
 import time
@@ -42,10 +43,28 @@ from sticc.runtime.core import PlanTable
 
 PACE_LIMITS = (0.5, 20.0)  # a lane's measured pace is kept within these factors of the prediction
 RECENT_CHUNKS = 8  # a lane's pace is measured over its latest chunks: it follows a slowdown that starts mid-call
-PACE_PRIOR_S = 2e-3  # predicted seconds of "as predicted" a pace starts from: one slow small read is not a slowdown
+# predicted seconds at the prior pace each lane's pace starts from: one slow small read is no slowdown
+# (a cold read's latency varies by milliseconds), while the compute lane's times are steadier
+PACE_PRIOR_S = 2e-3  # the IO lane's
+COMPUTE_PRIOR_S = 0.5e-3  # the compute lane's
+MARGIN = 1.15  # the rest of a call must fit this many times over: its estimate is a median, the deadline a bound
 CONTENDED_PACE = 2.0  # the compute lane this much slower than predicted: another process holds a core
-PROBE_CALLS = 8  # calls on one thread after a contended call before the planned threads are tried again
-MAX_PROBE_CALLS = 256
+CONTENDED_CALLS = 64  # calls that run on one thread after a call that found another process on its cores
+
+
+@contextlib.contextmanager
+def one_thread(active: bool = True):
+    """torch on one thread inside (when `active`): for the little work around a call that keeps a
+    deadline (pooling, normalization), which two threads and a busy core stall (see above)."""
+    threads = torch.get_num_threads()
+    if not active or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def interpolate(rows: tuple, tokens: int, field: str) -> float:
@@ -68,44 +87,67 @@ def predicted_latency_s(plan: PlanTable, tokens: int):
     return max([interpolate(plan.lengths, tokens, "planned_latency_s"), *below])
 
 
-def choose_plan(plans: tuple, deadline_s, tokens: int) -> int:
-    """The index of the most faithful plan predicted to meet `deadline_s` at `tokens`; the fastest
+def choose_plan(plans: tuple, deadline_s, tokens: int, slowdown: float = 1.0) -> int:
+    """The index of the most faithful plan predicted to meet `deadline_s` at `tokens` (predictions
+    times `slowdown`: recent calls' latency over prediction, `Adaptation.slowdown`); the fastest
     (the last) when none is; the first without a deadline."""
     if deadline_s is None:
         return 0
     for index, plan in enumerate(plans):
         predicted = predicted_latency_s(plan, tokens)
-        if predicted is not None and predicted <= deadline_s:
+        if predicted is not None and predicted * slowdown <= deadline_s:
             return index
     return len(plans) - 1
 
 
-class ThreadPolicy:
-    """How many compute threads a runner's calls with a deadline start on: one while recent calls
-    found another process on the CPU, else the planned number (see the module's docstring)."""
+class Adaptation:
+    """What a runner learned from its recent calls with a deadline (see the module's docstring):
+    each lane's pace and the keeper's glue, by thread count, which the next call's keeper starts
+    from; `slowdown`, the calls' latency (plus what shedding saved) over their plan's prediction,
+    which the plan choice scales predictions by; and whether another process shares the cores."""
 
     def __init__(self) -> None:
-        self.single_calls = 0  # calls left to run on one thread
-        self.backoff = PROBE_CALLS
+        self.contended_calls = 0  # calls left that run on one thread because of a contended call
+        self.paces = {}  # (lane, on one thread) -> the lane's pace over recent calls; ("glue", ...) the estimate's
+        self.ratio = None  # recent calls' latency over prediction
         self._lock = threading.Lock()
 
     @property
-    def single(self) -> bool:
-        return self.single_calls > 0
-
-    def after(self, contended: bool, single: bool) -> None:
-        """Account a finished call: whether the keeper found contention, whether it ran on one thread."""
+    def slowdown(self) -> float:
+        """What to scale the plans' predicted latencies by when choosing one (never below 1)."""
         with self._lock:
-            self._after(contended, single)
+            return 1.0 if self.ratio is None else max(1.0, self.ratio)
 
-    def _after(self, contended: bool, single: bool) -> None:
-        if single:
-            self.single_calls -= 1
-        elif contended:
-            self.single_calls = self.backoff
-            self.backoff = min(2 * self.backoff, MAX_PROBE_CALLS)
-        else:
-            self.backoff = PROBE_CALLS
+    def single_for(self, predicted_s, deadline_s: float) -> bool:
+        """Whether a call predicted at `predicted_s` (planned threads) runs on one thread: after a
+        contended call, or while the compute lane's pace on one thread is unknown (this call
+        measures it), or when that pace still meets `deadline_s` with the margin."""
+        with self._lock:
+            pace = self.paces.get(("compute", True))
+            if self.contended_calls > 0 or pace is None or predicted_s is None:
+                return True
+            return predicted_s * max(1.0, pace) * MARGIN <= deadline_s
+
+    def prior(self, single: bool) -> tuple:
+        """(IO pace, compute pace, glue) a call's keeper starts from."""
+        with self._lock:
+            return tuple(self.paces.get((lane, single and lane != "io"), 1.0) for lane in ("io", "compute", "glue"))
+
+    def after(self, keeper, latency_s: float) -> None:
+        """Learn from a finished call: its keeper, its latency."""
+        with self._lock:
+            if keeper.contended:
+                self.contended_calls = CONTENDED_CALLS
+            elif keeper.single_thread and self.contended_calls > 0:
+                self.contended_calls -= 1
+            io_pace, compute_pace, glue = keeper.call_paces()
+            one = keeper.on_one_thread
+            for key, pace in ((("io", False), io_pace), (("compute", one), compute_pace), (("glue", one), glue)):
+                if pace is not None:
+                    self.paces[key] = pace if key not in self.paces else (self.paces[key] + pace) / 2
+            if keeper.predicted_s:
+                ratio = (latency_s + keeper.saved_s) / keeper.predicted_s
+                self.ratio = ratio if self.ratio is None else (self.ratio + ratio) / 2
 
 
 class DeadlineKeeper:
@@ -113,11 +155,17 @@ class DeadlineKeeper:
     docstring). Made per call; `RunnerCore.chunks` asks it before each chunk."""
 
     def __init__(
-        self, plan: PlanTable, deadline_s: float, tokens: int, planned_tokens: int, shedding: bool = True, single_thread: bool = False,
+        self, plan: PlanTable, deadline_s: float, tokens: int, planned_tokens: int, shedding: bool = True,
+        adaptation: Adaptation | None = None,
     ) -> None:
         self.plan = plan
-        self.single_thread = single_thread and shedding  # start on one thread (`ThreadPolicy`)
         self.shedding = shedding and bool(plan.shed_order) and bool(plan.lengths)
+        self.predicted_s = predicted_latency_s(plan, tokens)
+        # on one thread when it can afford it, and from the paces of recent calls (`Adaptation`)
+        adapting = adaptation is not None and self.shedding
+        self.single_thread = adapting and adaptation.single_for(self.predicted_s, deadline_s)
+        self.prior = adaptation.prior(self.single_thread) if adapting else (1.0, 1.0, 1.0)
+        self.glue = self.prior[2]  # measured over estimated rest of a call, in recent calls (`call_paces`)
         self.deadline_s = deadline_s
         rows = plan.lengths
         compute_factor = 1.0
@@ -131,11 +179,14 @@ class DeadlineKeeper:
         self.pending = set(self.costs)  # neither started nor shed
         self.shed: list = []  # (key, IO saved) in the order shed
         self.saved_s = 0.0
-        self.predicted_s = predicted_latency_s(plan, tokens)
         self._started_s = {}
         self._computed = []  # (predicted, measured) compute seconds of the chunks computed, in order
         self.checks = 0
         self._threads = None  # torch's threads before the keeper reduced them (None: not reduced)
+        self._embed_threads = None
+        self._reads = {}
+        self._first = None  # (time, the estimated rest of the call) at the first check, after shedding
+        self._end_s = None
 
     def start(self, call, start_s: float) -> None:
         self.start_s = start_s
@@ -143,6 +194,22 @@ class DeadlineKeeper:
         if self.single_thread and torch.get_num_threads() > 1:
             self._threads = torch.get_num_threads()
             torch.set_num_threads(1)
+
+    def embedding_begins(self) -> None:
+        """A call keeping a deadline embeds on one thread (see the module's docstring)."""
+        if self.shedding and torch.get_num_threads() > 1:
+            self._embed_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def embedding_ends(self) -> None:
+        if self._embed_threads is not None:
+            torch.set_num_threads(self._embed_threads)
+            self._embed_threads = None
+
+    @property
+    def on_one_thread(self) -> bool:
+        """Whether the call's chunks ran (or ended) on one thread."""
+        return self._threads is not None
 
     @property
     def contended(self) -> bool:
@@ -168,25 +235,41 @@ class DeadlineKeeper:
     # -- paces and the estimate ------------------------------------------------------------------
 
     def _paces(self, read: dict) -> tuple:
-        """(IO pace, compute pace): measured over predicted seconds of each lane's latest chunks."""
+        """(IO pace, compute pace): measured over predicted seconds of each lane's latest chunks,
+        starting from `PACE_PRIOR_S` (`COMPUTE_PRIOR_S`) at the pace of recent calls (`prior`)."""
         reads = [(self.costs[k].io_s, read[k]) for k in sorted(read) if k in self.costs and self.costs[k].io_s > 0]
         low, high = PACE_LIMITS
         paces = []
-        for observed in (reads[-RECENT_CHUNKS:], self._computed[-RECENT_CHUNKS:]):
-            predicted = sum(p for p, _ in observed) + PACE_PRIOR_S
-            paces.append(min(high, max(low, (sum(m for _, m in observed) + PACE_PRIOR_S) / predicted)))
+        lanes = ((reads[-RECENT_CHUNKS:], PACE_PRIOR_S), (self._computed[-RECENT_CHUNKS:], COMPUTE_PRIOR_S))
+        for (observed, weight_s), prior in zip(lanes, self.prior[:2], strict=True):
+            predicted = sum(p for p, _ in observed) + weight_s
+            paces.append(min(high, max(low, (sum(m for _, m in observed) + weight_s * prior) / predicted)))
         return tuple(paces)
 
-    def _contended(self, now: float) -> bool:
-        """Whether the compute lane shares its cores: the embedding (first check), or the latest
-        chunks, ran `CONTENDED_PACE` times slower than predicted."""
-        if self.checks == 1:
-            return self.embed_s > 0 and now - self.start_s > CONTENDED_PACE * self.embed_s + PACE_PRIOR_S
+    def call_paces(self) -> tuple:
+        """(IO pace, compute pace, glue) over the whole call, each None with under `PACE_PRIOR_S`
+        of predicted work seen (the compute lane's: since it went on one thread, if it did). The
+        glue is the rest of the call after the first check, measured over estimated: what the lane
+        model leaves out (Python between the chunks, a descheduled thread, the tail)."""
+        reads = [(self.costs[k].io_s, s) for k, s in self._reads.items() if k in self.costs and self.costs[k].io_s > 0]
+        paces = []
+        for observed in (reads, self._computed):
+            predicted = sum(p for p, _ in observed)
+            paces.append(sum(m for _, m in observed) / predicted if predicted >= PACE_PRIOR_S else None)
+        glue = None
+        if self._first is not None and self._end_s is not None and self._first[1] >= PACE_PRIOR_S and not self.contended:
+            low, high = PACE_LIMITS
+            glue = min(high, max(low, (self._end_s - self._first[0]) / self._first[1]))
+        return (*paces, glue)
+
+    def _contended(self) -> bool:
+        """Whether the compute lane shares its cores: its latest chunks ran `CONTENDED_PACE` times
+        slower than predicted (chunk compute only: the embedding's time is mostly its cold reads)."""
         latest = self._computed[-RECENT_CHUNKS:]
-        return len(latest) >= 2 and sum(m for _, m in latest) > CONTENDED_PACE * sum(p for p, _ in latest) + PACE_PRIOR_S / 4
+        return bool(latest) and sum(m for _, m in latest) > CONTENDED_PACE * sum(p for p, _ in latest) + COMPUTE_PRIOR_S
 
     def _estimate(self, io_left_s: float, compute_left_s: float, last_s: float, joins_s: float) -> float:
-        return max(compute_left_s, io_left_s + last_s) + joins_s
+        return (max(compute_left_s, io_left_s + last_s) + joins_s) * self.glue
 
     def before(self, call, key: int) -> None:
         """Before chunk `key`: shed what the rest of the call cannot afford."""
@@ -197,7 +280,7 @@ class DeadlineKeeper:
         left_s = self.deadline_at_s - now
         read = call.read_times()
         io_pace, compute_pace = self._paces(read)
-        if self._threads is None and torch.get_num_threads() > 1 and self._contended(now):
+        if self._threads is None and torch.get_num_threads() > 1 and self._contended():
             self._threads = torch.get_num_threads()
             torch.set_num_threads(1)
             self._computed.clear()  # measured afresh on one thread
@@ -210,7 +293,9 @@ class DeadlineKeeper:
         last = self.compute_s[pending[-1]] * compute_pace
         joins = self.joins_s * len(pending) / max(1, len(self.costs)) * compute_pace
         estimate = self._estimate(io_left, compute_left, last, joins)
-        if estimate <= left_s:
+        if self.checks == 1:
+            self._first = (now, estimate / self.glue)  # the lane model alone; lowered below by what is shed
+        if estimate * MARGIN <= left_s:
             return
         for cost in self.plan.shed_order:
             k = cost.key
@@ -229,11 +314,15 @@ class DeadlineKeeper:
             self.shed.append((k, io_saved))
             self.saved_s += estimate - after
             io_left, compute_left, estimate = io_after, compute_after, after
-            if estimate <= left_s:
+            if self.checks == 1:
+                self._first = (now, estimate / self.glue)
+            if estimate * MARGIN <= left_s:
                 return
 
     def stats(self, call) -> dict:
         """What the call's stats add: the deadline, the plan's prediction, what was shed."""
+        self._reads = call.read_times()
+        self._end_s = time.perf_counter()
         shed = call.shed_keys
         loss = sum(self.costs[k].loss for k in shed)
         return {
@@ -244,7 +333,7 @@ class DeadlineKeeper:
             "shed_pieces": sum(self.costs[k].pieces for k in shed),
             "shed_io_saved_chunks": sum(1 for saved in shed.values() if saved),
             "shed_saved_s": self.saved_s,
-            "threads": "one (recent calls were contended)" if self.single_thread else "one (contended)" if self.contended else "planned",
+            "threads": "one" if self.single_thread else "one (contended mid-call)" if self.contended else "planned",
             "shed_fidelity_loss": loss,
             "fidelity_loss": None if self.plan.fidelity_loss is None else self.plan.fidelity_loss + loss,
         }

@@ -30,7 +30,7 @@ from sticc.runtime.core import (
     runner_arguments,
 )
 from sticc.runtime.decode import DecodesChunks
-from sticc.runtime.elastic import DeadlineKeeper, ThreadPolicy, choose_plan, predicted_latency_s
+from sticc.runtime.elastic import Adaptation, DeadlineKeeper, choose_plan, one_thread, predicted_latency_s
 from sticc.runtime.sentence import (
     BARE_PIPELINE,
     PRECISIONS,
@@ -157,7 +157,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
     def open_family(self) -> None:
         shape = self.SHAPE
         self._tokenizer = None
-        self.thread_policy = ThreadPolicy()  # compute threads of calls with a deadline (`sticc.runtime.elastic`)
+        self.adaptation = Adaptation()  # what calls with a deadline learned (`sticc.runtime.elastic`)
         self.open_embeddings()
         globals_ = self.read_pinned(self.GLOBAL_HEADER, "global header").view(torch.float32)
         self.embed_norm_weight = globals_[: shape.hidden]
@@ -225,26 +225,30 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         if deadline_s is not None and not 0 < deadline_s < float("inf"):
             raise ValueError(f"deadline_s must be positive and finite, not {deadline_s!r}")
         if plan is None:
-            plan = choose_plan(self.PLANS, deadline_s, tokens)
+            plan = choose_plan(self.PLANS, deadline_s, tokens, self.adaptation.slowdown if keep_deadline else 1.0)
         elif not (isinstance(plan, int) and 0 <= plan < len(self.PLANS)):
             raise ValueError(f"plan must be an index below {len(self.PLANS)}")
         keeper = None
         if deadline_s is not None:
-            single = self.thread_policy.single
-            keeper = DeadlineKeeper(self.PLANS[plan], deadline_s, tokens, self.PLANNED_SEQ_LEN, keep_deadline, single)
+            keeper = DeadlineKeeper(self.PLANS[plan], deadline_s, tokens, self.PLANNED_SEQ_LEN, keep_deadline, self.adaptation)
 
         def compute(call):
             with torch.inference_mode():
                 # the embedding first, alone: its cold row reads gate every kernel
-                x = self._embed(input_ids, attention_mask, token_type_ids)
+                if keeper is not None:
+                    keeper.embedding_begins()
+                try:
+                    x = self._embed(input_ids, attention_mask, token_type_ids)
+                finally:
+                    if keeper is not None:
+                        keeper.embedding_ends()
                 self.start_io(call)
                 return self.schedule(x, attention_mask_bias(attention_mask), call)
 
-        try:
-            return self.run_call(compute, trace, plan, keeper)
-        finally:
-            if keeper is not None and keeper.shedding:
-                self.thread_policy.after(keeper.contended, keeper.single_thread)
+        result = self.run_call(compute, trace, plan, keeper)
+        if keeper is not None and keeper.shedding:
+            self.adaptation.after(keeper, self.last_stats["latency_s"])
+        return result
 
     def schedule(self, x: torch.Tensor, mask: torch.Tensor, call) -> torch.Tensor:
         """The call's plan's schedule (generated: `schedule_<plan>`)."""
@@ -388,7 +392,7 @@ class EncoderRunner(DecodesChunks, RunnerCore):
                 share_s = left_s * weights[n] / sum(weights[n:])
             hidden = self.forward(ids, mask, types, deadline_s=share_s, keep_deadline=keep_deadline)
             batch_stats.append({"texts": len(batch), "seq_len": ids.shape[1], "tokens": int(mask.sum()), "padded_tokens": ids.numel(), **self.last_stats})
-            with torch.inference_mode():
+            with torch.inference_mode(), one_thread(deadline_s is not None and keep_deadline):
                 pooled = pool(hidden, mask, pipeline.pooling, prompt_length)
                 if pipeline.normalize:
                     pooled = F.normalize(pooled, p=2, dim=-1)
