@@ -208,6 +208,23 @@ def summarize(calls: list[dict], band: dict | None) -> dict:
     }
 
 
+def shed_loss(calls: list[dict], band: dict | None) -> dict:
+    """The fidelity shedding lost, measured against predicted: every call that shed, paired with the
+    same text at the same deadline and plan without shedding (the same slowdown), its measured loss
+    minus the unshed call's, against the shed chunks' predicted loss."""
+    unshed = {(c["deadline_s"], c["input"], c["plan"]): c for c in calls if not c["shedding"]}
+    pairs = [(c, unshed[(c["deadline_s"], c["input"], c["plan"])]) for c in calls
+             if c["shedding"] and c["shed_chunks"] and (c["deadline_s"], c["input"], c["plan"]) in unshed]
+    predicted = mean([c["shed_fidelity_loss"] for c, _ in pairs])
+    measured = mean([c["measured_loss"] - off["measured_loss"] for c, off in pairs])
+    ratio = measured / predicted if predicted and measured is not None else None
+    return {
+        "pairs": len(pairs), "mean_predicted_shed_loss": predicted, "mean_measured_shed_loss": measured,
+        "measured_over_predicted": ratio,
+        "within_additivity_band": None if ratio is None or band is None else band["min_ratio"] <= ratio <= band["max_ratio"],
+    }
+
+
 def _fmt(value, spec: str = ".3f") -> str:
     if value is None:
         return "-"
@@ -236,6 +253,21 @@ def markdown(result: dict) -> str:
             f"{s['latency_over_deadline_median']:.2f} | {s['latency_over_deadline_p90']:.2f} | {s['mean_shed_chunks']:.1f} | "
             f"{_fmt(s['mean_predicted_loss'], '.4f')} | {_fmt(s['mean_measured_loss'], '.4f')} | "
             f"{_fmt(s['measured_over_predicted'], '.2f')} | {_fmt(s['within_additivity_band'])} |"
+        )
+    lines += [
+        "",
+        "The fidelity shedding lost: each call that shed against the same text, deadline and plan without shedding "
+        "(measured: the difference of their losses; predicted: the shed chunks' importance):",
+        "",
+        "| slowdown | pairs | predicted shed loss | measured shed loss | measured / predicted | in band |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in result["shed_loss"]:
+        s = row["stats"]
+        lines.append(
+            f"| {row['slowdown']} | {s['pairs']} | {_fmt(s['mean_predicted_shed_loss'], '.4f')} | "
+            f"{_fmt(s['mean_measured_shed_loss'], '.4f')} | {_fmt(s['measured_over_predicted'], '.2f')} | "
+            f"{_fmt(s['within_additivity_band'])} |"
         )
     lines += [
         "",
@@ -459,8 +491,9 @@ def texts_mode(args, slowdowns: list, sheddings: tuple) -> None:
     for call in calls:
         call["latency_over_deadline"] = call["latency_s"] / call["deadline_s"]
     band = setting["band"]
-    summary, by_deadline = [], []
+    summary, by_deadline, shed = [], [], []
     for slowdown in slowdowns:
+        shed.append({"slowdown": slowdown.name, "stats": shed_loss([c for c in calls if c["slowdown"] == slowdown.name], band)})
         for shedding in sheddings:
             group = [c for c in calls if c["slowdown"] == slowdown.name and c["shedding"] == shedding]
             summary.append({"slowdown": slowdown.name, "label": slowdown.label, "emulated": slowdown.emulated, "shedding": shedding,
@@ -473,7 +506,7 @@ def texts_mode(args, slowdowns: list, sheddings: tuple) -> None:
         **_header(args, setting, slowdowns),
         "settings": {"texts": len(texts), "deadlines_s": deadlines, "shedding": list(sheddings), "cold": True,
                      "process": "one fresh process per (slowdown, shedding, deadline); its calls in text order"},
-        "texts": texts, "summary": summary, "by_deadline": by_deadline, "calls": calls,
+        "texts": texts, "summary": summary, "shed_loss": shed, "by_deadline": by_deadline, "calls": calls,
     }
     path = args.json or ROOT / "docs" / "figures" / "elastic.json"
     _write(result, markdown(result), path)
