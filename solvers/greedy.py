@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, meets, solution
+from sticc.base.errors import InfeasibleError
 from sticc.ir.graph import JoinNode, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.plan import SolverInfo
@@ -140,17 +141,38 @@ def pinned_alike(problem: Problem, leader: Choices) -> frozenset[tuple[int, int]
     return frozenset(frozen)
 
 
+def keeps_preload(problem: Problem, leader: Choices, choices: Choices) -> bool:
+    """Whether `choices` shares `leader`'s preload set as `greedy_follow` and CP-SAT's
+    `share_preload` make plans do: the same preloaded shards at the same bits, the leader's
+    pinned-in-place groups kept alike, no other group pinned in place."""
+    if {p: c for p, c in choices.items() if c.preload} != {p: c for p, c in leader.items() if c.preload}:
+        return False
+    frozen = pinned_alike(problem, leader)
+    if any(choices[p] != leader[p] for p in frozen):
+        return False
+    for chunk in problem.graph.chunks:
+        kept = [choices[(chunk.layer, i)] for i in chunk.indices if choices[(chunk.layer, i)].bits]
+        in_place = kept and all(c.preload and c.bits == 32 for c in kept)
+        if in_place and not all((chunk.layer, i) in frozen for i in chunk.indices):
+            return False
+    return True
+
+
 def greedy_follow(problem: Problem, leader: Choices) -> Solution:
-    """The greedy plan of a looser target that shares `leader`'s preload set (an elastic runner's
-    plans): from the leader's plan, which is feasible at any looser latency with the same pool,
-    every shard it may change (`pinned_alike`), most important first, takes its most important
-    version that keeps the plan feasible (kept shards may also be added back)."""
+    """The greedy plan of another target that shares `leader`'s preload set (an elastic runner's
+    plans). It starts from the leader's plan where that meets the targets (a looser target), else
+    from the leader's preload set alone with every other shard dropped; then every shard it may
+    change (`pinned_alike`), most important first, takes its most important version that keeps
+    the plan feasible (dropped shards may come back). InfeasibleError when even the preload set
+    alone misses the targets."""
     start_s = time.perf_counter()
     checker = Checker(problem)
-    if not checker.feasible(leader):
-        raise ValueError("the leader's plan does not meet the follower's targets: a follower's latency target must be looser")
     frozen = pinned_alike(problem, leader)
     choices = dict(leader)
+    if not checker.feasible(choices):
+        choices = {p: c if p in frozen else ShardChoice(p[0], p[1], 0) for p, c in leader.items()}
+        if not checker.feasible(choices):
+            raise InfeasibleError("the shared preload set alone misses this target")
     for position in sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p)):
         if position in frozen:
             continue
