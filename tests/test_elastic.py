@@ -26,7 +26,7 @@ from sticc.ir.lower import lower
 from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store, write_store
 from sticc.runtime.core import ChunkCost, LengthRow, PlanTable, PoolLayout, StoreReader
-from sticc.runtime.elastic import choose_plan, predicted_latency_s
+from sticc.runtime.elastic import CONTENDED_CALLS, Adaptation, choose_plan, one_thread, predicted_latency_s
 
 TARGETS_S = (0.6e-3, 1e-3, 2e-3)
 MEMORY = 60_000
@@ -63,7 +63,6 @@ def _ids(store, length: int = SEQ_LEN) -> torch.Tensor:
 def test_plans_share_one_preload_set_and_more_time_is_never_less_faithful(store, plans):
     importance = synthetic_importance(store)
     assert [p.targets.latency_s for p in plans] == sorted(TARGETS_S, reverse=True)  # most faithful first
-    assert preload_set(plans[0])  # the tight plan preloads something worth sharing
     assert all(preload_set(p) == preload_set(plans[-1]) for p in plans)
     losses = [p.predicted.fidelity_loss for p in plans]
     assert losses == sorted(losses)
@@ -248,3 +247,50 @@ def test_a_decoder_takes_no_elastic_plans(tiny_decoders):
     store = Store.open(tiny_decoders["llama"][1])
     with pytest.raises(UserError, match="decoder"):
         plan_elastic(store, synthetic_device(store), synthetic_importance(store), 8, [1e-3, 2e-3], None)
+
+
+# -- what a runner learns from its calls --------------------------------------------------------
+
+
+class _Keeper:
+    """What `Adaptation.after` reads of a finished call's keeper."""
+
+    def __init__(self, single: bool, contended: bool = False, compute_pace=None, predicted_s=0.01, saved_s=0.0) -> None:
+        self.single_thread, self.contended, self.on_one_thread = single, contended, single or contended
+        self._compute_pace, self.predicted_s, self.saved_s = compute_pace, predicted_s, saved_s
+
+    def call_paces(self):
+        return 1.0, self._compute_pace, None
+
+
+def test_calls_run_on_one_thread_while_it_affords_the_deadline():
+    adaptation = Adaptation()
+    assert adaptation.single_for(0.015, 0.02)  # the one-thread pace is unknown: the first call measures it
+    adaptation.after(_Keeper(single=True, compute_pace=1.5), latency_s=0.012)
+    assert adaptation.single_for(0.01, 0.02)  # 10 ms x 1.5 x margin fits 20 ms
+    assert not adaptation.single_for(0.015, 0.02)  # 15 ms x 1.5 does not: the planned threads
+    adaptation.after(_Keeper(single=False, contended=True), latency_s=0.05)  # another process on the cores
+    assert all(adaptation.single_for(0.015, 0.02) for _ in range(3))
+    for _ in range(CONTENDED_CALLS):
+        adaptation.after(_Keeper(single=True, compute_pace=1.5), latency_s=0.012)
+    assert not adaptation.single_for(0.015, 0.02)  # the contention is forgotten after CONTENDED_CALLS calls
+
+
+def test_recent_slow_calls_make_the_plan_choice_cautious():
+    adaptation = Adaptation()
+    assert adaptation.slowdown == 1.0
+    adaptation.after(_Keeper(single=True, compute_pace=1.0, predicted_s=0.02, saved_s=0.01), latency_s=0.03)
+    assert adaptation.slowdown == pytest.approx(2.0)  # (30 ms + 10 ms saved by shedding) / 20 ms predicted
+    adaptation.after(_Keeper(single=True, compute_pace=1.0, predicted_s=0.02), latency_s=0.01)
+    assert adaptation.slowdown == pytest.approx(1.25)  # averaged with a fast call
+    plans = (_table("80ms", (0.03, 0.05, 0.08)), _table("40ms", (0.012, 0.025, 0.04)))
+    assert choose_plan(plans, 0.05, 32) == 0 and choose_plan(plans, 0.05, 32, slowdown=1.25) == 1
+
+
+def test_one_thread_restores_torch_threads():
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with one_thread(active=False):
+        assert torch.get_num_threads() == before

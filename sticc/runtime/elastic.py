@@ -14,9 +14,10 @@ text, so this overestimates a batch (never under). When recent calls ran slower 
 Keeping the deadline (`DeadlineKeeper`): before each chunk the compute lane asks whether the rest
 of the call still fits. It estimates the rest from the plan's chunk costs, scaled to the call's
 length and by the pace each lane has shown over its latest chunks in this call (measured over
-predicted seconds, from a prior at the pace of recent calls): the IO lane's unread work plus the
-last chunk's compute, or the compute lane's remaining work, whichever is longer, plus the
-remaining joins, times the glue (how far recent calls' rest outran this estimate). When that, with
+predicted seconds, from a prior at the pace of recent calls): the pending chunks through the two
+lanes in load order (each read after the last, each computed after its read and the chunk
+before), plus the remaining joins, times the glue (how far recent calls' rest outran this
+estimate). When that, with
 a `MARGIN`, passes the deadline it sheds pending chunks in the shed order, each only if it
 shortens the estimate (a preloaded chunk saves nothing while the call waits on reads), until the
 rest fits. A chunk the IO lane has not claimed is never read; one it has saves only its compute.
@@ -48,7 +49,7 @@ RECENT_CHUNKS = 8  # a lane's pace is measured over its latest chunks: it follow
 PACE_PRIOR_S = 2e-3  # the IO lane's
 COMPUTE_PRIOR_S = 0.5e-3  # the compute lane's
 MARGIN = 1.15  # the rest of a call must fit this many times over: its estimate is a median, the deadline a bound
-CONTENDED_PACE = 2.0  # the compute lane this much slower than predicted: another process holds a core
+CONTENDED_PACE = 2.5  # the compute lane this much slower than predicted: another process holds a core
 CONTENDED_CALLS = 64  # calls that run on one thread after a call that found another process on its cores
 
 
@@ -187,6 +188,7 @@ class DeadlineKeeper:
         self._reads = {}
         self._first = None  # (time, the estimated rest of the call) at the first check, after shedding
         self._end_s = None
+        self._late = False  # the call ran CONTENDED_PACE times longer than estimated at its first check
 
     def start(self, call, start_s: float) -> None:
         self.start_s = start_s
@@ -213,8 +215,10 @@ class DeadlineKeeper:
 
     @property
     def contended(self) -> bool:
-        """Whether the call found another process on its cores (and went on one thread)."""
-        return self._threads is not None and not self.single_thread
+        """Whether the call, on the planned threads, found another process on its cores: its chunks
+        ran `CONTENDED_PACE` times slower than predicted (it went on one thread), or the whole call
+        did (a plan of few chunks can end before the chunks tell)."""
+        return not self.single_thread and (self._threads is not None or self._late)
 
     # -- the compute lane reports -------------------------------------------------------------
 
@@ -266,10 +270,18 @@ class DeadlineKeeper:
         """Whether the compute lane shares its cores: its latest chunks ran `CONTENDED_PACE` times
         slower than predicted (chunk compute only: the embedding's time is mostly its cold reads)."""
         latest = self._computed[-RECENT_CHUNKS:]
-        return bool(latest) and sum(m for _, m in latest) > CONTENDED_PACE * sum(p for p, _ in latest) + COMPUTE_PRIOR_S
+        # two chunks at least, and a millisecond lost: one slow chunk (the other thread waking up) is no contention
+        return len(latest) >= 2 and sum(m for _, m in latest) > CONTENDED_PACE * sum(p for p, _ in latest) + 2 * COMPUTE_PRIOR_S
 
-    def _estimate(self, io_left_s: float, compute_left_s: float, last_s: float, joins_s: float) -> float:
-        return (max(compute_left_s, io_left_s + last_s) + joins_s) * self.glue
+    def _rest_s(self, items: list, joins_s: float) -> float:
+        """The rest of the call: `items`, (IO seconds, compute seconds) of each chunk left in load
+        order, through the two lanes (the IO lane reads them one after another; a chunk computes
+        after its read and the previous chunk), then the joins; times the glue."""
+        io_end = compute_end = 0.0
+        for io_s, compute_s in items:
+            io_end += io_s
+            compute_end = max(compute_end, io_end if io_s else 0.0) + compute_s
+        return (compute_end + joins_s) * self.glue
 
     def before(self, call, key: int) -> None:
         """Before chunk `key`: shed what the rest of the call cannot afford."""
@@ -288,11 +300,13 @@ class DeadlineKeeper:
         pending = sorted(self.pending)
         if not pending:
             return
-        io_left = sum(self.costs[k].io_s for k in pending if k not in read) * io_pace
-        compute_left = sum(self.compute_s[k] for k in pending) * compute_pace
-        last = self.compute_s[pending[-1]] * compute_pace
+        # each pending chunk's lanes' work: no IO once read; a shed chunk already claimed still reads
+        work = {k: ((0.0 if k in read else self.costs[k].io_s * io_pace), self.compute_s[k] * compute_pace) for k in pending}
+        claimed_shed = [k for k, saved in self.shed if not saved and k >= key and k not in read]
+        for k in claimed_shed:
+            work[k] = (self.costs[k].io_s * io_pace, 0.0)
         joins = self.joins_s * len(pending) / max(1, len(self.costs)) * compute_pace
-        estimate = self._estimate(io_left, compute_left, last, joins)
+        estimate = self._rest_s([work[k] for k in sorted(work)], joins)
         if self.checks == 1:
             self._first = (now, estimate / self.glue)  # the lane model alone; lowered below by what is shed
         if estimate * MARGIN <= left_s:
@@ -302,27 +316,38 @@ class DeadlineKeeper:
             if k not in self.pending:
                 continue
             io_saved = k not in read and not call.claimed(k)
-            io_after = io_left - (cost.io_s * io_pace if io_saved else 0.0)
-            compute_after = compute_left - self.compute_s[k] * compute_pace
-            rest = [p for p in pending if p != k and p in self.pending]
-            last_after = self.compute_s[rest[-1]] * compute_pace if rest else 0.0
-            after = self._estimate(io_after, compute_after, last_after, joins)
+            trial = dict(work)
+            if io_saved:
+                del trial[k]
+            else:
+                trial[k] = (trial[k][0], 0.0)
+            after = self._rest_s([trial[j] for j in sorted(trial)], joins)
             if after >= estimate - 1e-12:
                 continue  # shedding it would not shorten the call
             call.shed(k)
             self.pending.discard(k)
             self.shed.append((k, io_saved))
             self.saved_s += estimate - after
-            io_left, compute_left, estimate = io_after, compute_after, after
+            work, estimate = trial, after
             if self.checks == 1:
                 self._first = (now, estimate / self.glue)
             if estimate * MARGIN <= left_s:
                 return
 
+    def _threads_used(self) -> str:
+        if self.single_thread:
+            return "one"
+        if self._threads is not None:
+            return "one (contended mid-call)"
+        return "planned (contended)" if self._late else "planned"
+
     def stats(self, call) -> dict:
         """What the call's stats add: the deadline, the plan's prediction, what was shed."""
         self._reads = call.read_times()
         self._end_s = time.perf_counter()
+        if self._first is not None:
+            first_s, rest_s = self._first
+            self._late = self._end_s - self.start_s > CONTENDED_PACE * (first_s - self.start_s + rest_s) + 2 * PACE_PRIOR_S
         shed = call.shed_keys
         loss = sum(self.costs[k].loss for k in shed)
         return {
@@ -333,7 +358,7 @@ class DeadlineKeeper:
             "shed_pieces": sum(self.costs[k].pieces for k in shed),
             "shed_io_saved_chunks": sum(1 for saved in shed.values() if saved),
             "shed_saved_s": self.saved_s,
-            "threads": "one" if self.single_thread else "one (contended mid-call)" if self.contended else "planned",
+            "threads": self._threads_used(),
             "shed_fidelity_loss": loss,
             "fidelity_loss": None if self.plan.fidelity_loss is None else self.plan.fidelity_loss + loss,
         }
