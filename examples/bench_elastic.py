@@ -208,13 +208,17 @@ def summarize(calls: list[dict], band: dict | None) -> dict:
     }
 
 
-def shed_loss(calls: list[dict], band: dict | None) -> dict:
-    """The fidelity shedding lost, measured against predicted: every call that shed, paired with the
-    same text at the same deadline and plan without shedding (the same slowdown), its measured loss
-    minus the unshed call's, against the shed chunks' predicted loss."""
+def shed_pairs(calls: list[dict]) -> list[tuple[dict, dict]]:
+    """Every call of one slowdown that shed, paired with the same text at the same deadline and plan
+    without shedding."""
     unshed = {(c["deadline_s"], c["input"], c["plan"]): c for c in calls if not c["shedding"]}
-    pairs = [(c, unshed[(c["deadline_s"], c["input"], c["plan"])]) for c in calls
-             if c["shedding"] and c["shed_chunks"] and (c["deadline_s"], c["input"], c["plan"]) in unshed]
+    return [(c, unshed[(c["deadline_s"], c["input"], c["plan"])]) for c in calls
+            if c["shedding"] and c["shed_chunks"] and (c["deadline_s"], c["input"], c["plan"]) in unshed]
+
+
+def shed_loss(pairs: list[tuple[dict, dict]], band: dict | None) -> dict:
+    """The fidelity shedding lost, measured against predicted (`shed_pairs`): the shed call's
+    measured loss minus the unshed call's, against the shed chunks' predicted loss."""
     predicted = mean([c["shed_fidelity_loss"] for c, _ in pairs])
     measured = mean([c["measured_loss"] - off["measured_loss"] for c, off in pairs])
     ratio = measured / predicted if predicted and measured is not None else None
@@ -491,9 +495,13 @@ def texts_mode(args, slowdowns: list, sheddings: tuple) -> None:
     for call in calls:
         call["latency_over_deadline"] = call["latency_s"] / call["deadline_s"]
     band = setting["band"]
-    summary, by_deadline, shed = [], [], []
+    summary, by_deadline, shed, every_pair = [], [], [], []
     for slowdown in slowdowns:
-        shed.append({"slowdown": slowdown.name, "stats": shed_loss([c for c in calls if c["slowdown"] == slowdown.name], band)})
+        pairs = shed_pairs([c for c in calls if c["slowdown"] == slowdown.name])
+        every_pair += pairs
+        shed.append({"slowdown": slowdown.name, "stats": shed_loss(pairs, band)})
+    shed.append({"slowdown": "all", "stats": shed_loss(every_pair, band)})
+    for slowdown in slowdowns:
         for shedding in sheddings:
             group = [c for c in calls if c["slowdown"] == slowdown.name and c["shedding"] == shedding]
             summary.append({"slowdown": slowdown.name, "label": slowdown.label, "emulated": slowdown.emulated, "shedding": shedding,

@@ -58,7 +58,7 @@ def main() -> None:
     shared = {p.targets.latency_s: p for p in plan_elastic(store, device, importance, args.seq_len, targets, memory, "cpsat", limit_s)}
     elastic_wall_s = time.perf_counter() - start
     rows = []
-    print(f"| target | alone: loss (bound) | shared: loss (bound) | price | alone preload | shared preload |")
+    print("| target | alone: loss (bound) | shared: loss (bound) | price | alone preload | shared preload |")
     print("|---|---|---|---|---|---|")
     for latency_s in targets:
         a, s = alone[latency_s], _row(shared[latency_s], float("nan"))
