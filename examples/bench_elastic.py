@@ -283,14 +283,25 @@ def markdown(result: dict) -> str:
     ]
     for row in result["by_deadline"]:
         s = row["stats"]
-        plans = ", ".join(f"{name} x{n}" for name, n in sorted(s["plans"].items()))
         lines.append(
-            f"| {row['slowdown']}{' (emulated)' if row['emulated'] else ''} | {'on' if row['shedding'] else 'off'} | "
-            f"{1e3 * row['deadline_s']:g} ms | {s['met_deadline_share']:.0%} | {s['latency_over_deadline_median']:.2f} | "
-            f"{s['latency_over_deadline_p90']:.2f} | {s['mean_shed_chunks']:.1f} | {plans} | "
-            f"{_fmt(s['mean_predicted_loss'], '.4f')} | {_fmt(s['mean_measured_loss'], '.4f')} |"
+            f"| {_cell_label(row)} | {1e3 * row['deadline_s']:g} ms | {s['met_deadline_share']:.0%} | "
+            f"{s['latency_over_deadline_median']:.2f} | {s['latency_over_deadline_p90']:.2f} | {s['mean_shed_chunks']:.1f} | "
+            f"{_plans_cell(s)} | {_losses_cells(s)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cell_label(row: dict) -> str:
+    """A table row's slowdown (marked when emulated) and shedding columns."""
+    return f"{row['slowdown']}{' (emulated)' if row['emulated'] else ''} | {'on' if row['shedding'] else 'off'}"
+
+
+def _plans_cell(stats: dict) -> str:
+    return ", ".join(f"{name} x{n}" for name, n in sorted(stats["plans"].items()))
+
+
+def _losses_cells(stats: dict) -> str:
+    return f"{_fmt(stats['mean_predicted_loss'], '.4f')} | {_fmt(stats['mean_measured_loss'], '.4f')}"
 
 
 def lengths_markdown(result: dict) -> str:
@@ -305,11 +316,9 @@ def lengths_markdown(result: dict) -> str:
     ]
     for row in result["by_length"]:
         s = row["stats"]
-        plans = ", ".join(f"{name} x{n}" for name, n in sorted(s["plans"].items()))
         lines.append(
-            f"| {row['slowdown']}{' (emulated)' if row['emulated'] else ''} | {'on' if row['shedding'] else 'off'} | "
-            f"{row['tokens']} | {plans} | {s['met_deadline_share']:.0%} | {s['latency_over_deadline_median']:.2f} | "
-            f"{s['mean_shed_chunks']:.1f} | {_fmt(s['mean_predicted_loss'], '.4f')} | {_fmt(s['mean_measured_loss'], '.4f')} |"
+            f"| {_cell_label(row)} | {row['tokens']} | {_plans_cell(s)} | {s['met_deadline_share']:.0%} | "
+            f"{s['latency_over_deadline_median']:.2f} | {s['mean_shed_chunks']:.1f} | {_losses_cells(s)} |"
         )
     lines += ["", "More tokens never get a more faithful plan than fewer:", ""]
     for check in result["monotone"]:
