@@ -477,6 +477,17 @@ def _cells_calls(cells: list[tuple[dict, dict]], references: list) -> list[dict]
     return calls
 
 
+def _cell(setting: dict, kind: str, label: str, slowdown, shedding: bool, deadline_s: float, indices: list, inputs: list) -> tuple[dict, dict]:
+    """One cell (a fresh process): its spec for the worker, and the fields its calls get."""
+    spec = {
+        "cell": f"{slowdown.name}, shedding {'on' if shedding else 'off'}, {label}",
+        "kind": kind, "runner": str(setting["runner_path"]), "store": str(setting["store"]),
+        "slowdown": asdict(slowdown), "shedding": shedding, "deadline_s": deadline_s,
+        "profiled_read_Bps": setting["profiled_read_Bps"], "indices": indices, "inputs": inputs,
+    }
+    return spec, {"slowdown": slowdown.name, "emulated": slowdown.emulated, "shedding": shedding, "deadline_s": deadline_s}
+
+
 def texts_mode(args, slowdowns: list, sheddings: tuple) -> None:
     setting = _setting(args)
     deadlines = _seconds_list(args.deadlines) if args.deadlines else sorted(p.latency_target_s for p in setting["plans"] if p.latency_target_s)
@@ -492,14 +503,9 @@ def texts_mode(args, slowdowns: list, sheddings: tuple) -> None:
     for deadline_s in deadlines:
         for slowdown in slowdowns:
             for shedding in sheddings:
-                spec = {
-                    "cell": f"{slowdown.name}, shedding {'on' if shedding else 'off'}, {1e3 * deadline_s:g} ms",
-                    "kind": "texts", "runner": str(setting["runner_path"]), "store": str(setting["store"]),
-                    "slowdown": asdict(slowdown), "shedding": shedding, "deadline_s": deadline_s,
-                    "profiled_read_Bps": setting["profiled_read_Bps"], "indices": list(range(len(texts))), "inputs": texts,
-                }
-                fields = {"slowdown": slowdown.name, "emulated": slowdown.emulated, "shedding": shedding, "deadline_s": deadline_s}
-                cells.append((spec, fields))
+                cells.append(_cell(
+                    setting, "texts", f"{1e3 * deadline_s:g} ms", slowdown, shedding, deadline_s, list(range(len(texts))), texts,
+                ))
     calls = _cells_calls(cells, references)
     for call in calls:
         call["latency_over_deadline"] = call["latency_s"] / call["deadline_s"]
@@ -555,15 +561,10 @@ def lengths_mode(args, slowdowns: list, sheddings: tuple) -> None:
     for tokens in lengths:
         for slowdown in slowdowns:
             for shedding in sheddings:
-                spec = {
-                    "cell": f"{slowdown.name}, shedding {'on' if shedding else 'off'}, {tokens} tokens",
-                    "kind": "ids", "runner": str(setting["runner_path"]), "store": str(setting["store"]),
-                    "slowdown": asdict(slowdown), "shedding": shedding, "deadline_s": deadline_s,
-                    "profiled_read_Bps": setting["profiled_read_Bps"],
-                    "indices": [i for i, _ in inputs[tokens]], "inputs": [ids for _, ids in inputs[tokens]],
-                }
-                fields = {"slowdown": slowdown.name, "emulated": slowdown.emulated, "shedding": shedding, "deadline_s": deadline_s}
-                cells.append((spec, fields))
+                cells.append(_cell(
+                    setting, "ids", f"{tokens} tokens", slowdown, shedding, deadline_s,
+                    [i for i, _ in inputs[tokens]], [ids for _, ids in inputs[tokens]],
+                ))
     calls = _cells_calls(cells, references)
     order = {plan.name: n for n, plan in enumerate(setting["plans"])}  # 0: the most faithful
     by_length, monotone = [], []
