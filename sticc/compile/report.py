@@ -28,7 +28,6 @@ plan's timeline. A single plan with a `shed_order` gets its deadline ranges and 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -46,6 +45,8 @@ from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_files_atomic
 from sticc.base.schema import Part, read_file
 from sticc.ir.plan import Event, EventKind, Lane, PlanFile
+from sticc.runtime.core import LengthRow
+from sticc.runtime.elastic import latency_at
 
 REPORT_MD = "report.md"
 TIMELINE_SVG = "timeline.svg"
@@ -660,26 +661,15 @@ def _ms_value(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class LatencyCurve:
-    """A plan's predicted latency at the planned percentile by input tokens, as the runner reads it
-    (`sticc.runtime.elastic.predicted_latency_s`): `by_length`'s points interpolated linearly (flat
-    before the first, linear past the last two), made non-decreasing in length: never less than at
-    fewer tokens."""
+    """A plan's predicted latency at the planned percentile by input tokens, read as the runner
+    reads it (`sticc.runtime.elastic.latency_at`): `by_length`'s points interpolated linearly (flat
+    before the first, linear past the last two), never less than at fewer tokens."""
 
     points: tuple[tuple[int, float], ...]  # (tokens, seconds), tokens increasing
 
-    def linear_s(self, tokens: float) -> float:
-        """The points interpolated at `tokens`: flat before the first, linear past the last two."""
-        if len(self.points) == 1 or tokens <= self.points[0][0]:
-            return self.points[0][1]
-        for (t0, s0), (t1, s1) in itertools.pairwise(self.points):
-            if tokens <= t1 or t1 == self.points[-1][0]:
-                return s0 + (s1 - s0) * (tokens - t0) / (t1 - t0)
-        raise AssertionError("unreachable: the last pair always answers")
-
     def at(self, tokens: float) -> float:
-        """The latency (seconds) of a call of `tokens` tokens (batch x padded length): the
-        interpolation's running maximum, never below a point at fewer tokens."""
-        return max([self.linear_s(tokens), *(s for t, s in self.points if t < tokens)])
+        """The latency (seconds) of a call of `tokens` tokens (batch x padded length)."""
+        return latency_at(tuple(LengthRow(t, s, 0.0, 0.0, 0.0) for t, s in self.points), tokens)
 
 
 def latency_curve(plan: dict) -> LatencyCurve | None:

@@ -79,13 +79,17 @@ def interpolate(rows: tuple, tokens: int, field: str) -> float:
     raise AssertionError("unreachable")
 
 
+def latency_at(rows: tuple, tokens: int) -> float:
+    """The planned-percentile latency of `LengthRow`s (by increasing length) at `tokens`:
+    interpolated, never less than at fewer tokens."""
+    below = [row.planned_latency_s for row in rows if row.seq_len < tokens]
+    return max([interpolate(rows, tokens, "planned_latency_s"), *below])
+
+
 def predicted_latency_s(plan: PlanTable, tokens: int):
     """The plan's latency at the planned percentile for a call of `tokens` (batch x padded length),
-    never less than at fewer tokens; None without a length table."""
-    if not plan.lengths:
-        return None
-    below = [row.planned_latency_s for row in plan.lengths if row.seq_len < tokens]
-    return max([interpolate(plan.lengths, tokens, "planned_latency_s"), *below])
+    never less than at fewer tokens (`latency_at`); None without a length table."""
+    return latency_at(plan.lengths, tokens) if plan.lengths else None
 
 
 def choose_plan(plans: tuple, deadline_s, tokens: int, slowdown: float = 1.0) -> int:
