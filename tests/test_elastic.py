@@ -19,7 +19,7 @@ from solvers.greedy import greedy_follow, pinned_alike
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
 from sticc.cli.main import main
-from sticc.compile.elastic import plan_elastic, preload_set
+from sticc.compile.elastic import plan_elastic
 from sticc.compile.planner import predict_given_plan
 from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
@@ -51,6 +51,11 @@ def elastic_runner(store, plans, tmp_path_factory):
     out = tmp_path_factory.mktemp("elastic") / "out"
     write_output(out, emit_runner(store, plans[0], store.path, plans[1:]))
     return load_runner(out / "runner.py").Runner(str(store.path))
+
+
+def preload_set(plan) -> dict:
+    """{(layer, index): bits} of a plan's preloaded shards."""
+    return {(c.layer, c.index): c.bits for c in plan.shards if c.preload}
 
 
 def _ids(store, length: int = SEQ_LEN) -> torch.Tensor:

@@ -36,11 +36,6 @@ from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceProfile
 
 
-def preload_set(plan: Plan) -> dict[tuple[int, int], int]:
-    """{(layer, index): bits} of a plan's preloaded shards."""
-    return {(c.layer, c.index): c.bits for c in plan.shards if c.preload}
-
-
 def plan_elastic(
     store: Store,
     device: DeviceProfile,
@@ -90,7 +85,7 @@ def plan_elastic(
                 store, device, importance, seq_len, latency_s, memory_bytes, solver, half_s, spc, shared_preload=leader,
             )
         solved()
-        if preload_set(plan) != {p: c.bits for p, c in leader.items() if c.preload}:
+        if not keeps_preload(problem, leader, by_position(plan.shards)):
             raise AssertionError(f"the {latency_s * 1e3:g} ms plan does not keep the shared preload set")
         plans.append(plan)
     for n in range(1, len(plans)):

@@ -665,11 +665,11 @@ class LatencyCurve:
     reads it (`sticc.runtime.elastic.latency_at`): `by_length`'s points interpolated linearly (flat
     before the first, linear past the last two), never less than at fewer tokens."""
 
-    points: tuple[tuple[int, float], ...]  # (tokens, seconds), tokens increasing
+    rows: tuple[LengthRow, ...]  # by increasing tokens; only their latencies are read
 
     def at(self, tokens: float) -> float:
         """The latency (seconds) of a call of `tokens` tokens (batch x padded length)."""
-        return latency_at(tuple(LengthRow(t, s, 0.0, 0.0, 0.0) for t, s in self.points), tokens)
+        return latency_at(self.rows, tokens)
 
 
 def latency_curve(plan: dict) -> LatencyCurve | None:
@@ -681,7 +681,7 @@ def latency_curve(plan: dict) -> LatencyCurve | None:
         if latency_s is None:
             return None
         points[int((plan.get("targets") or {}).get("seq_len") or 1)] = float(latency_s)
-    return LatencyCurve(tuple(sorted(points.items())))
+    return LatencyCurve(tuple(LengthRow(t, s, 0.0, 0.0, 0.0) for t, s in sorted(points.items())))
 
 
 def _planned_s(record: dict) -> float | None:

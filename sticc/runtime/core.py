@@ -990,6 +990,10 @@ class RunnerCore:
         self._pin_loads()
         self.open_family()
         self.io_lane = IOLane(self.LOADS, self.reader, self.pool.buffer)
+        # each plan's streamed chunks, in load order: what the IO lane walks in a call of that plan
+        self._streamed = tuple(
+            tuple(load for load in self.LOADS[plan.first_key : plan.stop_key] if load.ring_nbytes) for plan in self.PLANS
+        )
         if warm_up:
             self.warm_up()
         # start every row-reader thread now (the pool creates them lazily)
@@ -1125,8 +1129,7 @@ class RunnerCore:
             self.reader.start_cap_clock()
             self.pool.ring.reset()
             table = self.PLANS[plan]
-            streamed = tuple(load for load in self.LOADS[table.first_key : table.stop_key] if load.ring_nbytes)
-            call = Call(trace, plan, streamed, self.pool.ring)
+            call = Call(trace, plan, self._streamed[plan], self.pool.ring)
             call.keeper = keeper
             if keeper is not None:
                 keeper.start(call, start_s)
@@ -1141,7 +1144,7 @@ class RunnerCore:
                 if self._io_started:
                     call.wait_done()
                 if keeper is not None:
-                    keeper.end()
+                    keeper.end(call)
             stats = {
                 "latency_s": time.perf_counter() - start_s,
                 "peak_weight_bytes": self.pool.peak_bytes,

@@ -182,13 +182,11 @@ class DeadlineKeeper:
         self.costs = {c.key: c for c in plan.shed_order}
         self.compute_s = {c.key: c.compute_s * compute_factor for c in plan.shed_order}
         self.pending = set(self.costs)  # neither started nor shed
-        self.shed: list = []  # (key, IO saved) in the order shed
         self.saved_s = 0.0
         self._started_s = {}
         self._computed = []  # (predicted, measured) compute seconds of the chunks computed, in order
         self.checks = 0
         self._threads = None  # torch's threads before the keeper reduced them (None: not reduced)
-        self._embed_threads = None
         self._reads = {}
         self._first = None  # (time, the estimated rest of the call) at the first check, after shedding
         self._end_s = None
@@ -200,17 +198,6 @@ class DeadlineKeeper:
         if self.single_thread and torch.get_num_threads() > 1:
             self._threads = torch.get_num_threads()
             torch.set_num_threads(1)
-
-    def embedding_begins(self) -> None:
-        """A call keeping a deadline embeds on one thread (see the module's docstring)."""
-        if self.shedding and torch.get_num_threads() > 1:
-            self._embed_threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-
-    def embedding_ends(self) -> None:
-        if self._embed_threads is not None:
-            torch.set_num_threads(self._embed_threads)
-            self._embed_threads = None
 
     @property
     def on_one_thread(self) -> bool:
@@ -235,10 +222,16 @@ class DeadlineKeeper:
         if started is not None and key in self.compute_s:
             self._computed.append((self.compute_s[key], time.perf_counter() - started))
 
-    def end(self) -> None:
-        """The call is over: torch's threads as they were."""
+    def end(self, call) -> None:
+        """The call is over: torch's threads as they were; what it read and when it ended, and
+        whether it ran `CONTENDED_PACE` times over its first estimate."""
         if self._threads is not None:
             torch.set_num_threads(self._threads)
+        self._reads = call.read_times()
+        self._end_s = time.perf_counter()
+        if self._first is not None:
+            first_s, rest_s = self._first
+            self._late = self._end_s - self.start_s > CONTENDED_PACE * (first_s - self.start_s + rest_s) + 2 * PACE_PRIOR_S
 
     # -- paces and the estimate ------------------------------------------------------------------
 
@@ -306,7 +299,7 @@ class DeadlineKeeper:
             return
         # each pending chunk's lanes' work: no IO once read; a shed chunk already claimed still reads
         work = {k: ((0.0 if k in read else self.costs[k].io_s * io_pace), self.compute_s[k] * compute_pace) for k in pending}
-        claimed_shed = [k for k, saved in self.shed if not saved and k >= key and k not in read]
+        claimed_shed = [k for k, saved in call.shed_keys.items() if not saved and k not in read]
         for k in claimed_shed:
             work[k] = (self.costs[k].io_s * io_pace, 0.0)
         joins = self.joins_s * len(pending) / max(1, len(self.costs)) * compute_pace
@@ -328,9 +321,10 @@ class DeadlineKeeper:
             after = self._rest_s([trial[j] for j in sorted(trial)], joins)
             if after >= estimate - 1e-12:
                 continue  # shedding it would not shorten the call
-            call.shed(k)
+            if call.shed(k) != io_saved:  # the IO lane claimed it meanwhile: it is read after all
+                trial[k] = (work[k][0], 0.0)
+                after = self._rest_s([trial[j] for j in sorted(trial)], joins)
             self.pending.discard(k)
-            self.shed.append((k, io_saved))
             self.saved_s += estimate - after
             work, estimate = trial, after
             if self.checks == 1:
@@ -346,12 +340,7 @@ class DeadlineKeeper:
         return "planned (contended)" if self._late else "planned"
 
     def stats(self, call) -> dict:
-        """What the call's stats add: the deadline, the plan's prediction, what was shed."""
-        self._reads = call.read_times()
-        self._end_s = time.perf_counter()
-        if self._first is not None:
-            first_s, rest_s = self._first
-            self._late = self._end_s - self.start_s > CONTENDED_PACE * (first_s - self.start_s + rest_s) + 2 * PACE_PRIOR_S
+        """What the call's stats add (after `end`): the deadline, the plan's prediction, what was shed."""
         shed = call.shed_keys
         loss = sum(self.costs[k].loss for k in shed)
         return {

@@ -234,14 +234,10 @@ class EncoderRunner(DecodesChunks, RunnerCore):
 
         def compute(call):
             with torch.inference_mode():
-                # the embedding first, alone: its cold row reads gate every kernel
-                if keeper is not None:
-                    keeper.embedding_begins()
-                try:
+                # the embedding first, alone: its cold row reads gate every kernel (on one thread
+                # when keeping a deadline: `sticc.runtime.elastic`)
+                with one_thread(keeper is not None and keeper.shedding):
                     x = self._embed(input_ids, attention_mask, token_type_ids)
-                finally:
-                    if keeper is not None:
-                        keeper.embedding_ends()
                 self.start_io(call)
                 return self.schedule(x, attention_mask_bias(attention_mask), call)
 
