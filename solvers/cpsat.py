@@ -51,18 +51,29 @@ from functools import reduce
 from ortools.sat.python import cp_model, cp_model_helper
 
 from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, meets, solution
+from solvers.greedy import keeps_preload
+from solvers.priced import Pricing, improve, priced_rounding
+from solvers.tiers import ScratchTier, capacity_bound, scratch_of, scratch_tiers, tier_of
 from sticc.base.errors import InfeasibleError
 from sticc.ir.graph import PartCosts, ShardChoice
 from sticc.ir.lower import Problem
 from sticc.ir.plan import SolverInfo
 
-TIME_RESOLUTION = 100_000  # ticks per reference latency (the target, or an upper bound without one)
+TIME_RESOLUTION = 100_000  # ticks per reference latency (the target, or an upper bound without one), at least
+ROUNDING_TICKS_PER_SLOT = 4  # duration constraints per slot (IO, cap, compute, a join at most), each rounded up
+ROUNDING_SHARE = 1e-4  # the resolution grows with the slots so that rounding adds at most this share of the target
 SUB_TICKS = 1_000  # durations are summed in 1/SUB_TICKS ticks and rounded up once per constraint
 IMPORTANCE_RESOLUTION = 1_000_000_000  # objective units for the summed importance of every shard at full bits
 CAP_RESOLUTION = 100_000  # the bandwidth cap as a fraction num/den with num about this large
 TWO_WORKER_SUBSOLVERS = ["max_lp", "lb_tree_search"]
 MAX_SUBSET_CUT_MEMBERS = 6  # groups up to this size get every subset cut (2^k - 1 rows)
-FILL_SHARE = 0.1  # of the time limit, at most, for the `_fill` hint heuristic
+PRESOLVE = False  # measured: presolve took 0.25 s of each BERT-base tier's run and left the root LP's bound as it was
+REPAIR_S = 0.05  # a run's plans past the target get at least this long to be repaired
+STOP_MARGIN_S = 0.1  # CP-SAT stops this much past its time limit at most (measured: 0.03-0.08 s on BERT-base)
+FIRST_SHARE = 0.5  # of the time left, for the first run of the incumbent's tier
+AGAIN_S = 0.05  # the incumbent's tier runs again when at least this much time is left
+OPTIMAL_GAP = 1e-6  # a gap this small is proven optimality (importance is rounded to 1e-9 of the total per shard)
+START_SHARE = 0.25  # of the time limit, at most, for the priced starting plans
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,7 +95,9 @@ class Scale:
     max_ticks: int
 
     @classmethod
-    def for_problem(cls, problem: Problem, time_resolution: int = TIME_RESOLUTION) -> Scale:
+    def for_problem(cls, problem: Problem, time_resolution: int | None = None) -> Scale:
+        if time_resolution is None:
+            time_resolution = max(TIME_RESOLUTION, math.ceil(rounding_ticks(problem) / ROUNDING_SHARE))
         reference_s = problem.latency_s if problem.latency_s else latency_upper_bound_s(problem)
         quantities = [problem.graph.header_nbytes]
         quantities += [q for phase in problem.phases for q in (phase.graph.embed.scratch_nbytes, phase.graph.embed.io_nbytes)]
@@ -129,11 +142,21 @@ class Scale:
     def points(self, importance: float) -> int:
         return round(importance / self.importance_unit)
 
+    def rounding_slack(self, problem: Problem) -> float:
+        """How much more a plan's importance may be than its points say: half a point per shard."""
+        return 0.5 * len(problem.positions) * self.importance_unit
+
     def cap_fraction(self, cap_Bps: float) -> tuple[int, int]:
         """(num, den) with num/den <= byte units per tick at `cap_Bps`: reads never finish early."""
         per_tick = cap_Bps * self.time_unit_s / self.byte_unit
         den = max(1, math.ceil(CAP_RESOLUTION / per_tick))
         return max(1, math.floor(per_tick * den * (1 - 1e-12))), den
+
+
+def rounding_ticks(problem: Problem) -> int:
+    """Ticks the model's least latency of a plan may exceed the simulator's: one per duration
+    constraint, each rounded up (IO, cap and compute per slot, a join per block), and two more."""
+    return ROUNDING_TICKS_PER_SLOT * len(problem.graph.chunks) + 2 * ROUNDING_TICKS_PER_SLOT
 
 
 def latency_upper_bound_s(problem: Problem) -> float:
@@ -383,7 +406,10 @@ class PlanModel:
         k = s.sub_ticks
         h = s.ticks(latency_upper_bound_s(p)) + 2 * len(p.graph.chunks) + 2
         if latency_target and p.latency_s is not None:
-            h = min(h, s.ticks_down(p.latency_s))
+            # the target plus what rounding may add to a plan's latency: every plan the simulator
+            # accepts is in the model (its bound is a true bound); the model's plans are checked
+            # by the simulator before one is taken
+            h = min(h, s.ticks_down(p.latency_s) + rounding_ticks(p))
         cap = s.cap_fraction(p.lanes.cap_Bps) if p.lanes.cap_Bps else None
         embed_end = s.ticks(max(p.graph.embed.duration_s, p.graph.embed.io_nbytes / p.lanes.cap_Bps if p.lanes.cap_Bps else 0.0))
         t = Timeline(p, f"{p.graph.info.phase}", h, embed_end, s.ticks(p.lanes.handover_s), cap)
@@ -471,6 +497,23 @@ class PlanModel:
                 intervals.append(m.new_interval_var(t.io_start[c], held, freed, f"{t.name}_ring_{c}"))
                 t.held.append(held)
             m.add_cumulative(intervals, self.demand, self.arena)
+            self._add_ring_cuts(t)
+
+    def _add_ring_cuts(self, t: Timeline) -> None:
+        """Valid inequalities the LP cannot draw from the cumulative: when two adjacent chunks do
+        not fit the ring together (R[c-1] + R[c] > admission), c's reads wait for c-1's compute to
+        end, so the compute lane idles at least c's IO work, at least `rho` x R[c] (`rho`: the
+        least IO seconds per stored byte of c's part). `rho` x (R[c-1] + R[c] - admission) is at
+        most that (R[c-1] <= admission) and at most 0 when they fit: the convex envelope of the
+        idle time over the two chunks' bytes, for the LP."""
+        m, s, p = self.model, self.scale, t.problem
+        for c in range(1, len(p.graph.chunks)):
+            costs = p.graph.costs(p.graph.chunks[c])
+            rho_s = min((costs.read_s[b] + costs.check_s[b]) / costs.slot_nbytes[b] for b in p.bits)
+            rho = math.floor(rho_s * s.byte_unit / s.time_unit_s * s.sub_ticks * (1 - 1e-9))  # fine ticks per byte unit, down
+            if rho > 0:
+                idle = s.sub_ticks * (t.compute_start[c] - t.compute_end[c - 1])
+                m.add(idle >= rho * (self.demand[c - 1] + self.demand[c] - self.arena))
 
     # -- objective --------------------------------------------------------------------------------
 
@@ -479,6 +522,10 @@ class PlanModel:
         self.objective = sum(
             s.points(p.importance(layer, index, b)) * var
             for (layer, index), picks in self.pick.items() for b, var in picks.items() if b
+        )
+        # every shard at its best version: the bound of a model not solved
+        self.most_points = sum(
+            max([0] + [s.points(p.importance(layer, index, b)) for b in picks if b]) for (layer, index), picks in self.pick.items()
         )
 
     # -- fixing, hinting, reading back ------------------------------------------------------------
@@ -670,71 +717,224 @@ def cpsat_solve(
     hint: Choices | None = None,
     shared_preload: Choices | None = None,
 ) -> Solution:
-    """The plan of highest summed importance that meets the problem's targets (CP-SAT).
+    """The plan of highest summed importance that meets the problem's targets (CP-SAT), with a
+    bound on every plan's importance, within `time_limit_s`.
 
-    `hint` (a plan, typically the greedy one) seeds the search; when it meets the targets the
-    result is never worse than it. With `shared_preload` (a plan of the same problem's shards) the
-    plan preloads and pins exactly what that plan does (`PlanModel.share_preload`); the hint must
-    then share it too."""
+    With a memory target the plan space is cut into scratch tiers (`solvers.tiers`), one model
+    each: every tier starts from the best plan known, and a tier that cannot beat it is closed
+    (its model asks for more). The bound is the largest of the tiers' bounds. `hint` (a plan,
+    typically the greedy one) and, without `shared_preload`, one priced rounding per tier
+    (`solvers.priced`) are the starting plans: the result is never worse than a feasible hint.
+    With `shared_preload` (a plan of the same problem's shards) the plan preloads and pins
+    exactly what that plan does (`PlanModel.share_preload`); the hint must then share it too."""
     start_s = time.perf_counter()
+    deadline_s = start_s + time_limit_s
     check_reachable(problem)
     scale = Scale.for_problem(problem)
     plan = PlanModel(problem, scale)
     if shared_preload is not None:
         plan.share_preload(shared_preload)
     plan.model.maximize(plan.objective)
-    filled = None
-    if shared_preload is None:  # the fill starts from nothing kept: it cannot share a preload set
-        filled = _fill(problem, dropped_all(problem), time.perf_counter() + FILL_SHARE * time_limit_s)
-    start = _best_start(problem, [hint, filled], shared_preload is None)
-    plan.hint(start)
-    solver = _solver(max(0.0, time_limit_s - (time.perf_counter() - start_s)), workers, seed)
-    status = solver.solve(plan.model)
-    name = solver.status_name(status)
-    if status == cp_model.INFEASIBLE:
-        raise InfeasibleError(
-            f"no plan meets the targets within the solver's time resolution ({scale.time_unit_s * 1e6:.3g} µs): "
-            "loosen the latency or memory target slightly"
-        )
-    found = plan.choices(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
-    fallback = start if meets(problem, start) else None
-    if found is None or (fallback is not None and problem.objective(fallback) > problem.objective(found)):
-        if fallback is None:
-            raise InfeasibleError(f"CP-SAT found no plan within {time_limit_s:g} s ({name}): give it more time")
-        found, name = fallback, "FEASIBLE"
-    objective = problem.objective(found)
-    bound = max(solver.best_objective_bound * scale.importance_unit, objective)
+    tiers: list[ScratchTier | None] = list(scratch_tiers(problem)) if problem.memory_bytes is not None else [None]
+    candidates = [hint]
+    search = _TierSearch(problem, plan, tiers, _best_start(problem, candidates, shared_preload is None), workers, seed)
+    if shared_preload is None and not search.proven():  # the heuristics cannot share a preload set
+        candidates += _priced_starts(problem, [t for t in tiers if t is not None], hint, start_s + START_SHARE * time_limit_s)
+        search.incumbent = _best_start(problem, candidates)
+    incumbent = search.incumbent
+    starts = [c for c in candidates if c is not None and meets(problem, c)]
+    # the incumbent's tier first, with half the time: a better plan there closes more of the
+    # others; then the others, cut off at the incumbent; then the incumbent's tier again with
+    # whatever time the others left
+    first = _tier_of(problem, tiers, incumbent)
+    search.run(first, FIRST_SHARE * (deadline_s - STOP_MARGIN_S - time.perf_counter()), starts)
+    others = [t for t in range(len(tiers)) if t != first]
+    for n, t in enumerate(others):
+        search.run(t, (deadline_s - STOP_MARGIN_S - time.perf_counter()) / (len(others) - n), starts)
+    again = _tier_of(problem, tiers, search.incumbent)
+    if not search.proven() and deadline_s - STOP_MARGIN_S - time.perf_counter() > AGAIN_S:
+        search.run(again, deadline_s - STOP_MARGIN_S - time.perf_counter(), starts)
+    found, objective = search.incumbent, problem.objective(search.incumbent)
+    status = "OPTIMAL" if search.proven() else "FEASIBLE"  # every tier's bound is known from here on
+    bound = max([*search.bounds.values(), objective])
     gap = (bound - objective) / max(abs(bound), 1e-12)
-    info = SolverInfo("cpsat", name, objective, bound, gap, time.perf_counter() - start_s)
+    info = SolverInfo("cpsat", status, objective, bound, gap, time.perf_counter() - start_s)
     return solution(problem, found, info)
 
 
-def _fill(problem: Problem, choices: Choices, deadline_s: float) -> Choices | None:
-    """A second primal heuristic for the hint: shards in order of importance, each takes its most
-    important version that keeps the plan feasible (the simulator's answer, through the greedy
-    planner's fast check). From every shard dropped it finds plans the greedy planner's uniform
-    submodel misses where memory is tightest (BERT-base at 1%: 0.28 against 0.21). None when it
-    runs past `deadline_s` (on BERT-large it takes about 0.7 s and has not helped)."""
-    checker = Checker(problem)
-    choices = dict(choices)
-    for position in sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p)):
+class _TierSearch:
+    """The tiers' CP-SAT runs, one after another, sharing the best plan found (the incumbent);
+    `bounds` holds every tier's bound on the importance of its plans (the least of its runs')."""
+
+    def __init__(self, problem: Problem, plan: PlanModel, tiers: list[ScratchTier | None], incumbent: Choices, workers: int,
+                 seed: int) -> None:
+        self.problem, self.plan, self.tiers, self.workers, self.seed = problem, plan, tiers, workers, seed
+        self.incumbent = incumbent
+        self.checker = Checker(problem)
+        self.bounds: dict[int, float] = {}
+        self.closed: set[int] = set()
+
+    def points(self, choices: Choices) -> int:
+        return _evaluate(self.plan.objective, self.plan.decision_values(choices))
+
+    def importance(self, points: int) -> float:
+        """The most importance a plan of `points` objective points can have (rounding included)."""
+        scale = self.plan.scale
+        return points * scale.importance_unit + scale.rounding_slack(self.problem)
+
+    def bound(self, t: int, value: float) -> None:
+        self.bounds[t] = min(self.bounds.get(t, math.inf), value)
+
+    def proven(self) -> bool:
+        """Whether no tier can hold a plan better than the incumbent (every tier's bound known)."""
+        for t, tier in enumerate(self.tiers):
+            self.bound(t, capacity_bound(self.problem, tier) if tier is not None else self.importance(self.plan.most_points))
+        return max(self.bounds.values()) - self.problem.objective(self.incumbent) <= OPTIMAL_GAP * max(self.bounds.values())
+
+    def run(self, t: int, time_limit_s: float, starts: list[Choices]) -> None:
+        """Tier `t` for up to `time_limit_s` (0: its capacity bound alone)."""
+        problem, plan, tier = self.problem, self.plan, self.tiers[t]
+        end_s = time.perf_counter() + max(0.0, time_limit_s)
+        most = capacity_bound(problem, tier) if tier is not None else self.importance(plan.most_points)
+        self.bound(t, most)
+        if most <= problem.objective(self.incumbent):
+            self.closed.add(t)  # no plan of the tier beats the incumbent
+        if t in self.closed or time_limit_s <= 0 or self.proven():
+            return
+        model = plan.model.clone()
+        if tier is not None:
+            _restrict(plan, model, tier)
+        inside = [c for c in (self.incumbent, *starts) if tier is None or _in_tier(problem, tier, c)]
+        cutoff = None
+        if not inside or inside[0] is not self.incumbent:  # only a plan better than the incumbent matters here
+            cutoff = self.points(self.incumbent) + 1
+            model.add(_on(model, plan.objective) >= cutoff)
+        if inside:
+            for index, value in plan.values(max(inside, key=problem.objective)).items():
+                model.add_hint(model.get_int_var_from_proto_index(index), value)
+        solver = _solver(max(0.0, end_s - time.perf_counter()), self.workers, self.seed)
+        solver.parameters.cp_model_presolve = PRESOLVE
+        reported: list[float] = []
+        solver.best_bound_callback = reported.append
+        plans = _Plans(plan)
+        status = solver.solve(model, plans)
+        best = self._take(plans.found, max(end_s, time.perf_counter() + REPAIR_S))
+        if status == cp_model.INFEASIBLE:
+            # nothing in the tier beats the cutoff (without one: the tier is empty)
+            self.bound(t, self.importance(cutoff - 1) if cutoff is not None else 0.0)
+            self.closed.add(t)
+            return
+        points = plan.most_points
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            points = min(points, math.ceil(solver.best_objective_bound))
+        elif reported:  # UNKNOWN: no plan yet, but the bound CP-SAT proved before the time ran out
+            points = min(points, math.ceil(reported[-1]))
+        self.bound(t, self.importance(points))
+        if status == cp_model.OPTIMAL and best is not None and self.points(best) >= points:
+            self.closed.add(t)
+
+    def _take(self, found: list[Choices], deadline_s: float) -> Choices | None:
+        """The best of a run's plans the simulator accepts (the model admits plans up to its
+        rounding past the latency target: those get one step down, `_repair`); the incumbent
+        takes it when better."""
+        problem = self.problem
+        leader = self.plan.leader
+        for choices in reversed(found):  # CP-SAT reports improving plans: the best last
+            if not meets(problem, choices):
+                choices = _repair(problem, self.checker, choices, deadline_s)
+            if choices is not None and (leader is None or keeps_preload(problem, leader, choices)):
+                if problem.objective(choices) > problem.objective(self.incumbent):
+                    self.incumbent = choices
+                return choices
+        return None
+
+
+class _Plans(cp_model.CpSolverSolutionCallback):
+    """Every plan CP-SAT reports during a run, in order."""
+
+    def __init__(self, plan: PlanModel) -> None:
+        super().__init__()
+        self.plan = plan
+        self.found: list[Choices] = []
+
+    def on_solution_callback(self) -> None:
+        self.found.append(self.plan.choices(self))
+
+
+def _repair(problem: Problem, checker: Checker, choices: Choices, deadline_s: float) -> Choices | None:
+    """A plan past a target by the model's rounding, made feasible by one streamed shard one
+    bitwidth down (or dropped), losing the least importance; None when no such step is enough."""
+    steps = []
+    for position, choice in choices.items():
+        lower = [b for b in problem.options(position) if b < choice.bits and not choice.preload]
+        if lower:
+            bits = max(lower)
+            loss = problem.importance(*position, choice.bits) - problem.importance(*position, bits)
+            steps.append((loss, position, bits))
+    for _, position, bits in sorted(steps):
         if time.perf_counter() > deadline_s:
             return None
-        current = choices[position]
-        losses = problem.graph.loss(position)
-        for bits in sorted((b for b in problem.bits if losses[b] < losses[current.bits]), key=lambda b: (losses[b], -b)):
-            trial = dict(choices)
-            trial[position] = ShardChoice(position[0], position[1], bits, current.preload and bool(current.bits))
-            if checker.feasible(trial):
-                choices = trial
-                break
-    return choices
+        trial = dict(choices)
+        trial[position] = ShardChoice(position[0], position[1], bits)
+        if checker.feasible(trial):
+            return trial
+    return None
+
+
+def _restrict(plan: PlanModel, model: cp_model.CpModel, tier: ScratchTier) -> None:
+    """The tier's constraints on a copy of the plan's model: the scratch is the tier's, and no
+    group keeps more members than its cap unless pinned in place."""
+    scratch = model.get_int_var_from_proto_index(plan.scratch.index)
+    model.add(scratch == plan.scale.units(tier.scratch_nbytes))
+    for g, cap in zip(plan.groups, tier.caps, strict=True):
+        for n, var in plan.size[g].items():
+            if n > cap:
+                model.add(model.get_int_var_from_proto_index(var.index) == 0)
+
+
+def _on(model: cp_model.CpModel, expr):
+    """A linear expression of the plan's model, on a copy of that model."""
+    flat = cp_model_helper.FlatIntExpr(expr)
+    return flat.offset + sum(c * model.get_int_var_from_proto_index(v.index) for v, c in zip(flat.vars, flat.coeffs, strict=True))
+
+
+def _in_tier(problem: Problem, tier: ScratchTier, choices: Choices) -> bool:
+    return scratch_of(problem, choices) == tier.scratch_nbytes
+
+
+def _tier_of(problem: Problem, tiers: list[ScratchTier | None], choices: Choices) -> int:
+    """The index of the tier `choices` lies in (0 without tiers)."""
+    if tiers == [None]:
+        return 0
+    return tier_of(problem, tiers, choices)
+
+
+def _priced_starts(problem: Problem, tiers: list[ScratchTier], hint: Choices | None, deadline_s: float) -> list[Choices | None]:
+    """Starting plans (`solvers.priced`): a priced rounding per tier in the first half of the time
+    to `deadline_s`, then upgrades of the best ones in turn (a tier whose capacity bound is below
+    the best plan known is skipped)."""
+    pricing, checker = Pricing(problem), Checker(problem)
+    rounding_s = (deadline_s - time.perf_counter()) / 2
+    out: list[Choices | None] = []
+    for n, tier in enumerate(tiers):
+        now = time.perf_counter()
+        out.append(priced_rounding(problem, tier, pricing, checker, now + rounding_s / (len(tiers) - n)))
+    known = max([problem.objective(c) for c in (hint, *out) if c is not None and meets(problem, c)], default=0.0)
+    ranked = sorted(range(len(tiers)), key=lambda t: -problem.objective(out[t]) if out[t] is not None else math.inf)
+    for t in ranked:
+        if out[t] is None or time.perf_counter() > deadline_s or capacity_bound(problem, tiers[t]) <= known:
+            continue
+        out[t] = improve(problem, tiers[t], checker, out[t], deadline_s)
+        known = max(known, problem.objective(out[t]))
+    return out
 
 
 def _best_start(problem: Problem, candidates: list[Choices | None], dropping: bool = True) -> Choices:
     """The feasible candidate of highest objective, or (with `dropping`) the plan that drops every
     shard; without `dropping` the first candidate must be feasible."""
     best = dropped_all(problem) if dropping else candidates[0]
+    if best is None or not meets(problem, best):
+        raise InfeasibleError("CP-SAT needs a feasible hint that shares the preload set (the greedy planner's)")
     for choices in candidates:
         better = choices is not None and problem.objective(choices) > problem.objective(best)
         if better and meets(problem, choices):
