@@ -88,12 +88,13 @@ class Pricing:
         cost = self.io_s + share * self.decode_s
         return float(np.max(self.value / np.maximum(cost, 1e-12))) * 2 + 1e-12
 
-    def rounded(self, tier: ScratchTier, price: float, share: float, uniform: bool) -> Choices:
+    def rounded(self, tier: ScratchTier, price: float, share: float, uniform: bool, only: int | None = None) -> Choices:
         """Every shard at its version of highest reduced value, each group's best members up to
         its cap; `uniform`: every group at one bitwidth, its count and bitwidth chosen with the
-        group's fixed costs (IO overhead, dequantization calls, the kernel) priced too."""
+        group's fixed costs (IO overhead, dequantization calls, the kernel) priced too (`only`:
+        that bitwidth for every group)."""
         if uniform:
-            return self._rounded_uniform(tier, price, share)
+            return self._rounded_uniform(tier, price, share, only)
         reduced = self.value - price * (self.io_s + share * self.decode_s)
         best = np.argmax(reduced, axis=1)
         gain = reduced[np.arange(len(best)), best]
@@ -108,7 +109,7 @@ class Pricing:
             p: ShardChoice(p[0], p[1], int(self.bits[best[r]]) if keep[r] else 0) for r, p in enumerate(self.positions)
         }
 
-    def _rounded_uniform(self, tier: ScratchTier, price: float, share: float) -> Choices:
+    def _rounded_uniform(self, tier: ScratchTier, price: float, share: float, only: int | None) -> Choices:
         bits = np.zeros(len(self.positions), dtype=int)
         caps = np.array(tier.caps)
         for same in self.sizes:
@@ -122,6 +123,8 @@ class Pricing:
             cap = caps[same.which]
             allowed = (n[None, :] <= cap[:, None]) & (n[None, :] >= np.maximum(same.forced, 1)[:, None])
             gain = np.where(allowed[:, :, None], gain, -np.inf)
+            if only is not None:
+                gain[:, :, self.bits != only] = -np.inf
             flat = gain.reshape(len(same.which), -1).argmax(axis=1)
             n_best, b_best = np.unravel_index(flat, gain.shape[1:])
             for g in range(len(same.which)):
@@ -152,14 +155,16 @@ def priced_rounding(problem: Problem, tier: ScratchTier, pricing: Pricing, check
     """The best feasible plan of the tier that priced rounding finds (None: no feasible rounding
     before `deadline_s`)."""
     best: Choices | None = None
-    for uniform, share in itertools.product((False, True), SHARES):
+    modes = [(uniform, share, None) for uniform, share in itertools.product((False, True), SHARES)]
+    modes += [(True, 1.0, bits) for bits in problem.bits]  # one bitwidth everywhere, lanes serialized
+    for uniform, share, only in modes:
         high = pricing.top_price(share)
         low = high / PRICE_RANGE
         for _ in range(BISECTION_STEPS):
             if time.perf_counter() > deadline_s:
                 return best
             price = math.sqrt(low * high)
-            choices = pricing.rounded(tier, price, share, uniform)
+            choices = pricing.rounded(tier, price, share, uniform, only)
             if checker.feasible(choices):
                 high = price
                 if best is None or problem.objective(choices) > problem.objective(best):
