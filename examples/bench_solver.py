@@ -11,6 +11,11 @@ model's size, the process's peak RSS) and, with --write, puts it into docs/solve
 the benchmark markers.
 Run: python examples/bench_solver.py [--shapes bert-base] [--instances 0,2] [--time-limit-base 2]
 [--time-limit-large 10] [--time-limit-32x32 30] [--write]
+
+With `--store STORE --device device.json --importance importance.json` it plans a real store
+instead, at `--targets` latencies and one `--store-memory` budget (as `sticc compile` lowers them, at
+the 90th percentile of calls), each within `--time-limit-store` seconds: the MiniLM rows of
+docs/solver.md.
 """
 
 from __future__ import annotations
@@ -57,7 +62,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--instances", default="", help="comma-separated row numbers (0-based) to run, in table order; default all")
     parser.add_argument("--write", action="store_true", help="put the table into docs/solver.md")
+    parser.add_argument("--store", type=Path, help="plan this store instead of the shapes (with --device and --importance)")
+    parser.add_argument("--device", type=Path)
+    parser.add_argument("--importance", type=Path)
+    parser.add_argument("--targets", default="12ms,20ms,30ms,40ms,60ms,90ms", help="with --store: latency targets")
+    parser.add_argument("--store-memory", default="4MB", help="with --store: the memory budget")
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--time-limit-store", type=float, default=2.0)
     args = parser.parse_args()
+    if args.store is not None:
+        rows = _store_rows(args)
+        if args.write:
+            command = "python examples/bench_solver.py " + " ".join(sys.argv[1:])
+            _write_table(Path(__file__).resolve().parent.parent / "docs" / "solver.md", command, rows, STORE_MARKERS)
+        return
     limits = {"bert-base": args.time_limit_base, "bert-large": args.time_limit_large, "32x32": args.time_limit_32x32}
     shapes = {name: limits[name] for name in args.shapes.split(",")}
     caps = tuple(None if c == "none" else float(c) for c in args.caps.split(","))
@@ -90,6 +108,38 @@ def main() -> None:
         _write_table(Path(__file__).resolve().parent.parent / "docs" / "solver.md", command, rows)
 
 
+def _store_rows(args: argparse.Namespace) -> list[str]:
+    """The table's rows for a real store at each latency target and one memory budget."""
+    from sticc.compile.planner import PLANNED_PERCENTILE
+    from sticc.ir.lower import lower
+    from sticc.model.store import Store
+    from sticc.profile.device import DeviceProfile
+    from sticc.profile.importance import ImportanceProfile
+    from sticc.runtime.core import parse_quantity
+
+    store = Store.open(args.store)
+    device, importance = DeviceProfile.read(args.device), ImportanceProfile.read(args.importance)
+    memory = int(parse_quantity(args.store_memory, "B"))
+    rows = ["| store | targets | greedy (s) | status | objective | bound | gap | wall s |", "|---|---|---:|---|---:|---:|---:|---:|"]
+    print(rows[0], flush=True)
+    for target in args.targets.split(","):
+        latency_s = parse_quantity(target, "s")
+        problem = lower(store, device, importance, args.seq_len, latency_s, memory, None, PLANNED_PERCENTILE)
+        hint, hint_s = hint_for(problem, args.hint)
+        try:
+            info = cpsat_solve(problem, time_limit_s=args.time_limit_store, workers=args.workers, seed=args.seed, hint=hint).info
+        except UserError as error:
+            rows.append(f"| {store.spec.name} | {target}, {memory / 1e6:g} MB, {args.seq_len} tokens | - | {error} | | | | |")
+            print(rows[-1], flush=True)
+            continue
+        rows.append(
+            f"| {store.spec.name} | {target}, {memory / 1e6:g} MB, {args.seq_len} tokens | {problem.objective(hint):.4f} ({hint_s:.1f} s) | "
+            f"{info.status} | {info.objective:.4f} | {info.bound:.4f} | {info.gap:.2%} | {info.wall_s:.2f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def _model_size(problem: Problem) -> str:
     """Variables and constraints of the problem's CP-SAT model (one scratch tier's copy)."""
     proto = PlanModel(problem, Scale.for_problem(problem)).model.proto
@@ -100,14 +150,16 @@ def _fractions(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(","))
 
 
-BEGIN, END = "<!-- bench_solver begin -->", "<!-- bench_solver end -->"
+SHAPE_MARKERS = ("<!-- bench_solver begin -->", "<!-- bench_solver end -->")
+STORE_MARKERS = ("<!-- bench_solver_minilm begin -->", "<!-- bench_solver_minilm end -->")
 
 
-def _write_table(path: Path, command: str, rows: list[str]) -> None:
-    block = "\n".join([BEGIN, f"`{command.strip()}`", "", *rows, END])
+def _write_table(path: Path, command: str, rows: list[str], markers: tuple[str, str] = SHAPE_MARKERS) -> None:
+    begin, end = markers
+    block = "\n".join([begin, f"`{command.strip()}`", "", *rows, end])
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")

@@ -1,4 +1,5 @@
-"""The CP-SAT planner: the plan of highest summed importance, exact with respect to the simulator.
+"""The CP-SAT planner: the plan of highest summed importance, and a bound that every plan's
+importance is below, within a time limit.
 
 It chooses for every shard a bitwidth (0: dropped) and, for kept shards, a preload flag, so that
 the machine of `sticc.ir.simulate` finishes within the latency target and holds its weights within
@@ -25,19 +26,25 @@ the memory budget. The model encodes the simulator's semantics (docs/solver.md h
   capacity (budget - pinned - scratch - slack, a variable). With FIFO frees this is exact: the
   simulator's schedule satisfies it, and any schedule satisfying it is no earlier than the
   simulator's, slot by slot (induction over the slots). So the least latency of the model is the
-  simulator's latency (up to rounding up), and a model-feasible plan is simulator-feasible.
+  simulator's latency, up to rounding up.
 - Memory: pinned = headers + preloaded members as stored (the whole chunk decoded instead for a
   chunk pinned in place); scratch >= the embedding rows and every chunk decoded; slack >= every
   slot's streamed bytes; admission >= slack.
 
 Cuts (valid inequalities that only tighten the LP relaxation, docs/solver.md says how much): "any
-n kept members of a group => size >= n" over every subset, and "a member streamed (preloaded) at b
-=> a run at b": without them the LP mixes chunk sizes to spread the per-chunk fixed costs.
+n kept members of a group => size >= n" over every subset, "a member streamed (preloaded) at b
+=> a run at b" (without them the LP mixes chunk sizes to spread the per-chunk fixed costs), and
+"two adjacent chunks that do not fit the ring together idle the compute lane" (`_add_ring_cuts`).
 
 Integers: `Scale` is the one place where seconds, bytes and importance become integers. Bytes are
 exact (in units of the gcd of every byte quantity of the problem); times are in ticks, and every
-duration sum is rounded up once per constraint (K * (end - start) >= the sum in 1/K ticks), the
-latency target down, so a model-feasible plan is simulator-feasible; importance is rounded.
+duration sum is rounded up once per constraint (K * (end - start) >= the sum in 1/K ticks); the
+horizon is the latency target plus that rounding (`rounding_ticks`), so every plan the simulator
+accepts is in the model (bounds are true bounds) and the plans CP-SAT reports are checked by the
+simulator before one is taken; importance is rounded, and bounds add the rounding back.
+
+Solving (`cpsat_solve`): one model per scratch tier (`solvers.tiers`), starting plans from priced
+rounding (`solvers.priced`), tiers closed by their capacity bound or cut off at the best plan.
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ TWO_WORKER_SUBSOLVERS = ["max_lp", "lb_tree_search"]
 MAX_SUBSET_CUT_MEMBERS = 6  # groups up to this size get every subset cut (2^k - 1 rows)
 PRESOLVE = False  # measured: presolve took 0.25 s of each BERT-base tier's run and left the root LP's bound as it was
 REPAIR_S = 0.05  # a run's plans past the target get at least this long to be repaired
-STOP_MARGIN_S = 0.1  # CP-SAT stops this much past its time limit at most (measured: 0.03-0.08 s on BERT-base)
+STOP_MARGIN_S = 0.1  # a run ends this much past its time limit at most, plus STOP_MARGIN_SHARE of the limit
+STOP_MARGIN_SHARE = 0.01  # (measured: CP-SAT's stop and the simulator's checks, 0.03-0.08 s on BERT-base, 0.1-0.25 s on BERT-large)
 FIRST_SHARE = 0.5  # of the time left, for the first run of the incumbent's tier
 AGAIN_S = 0.05  # the incumbent's tier runs again when at least this much time is left
 OPTIMAL_GAP = 1e-6  # a gap this small is proven optimality (importance is rounded to 1e-9 of the total per shard)
@@ -728,7 +736,7 @@ def cpsat_solve(
     With `shared_preload` (a plan of the same problem's shards) the plan preloads and pins
     exactly what that plan does (`PlanModel.share_preload`); the hint must then share it too."""
     start_s = time.perf_counter()
-    deadline_s = start_s + time_limit_s
+    deadline_s = start_s + time_limit_s - STOP_MARGIN_S - STOP_MARGIN_SHARE * time_limit_s
     check_reachable(problem)
     scale = Scale.for_problem(problem)
     plan = PlanModel(problem, scale)
@@ -747,13 +755,13 @@ def cpsat_solve(
     # others; then the others, cut off at the incumbent; then the incumbent's tier again with
     # whatever time the others left
     first = _tier_of(problem, tiers, incumbent)
-    search.run(first, FIRST_SHARE * (deadline_s - STOP_MARGIN_S - time.perf_counter()), starts)
+    search.run(first, FIRST_SHARE * (deadline_s - time.perf_counter()), starts)
     others = [t for t in range(len(tiers)) if t != first]
     for n, t in enumerate(others):
-        search.run(t, (deadline_s - STOP_MARGIN_S - time.perf_counter()) / (len(others) - n), starts)
+        search.run(t, (deadline_s - time.perf_counter()) / (len(others) - n), starts)
     again = _tier_of(problem, tiers, search.incumbent)
-    if not search.proven() and deadline_s - STOP_MARGIN_S - time.perf_counter() > AGAIN_S:
-        search.run(again, deadline_s - STOP_MARGIN_S - time.perf_counter(), starts)
+    if not search.proven() and deadline_s - time.perf_counter() > AGAIN_S:
+        search.run(again, deadline_s - time.perf_counter(), starts)
     found, objective = search.incumbent, problem.objective(search.incumbent)
     status = "OPTIMAL" if search.proven() else "FEASIBLE"  # every tier's bound is known from here on
     bound = max([*search.bounds.values(), objective])

@@ -17,6 +17,7 @@ shapes, the same plan (`fast=False` runs the full simulator for every check).
 
 from __future__ import annotations
 
+import math
 import time
 
 from solvers.base import Checker, Choices, Solution, check_reachable, dropped_all, meets, solution
@@ -62,11 +63,14 @@ def _submodel(problem: Problem, kept: int, bits: int) -> Choices:
     return choices
 
 
-def _upgrade(problem: Problem, choices: Choices, checker: Checker | None = None) -> Choices:
-    """Most important shards first: each takes its most important version that keeps the plan feasible."""
+def _upgrade(problem: Problem, choices: Choices, checker: Checker | None = None, deadline_s: float = math.inf) -> Choices:
+    """Most important shards first: each takes its most important version that keeps the plan
+    feasible (until `deadline_s`)."""
     choices = dict(choices)
     order = sorted(choices, key=lambda p: (-problem.graph.loss(p)[0], p))
     for position in order:
+        if time.perf_counter() > deadline_s:
+            break
         current = choices[position]
         if not current.bits:
             continue
@@ -83,10 +87,12 @@ def _upgrade(problem: Problem, choices: Choices, checker: Checker | None = None)
     return choices
 
 
-def _preload(problem: Problem, choices: Choices, checker: Checker | None = None) -> Choices:
-    """Preload kept shards in load order while the plan stays feasible."""
+def _preload(problem: Problem, choices: Choices, checker: Checker | None = None, deadline_s: float = math.inf) -> Choices:
+    """Preload kept shards in load order while the plan stays feasible (until `deadline_s`)."""
     choices = dict(choices)
     for position in sorted(choices):
+        if time.perf_counter() > deadline_s:
+            break
         current = choices[position]
         if not current.bits or current.preload:
             continue
@@ -98,10 +104,13 @@ def _preload(problem: Problem, choices: Choices, checker: Checker | None = None)
     return choices
 
 
-def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
+def greedy_solve(problem: Problem, fast: bool = True, time_limit_s: float = math.inf) -> Solution:
     """STI's greedy plan. `fast` answers the feasibility checks with `Checker` (the same answers
-    as the simulator, several times faster); `fast=False` runs the simulator for every check."""
+    as the simulator, several times faster); `fast=False` runs the simulator for every check.
+    Past `time_limit_s` the passes stop where they are: every step keeps the plan feasible (the
+    first feasible plan is the submodel found, or every shard dropped)."""
     start_s = time.perf_counter()
+    deadline_s = start_s + time_limit_s
     check_reachable(problem)
     checker = Checker(problem) if fast else None
     kept = problem.shards_per_layer
@@ -112,7 +121,7 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
     while kept > 0 and too_slow(kept):
         kept -= 1
     choices = None
-    while choices is None and kept > 0:
+    while choices is None and kept > 0 and time.perf_counter() <= deadline_s:
         for bits in sorted(problem.bits, reverse=True):
             trial = _submodel(problem, kept, bits)
             if _feasible(problem, trial, checker):
@@ -122,8 +131,8 @@ def greedy_solve(problem: Problem, fast: bool = True) -> Solution:
             kept -= 1
     if choices is None:
         choices = dropped_all(problem)  # reachable, checked above
-    choices = _upgrade(problem, choices, checker)
-    choices = _upgrade(problem, _preload(problem, choices, checker), checker)
+    choices = _upgrade(problem, choices, checker, deadline_s)
+    choices = _upgrade(problem, _preload(problem, choices, checker, deadline_s), checker, deadline_s)
     info = SolverInfo("greedy", "FEASIBLE", problem.objective(choices), None, None, time.perf_counter() - start_s)
     return solution(problem, choices, info)
 

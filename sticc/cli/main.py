@@ -118,7 +118,7 @@ def compile_(
     seq_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="encoders: sequence length the plan is made for (default 128)")] = None,
     prompt_len: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: prompt length the first token is planned for (default 64)")] = None,
     context: Annotated[int | None, typer.Option(min=1, max=MAX_FLAG_INT, help="decoders: positions the KV cache holds, prompt and generated tokens (default 512)")] = None,
-    time_limit: Annotated[str, typer.Option(help="CP-SAT time limit, e.g. 10s")] = "10s",
+    time_limit: Annotated[str, typer.Option(help="planning time limit (the greedy plan and CP-SAT together), e.g. 10s")] = "10s",
     bits: Annotated[int | None, typer.Option(min=1, max=32, help="no solver: every shard at this bitwidth, nothing preloaded")] = None,
     plan: Annotated[Path | None, typer.Option(help="no solver: a hand-written plan JSON (see docs/plan-schema.md)")] = None,
     shards_per_chunk: Annotated[

@@ -12,6 +12,8 @@ plan.json reports both that latency (`predicted.planned_latency_s`) and the medi
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import replace
 
 from solvers.base import Choices, Solution, budget_bytes
@@ -53,11 +55,16 @@ def solve(
     """(the chosen solver's solution, the greedy solution); both solvers raise InfeasibleError
     through `solvers.base.check_reachable` when no plan meets the targets. With `shared_preload` (a
     plan of a tighter target: `sticc.compile.elastic`) both keep its preload set."""
-    greedy = greedy_solve(problem) if shared_preload is None else greedy_follow(problem, shared_preload)
+    start_s = time.perf_counter()
+    if shared_preload is None:
+        greedy = greedy_solve(problem, time_limit_s=time_limit_s if solver == "cpsat" else math.inf)
+    else:
+        greedy = greedy_follow(problem, shared_preload)
     if solver == "greedy":
         return greedy, greedy
-
-    return cpsat_solve(problem, time_limit_s=time_limit_s, seed=seed, hint=greedy.choices, shared_preload=shared_preload), greedy
+    # the time limit covers both: CP-SAT gets what the greedy plan (its hint and floor) left
+    left_s = max(0.0, time_limit_s - (time.perf_counter() - start_s))
+    return cpsat_solve(problem, time_limit_s=left_s, seed=seed, hint=greedy.choices, shared_preload=shared_preload), greedy
 
 
 def lower_targets(
