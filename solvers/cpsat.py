@@ -781,6 +781,8 @@ class _TierSearch:
         self.checker = Checker(problem)
         self.bounds: dict[int, float] = {}
         self.closed: set[int] = set()
+        # every tier's bound before any run: its capacity bound (no tiers: every shard at its best)
+        self.capacity = [capacity_bound(problem, t) if t is not None else self.importance(plan.most_points) for t in tiers]
 
     def points(self, choices: Choices) -> int:
         return _evaluate(self.plan.objective, self.plan.decision_values(choices))
@@ -795,15 +797,15 @@ class _TierSearch:
 
     def proven(self) -> bool:
         """Whether no tier can hold a plan better than the incumbent (every tier's bound known)."""
-        for t, tier in enumerate(self.tiers):
-            self.bound(t, capacity_bound(self.problem, tier) if tier is not None else self.importance(self.plan.most_points))
+        for t, most in enumerate(self.capacity):
+            self.bound(t, most)
         return max(self.bounds.values()) - self.problem.objective(self.incumbent) <= OPTIMAL_GAP * max(self.bounds.values())
 
     def run(self, t: int, time_limit_s: float, starts: list[Choices]) -> None:
         """Tier `t` for up to `time_limit_s` (0: its capacity bound alone)."""
         problem, plan, tier = self.problem, self.plan, self.tiers[t]
         end_s = time.perf_counter() + max(0.0, time_limit_s)
-        most = capacity_bound(problem, tier) if tier is not None else self.importance(plan.most_points)
+        most = self.capacity[t]
         self.bound(t, most)
         if most <= problem.objective(self.incumbent):
             self.closed.add(t)  # no plan of the tier beats the incumbent
@@ -919,17 +921,18 @@ def _tier_of(problem: Problem, tiers: list[ScratchTier | None], choices: Choices
 
 def _priced_starts(problem: Problem, tiers: list[ScratchTier], hint: Choices | None, deadline_s: float) -> list[Choices | None]:
     """Starting plans (`solvers.priced`): a priced rounding per tier in the first half of the time
-    to `deadline_s`, then upgrades of the best ones in turn (a tier whose capacity bound is below
-    the best plan known is skipped)."""
+    to `deadline_s`, then upgrades of the best ones in turn. Tiers whose capacity bound is below
+    the best plan known are skipped."""
     pricing, checker = Pricing(problem), Checker(problem)
+    known = problem.objective(hint) if hint is not None and meets(problem, hint) else 0.0
+    useful = [t for t in range(len(tiers)) if capacity_bound(problem, tiers[t]) > known]
     rounding_s = (deadline_s - time.perf_counter()) / 2
-    out: list[Choices | None] = []
-    for n, tier in enumerate(tiers):
+    out: list[Choices | None] = [None] * len(tiers)
+    for n, t in enumerate(useful):
         now = time.perf_counter()
-        out.append(priced_rounding(problem, tier, pricing, checker, now + rounding_s / (len(tiers) - n)))
-    known = max([problem.objective(c) for c in (hint, *out) if c is not None and meets(problem, c)], default=0.0)
-    ranked = sorted(range(len(tiers)), key=lambda t: -problem.objective(out[t]) if out[t] is not None else math.inf)
-    for t in ranked:
+        out[t] = priced_rounding(problem, tiers[t], pricing, checker, now + rounding_s / (len(useful) - n))
+    known = max([known, *(problem.objective(c) for c in out if c is not None)])
+    for t in sorted(useful, key=lambda t: -problem.objective(out[t]) if out[t] is not None else math.inf):
         if out[t] is None or time.perf_counter() > deadline_s or capacity_bound(problem, tiers[t]) <= known:
             continue
         out[t] = improve(problem, tiers[t], checker, out[t], deadline_s)

@@ -79,14 +79,17 @@ def capacity_bound(problem: Problem, tier: ScratchTier) -> float:
     beside the headers and the scratch pins further members in place (fp32, a chunk decoded
     each), as many as the cheapest such member allows, the most important first. Tiers whose
     bound is below a plan already found need no search."""
+    chunks: dict[GroupKey, list] = {}
+    for chunk in problem.graph.chunks:
+        chunks.setdefault((chunk.layer, chunk.indices), []).append(problem.graph.costs(chunk))
     per_member, members = [], []
     top = 0.0
     for (layer, indices), cap in zip(groups(problem), tier.caps, strict=True):
         best = sorted((max(problem.importance(layer, i, b) for b in problem.bits) for i in indices), reverse=True)
         top += sum(best[:cap])
         members += best[cap:]
-        chunks = [c for c in problem.graph.chunks if (c.layer, c.indices) == (layer, indices)]
-        per_member.append(min(sum(problem.graph.costs(c).decoded_nbytes[n] for c in chunks) / n for n in range(1, len(indices) + 1)))
+        costs = chunks[(layer, indices)]
+        per_member.append(min(sum(c.decoded_nbytes[n] for c in costs) / n for n in range(1, len(indices) + 1)))
     if problem.memory_bytes is None:
         return top + sum(members)
     left = problem.memory_bytes - problem.graph.header_nbytes - tier.scratch_nbytes
