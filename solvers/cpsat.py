@@ -747,7 +747,7 @@ def cpsat_solve(
     candidates = [hint]
     search = _TierSearch(problem, plan, tiers, _best_start(problem, candidates, shared_preload is None), workers, seed)
     if shared_preload is None and not search.proven():  # the heuristics cannot share a preload set
-        candidates += _priced_starts(problem, [t for t in tiers if t is not None], hint, start_s + START_SHARE * time_limit_s)
+        candidates += _priced_starts(problem, tiers, search.capacity, hint, start_s + START_SHARE * time_limit_s)
         search.incumbent = _best_start(problem, candidates)
     incumbent = search.incumbent
     starts = [c for c in candidates if c is not None and meets(problem, c)]
@@ -919,13 +919,16 @@ def _tier_of(problem: Problem, tiers: list[ScratchTier | None], choices: Choices
     return tier_of(problem, tiers, choices)
 
 
-def _priced_starts(problem: Problem, tiers: list[ScratchTier], hint: Choices | None, deadline_s: float) -> list[Choices | None]:
+def _priced_starts(
+    problem: Problem, tiers: list[ScratchTier | None], capacity: list[float], hint: Choices | None, deadline_s: float,
+) -> list[Choices | None]:
     """Starting plans (`solvers.priced`): a priced rounding per tier in the first half of the time
-    to `deadline_s`, then upgrades of the best ones in turn. Tiers whose capacity bound is below
-    the best plan known are skipped."""
+    to `deadline_s`, then upgrades of the best ones in turn. Tiers whose capacity bound (`capacity`,
+    per tier) is below the best plan known are skipped, and so is the one tier of a problem without
+    a memory target."""
     pricing, checker = Pricing(problem), Checker(problem)
     known = problem.objective(hint) if hint is not None and meets(problem, hint) else 0.0
-    useful = [t for t in range(len(tiers)) if capacity_bound(problem, tiers[t]) > known]
+    useful = [t for t, tier in enumerate(tiers) if tier is not None and capacity[t] > known]
     rounding_s = (deadline_s - time.perf_counter()) / 2
     out: list[Choices | None] = [None] * len(tiers)
     for n, t in enumerate(useful):
@@ -933,7 +936,7 @@ def _priced_starts(problem: Problem, tiers: list[ScratchTier], hint: Choices | N
         out[t] = priced_rounding(problem, tiers[t], pricing, checker, now + rounding_s / (len(useful) - n))
     known = max([known, *(problem.objective(c) for c in out if c is not None)])
     for t in sorted(useful, key=lambda t: -problem.objective(out[t]) if out[t] is not None else math.inf):
-        if out[t] is None or time.perf_counter() > deadline_s or capacity_bound(problem, tiers[t]) <= known:
+        if out[t] is None or time.perf_counter() > deadline_s or capacity[t] <= known:
             continue
         out[t] = improve(problem, tiers[t], checker, out[t], deadline_s)
         known = max(known, problem.objective(out[t]))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.base import Checker, Choices
-from solvers.tiers import ScratchTier, groups
+from solvers.tiers import ScratchTier, group_costs, groups
 from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import Problem
 
@@ -66,9 +66,7 @@ class Pricing:
         # does not scale with its members: the IO overhead per chunk loaded, a dequantization call
         # per chunk and bitwidth, the kernel by members kept (both chunks)
         lanes = problem.lanes
-        chunks: dict[tuple[int, tuple[int, ...]], list] = {}
-        for chunk in problem.graph.chunks:
-            chunks.setdefault((chunk.layer, chunk.indices), []).append(problem.graph.costs(chunk))
+        chunks = group_costs(problem)
         self.sizes: list[_SameSize] = []
         for size in sorted({len(rows) for rows in self.group_rows}):
             which = np.array([g for g, rows in enumerate(self.group_rows) if len(rows) == size])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from solvers.base import Choices
+from sticc.ir.graph import PartCosts
 from sticc.ir.lower import Problem
 from sticc.ir.simulate import memory_of, plan_work
 
@@ -34,7 +35,15 @@ class ScratchTier:
 
 def groups(problem: Problem) -> tuple[GroupKey, ...]:
     """Every group once, in load order."""
-    return tuple(dict.fromkeys((chunk.layer, chunk.indices) for chunk in problem.graph.chunks))
+    return tuple(group_costs(problem))
+
+
+def group_costs(problem: Problem) -> dict[GroupKey, list[PartCosts]]:
+    """Every group (in load order) with the costs of its chunks (its attn chunk's, its ffn chunk's)."""
+    out: dict[GroupKey, list[PartCosts]] = {}
+    for chunk in problem.graph.chunks:
+        out.setdefault((chunk.layer, chunk.indices), []).append(problem.graph.costs(chunk))
+    return out
 
 
 def scratch_tiers(problem: Problem) -> list[ScratchTier]:
@@ -43,17 +52,14 @@ def scratch_tiers(problem: Problem) -> list[ScratchTier]:
     tier (no plan's scratch is its value: every chunk it allows fits the smaller scratch)."""
     graph = problem.graph
     least = graph.embed.scratch_nbytes
-    decoded: dict[GroupKey, list[tuple[int, ...]]] = {}
-    for chunk in graph.chunks:
-        decoded.setdefault((chunk.layer, chunk.indices), []).append(graph.costs(chunk).decoded_nbytes)
+    decoded = {key: [c.decoded_nbytes for c in costs] for key, costs in group_costs(problem).items()}
     values = {least} | {n for tables in decoded.values() for table in tables for n in table if n > least}
     tiers: list[ScratchTier] = []
     for scratch in sorted(values):
         if problem.memory_bytes is not None and graph.header_nbytes + scratch > problem.memory_bytes:
             break
         caps = tuple(
-            max(n for n in range(len(key[1]) + 1) if all(table[n] <= scratch for table in decoded[key]))
-            for key in groups(problem)
+            max(n for n in range(len(key[1]) + 1) if all(table[n] <= scratch for table in tables)) for key, tables in decoded.items()
         )
         if tiers and caps == tiers[-1].caps:
             continue
@@ -79,16 +85,12 @@ def capacity_bound(problem: Problem, tier: ScratchTier) -> float:
     beside the headers and the scratch pins further members in place (fp32, a chunk decoded
     each), as many as the cheapest such member allows, the most important first. Tiers whose
     bound is below a plan already found need no search."""
-    chunks: dict[GroupKey, list] = {}
-    for chunk in problem.graph.chunks:
-        chunks.setdefault((chunk.layer, chunk.indices), []).append(problem.graph.costs(chunk))
     per_member, members = [], []
     top = 0.0
-    for (layer, indices), cap in zip(groups(problem), tier.caps, strict=True):
+    for ((layer, indices), costs), cap in zip(group_costs(problem).items(), tier.caps, strict=True):
         best = sorted((max(problem.importance(layer, i, b) for b in problem.bits) for i in indices), reverse=True)
         top += sum(best[:cap])
         members += best[cap:]
-        costs = chunks[(layer, indices)]
         per_member.append(min(sum(c.decoded_nbytes[n] for c in costs) / n for n in range(1, len(indices) + 1)))
     if problem.memory_bytes is None:
         return top + sum(members)
