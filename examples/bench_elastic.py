@@ -17,11 +17,13 @@ process (this script with `--worker`) runs `Runner.encode(text, deadline_s=...)`
 held-out texts of mixed lengths (windows of 1 to 6 sentences of examples/texts/heldout.txt), every
 call cold (the store's data file evicted from the page cache first). Per call it records the
 deadline, tokens, the plan chosen, latency, whether the deadline was met, the chunks shed, the
-predicted fidelity loss (the plan's plus what was shed) and the measured one: 1 - cosine against a
-32-bit runner of the same store (`--reference`, compiled there with `--bits 32` if absent), the
-importance profile's metric. Writes every call and a summary per (slowdown, shedding) to `--json`,
-the summary as a markdown table to stdout and beside the JSON (.md), and the met-deadline rate per
-slowdown with and without shedding to an SVG beside it (matplotlib, the `bench` extra).
+runner's `peak_weight_bytes`, the predicted fidelity loss (the plan's plus what was shed) and the
+measured one: 1 - cosine against a 32-bit runner of the same store (`--reference`, compiled there
+with `--bits 32` if absent), the importance profile's metric. Writes every call and a summary per
+(slowdown, shedding) to `--json`, the summary as a markdown table to stdout and beside the JSON
+(.md), with the peak weight bytes against the plans' budget (plan.json's `memory_budget_bytes`),
+and the met-deadline rate per slowdown with and without shedding to an SVG beside it (matplotlib,
+the `bench` extra).
 
 `--lengths`: inputs of exactly 16, 64 and 128 tokens (a held-out text's tokens repeated or cut, its
 special tokens kept) through `Runner.forward` at one deadline, one fresh process per (slowdown,
@@ -134,6 +136,7 @@ def worker() -> None:
                     "input": index, **record, "latency_s": stats["latency_s"], "met_deadline": stats["met_deadline"],
                     "shed_chunks": stats["shed_chunks"], "shed_pieces": stats["shed_pieces"],
                     "shed_fidelity_loss": stats["shed_fidelity_loss"], "io_bytes": stats["io_bytes"],
+                    "peak_weight_bytes": stats["peak_weight_bytes"],
                     "hog_began_after_s": hog_began_after_s(hog, call_start_s), "embedding": embedding,
                 })
     finally:
@@ -237,6 +240,20 @@ def _fmt(value, spec: str = ".3f") -> str:
     return format(value, spec)
 
 
+def peak_weights(result: dict) -> str:
+    """The runner's `peak_weight_bytes` (its pool, plus any temporary it counted past the scratch)
+    over every call, against the plans' budget."""
+    peaks = [c.get("peak_weight_bytes") for c in result["calls"]]
+    if not peaks or None in peaks:
+        return "Peak weight bytes: not recorded in these calls."
+    budget = result.get("memory_budget_bytes")
+    if budget is None:
+        return f"Peak weight bytes: at most {max(peaks):,} B over {len(peaks)} calls (no budget recorded)."
+    over = sum(peak > budget for peak in peaks)
+    return (f"Peak weight bytes (the runner's pool, plus any temporary it counted): at most {max(peaks):,} B over "
+            f"{len(peaks)} calls, against the budget of {budget:,} B (plan.json's `memory_budget_bytes`): {over} of them over it.")
+
+
 def markdown(result: dict) -> str:
     band = result["additivity_band"]
     band_text = f"[{band['min_ratio']:.2f}, {band['max_ratio']:.2f}]" if band else "none (no importance profile)"
@@ -259,6 +276,8 @@ def markdown(result: dict) -> str:
             f"{_fmt(s['measured_over_predicted'], '.2f')} | {_fmt(s['within_additivity_band'])} |"
         )
     lines += [
+        "",
+        peak_weights(result),
         "",
         "The fidelity shedding lost: each call that shed against the same text, deadline and plan without shedding "
         "(measured: the difference of their losses; predicted: the shed chunks' importance):",
@@ -320,7 +339,7 @@ def lengths_markdown(result: dict) -> str:
             f"| {_cell_label(row)} | {row['tokens']} | {_plans_cell(s)} | {s['met_deadline_share']:.0%} | "
             f"{s['latency_over_deadline_median']:.2f} | {s['mean_shed_chunks']:.1f} | {_losses_cells(s)} |"
         )
-    lines += ["", "More tokens never get a more faithful plan than fewer:", ""]
+    lines += ["", peak_weights(result), "", "More tokens never get a more faithful plan than fewer:", ""]
     for check in result["monotone"]:
         verdict = "holds" if check["holds"] else f"VIOLATED: {check['violations']}"
         lines.append(f"- {check['slowdown']}, shedding {'on' if check['shedding'] else 'off'}: {verdict}")
@@ -421,7 +440,8 @@ def main() -> None:
 
 
 def _setting(args) -> dict:
-    """What every mode reads from OUT: the runner, the store, its plans, the profiled bandwidth, the band."""
+    """What every mode reads from OUT: the runner, the store, its plans, their memory budget, the
+    profiled bandwidth, the band."""
     from codegen import load_runner
     from codegen.literals import runner_literal
 
@@ -429,6 +449,7 @@ def _setting(args) -> dict:
     store = args.store or Path(runner_literal(runner_path, "DEFAULT_STORE", str))
     plans = load_runner(runner_path).Runner.PLANS
     device = json.loads((args.out / "device.json").read_text())
+    budget = json.loads((args.out / "plan.json").read_text()).get("memory_budget_bytes")  # shared by every plan
     importance_path = args.out / "importance.json"
     band = None
     if importance_path.exists():
@@ -437,7 +458,7 @@ def _setting(args) -> dict:
             band = {k: additivity[k] for k in ("min_ratio", "max_ratio", "median_ratio")}
     return {
         "runner_path": runner_path, "store": store, "plans": plans, "profiled_read_Bps": device["read_bandwidth_Bps"],
-        "band": band, "reference": args.reference or args.out.with_name(args.out.name + "-ref32"),
+        "band": band, "reference": args.reference or args.out.with_name(args.out.name + "-ref32"), "memory_budget_bytes": budget,
     }
 
 
@@ -449,6 +470,7 @@ def _header(args, setting: dict, slowdowns: list) -> dict:
         "store": str(setting["store"]),
         "reference": f"{setting['reference']}/runner.py (every shard at 32 bits, same store)",
         "profiled_read_Bps": setting["profiled_read_Bps"],
+        "memory_budget_bytes": setting["memory_budget_bytes"],
         "additivity_band": setting["band"],
         "plans": [{"name": p.name, "latency_target_s": p.latency_target_s, "fidelity_loss": p.fidelity_loss} for p in setting["plans"]],
         "slowdowns": [{**asdict(s), "label": s.label, "emulated": s.emulated} for s in slowdowns],

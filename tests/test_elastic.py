@@ -1,11 +1,16 @@
 """Elastic runners: several plans sharing one preload set, the per-call plan choice, and shedding to keep a
 deadline. Mechanism only: no assertion depends on how fast this machine is (an impossible deadline
-sheds every chunk whatever the speed; a generous one sheds nothing)."""
+sheds every chunk whatever the speed; a generous one sheds nothing; what a call behind its deadline
+sheds is driven by a fake clock)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,8 +30,16 @@ from sticc.ir.graph import ShardChoice
 from sticc.ir.lower import lower
 from sticc.ir.plan import SolverInfo, make_plan
 from sticc.model.store import Store, write_store
-from sticc.runtime.core import ChunkCost, LengthRow, PlanTable, PoolLayout, StoreReader
-from sticc.runtime.elastic import CONTENDED_CALLS, Adaptation, choose_plan, one_thread, predicted_latency_s
+from sticc.runtime import elastic
+from sticc.runtime.core import Call, ChunkCost, LengthRow, PlanTable, PoolLayout, StoreReader
+from sticc.runtime.elastic import (
+    CONTENDED_CALLS,
+    Adaptation,
+    DeadlineKeeper,
+    choose_plan,
+    one_thread,
+    predicted_latency_s,
+)
 
 TARGETS_S = (0.6e-3, 1e-3, 2e-3)
 MEMORY = 60_000
@@ -44,6 +57,17 @@ def store(tmp_path_factory, tiny_bert) -> Store:
 @pytest.fixture(scope="module")
 def plans(store):
     return plan_elastic(store, synthetic_device(store), synthetic_importance(store), SEQ_LEN, list(TARGETS_S), MEMORY, "cpsat", 5.0)
+
+
+@pytest.fixture(scope="module")
+def minilm_elastic(minilm_store, tmp_path_factory) -> Path:
+    """The output folder of two uniform MiniLM plans (nothing preloaded: they share the empty set) as one runner."""
+    store = Store.open(minilm_store)
+    device = synthetic_device(store)
+    plans = [predict_given_plan(store, uniform_plan(store, bits, 32), device, None) for bits in (8, 4)]
+    out = tmp_path_factory.mktemp("elastic") / "minilm"
+    write_output(out, emit_runner(store, plans[0], minilm_store, (plans[1],)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +182,9 @@ def test_a_generous_deadline_runs_the_most_faithful_plan_whole(store, elastic_ru
     torch.testing.assert_close(out, elastic_runner.forward(ids), rtol=0, atol=0)
 
 
-def test_encode_shares_its_deadline_among_batches(minilm_store, tmp_path):
-    """Two uniform MiniLM plans (nothing preloaded: they share the empty set) as one runner."""
+def test_encode_shares_its_deadline_among_batches(minilm_store, minilm_elastic):
     store = Store.open(minilm_store)
-    device = synthetic_device(store)
-    plans = [predict_given_plan(store, uniform_plan(store, bits, 32), device, None) for bits in (8, 4)]
-    write_output(tmp_path, emit_runner(store, plans[0], minilm_store, (plans[1],)))
-    runner = load_runner(tmp_path / "runner.py").Runner(str(minilm_store))
+    runner = load_runner(minilm_elastic / "runner.py").Runner(str(minilm_store))
     texts = ["a short text", "a somewhat longer text with a few more words in it", "mid length text"]
     embeddings = runner.encode(texts, batch_size=1, deadline_s=60.0)
     stats = runner.last_stats
@@ -224,6 +244,127 @@ def test_a_bandwidth_drop_delays_reads_from_its_time_on(tmp_path):
     uncapped.close()
 
 
+# -- shedding, chunk by chunk -----------------------------------------------------------------
+
+MS = 1e-3
+# a plan of five chunks in load order: key -> (IO ms, compute ms, loss); chunk 1 is preloaded (no IO)
+CHUNKS = {0: (2, 2, 0.5), 1: (0, 1, 0.01), 2: (10, 4, 0.02), 3: (1, 4, 0.04), 4: (1, 4, 0.1)}
+SHED_ORDER = (1, 2, 3, 4, 0)  # as the planner would give it: least loss per second saved first
+JOINS_S = 0.6 * MS
+
+
+class _Clock:
+    """`time.perf_counter` as the keeper reads it: seconds the test sets."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _keeper(monkeypatch, chunks: dict, order: tuple, deadline_s: float, joins_s: float = 0.0) -> tuple[DeadlineKeeper, _Clock]:
+    """A keeper of a call at the planned length (compute costs as planned, no adaptation: glue 1)
+    of a plan of `chunks` ({key: (IO ms, compute ms, loss)}, 2 pieces each) shed in `order`, on a
+    fake clock at 0, the call's start."""
+    clock = _Clock()
+    monkeypatch.setattr(elastic, "time", SimpleNamespace(perf_counter=clock))
+    shed = tuple(ChunkCost(k, 2, chunks[k][2], chunks[k][0] * MS, chunks[k][1] * MS) for k in order)
+    rows = (LengthRow(SEQ_LEN, 30 * MS, 15 * MS, 1 * MS, joins_s),)
+    table = PlanTable("40ms", 0, len(chunks), PoolLayout(0, 0, 0, 0), 40 * MS, fidelity_loss=0.3, lengths=rows, shed_order=shed)
+    return DeadlineKeeper(table, deadline_s, SEQ_LEN, SEQ_LEN), clock
+
+
+def _behind(monkeypatch, call: Call) -> DeadlineKeeper:
+    """A 40 ms call whose keeper has let chunk 0 run (read in 2 ms, computed in 2 ms, both as
+    predicted: each lane's pace is 1) and is asked before chunk 1 at 20 ms, with chunk 2 claimed by
+    the IO lane and not yet read. The rest, through the lanes in load order:
+        chunk 1 computes 0-1 ms; chunk 2 reads 0-10, computes 10-14; chunk 3 reads 10-11, computes
+        14-18; chunk 4 reads 11-12, computes 18-22; plus the joins of 4 chunks of 5: 22.48 ms,
+    times the margin 25.85 ms, past the 20 ms left."""
+    keeper, clock = _keeper(monkeypatch, CHUNKS, SHED_ORDER, 40 * MS, JOINS_S)
+    keeper.start(call, 0.0)
+    keeper.before(call, 0)  # 24.6 ms estimated, 28.3 with the margin, 40 left: nothing shed
+    assert call.shed_keys == {}
+    assert call.claim(0)
+    call.publish(0, 0, read_s=2 * MS)
+    clock.now_s = 2 * MS
+    keeper.computing(0)
+    clock.now_s = 4 * MS
+    keeper.computed(0)
+    assert call.claim(2)
+    clock.now_s = 20 * MS  # the compute lane fell behind (descheduled, say)
+    keeper.before(call, 1)
+    keeper.end(call)
+    return keeper
+
+
+def test_a_call_behind_sheds_in_the_planners_order_until_the_rest_fits(monkeypatch):
+    """In the shed order: the preloaded chunk 1 is skipped (its compute waits on chunk 2's read
+    anyway: shedding it saves nothing); the claimed chunk 2 is shed and read all the same, which saves
+    its compute alone, 3 ms of it (chunk 3's read then binds: 22 to 19 ms); chunk 3, unclaimed, is
+    never read (19 to 15 ms). 15.48 ms x 1.15 fits the 20 ms left, so chunk 4 is kept, and chunk 0,
+    computed already, is never a candidate."""
+    call = Call(None)
+    keeper = _behind(monkeypatch, call)
+    assert call.shed_keys == {2: False, 3: True}  # key -> whether its IO was saved
+    assert keeper.pending == {1, 4}
+    assert not call.claim(3) and call.claim(4)  # the IO lane skips the shed chunk it had not claimed
+    stats = keeper.stats(call)
+    assert stats["shed_chunks"] == 2 and stats["shed_pieces"] == 4 and stats["shed_io_saved_chunks"] == 1
+    assert stats["shed_saved_s"] == pytest.approx(7 * MS)
+    assert stats["shed_fidelity_loss"] == pytest.approx(0.06) and stats["fidelity_loss"] == pytest.approx(0.36)
+    assert stats["shedding"] is True and stats["threads"] == "planned"
+
+
+class _RacedCall(Call):
+    """A call whose IO lane claims chunk 3 between the keeper's look at it and its shedding."""
+
+    def shed(self, key: int) -> bool:
+        if key == 3:
+            self.claim(key)
+        return super().shed(key)
+
+
+def test_a_chunk_claimed_while_being_shed_saves_only_its_compute(monkeypatch):
+    """As above, but chunk 3 is read after all: shedding it saves its 4 ms of compute less what chunk
+    4's read then binds, 3 ms (19 to 16 ms); 16.48 ms x 1.15 still fits the 20 ms left."""
+    call = _RacedCall(None)
+    keeper = _behind(monkeypatch, call)
+    assert call.shed_keys == {2: False, 3: False}
+    assert keeper.pending == {1, 4}
+    stats = keeper.stats(call)
+    assert stats["shed_chunks"] == 2 and stats["shed_io_saved_chunks"] == 0
+    assert stats["shed_saved_s"] == pytest.approx(6 * MS)
+
+
+def test_a_claimed_chunk_whose_compute_waits_on_reads_is_not_shed(monkeypatch):
+    """Chunk 0 claimed (read 0-10 ms, computed 10-11), chunk 1 not (read 10-20, computed 20-21): 21
+    ms at 5 ms into a 20 ms call. Shedding chunk 0 would save its compute alone, which chunk 1's read
+    hides: it is kept; chunk 1 is shed, its read too (11 ms, x 1.15 within the 15 ms left). Had
+    chunk 0 been read by then (in 10 ms, as predicted), the rest is 11 ms: nothing is shed."""
+    chunks = {0: (10, 1, 0.01), 1: (10, 1, 0.02)}
+    keeper, clock = _keeper(monkeypatch, chunks, (0, 1), 20 * MS)
+    call = Call(None)
+    keeper.start(call, 0.0)
+    assert call.claim(0)
+    clock.now_s = 5 * MS
+    keeper.before(call, 0)
+    assert call.shed_keys == {1: True} and keeper.pending == {0}
+    keeper.end(call)
+    stats = keeper.stats(call)
+    assert stats["shed_chunks"] == 1 and stats["shed_io_saved_chunks"] == 1
+    assert stats["shed_saved_s"] == pytest.approx(10 * MS)
+    keeper, clock = _keeper(monkeypatch, chunks, (0, 1), 20 * MS)
+    call = Call(None)
+    keeper.start(call, 0.0)
+    assert call.claim(0)
+    call.publish(0, 0, read_s=10 * MS)
+    clock.now_s = 5 * MS
+    keeper.before(call, 0)
+    assert call.shed_keys == {} and keeper.saved_s == 0.0
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -246,6 +387,28 @@ def test_compile_several_latencies_and_report_the_deadline_ranges(store, tmp_pat
     assert "Deadline ranges" in capsys.readouterr().out
     assert main(["compile", str(store.path), "-o", str(tmp_path / "again"), "--plan", str(out / "plan.json")]) != 0
     assert "elastic runner" in capsys.readouterr().err
+
+
+def test_the_runner_command_line_keeps_a_deadline(minilm_elastic, capsys):
+    """`python OUT/runner.py --deadline 10s --stats`: the stats name the plan each batch ran and
+    the deadline; --no-shedding without --deadline is one line of error and exit status 1."""
+    done = subprocess.run(
+        [sys.executable, str(minilm_elastic / "runner.py"), "--deadline", "10s", "--stats", "a first sentence", "and another one"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["text"] for line in lines[:2]] == ["a first sentence", "and another one"]
+    stats = lines[2]["stats"]
+    assert stats["deadline_s"] == 10.0 and "met_deadline" in stats
+    assert stats["plans"] == [b["plan"] for b in stats["batches"]] and len(stats["plans"]) == 1
+    module = load_runner(minilm_elastic / "runner.py")
+    assert stats["plans"][0] in [t.name for t in module.Runner.PLANS]
+    assert stats["batches"][0]["shedding"] is True and stats["batches"][0]["deadline_s"] <= 10.0
+    # checked before the runner opens: no store read, one line, status 1
+    assert module.runner_main(module.Runner, ["--no-shedding", "a text"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "error: --no-shedding applies to a --deadline\n"
 
 
 def test_a_decoder_takes_no_elastic_plans(tiny_decoders):
