@@ -9,7 +9,8 @@ The reference is `SentenceTransformer(<the embedded MiniLM>).encode(texts, norma
 For each runner: the per-text cosine of `Runner.encode(texts, normalize_embeddings=True)` and of
 the adapter's `SentenceTransformer.encode` (`sticc.integrations.sentence_transformers`), min over
 short texts (degenerate ones included) and over texts longer than MiniLM's max_seq_length of 256
-tokens. The texts below appear in no calibration or importance set of sticc.
+tokens. The texts (`sticc.model.texts.HELDOUT_SHORT_TEXTS` and `HELDOUT_LONG_TEXTS`) appear in no
+calibration or importance set of sticc.
 """
 
 from __future__ import annotations
@@ -24,29 +25,9 @@ from codegen import load_runner
 from codegen.literals import runner_literal
 from sticc.integrations.sentence_transformers import sentence_transformer
 from sticc.model.default_model import minilm_dir
+from sticc.model.texts import HELDOUT_LONG_TEXTS, HELDOUT_SHORT_TEXTS
 
-SHORT = [
-    "The ferry was late because of fog over the harbour.",
-    "She tuned the old piano before the recital.",
-    "Quarterly revenue rose eight percent on strong cloud sales.",
-    "How do I reset a forgotten router password?",
-    "Bees communicate the location of flowers through a waggle dance.",
-    "The referee disallowed the goal after a video review.",
-    "Add two cups of flour and stir until smooth.",
-    "A lunar eclipse happens when Earth blocks sunlight from reaching the Moon.",
-    "", "ok", "Ünïcödé tëxt with àccents and emoji 🚀 mixed in.",
-]
-PARAGRAPH = (
-    "In the late nineteenth century, railway companies standardized time zones so that timetables "
-    "across vast distances could be coordinated, replacing a patchwork of local solar times kept by "
-    "each town's clock. Engineers, merchants and travellers all benefited, though some communities "
-    "resisted the change for decades, insisting that noon should mean the sun stood highest overhead. "
-)
-LONG = [
-    PARAGRAPH * 4,
-    (PARAGRAPH + "Meanwhile the telegraph carried signals faster than any train. ") * 5,
-    " ".join(f"item{i} costs {i * 3} dollars" for i in range(200)),
-]
+SHORT, LONG = list(HELDOUT_SHORT_TEXTS), list(HELDOUT_LONG_TEXTS)
 
 
 def cosines(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ both surfaces (`Runner.encode` and the SentenceTransformer adapter) against
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import compile_runner
+import transformers
+from helpers import compile_runner, hf_model, pooled
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling
 from sentence_transformers.util.quantization import quantize_embeddings as st_quantize
@@ -23,12 +25,13 @@ from sticc.integrations.sentence_transformers import sentence_transformer
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sentence import sentence_pipeline
 from sticc.model.store import Store, write_store
-from sticc.model.texts import CALIBRATION_SENTENCES
-from sticc.runtime.sentence import POOLING_MODES, length_batches, pool, quantize_embeddings
+from sticc.model.texts import CALIBRATION_SENTENCES, HELDOUT_LONG_TEXTS, HELDOUT_SHORT_TEXTS, IMPORTANCE_SENTENCES
+from sticc.runtime.sentence import BARE_PIPELINE, POOLING_MODES, length_batches, pool, quantize_embeddings
 
-SHORT = ["A man is playing a guitar on a small stage.", "Short one.", "", "ok", "Ünïcödé and emoji 🚀 too."]
-# longer than MiniLM's max_seq_length of 256 tokens (the model has 512 positions)
-LONG = [" ".join(CALIBRATION_SENTENCES), " ".join(reversed(CALIBRATION_SENTENCES[:20])) * 2]
+# held out from the quantizer's calibration and the importance profile (the texts of examples/sentence_fidelity.py)
+SHORT = list(HELDOUT_SHORT_TEXTS)
+# longer than MiniLM's max_seq_length of 256 tokens; the last is longer than its 512 positions too
+LONG = list(HELDOUT_LONG_TEXTS)
 TEXTS = SHORT + LONG
 
 
@@ -66,6 +69,12 @@ POOLING = {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transfo
 NORMALIZE = {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
 
 
+def test_texts_are_held_out():
+    fitted = CALIBRATION_SENTENCES + IMPORTANCE_SENTENCES
+    assert not set(TEXTS) & set(fitted)
+    assert not any(sentence in text for sentence in fitted for text in LONG)
+
+
 def test_minilm_pipeline_is_read(minilm):
     record = Checkpoint.open(minilm).sentence_pipeline()
     assert (record.max_seq_length, record.pooling, record.include_prompt, record.normalize) == (256, ["mean"], True, True)
@@ -86,6 +95,8 @@ def test_pooling_config_forms(tmp_path, minilm, pooling, modes):
 
 
 def test_pipeline_without_normalize_max_length_or_modules(tmp_path, minilm):
+    """Without modules.json the checkpoint is a bare model: sharded, compiled and run, it keeps the
+    bare behaviour (the default prompt and max_seq_length of the other files are not applied)."""
     model = st_checkpoint(
         tmp_path, minilm, modules=[TRANSFORMER, POOLING], sentence_bert_config__json={"do_lower_case": True},
         config_sentence_transformers__json={"prompts": {"query": "query: ", "doc": ""}, "default_prompt_name": "query"},
@@ -96,6 +107,27 @@ def test_pipeline_without_normalize_max_length_or_modules(tmp_path, minilm):
     assert record.runtime().prompt(None, None) == "query: " and record.runtime().prompt("doc", None) == ""
     (model / "modules.json").unlink()
     assert sentence_pipeline(model, Checkpoint.open(model).spec) is None
+    store = write_store(model, tmp_path / "store", bits=(32,))
+    assert store.sentence_pipeline is None
+    runner = compile_runner(tmp_path / "store", uniform_plan(store, 32), tmp_path / "out")
+    try:
+        # truncation at the model's positions, mean pooling, no normalization
+        assert vars(runner.PIPELINE) == vars(BARE_PIPELINE)  # the runner inlines its own SentencePipeline class
+        assert runner.max_seq_length == store.spec.max_positions == 512
+        ours = runner.encode(LONG, batch_size=2)
+    finally:
+        runner.close()
+    tokenizer, reference_model = transformers.AutoTokenizer.from_pretrained(model), hf_model(model)
+    reference = []
+    for text in LONG:  # one at a time: no padding
+        batch = tokenizer(text, truncation=True, max_length=512, return_tensors="pt")
+        with torch.no_grad():
+            hidden = reference_model(**batch).last_hidden_state
+        reference.append(pooled(hidden, batch["attention_mask"])[0].numpy())
+    reference = np.stack(reference)
+    assert len(tokenizer(LONG[-1])["input_ids"]) > 512  # the reference is cut, not the text short
+    assert cosines(ours, reference).min() >= 0.99999
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), np.linalg.norm(reference, axis=1), rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -181,7 +213,7 @@ def minilm_runners(minilm_store, tmp_path_factory):
 def test_long_texts_are_truncated_at_max_seq_length(minilm_runners):
     runner = minilm_runners[32]
     assert runner.max_seq_length == 256
-    assert [len(e.ids) for e in runner.text_tokenizer().encode_batch(LONG)] == [256, 256]
+    assert [len(e.ids) for e in runner.text_tokenizer().encode_batch(LONG)] == [256] * len(LONG)
 
 
 @pytest.mark.parametrize(("bits", "floor"), [(32, 0.99999), (8, 0.999)])
@@ -203,7 +235,7 @@ def test_encode_follows_sentence_transformers_shapes_and_stats(minilm_runners):
     runner = minilm_runners[32]
     batched = runner.encode(TEXTS, batch_size=3)
     stats = runner.last_stats
-    assert [b["texts"] for b in stats["batches"]] == [3, 3, 1]
+    assert [b["texts"] for b in stats["batches"]] == [min(3, len(TEXTS) - start) for start in range(0, len(TEXTS), 3)]
     assert [b["seq_len"] for b in stats["batches"]] == sorted((b["seq_len"] for b in stats["batches"]), reverse=True)
     assert stats["texts"] == len(TEXTS) and stats["io_bytes"] == sum(b["io_bytes"] for b in stats["batches"])
     assert stats["padded_tokens"] >= stats["tokens"] == sum(len(e.ids) for e in runner.text_tokenizer().encode_batch(TEXTS))
@@ -224,6 +256,22 @@ def test_encode_follows_sentence_transformers_shapes_and_stats(minilm_runners):
     for bad in ({"precision": "int4"}, {"output_value": "logits"}, {"device": "cuda"}, {"prompt_name": "query"}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             runner.encode(TEXTS[:1], **bad)
+
+
+def test_encode_names_its_texts_as_sentence_transformers_does(minilm_runners):
+    """`inputs`, as sentence-transformers 6 names it, and `sentences=`, as 5 did."""
+    runner = minilm_runners[32]
+    ours = list(inspect.signature(runner.encode).parameters)
+    theirs = [name for name in inspect.signature(SentenceTransformer.encode).parameters if name not in ("self", "pool", "chunk_size", "kwargs")]
+    assert ours[: len(theirs)] == theirs and ours[0] == "inputs"
+    positional = runner.encode(TEXTS[:3])
+    np.testing.assert_array_equal(runner.encode(inputs=TEXTS[:3]), positional)
+    np.testing.assert_array_equal(runner.encode(sentences=TEXTS[:3]), positional)
+    assert runner.encode(sentences=TEXTS[0]).shape == (384,)
+    with pytest.raises(TypeError, match="not both"):
+        runner.encode(TEXTS[:1], sentences=TEXTS[:1])
+    with pytest.raises(TypeError, match="missing"):
+        runner.encode()
 
 
 def test_prompts_and_excluded_prompt_tokens_match_sentence_transformers(tmp_path, minilm):

@@ -1,5 +1,6 @@
 """A `SentenceTransformer` whose forward is a sticc runner (the optional extra
-`sticc[sentence-transformers]`).
+`sticc[sentence-transformers]`: sentence-transformers 6 or later, whose input modules implement
+`preprocess`; 5.x requires `tokenize` and is not supported).
 
     runner = load_runner("OUT/runner.py").Runner()            # or `from runner import Runner`
     model = sentence_transformer(runner)
@@ -21,16 +22,19 @@ from __future__ import annotations
 from typing import Any
 
 try:
+    import sentence_transformers
     import torch
     from sentence_transformers import SentenceTransformer
-
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer.modules import InputModule, Normalize, Pooling
-    except ImportError:  # 5.x
-        from sentence_transformers.models import InputModule, Normalize, Pooling
 except ImportError as error:
     raise ImportError(
         "the sentence-transformers adapter needs the optional extra: pip install 'sticc[sentence-transformers]'"
+    ) from error
+try:
+    from sentence_transformers.sentence_transformer.modules import InputModule, Normalize, Pooling
+except ImportError as error:  # 5.x: its modules live elsewhere and its input modules implement `tokenize`
+    raise ImportError(
+        f"the sentence-transformers adapter needs sentence-transformers 6 or later, not {sentence_transformers.__version__}: "
+        "pip install 'sticc[sentence-transformers]'"
     ) from error
 
 
@@ -79,17 +83,7 @@ class SticcTransformer(InputModule):
 
 
 def _pooling(hidden: int, modes: tuple, include_prompt: bool) -> Pooling:
-    if len(modes) == 1:
-        return Pooling(hidden, pooling_mode=modes[0], include_prompt=include_prompt)
-    try:  # >= 6: a tuple of modes
-        return Pooling(hidden, pooling_mode=tuple(modes), include_prompt=include_prompt)
-    except (TypeError, ValueError):  # 5.x: one boolean per mode
-        legacy = {
-            "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "mean": "pooling_mode_mean_tokens",
-            "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
-            "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken",
-        }
-        return Pooling(hidden, pooling_mode_mean_tokens=False, include_prompt=include_prompt, **{legacy[m]: True for m in modes})
+    return Pooling(hidden, pooling_mode=modes[0] if len(modes) == 1 else tuple(modes), include_prompt=include_prompt)
 
 
 def sentence_transformer(runner) -> SentenceTransformer:

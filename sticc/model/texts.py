@@ -1,4 +1,4 @@
-"""The texts sticc ships, three disjoint sets, so no plan is scored on text it was fitted to.
+"""The texts sticc ships, in disjoint sets, so no plan is scored on text it was fitted to.
 
 - `CALIBRATION_SENTENCES`: the quantizer's calibration texts (`sticc.model.activation_stats`
   gathers its input statistics on them);
@@ -7,7 +7,11 @@
   joined into `IMPORTANCE_PASSAGES` (`sticc.profile.decoder_importance`: its loss is taken at
   every position of a passage, so longer texts give more positions per forward);
 - `EVAL_SENTENCES`: held out from both: fidelity against fp32 is measured on these (benchmarks,
-  examples).
+  examples);
+- `HELDOUT_SHORT_TEXTS` and `HELDOUT_LONG_TEXTS`: held out from both as well: runners against
+  sentence-transformers (`tests/test_sentence.py`, `examples/sentence_fidelity.py`), short texts
+  (degenerate ones included) and texts longer than MiniLM's `max_seq_length` of 256 tokens (266,
+  382 and 1193 tokens with its tokenizer: the last is longer than its 512 positions too).
 
 Decoders are evaluated on `examples/texts/heldout.txt`, which shares no sentence with any of these.
 """
@@ -129,4 +133,28 @@ EVAL_SENTENCES = (
     "Turn left at the bakery, then walk two blocks to reach the library.",
     "The toddler giggled as the puppy licked her face.",
     "Climate scientists warn that coral reefs face widespread bleaching.",
+)
+
+
+HELDOUT_SHORT_TEXTS = (
+    "The ferry was late because of fog over the harbour.",
+    "She tuned the old piano before the recital.",
+    "Quarterly revenue rose eight percent on strong cloud sales.",
+    "How do I reset a forgotten router password?",
+    "Bees communicate the location of flowers through a waggle dance.",
+    "The referee disallowed the goal after a video review.",
+    "Add two cups of flour and stir until smooth.",
+    "A lunar eclipse happens when Earth blocks sunlight from reaching the Moon.",
+    "", "ok", "Ünïcödé tëxt with àccents and emoji 🚀 mixed in.",
+)
+_PARAGRAPH = (
+    "In the late nineteenth century, railway companies standardized time zones so that timetables "
+    "across vast distances could be coordinated, replacing a patchwork of local solar times kept by "
+    "each town's clock. Engineers, merchants and travellers all benefited, though some communities "
+    "resisted the change for decades, insisting that noon should mean the sun stood highest overhead. "
+)
+HELDOUT_LONG_TEXTS = (
+    _PARAGRAPH * 4,
+    (_PARAGRAPH + "Meanwhile the telegraph carried signals faster than any train. ") * 5,
+    " ".join(f"item{i} costs {i * 3} dollars" for i in range(200)),
 )

@@ -336,14 +336,14 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         return len(encoding.ids) - (1 if encoding.special_tokens_mask and encoding.special_tokens_mask[-1] else 0)
 
     def encode(
-        self, sentences, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
+        self, inputs=None, prompt_name=None, prompt=None, batch_size: int = 32, show_progress_bar=None,
         output_value="sentence_embedding", precision: str = "float32", convert_to_numpy: bool = True,
         convert_to_tensor: bool = False, device=None, normalize_embeddings: bool = False, truncate_dim=None,
-        deadline_s=None, keep_deadline: bool = True,
+        deadline_s=None, keep_deadline: bool = True, *, sentences=None,
     ):
-        """Embeddings of `sentences` (a text or a list of texts) through the checkpoint's pipeline,
-        with sentence-transformers' signature and defaults: a numpy array [n, dim] (one vector for
-        one text), a tensor with `convert_to_tensor`, a list of tensors with neither;
+        """Embeddings of `inputs` (a text or a list of texts) through the checkpoint's pipeline,
+        with sentence-transformers' (6) signature and defaults: a numpy array [n, dim] (one vector
+        for one text), a tensor with `convert_to_tensor`, a list of tensors with neither;
         `output_value="token_embeddings"` gives each text's unpadded last hidden state instead and
         None a dict per text. Texts are tokenized once, sorted by token count (longest first) and
         run `batch_size` at a time, each batch padded to its own longest text.
@@ -355,11 +355,20 @@ class EncoderRunner(DecodesChunks, RunnerCore):
         `deadline_s` (seconds, for the whole call) is shared among the batches in proportion to
         their predicted latencies; each batch runs the most faithful plan predicted to meet its
         share and, with `keep_deadline` (default), sheds chunks when it falls behind
-        (`forward`). The stats then add "deadline_s", "met_deadline" and what was shed."""
+        (`forward`). The stats then add "deadline_s", "met_deadline" and what was shed.
+
+        `sentences=` is the same as `inputs=` (sentence-transformers 5 named it so); passing both,
+        or neither, is a TypeError."""
+        if sentences is not None:
+            if inputs is not None:
+                raise TypeError("encode() takes the texts once: 'inputs' or its old name 'sentences', not both")
+            inputs = sentences
+        elif inputs is None:
+            raise TypeError("encode() missing the texts: 'inputs' (a text or a list of texts)")
         self.text_tokenizer()  # loaded once, before the call's clock starts (like construction)
         start_s = time.perf_counter()
-        singular = isinstance(sentences, str)
-        texts = [sentences] if singular else list(sentences)
+        singular = isinstance(inputs, str)
+        texts = [inputs] if singular else list(inputs)
         if not all(isinstance(text, str) for text in texts):
             raise ValueError("encode takes a text or a list of texts")
         if device is not None and str(device) != "cpu":
