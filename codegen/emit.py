@@ -10,6 +10,7 @@ per layer block (and a decoder's LM head), commented with the join node closing 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import re
@@ -107,6 +108,7 @@ RUNTIME_MODULES = (core_module, decode_module, elastic_module, sentence_module, 
 DECODER_RUNTIME_MODULES = (core_module, decode_module, decoder_module)
 
 
+@functools.lru_cache(maxsize=2)
 def _runtime_body(modules: tuple[ModuleType, ...] = RUNTIME_MODULES) -> str:
     """The runtime modules without their docstrings and their imports of each other, one after
     another; the standard imports of all of them first."""
@@ -199,7 +201,7 @@ def emit_runner(store: Store, plan: Plan, store_path: str | Path, alternatives: 
         pipeline_text=store.sentence_pipeline.describe() if store.sentence_pipeline else "none (bare: mean pooling, not normalized)",
     )
     text = re.sub(r"[ \t]+\n", "\n", text)
-    check_runner_source(text, runtime_body, DECODER_RUNNER if decoder else ENCODER_RUNNER)  # data never became code: refuse to write otherwise
+    check_runner(text, decoder)  # data never became code: refuse to write otherwise
     return RunnerSource(text, plan_json["plan_hash"], plan_json)
 
 
@@ -290,6 +292,13 @@ def _bits_histogram(plan: Plan) -> str:
     for choice in plan.shards:
         counts[choice.bits] = counts.get(choice.bits, 0) + 1
     return ", ".join(f"{n}x{'dropped' if b == 0 else f'{b}b'}" for b, n in sorted(counts.items(), reverse=True))
+
+
+def check_runner(text: str, decoder: bool) -> None:
+    """Refuse (`UserError`) runner source that is not exactly what `emit_runner` writes for an
+    encoder (or a `decoder`) with this sticc's runtime: `check_runner_source` against that runtime."""
+    runtime_body = _runtime_body(DECODER_RUNTIME_MODULES if decoder else RUNTIME_MODULES)
+    check_runner_source(text, runtime_body, DECODER_RUNNER if decoder else ENCODER_RUNNER)
 
 
 def load_runner(path: str | Path) -> ModuleType:

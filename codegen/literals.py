@@ -188,6 +188,8 @@ def check_runner_source(text: str, runtime_body: str, kind: RunnerKind = ENCODER
         tree = ast.parse(text)
     except SyntaxError as error:
         raise UserError(f"refusing to write the runner: it is not Python ({error.msg} at line {error.lineno})") from None
+    except (MemoryError, RecursionError):  # Python 3.11's parser on deep nesting, e.g. `x = ----...1`
+        raise UserError("refusing to write the runner: it is nested too deeply to parse") from None
     body = tree.body
     runtime = _runtime_dumps(runtime_body)
     if len(body) != len(runtime) + 3:
@@ -236,6 +238,8 @@ def runner_literal(path, name: str, kind: type):
             tree = ast.parse(handle.read())
     except (OSError, SyntaxError, ValueError) as error:
         raise UserError(f"{path} is not a runner sticc wrote: {error}") from None
+    except (MemoryError, RecursionError):  # the parser on deep nesting
+        raise UserError(f"{path} is not a runner sticc wrote: it is nested too deeply to parse") from None
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == "Runner":
             for statement in node.body:

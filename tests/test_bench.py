@@ -118,6 +118,38 @@ def test_bench_cli_writes_json_and_rejects_unknown_cases(tmp_path, tiny_bert_sto
     assert main(["bench", str(tmp_path / "nowhere")]) == 1
 
 
+INJECTED = "open('PWNED', 'w')"
+
+
+@pytest.mark.parametrize("where", ["after the docstring", "in the schedule", "in the runtime", "nested", "nested, --store"])
+def test_bench_refuses_an_edited_runner_before_running_it(tmp_path, tiny_bert_store, capsys, monkeypatch, where):
+    """`sticc bench` imports and runs OUT/runner.py: one that is not exactly what codegen writes is
+    refused in one line, nothing of it run (one nested past Python's parser too: MemoryError there)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main(["compile", str(tiny_bert_store), "-o", str(out), "--bits", "8", "--seq-len", "16"]) == 0
+    runner = out / "runner.py"
+    text = runner.read_text(encoding="utf-8")
+    join_line = next(line for line in text.splitlines() if line.startswith("        x = self.join("))
+    edited = {
+        "after the docstring": text.replace('"""\n\n# ==== sticc runtime', f'"""\n{INJECTED}\n# ==== sticc runtime', 1),
+        "in the schedule": text.replace(join_line, f"{join_line}\n        {INJECTED}", 1),
+        "in the runtime": text.replace("READ_ALIGN_BYTES = 4096", f"READ_ALIGN_BYTES = 4096; {INJECTED}", 1),
+        "nested": "x = " + "-" * 100_000 + "1\n",
+        "nested, --store": "x = " + "-" * 100_000 + "1\n",
+    }[where]
+    assert edited != text
+    runner.write_text(edited, encoding="utf-8")
+    capsys.readouterr()
+    store = ["--store", str(tiny_bert_store)] if where.endswith("--store") else []
+    assert main(["bench", str(out), *store, "--runs", "1", "--baselines", "preload"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    expected = "nested too deeply to parse" if where.startswith("nested") else "it is not the runner sticc writes"
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_emulated_bandwidth_bounds_the_layerwise_case(tmp_path, tiny_bert_store):
     out = tmp_path / "out"
     assert main(["compile", str(tiny_bert_store), "-o", str(out), "--bits", "8", "--seq-len", "16"]) == 0

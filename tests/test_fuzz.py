@@ -16,6 +16,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,8 @@ FUZZ = settings(
 )
 CODE = "open('PWNED', 'w')"
 PAYLOADS = (f'"""\n{CODE}\n"""', f"'''\n{CODE}\n'''", f'"); {CODE}; ("', f"\r{CODE}\n#", f"\\{CODE}\\")
+# JSON nested deeper than Python's json module can parse (it raises RecursionError, not ValueError)
+NESTED = (b"[" * 100_000, b'{"a": ' * 100_000, b"[" * 100_000 + b"]" * 100_000)
 INPUT_IDS = torch.tensor([[2, 17, 99, 5, 3, 0]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 0]])
 
@@ -112,7 +116,7 @@ def mutated(doc: dict, others: tuple[bytes, ...]) -> st.SearchStrategy[bytes]:
         st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(lambda n: raw[:n]),
         st.sampled_from(others) if others else st.just(b"{}"),
         st.binary(max_size=64),
-        st.sampled_from([b"", b"null", b"[]", b"\xff\xfe{}", b"{" * 10_000, b'{"a": NaN}']),
+        st.sampled_from([b"", b"null", b"[]", b"\xff\xfe{}", b"{" * 10_000, b'{"a": NaN}', *NESTED]),
     )
 
 
@@ -270,6 +274,67 @@ def test_fuzzed_store_manifests(world, data):
         (store / "manifest.json").write_bytes(raw)
         _check(["compile", store, "-o", work / "out", "--bits", "8"], work, world, work / "out", store)
         _check(["verify", store], work, world, None)
+
+
+def _store_copy(world, work: Path, manifest: bytes | None = None) -> Path:
+    """A store in `work` linking the world's data; its manifest `manifest` (default: the world's)."""
+    store = work / "store"
+    store.mkdir()
+    for name in os.listdir(world["store"]):
+        if name != "manifest.json":
+            os.symlink(world["store"] / name, store / name)
+    (store / "manifest.json").write_bytes(manifest if manifest is not None else _json_bytes(world["files"]["manifest"]))
+    return store
+
+
+def _run_runner_cli(runner: Path, store: Path, work: Path) -> str:
+    """`python runner.py --store STORE hello`, which must fail: its one error line."""
+    done = subprocess.run(
+        [sys.executable, str(runner), "--store", str(store), "hello"], cwd=work, capture_output=True, text=True, timeout=300,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert not (work / "PWNED").exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("nested", NESTED, ids=["arrays", "objects", "closed"])
+def test_a_deeply_nested_manifest_is_one_line_in_sticc_and_in_the_runner(world, nested):
+    with _sandbox() as work:
+        store = _store_copy(world, work, nested)
+        assert _check(["compile", store, "-o", work / "out", "--bits", "8"], work, world, work / "out", store) != 0
+        assert _check(["verify", store], work, world, None) != 0
+        line = _run_runner_cli(world["root"] / "clean" / "runner.py", store, work)
+        assert "manifest.json" in line and "nested too deeply" in line, line
+
+
+# tokenizer.json files the `tokenizers` package refuses
+BAD_TOKENIZERS = (b"", b"garbage", b"{}", b"[" * 100_000, b"\xff\xfe{}", b'{"model": {"type": "WordPiece", "vocab": {"a": -1}}}')
+
+
+@pytest.mark.parametrize("tokenizer", BAD_TOKENIZERS, ids=["empty", "text", "object", "nested", "binary", "bad-vocab"])
+def test_a_bad_tokenizer_is_one_line_in_shard_compile_profile_and_the_runner(world, tokenizer, monkeypatch):
+    with _sandbox() as work:
+        monkeypatch.setenv("STICC_CACHE_DIR", str(work / "cache"))
+        checkpoint = work / "ckpt"
+        checkpoint.mkdir()
+        for name in os.listdir(world["checkpoint"]):
+            os.symlink(world["checkpoint"] / name, checkpoint / name)
+        (checkpoint / "tokenizer.json").write_bytes(tokenizer)
+        for bits in ("8", "32"):  # refused before any work, even where calibration needs no text
+            assert _check(["shard", checkpoint, "-o", work / "new", "--bits", bits], work, world, work / "new") != 0
+        manifest = {**world["files"]["manifest"], "tokenizer": "tokenizer.json"}  # a store said to have one
+        manifest["store_id"] = manifest_id(manifest)
+        store = _store_copy(world, work, _json_bytes(manifest))
+        (store / "tokenizer.json").write_bytes(tokenizer)
+        argv = ["compile", store, "-o", work / "out", "--latency", "50ms", "--device", world["root"] / "device.json"]
+        assert _check(argv, work, world, work / "out", store) != 0  # the importance profile tokenizes
+        assert _check(["profile", "importance", store, "-o", work / "importance.json"], work, world, None) != 0
+        assert not (work / "importance.json").exists()
+        assert _check(["compile", store, "-o", work / "out", "--bits", "8"], work, world, work / "out", store) == 0
+        line = _run_runner_cli(work / "out" / "runner.py", store, work)
+        assert f"{store}/tokenizer.json" in line, line
 
 
 @FUZZ

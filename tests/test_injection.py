@@ -2,7 +2,8 @@
 
 Each payload, if it ever ran, would create the file PWNED in the working directory. For every
 field from outside the compiler that reaches the template (a checkpoint's name, the store's path,
-the manifest's spec, a plan's solver record and runtime settings, a device profile), the pipeline
+the manifest's spec, a plan's solver record and runtime settings, a device profile, a GGUF file's
+general.name), the pipeline
 must either refuse the input with one line, or write a runner that carries the text as data (the
 literal equals the input), runs, gives the clean runner's output, and never creates PWNED.
 """
@@ -13,9 +14,11 @@ import json
 import shutil
 from pathlib import Path
 
+import gguf
 import pytest
 import torch
 from planning_helpers import synthetic_device
+from test_gguf import write_tiny_gguf
 
 from codegen import emit_runner, load_runner
 from codegen.emit import DECODER_RUNTIME_MODULES, _runtime_body
@@ -336,6 +339,31 @@ def test_a_decoders_name_is_only_ever_a_literal(capsys, workdir, tiny_decoders, 
     assert code == 0
     assert _outcome(capsys, ["compile", store, "-o", workdir / "out", *DECODER_COMPILE]) == 0
     assert payload == _decoder_runner_is_data(workdir, workdir / "out", store, decoder_clean).MODEL_NAME
+
+
+@pytest.fixture(scope="module")
+def gguf_clean(tmp_path_factory) -> torch.Tensor:
+    """The logits of the runner of the tiny GGUF as `tests/test_gguf.py` writes it (named "tiny-llama")."""
+    root = tmp_path_factory.mktemp("clean-gguf")
+    write_tiny_gguf(root / "tiny.gguf")
+    assert main(["shard", str(root / "tiny.gguf"), "-o", str(root / "store"), "--bits", "8"]) == 0
+    assert main(["compile", str(root / "store"), "-o", str(root / "out"), *DECODER_COMPILE]) == 0
+    return _decoder_logits(root / "out", root / "store")
+
+
+# a GGUF string is UTF-8: a lone surrogate cannot be written into one
+@pytest.mark.parametrize("payload", [p for p in PAYLOADS if _unicode(p)])
+def test_a_gguf_files_name_is_only_ever_a_literal(capsys, workdir, monkeypatch, gguf_clean, payload):
+    write_name = gguf.GGUFWriter.add_name
+    monkeypatch.setattr(gguf.GGUFWriter, "add_name", lambda writer, name: write_name(writer, payload))  # general.name
+    write_tiny_gguf(workdir / "tiny.gguf")
+    store = workdir / "store"
+    assert _outcome(capsys, ["shard", workdir / "tiny.gguf", "-o", store, "--bits", "8"]) == 0
+    assert Store.open(store).spec.name == payload
+    assert _outcome(capsys, ["compile", store, "-o", workdir / "out", *DECODER_COMPILE]) == 0
+    assert payload == _decoder_runner_is_data(workdir, workdir / "out", store, gguf_clean).MODEL_NAME
+    assert _outcome(capsys, ["report", workdir / "out"]) == 0
+    assert not (workdir / "PWNED").exists()
 
 
 @pytest.mark.parametrize("field", DECODER_FIELDS, ids=lambda v: ".".join(map(str, v)))

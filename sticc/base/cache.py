@@ -8,11 +8,12 @@ never as an error, and nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from sticc.base.errors import UserError
 from sticc.base.jsonfile import write_json_atomic
+from sticc.base.schema import loose_json
 
 
 def cache_root() -> Path:
@@ -32,10 +33,11 @@ def cache_dir(store_id: str) -> Path:
 
 
 def read_cached_json(path: Path) -> dict | None:
-    """The JSON object cached at `path`, or None when it is missing, unreadable or not an object."""
+    """The JSON object cached at `path`, or None when it is missing, unreadable, not JSON (nested
+    too deeply included) or not an object."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = loose_json(Path(path).read_bytes(), str(path))
+    except (OSError, UserError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -12,6 +12,12 @@ Why pydantic (v2) and not msgspec: both validate strictly and fast, but pydantic
 project's own frozen stdlib dataclasses in place (no second class per format), its errors carry the
 JSON path and the offending value, and its JSON Schema output honours every constraint; it is also
 the library a contributor most likely knows.
+
+Two inputs are not validated records: a document read as written (`loose_json`: what a store id
+hashes, a format version looked at before the format), and a tokenizer.json (`parse_tokenizer`:
+the `tokenizers` package is its validator). Both go through the runtime's own readers
+(`sticc.runtime.core.json_value`, `tokenizer_from_json`), so sticc and its runners refuse the same
+files, and both refuse with one `UserError` line naming the file.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pydantic import (
 )
 
 from sticc.base.errors import UserError
-from sticc.runtime.core import parse_quantity
+from sticc.runtime.core import StoreError, json_value, parse_quantity, tokenizer_from_json
 
 T = TypeVar("T")
 
@@ -146,7 +152,10 @@ def first_error(error: ValidationError) -> str:
 def parse_json(kind: type[T], data: bytes | str | dict | list, where: str) -> T:
     """`data` (a file's bytes, or a JSON value) validated as `kind`; a `UserError` naming `where`,
     the field and what was expected otherwise."""
-    raw = data if isinstance(data, bytes | str) else json.dumps(data)
+    try:
+        raw = data if isinstance(data, bytes | str) else json.dumps(data)
+    except RecursionError:  # a value read from a document nested almost as deep as json reads
+        raise UserError(f"{where} is not valid JSON: nested too deeply") from None
     try:
         return _adapter(kind).validate_json(raw, strict=True)
     except ValidationError as error:
@@ -156,6 +165,25 @@ def parse_json(kind: type[T], data: bytes | str | dict | list, where: str) -> T:
         raise UserError(f"{where}: {first_error(error)}") from None
     except UserError as error:  # a record's own consistency check (its __post_init__)
         raise UserError(f"{where}: {error}") from None
+
+
+def loose_json(data: bytes | str, where: str) -> Any:
+    """The JSON value of `data` as written, not validated (Python's json module: `parse_json`
+    validates); a `UserError` naming `where` for anything that is not JSON, a document nested too
+    deeply to read included."""
+    try:
+        return json_value(data)
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
+        raise UserError(f"{where} is not valid JSON: {error}") from None
+
+
+def parse_tokenizer(data: bytes, where: str):
+    """`data`, a tokenizer.json's bytes, as a `tokenizers.Tokenizer` set up as the file says; a
+    `UserError` naming `where` for one the `tokenizers` package refuses."""
+    try:
+        return tokenizer_from_json(data, where)
+    except StoreError as error:
+        raise UserError(str(error)) from None
 
 
 def read_bytes(path, missing: str) -> bytes:
@@ -236,7 +264,9 @@ __all__ = [
     "Threads",
     "first_error",
     "json_schema",
+    "loose_json",
     "parse_json",
+    "parse_tokenizer",
     "read_file",
     "with_config",
 ]

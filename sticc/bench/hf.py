@@ -6,7 +6,9 @@ measured in encode(), None before), `close()`.
 Both load the class AutoModel resolves to (resolved in `setup()`, which imports the modeling module), without the
 pooler (`add_pooling_layer=False`, BERT and RoBERTa): it does not change `last_hidden_state`, sticc's runners have
 none, and disk offload fails (KeyError in the hook) on checkpoints saved without one, e.g. from *ForMaskedLM:
-transformers leaves the newly initialized pooler on meta with no entry in the offload index.
+transformers leaves the newly initialized pooler on meta with no entry in the offload index. Both load with
+`use_safetensors=True`, as the decoder cases do: a checkpoint's pickled weights (pytorch_model.bin) are never
+unpickled.
 
 - hf: `call()` is a cold start, `from_pretrained(checkpoint_dir)` plus one forward.
 - hf-offload: `setup()` runs `from_pretrained(checkpoint_dir, device_map={"": "disk"},
@@ -41,6 +43,8 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+from sticc.runtime.core import pread_into
+
 _READ_BLOCK_BYTES = 8 << 20
 
 
@@ -66,7 +70,7 @@ def read_throttled(paths: list[Path], throttle: Throttle) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
             offset_bytes = 0
-            while read_bytes := os.preadv(fd, [view], offset_bytes):
+            while read_bytes := pread_into(fd, view, offset_bytes):  # preadv, or pread where there is none
                 offset_bytes += read_bytes
                 throttle.account(read_bytes)
         finally:
@@ -142,7 +146,8 @@ class HFCase:
             self._model_kwargs = {"add_pooling_layer": False}
         if self.offload:
             self._model = self._model_class.from_pretrained(
-                self.checkpoint_dir, device_map={"": "disk"}, offload_folder=self.offload_dir, **self._model_kwargs
+                self.checkpoint_dir, device_map={"": "disk"}, offload_folder=self.offload_dir, use_safetensors=True,
+                **self._model_kwargs,
             ).eval()
 
     def cold_files(self) -> list[Path]:
@@ -165,7 +170,7 @@ class HFCase:
         if not self.offload:
             if throttle is not None:
                 read_throttled(self.cold_files(), throttle)
-            self._model = self._model_class.from_pretrained(self.checkpoint_dir, **self._model_kwargs).eval()
+            self._model = self._model_class.from_pretrained(self.checkpoint_dir, use_safetensors=True, **self._model_kwargs).eval()
         with nullcontext() if throttle is None or not self.offload else throttled_offload_loads(throttle):
             return self._forward(input_ids, attention_mask, token_type_ids)
 

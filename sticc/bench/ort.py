@@ -2,10 +2,11 @@
 
 The parent (`sticc.bench.suite`, building the cases) prepares the models once, into the bench's work directory:
 - `export_fp32`: the checkpoint the store was sharded from, loaded as the class transformers' AutoModel maps its
-  config to (`add_pooling_layer=False` where the class takes it, as `sticc.bench.hf` does; eager attention, the
-  smallest traced graph), exported by torch's TorchScript exporter (`torch.onnx.export(..., dynamo=False)`,
-  opset 17: the dynamo exporter needs onnxscript) with inputs input_ids, attention_mask (and token_type_ids where
-  the model takes them), dynamic batch and sequence axes, one output last_hidden_state;
+  config to (`add_pooling_layer=False` where the class takes it and `use_safetensors=True`, as `sticc.bench.hf`
+  does; eager attention, the smallest traced graph), exported by torch's TorchScript exporter
+  (`torch.onnx.export(..., dynamo=False)`, opset 17: the dynamo exporter needs onnxscript) with inputs input_ids,
+  attention_mask (and token_type_ids where the model takes them), dynamic batch and sequence axes, one output
+  last_hidden_state;
 - `quantize_int8`: `onnxruntime.quantization.quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)`, as is
   (no pre-processing pass): int8 MatMul weights and uint8 embedding tables (Gather takes the activation type), each
   with a per-tensor scale and zero point, activations quantized per call.
@@ -142,7 +143,7 @@ def export_fp32(checkpoint_dir: Path, path: Path) -> ORTModel:
         config = AutoConfig.from_pretrained(checkpoint_dir)
         model_class = MODEL_MAPPING[type(config)]
         kwargs = {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters else {}
-        model = model_class.from_pretrained(checkpoint_dir, attn_implementation="eager", **kwargs).eval()
+        model = model_class.from_pretrained(checkpoint_dir, attn_implementation="eager", use_safetensors=True, **kwargs).eval()
     names = ("input_ids", "attention_mask")
     if "token_type_ids" in inspect.signature(model_class.forward).parameters:
         names += ("token_type_ids",)  # DistilBERT has none

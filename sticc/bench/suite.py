@@ -34,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from codegen import emit_runner, load_runner, write_output
+from codegen import check_runner, emit_runner, load_runner, write_output
 from codegen.literals import runner_literal
 from sticc.base.errors import UserError
 from sticc.base.measure import Spread
 from sticc.base.progress import Progress
-from sticc.base.schema import OPEN, read_file, with_config
+from sticc.base.schema import OPEN, read_bytes, read_file, with_config
 from sticc.bench.cases import proc_status_bytes
 from sticc.bench.ort import export_fp32, ort_spec, quantize_int8
 from sticc.compile.planner import plan_for_targets
@@ -373,15 +373,33 @@ def reference_embeddings(preload_runner: Path, store: Store, texts: tuple[str, .
 
 def open_output(out_dir: Path, store_dir: Path | None) -> tuple[dict, Store]:
     """OUT's plan.json (as a dict) and the store its runner reads (`store_dir`, or the runner's
-    default); one line for anything amiss."""
+    default); one line for anything amiss, a runner.py that is not as sticc writes it included
+    (`check_output_runner`: the bench imports and runs it)."""
     out_dir = Path(out_dir)
+    runner = out_dir / "runner.py"
     plan_json = read_plan_json(out_dir / "plan.json")
-    if not (out_dir / "runner.py").is_file():
+    if not runner.is_file():
         raise UserError(f"{out_dir} has no runner.py: give a directory written by `sticc compile`")
-    store = Store.open(store_dir or runner_literal(out_dir / "runner.py", "DEFAULT_STORE", str))
+    store = Store.open(store_dir or runner_literal(runner, "DEFAULT_STORE", str))
     if plan_json["store_id"] != store.store_id:
         raise UserError(f"{store.path} is not the store {out_dir} was compiled for (store_id differs)")
+    check_output_runner(runner, store.spec.is_decoder)
     return plan_json, store
+
+
+def check_output_runner(path: Path, decoder: bool) -> None:
+    """Refuse (one UserError line) a runner.py that is not exactly what codegen writes (its checker,
+    `codegen.check_runner`: this sticc's runtime verbatim, literal data, a schedule
+    of kernel calls), before anything imports it: an edited runner is code from an input."""
+    try:
+        text = read_bytes(path, f"{path} does not exist").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a runner sticc wrote: it is not UTF-8 text") from None
+    try:
+        check_runner(text, decoder)
+    except UserError as error:
+        reason = str(error).removeprefix("refusing to write the runner: ").removesuffix(" (data from an input reached the runner as code)")
+        raise UserError(f"refusing to run {path}: it is not the runner sticc writes ({reason}); compile it again") from None
 
 
 def bench(

@@ -21,6 +21,7 @@ from rich.console import Console
 from sticc.base.errors import UserError
 from sticc.base.progress import progress_bar, stderr
 from sticc.base.schema import QUANTITIES, parse_flag
+from sticc.runtime.core import StoreError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -468,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         _error(str(error))
         return error.exit_code
+    except StoreError as error:  # the runtime sticc runs (bench, profiles) refused a store's file: a user error too
+        _error(str(error))
+        return UserError.exit_code
     except ClickException as error:  # usage errors: unknown flags, missing arguments
         if type(error).__name__ == "NoArgsIsHelpError":  # bare `sticc`: the help was printed
             return 0

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from sticc.base.schema import Part
+from sticc.base.schema import Part, parse_tokenizer
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sharding import (
     check_shards_per_layer,
@@ -91,17 +92,25 @@ class PieceStats:
     row_gram: torch.Tensor  # [rows - split, rows - split] E[a a^T] of the last rows' input (empty: none)
 
 
+def checkpoint_tokenizer(checkpoint: Checkpoint, extra_files: dict[str, bytes] | None = None):
+    """The checkpoint's tokenizer.json (as `extra_files` holds it; default: read now) as a
+    `tokenizers.Tokenizer`, or None where it has none; a one-line UserError naming the file for
+    one the `tokenizers` package cannot read."""
+    data = (checkpoint.extra_files() if extra_files is None else extra_files).get("tokenizer.json")
+    if data is None:
+        return None
+    source = Path(checkpoint.source_path)
+    return parse_tokenizer(data, str(source / "tokenizer.json") if source.is_dir() else f"the tokenizer of {source}")
+
+
 def calibration_batch(
     checkpoint: Checkpoint, sentences: list[str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids, attention mask and token types [n, L] of the calibration text."""
     spec = checkpoint.spec
     texts = list(CALIBRATION_SENTENCES if sentences is None else sentences)
-    tokenizer_json = checkpoint.extra_files().get("tokenizer.json")
-    if tokenizer_json is not None:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+    tokenizer = checkpoint_tokenizer(checkpoint)
+    if tokenizer is not None:
         limit = spec.max_positions - (spec.pad_token_id + 1 if spec.position_kind == "roberta" else 0)
         tokenizer.enable_truncation(max_length=limit)
         tokenizer.enable_padding(pad_id=spec.pad_token_id)

@@ -44,11 +44,12 @@ from sticc.base.schema import (
     PositiveCount,
     Sha256,
     StoredBits,
+    loose_json,
     parse_json,
     read_bytes,
     with_config,
 )
-from sticc.model.activation_stats import piece_stats
+from sticc.model.activation_stats import checkpoint_tokenizer, piece_stats
 from sticc.model.quant import QUANTIZER_NAME, encode_piece
 from sticc.model.sentence import SentencePipelineRecord
 from sticc.model.sharding import (
@@ -262,10 +263,7 @@ class Store:
         if not path.is_dir():
             raise UserError(f"store {path} does not exist")
         raw = read_bytes(manifest_path, f"{path} is not a sticc store (no manifest.json)")
-        try:
-            loose = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as error:
-            raise UserError(f"{manifest_path} is not valid JSON: {error}") from None
+        loose = loose_json(raw, str(manifest_path))
         if isinstance(loose, dict) and loose.get("format") == "sticc-store" and loose.get("format_version") != STORE_FORMAT_VERSION:
             raise UserError(
                 f"{path} is a store of format {loose.get('format_version')!r}, this sticc reads format "
@@ -427,6 +425,8 @@ def write_store(
         block = block_weights(spec, shards_per_layer, part, lm_head_shards)
         if block % group_size or group_size % 8:
             raise UserError(f"group size {group_size} must be a multiple of 8 dividing each piece block's {block} weights")
+    extra_files = checkpoint.extra_files()
+    checkpoint_tokenizer(checkpoint, extra_files)  # one its runner could not read is refused before any work
     out = Path(out)
     if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a sticc store; refusing to overwrite it")
@@ -435,7 +435,6 @@ def write_store(
     staging.chmod(0o755)
     try:
         manifest = _write_data(checkpoint, staging, bits, shards_per_layer, lm_head_shards, group_size, progress)
-        extra_files = checkpoint.extra_files()
         for name, data in sorted(extra_files.items()):
             _write_synced(staging / name, data)
         if "tokenizer.json" in extra_files:

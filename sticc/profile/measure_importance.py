@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sticc.base.cache import cache_dir, read_cached_json, write_cached_json
 from sticc.base.errors import UserError
 from sticc.base.progress import Progress, quiet
-from sticc.base.schema import PARTS, Part, read_bytes
+from sticc.base.schema import PARTS, Part, parse_tokenizer, read_bytes
 from sticc.model.store import Store
 from sticc.model.texts import IMPORTANCE_SENTENCES
 from sticc.profile.decoder_importance import (
@@ -130,12 +130,10 @@ def calibration_inputs(store: Store, texts: list[str] | None = None, source: str
     tokenizer_path = store.path / "tokenizer.json"
     sequences: list[tuple[list[int], list[int]]]  # (ids, type ids) per sentence
     if store.has_tokenizer and tokenizer_path.exists():
-        from tokenizers import Tokenizer
-
         if texts is not None and not texts:
             raise UserError("no calibration texts given")
         chosen = list(IMPORTANCE_SENTENCES if texts is None else texts)
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer = parse_tokenizer(read_bytes(tokenizer_path, f"{tokenizer_path} does not exist"), str(tokenizer_path))
         tokenizer.enable_truncation(max_length=limit)
         tokenizer.no_padding()
         sequences = [(e.ids, e.type_ids) for e in tokenizer.encode_batch(chosen)]

@@ -445,7 +445,9 @@ def decoded_chunk_nbytes(count: int, weight_count: int, bias_len: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read from `fd` at `offset` into `view`; the bytes read (0 at the end of the file). Where the
+    platform has no preadv (macOS) the bytes are read, then copied in."""
     if hasattr(os, "preadv"):
         return os.preadv(fd, [view], offset)
     data = os.pread(fd, len(view), offset)  # platforms without preadv: one copy
@@ -466,7 +468,7 @@ def _open_direct(path: str):
     probe = torch.empty(2 * READ_ALIGN_BYTES, dtype=torch.uint8)
     shift = (-probe.data_ptr()) % READ_ALIGN_BYTES
     try:
-        _pread_into(fd, memoryview(probe[shift : shift + READ_ALIGN_BYTES].numpy()), 0)
+        pread_into(fd, memoryview(probe[shift : shift + READ_ALIGN_BYTES].numpy()), 0)
     except OSError:
         os.close(fd)
         return None
@@ -550,7 +552,7 @@ class StoreReader:
             raise StoreError(f"store data file is truncated: cannot read {what}")
         done = 0
         while done < needed:
-            got = _pread_into(fd, view[done:], offset + done)
+            got = pread_into(fd, view[done:], offset + done)
             if got <= 0:
                 raise StoreError(f"store data file is truncated: cannot read {what}")
             done += got
@@ -886,12 +888,22 @@ def _bad(text: str, unit: str) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
+def json_value(data):
+    """The JSON value of `data` (bytes or text) as Python's json module reads it; a ValueError for
+    anything that is not JSON, a document nested too deeply to parse included (there json itself
+    raises RecursionError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
 def read_manifest(store_dir: str, store_id: str) -> dict:
     """The store's manifest, checked to be the store a runner was compiled for."""
     path = os.path.join(store_dir, "manifest.json")
     try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
+        with open(path, "rb") as handle:
+            manifest = json_value(handle.read())
     except FileNotFoundError:
         raise StoreError(f"no sticc store at {store_dir} (missing manifest.json)") from None
     except (OSError, ValueError) as error:
@@ -928,17 +940,35 @@ def open_runner(runner_class, args):
     return runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
 
 
-def load_tokenizer(store_dir: str):
-    """The store's tokenizer.json as a `tokenizers.Tokenizer` (optional: text input needs it),
-    with no truncation and no padding of its own: the family sets what it wants."""
+def tokenizer_from_json(data: bytes, where: str):
+    """`data`, the bytes of a tokenizer.json, as a `tokenizers.Tokenizer` set up as the file says;
+    a one-line StoreError naming `where` for a file the `tokenizers` package refuses (not UTF-8,
+    not JSON, nested too deeply, not a tokenizer)."""
     try:
         from tokenizers import Tokenizer
     except ImportError:
         raise StoreError("text input needs the `tokenizers` package; pass token ids instead") from None
+    try:
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StoreError(f"{where} is not a tokenizer: it is not UTF-8 text") from None
+    except Exception as error:  # tokenizers raises a bare Exception for every malformed file
+        reason = " ".join(str(error).split())[:200]
+        raise StoreError(f"{where} is not a tokenizer the `tokenizers` package can read: {reason}") from None
+
+
+def load_tokenizer(store_dir: str):
+    """The store's tokenizer.json as a `tokenizers.Tokenizer` (optional: text input needs it),
+    with no truncation and no padding of its own: the family sets what it wants."""
     path = os.path.join(store_dir, "tokenizer.json")
-    if not os.path.exists(path):
-        raise StoreError(f"{store_dir} has no tokenizer.json; pass token ids instead")
-    tokenizer = Tokenizer.from_file(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise StoreError(f"{store_dir} has no tokenizer.json; pass token ids instead") from None
+    except OSError as error:
+        raise StoreError(f"cannot read {path}: {error.strerror or error}") from None
+    tokenizer = tokenizer_from_json(data, path)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
