@@ -15,6 +15,8 @@ TINY = {"layers": 2, "heads": 4, "hidden": 32, "ffn": 64, "vocab": 128, "positio
 # decoders: 2 key/value heads for 4 query heads, and a vocabulary the LM head cuts into 3 slices (the last padded)
 TINY_DECODER = {"layers": 2, "heads": 4, "kv_heads": 2, "hidden": 32, "ffn": 64, "vocab": 300, "positions": 64}
 DECODER_FAMILIES = ("llama", "qwen2", "gpt2")
+# a tiny Mistral ("mistral", not in DECODER_FAMILIES): TINY_DECODER's, its sliding window within its positions
+TINY_MISTRAL_WINDOW = 48
 
 
 def build_tiny_checkpoint(path: Path, family: str, seed: int = 0) -> Path:
@@ -39,13 +41,14 @@ def build_tiny_checkpoint(path: Path, family: str, seed: int = 0) -> Path:
             hidden_dim=TINY["ffn"], max_position_embeddings=TINY["positions"],
         )
         model = transformers.DistilBertModel(config)
-    elif family in ("llama", "qwen2"):
-        kind = transformers.LlamaConfig if family == "llama" else transformers.Qwen2Config
+    elif family in ("llama", "qwen2", "mistral"):
+        kind = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "mistral": transformers.MistralConfig}[family]
+        window = {"sliding_window": TINY_MISTRAL_WINDOW} if family == "mistral" else {}
         config = kind(
             vocab_size=TINY_DECODER["vocab"], hidden_size=TINY_DECODER["hidden"], num_hidden_layers=TINY_DECODER["layers"],
             num_attention_heads=TINY_DECODER["heads"], num_key_value_heads=TINY_DECODER["kv_heads"],
             intermediate_size=TINY_DECODER["ffn"], max_position_embeddings=TINY_DECODER["positions"],
-            rope_theta=5000.0, tie_word_embeddings=family == "qwen2", bos_token_id=1, eos_token_id=2,
+            rope_theta=5000.0, tie_word_embeddings=family == "qwen2", bos_token_id=1, eos_token_id=2, **window,
         )
         model = transformers.AutoModelForCausalLM.from_config(config)
     elif family == "gpt2":

@@ -1,6 +1,6 @@
 """Concurrency and portability of runners: one runner called from several threads, several
-processes on one store, concurrent writers of the profile cache, and a runner on a platform
-without posix_fadvise, preadv or O_DIRECT."""
+processes on one store, concurrent writers of the profile cache, and a runner (and the bench's
+reads and evictions) on a platform without posix_fadvise, preadv or O_DIRECT."""
 
 from __future__ import annotations
 
@@ -265,6 +265,34 @@ def test_a_file_system_refusing_o_direct_falls_back_to_buffered_reads(text_store
     reader.close()
 
 
+@pytest.mark.parametrize("linux_io", [True, False], ids=["linux", "without-preadv-and-fadvise"])
+def test_the_bench_reads_and_evicts_without_preadv_and_fadvise(tmp_path, monkeypatch, linux_io):
+    """The bench's throttled reads (`read_throttled`, through the runtime's `pread_into`) and its
+    page-cache eviction run where os has no preadv and no posix_fadvise (macOS): the same bytes
+    read; eviction says it could not evict."""
+    from sticc.base.measure import evict_from_page_cache
+    from sticc.bench import hf
+    from sticc.bench.hf import Throttle, read_throttled
+
+    data = random.Random(5).randbytes(hf._READ_BLOCK_BYTES + 4097)  # a whole block and a part
+    path = tmp_path / "weights.bin"
+    path.write_bytes(data)
+    if not linux_io:
+        monkeypatch.delattr(os, "preadv")
+        monkeypatch.delattr(os, "posix_fadvise")
+    assert evict_from_page_cache(path) is linux_io
+    throttle = Throttle(1e15)
+    read_throttled([path], throttle)
+    assert throttle.read_bytes == len(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        view = memoryview(bytearray(len(data) + 10))
+        assert core.pread_into(fd, view[4096:], 4096) == len(data) - 4096
+        assert bytes(view[4096 : len(data)]) == data[4096:]
+    finally:
+        os.close(fd)
+
+
 # ----------------------------------------------------------------------------------------------
 # The profile cache: concurrent writers
 # ----------------------------------------------------------------------------------------------
@@ -326,3 +354,100 @@ def test_two_profilers_fill_the_cache_at_once(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.setenv("STICC_CACHE_DIR", env["STICC_CACHE_DIR"])
     profile, path, hit = cached_importance(Store.open(store_dir), None, workers=1)
     assert hit and path == entry and profile == ImportanceProfile.read(entry)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders: generations from several threads on one runner (it holds one KV cache)
+# ----------------------------------------------------------------------------------------------
+
+
+def decoder_runner(tiny_decoders, out: Path):
+    """The tiny Llama at 8 bits over its 64 positions, never stopping early (random weights)."""
+    _, store_dir = tiny_decoders["llama"]
+    runner = compile_runner(store_dir, uniform_plan(Store.open(store_dir), 8, seq_len=8, context=64), out)
+    runner.SHAPE = runner.SHAPE.__class__(**{**runner.SHAPE.__dict__, "eos_token_ids": ()})
+    return runner
+
+
+def test_four_threads_generating_on_one_decoder_runner_match_serial_generations(tiny_decoders, tmp_path):
+    runner = decoder_runner(tiny_decoders, tmp_path)
+    prompts = [torch.randint(3, 300, (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in (3, 11, 6, 17)]
+    ids = torch.randint(3, 300, (1, 9), generator=torch.Generator().manual_seed(0))
+    serial = [(list(runner.generate_ids(prompt, 24)), dict(runner.generation_stats)) for prompt in prompts]
+    serial_logits, _ = runner.forward(ids)
+    serial_io = runner.last_stats["io_bytes"]
+
+    # four threads generate while a fifth starts new sequences with `forward`, all starting at once
+    results: dict = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS + 1)
+
+    def generate(thread: int) -> None:
+        try:
+            start.wait()
+            tokens = []
+            for token in runner.generate_ids(prompts[thread], 24):
+                tokens.append(token)
+                time.sleep(0.002)  # a consumer busy between tokens: another call could come in between
+            results[thread] = (tokens, dict(runner.generation_stats))
+        except BaseException as error:
+            errors.append(error)
+
+    def forward() -> None:
+        try:
+            start.wait()
+            results["forward"] = [(runner.forward(ids)[0], runner.last_stats["io_bytes"]) for _ in range(3)]
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=generate, args=(t,)) for t in range(THREADS)] + [threading.Thread(target=forward)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+    for t, prompt in enumerate(prompts):
+        tokens, stats = results[t]
+        assert tokens == serial[t][0], t
+        # each thread sees its own generation's stats
+        assert stats["prompt_tokens"] == len(prompt) and stats["tokens"] == 24 and len(stats["token_latency_s"]) == 23
+        assert stats["prefill_io_bytes"] == serial[t][1]["prefill_io_bytes"]
+        assert stats["io_bytes_per_token"] == serial[t][1]["io_bytes_per_token"]
+    for logits, io_bytes in results["forward"]:
+        assert torch.equal(logits, serial_logits) and io_bytes == serial_io
+    assert runner.generation_stats == serial[-1][1]  # this thread sees its own last generation, not the threads'
+    runner.close()
+
+
+def test_a_generation_holds_the_decoder_runner_until_it_ends_on_any_thread(tiny_decoders, tmp_path):
+    runner = decoder_runner(tiny_decoders, tmp_path)
+    prompt = [5, 6, 7]
+    ids = torch.randint(3, 300, (1, 9), generator=torch.Generator().manual_seed(0))
+    expected = list(runner.generate_ids(prompt, 16))
+    expected_logits, _ = runner.forward(ids)
+    generation = runner.generate_ids(prompt, 16)
+    produced = [next(generation)]  # the prefill is done: the generation holds the runner
+    waited: list = []
+    caller = threading.Thread(target=lambda: waited.append(runner.forward(ids)[0]))
+    caller.start()
+    time.sleep(0.3)
+    assert caller.is_alive() and not waited  # another thread's call waits for the generation
+    stepper = threading.Thread(target=lambda: produced.extend(generation))  # the rest of it on another thread
+    stepper.start()
+    stepper.join(timeout=60)
+    caller.join(timeout=60)
+    assert not stepper.is_alive() and not caller.is_alive()
+    assert produced == expected and torch.equal(waited[0], expected_logits)
+    # the generation's own thread is not made to wait (no deadlock): its call starts a new sequence,
+    # and the generation it displaced raises at its next step, and gives the runner back
+    generation = runner.generate_ids(prompt, 16)
+    next(generation)
+    assert torch.equal(runner.forward(ids)[0], expected_logits)
+    with pytest.raises(ValueError, match="not the state"):
+        next(generation)
+    caller = threading.Thread(target=lambda: waited.append(runner.forward(ids)[0]))
+    caller.start()
+    caller.join(timeout=60)
+    assert not caller.is_alive() and torch.equal(waited[-1], expected_logits)
+    runner.close()

@@ -1,7 +1,9 @@
 """Decoder runners against transformers: logits, the KV cache, generation, dropped shards, memory and IO.
 
 Tiny random-weight Llama (grouped-query attention, separate LM head), Qwen2 (q/k/v biases, tied)
-and GPT-2 (learned positions, Conv1D, LayerNorm, gelu_new, tied) checkpoints (`conftest.tiny_decoders`).
+and GPT-2 (learned positions, Conv1D, LayerNorm, gelu_new, tied) checkpoints (`conftest.tiny_decoders`),
+and a Mistral whose sliding window caps its context. The acceptance bar: logits within 1e-3 over a
+64-token prompt (asserted: 1e-4), greedy generation token-identical for 32 tokens on 8 prompts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import pytest
 import torch
 import transformers
-from helpers import DECODER_FAMILIES, TINY_DECODER, compile_runner
+from helpers import DECODER_FAMILIES, TINY_DECODER, TINY_MISTRAL_WINDOW, build_tiny_checkpoint, compile_runner
 
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
@@ -24,6 +26,8 @@ from sticc.model.sharding import lm_head_rows
 from sticc.model.store import Store
 
 VOCAB = TINY_DECODER["vocab"]
+PROMPT = 64  # tokens of the logits checks: the tiny decoders' every position
+PROMPTS, NEW_TOKENS = 8, 32  # greedy generation checks
 
 
 def _reference(checkpoint):
@@ -34,28 +38,28 @@ def _reference(checkpoint):
 def test_fp32_logits_match_transformers_and_the_cache_continues_them(tiny_decoders, family, tmp_path):
     checkpoint, store_dir = tiny_decoders[family]
     store = Store.open(store_dir)
-    runner = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=40), tmp_path / "out")
-    ids = torch.randint(0, VOCAB, (1, 20))
+    assert TINY_DECODER["positions"] >= PROMPT
+    runner = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=PROMPT), tmp_path / "out")
+    ids = torch.randint(0, VOCAB, (1, PROMPT))
     with torch.no_grad():
         reference = _reference(checkpoint)(ids).logits
     logits, past = runner.forward(ids)
-    assert logits.shape == (1, 20, VOCAB) and past.length == 20
+    assert logits.shape == (1, PROMPT, VOCAB) and past.length == PROMPT
     assert float((logits - reference).abs().max()) < 1e-4
     # the same positions in three calls through the KV cache: the prompt in two pieces, then one token
-    first, past = runner.forward(ids[:, :7])
-    second, past = runner.forward(ids[:, 7:19], past)
-    last, past = runner.forward(ids[:, 19:], past, all_logits=False)
-    joined = torch.cat([first, second, last], 1)
-    assert float((joined - reference).abs().max()) < 1e-4
+    first, past = runner.forward(ids[:, :23])
+    second, past = runner.forward(ids[:, 23:-1], past)
     with pytest.raises(ValueError, match="not the state"):
         runner.forward(ids[:, :1], past._replace(length=7))  # an older state of the sequence
-    other = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=40), tmp_path / "other")
+    other = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=PROMPT), tmp_path / "other")
     with pytest.raises(ValueError, match=r"not the state|previous call returned"):
         other.forward(ids[:, :1], past)  # another runner's state
     with pytest.raises(ValueError, match="token ids"):
         runner.forward(torch.tensor([[VOCAB]]))
-    _, after = runner.forward(ids[:, :1], past)  # a refused call leaves the sequence as it was
-    assert after.length == 21
+    last, past = runner.forward(ids[:, -1:], past, all_logits=False)  # a refused call leaves the sequence as it was
+    assert past.length == PROMPT
+    joined = torch.cat([first, second, last], 1)
+    assert float((joined - reference).abs().max()) < 1e-4
     other.close()
     runner.close()
 
@@ -64,20 +68,46 @@ def test_fp32_logits_match_transformers_and_the_cache_continues_them(tiny_decode
 def test_greedy_generation_is_token_identical_to_transformers(tiny_decoders, family, tmp_path):
     checkpoint, store_dir = tiny_decoders[family]
     store = Store.open(store_dir)
-    runner = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=48), tmp_path / "out")
+    runner = compile_runner(store_dir, uniform_plan(store, 32, seq_len=8, context=TINY_DECODER["positions"]), tmp_path / "out")
+    runner.SHAPE = runner.SHAPE.__class__(**{**runner.SHAPE.__dict__, "eos_token_ids": ()})  # no early stop
     model = _reference(checkpoint)
-    for seed in range(3):
-        prompt = torch.randint(3, VOCAB, (1, 6), generator=torch.Generator().manual_seed(seed))
+    for seed in range(PROMPTS):
+        length = 1 + 4 * seed  # 1 to 29 tokens: 32 more fit the 64 positions
+        prompt = torch.randint(3, VOCAB, (1, length), generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             expected = model.generate(
-                prompt, max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0,
-            )[0, 6:].tolist()
-        runner.SHAPE = runner.SHAPE.__class__(**{**runner.SHAPE.__dict__, "eos_token_ids": ()})  # no early stop
-        produced = list(runner.generate_ids(prompt[0].tolist(), 24))
-        assert produced == expected
+                prompt, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0,
+            )[0, length:].tolist()
+        produced = list(runner.generate_ids(prompt[0].tolist(), NEW_TOKENS))
+        assert produced == expected, seed
         stats = runner.generation_stats
-        assert stats["time_to_first_token_s"] > 0 and len(stats["token_latency_s"]) == 23
+        assert stats["time_to_first_token_s"] > 0 and len(stats["token_latency_s"]) == NEW_TOKENS - 1
+        assert stats["prompt_tokens"] == length and stats["tokens"] == NEW_TOKENS
         assert stats["kv_cache_bytes"] == runner.kv_cache.numel() * 4
+    runner.close()
+
+
+def test_mistral_serves_its_sliding_window_and_matches_transformers_within_it(tmp_path):
+    from sticc.model.store import write_store
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "ckpt", "mistral")
+    model = _reference(checkpoint)
+    assert isinstance(model, transformers.MistralForCausalLM) and model.config.sliding_window == TINY_MISTRAL_WINDOW
+    assert model.config.max_position_embeddings > TINY_MISTRAL_WINDOW
+    store = write_store(checkpoint, tmp_path / "store", bits=(32,))
+    assert store.spec.max_positions == TINY_MISTRAL_WINDOW
+    with pytest.raises(UserError, match=f"must lie in \\[1, {TINY_MISTRAL_WINDOW}\\]"):
+        uniform_plan(store, 32, context=TINY_MISTRAL_WINDOW + 1)
+    runner = compile_runner(tmp_path / "store", uniform_plan(store, 32, seq_len=8), tmp_path / "out")  # the default context
+    assert runner.CONTEXT == TINY_MISTRAL_WINDOW
+    ids = torch.randint(0, VOCAB, (1, TINY_MISTRAL_WINDOW))  # the whole window: attention is exact
+    with torch.no_grad():
+        reference = model(ids).logits
+    logits, past = runner.forward(ids[:, :-1])
+    last, past = runner.forward(ids[:, -1:], past)
+    assert float((torch.cat([logits, last], 1) - reference).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match=f"exceed the context of {TINY_MISTRAL_WINDOW}"):
+        runner.forward(ids[:, :1], past)
     runner.close()
 
 

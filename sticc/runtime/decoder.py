@@ -12,10 +12,13 @@ Generation is a prefill call over the prompt, then one call per token. The KV ca
 allocation made at construction for the context the runner was compiled for (`CONTEXT`), counted
 apart from the weight pool (`kv_cache_bytes`). Each call writes the keys and values of the kept
 shards' key/value heads at its positions; a dropped shard's heads are neither written nor read.
+The cache holds one sequence: a generation holds the runner from its prefill to its end
+(`SequenceHold`), so generations and calls from several threads take turns whole.
 """
 
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -233,6 +236,34 @@ class KVCache(NamedTuple):
     runner: int  # the runner's identity (`id`)
 
 
+class SequenceHold:
+    """Who holds a decoder runner's one KV cache: the thread of a `forward` call, for the call, or
+    a generation, from its prefill until it ends or is closed (then given back from whichever
+    thread ends it: a generation may be stepped from several threads). Calls from other threads
+    wait; the holder's own thread may take it again (a call there starts or continues a sequence
+    as it would alone, and a suspended generation it displaces raises at its next step)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._thread = None  # the holder's thread
+        self._depth = 0
+
+    def __enter__(self) -> "SequenceHold":
+        me = threading.get_ident()
+        with self._cond:
+            self._cond.wait_for(lambda: not self._depth or self._thread == me)
+            self._thread = me
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._depth -= 1
+            if not self._depth:
+                self._thread = None
+                self._cond.notify_all()
+
+
 class Sampler:
     """Greedy decoding (temperature 0) or seeded sampling with an optional top-k cut."""
 
@@ -284,6 +315,8 @@ class DecoderRunner(DecodesChunks, RunnerCore):
         self.kv_cache_bytes = self.kv_cache.numel() * 4
         self._sequence = 0
         self._cached = 0
+        self._hold = SequenceHold()
+        self._latest_generation = None  # the runner's last generation's stats, from any thread
         self._rope = rope_tables(shape, self.CONTEXT) if shape.position_kind == "rope" else None
         self.chunk_heads = {}  # key -> the chunk's key/value heads in member order (a slice when contiguous)
         self.chunk_columns = {}  # key -> the padded vocabulary columns of each LM head member
@@ -328,7 +361,13 @@ class DecoderRunner(DecodesChunks, RunnerCore):
     def forward(self, input_ids, past: KVCache | None = None, all_logits: bool = True, trace: list[TraceEvent] | None = None):
         """(logits, past): logits [1, L, vocab] for token ids [1, L] (or only the last position's
         [1, 1, vocab] with `all_logits=False`), continuing the sequence `past` (None: a new one);
-        sets `last_stats`. See `EncoderRunner.forward` for `trace`."""
+        sets `last_stats`. See `EncoderRunner.forward` for `trace`. A generation in progress on
+        another thread is waited for (`SequenceHold`)."""
+        with self._hold:
+            return self._forward(input_ids, past, all_logits, trace)
+
+    def _forward(self, input_ids, past: KVCache | None, all_logits: bool, trace: list[TraceEvent] | None = None):
+        """`forward` without taking the sequence hold (a generation's steps: it holds it)."""
         input_ids = torch.as_tensor(input_ids, dtype=torch.int64)
         if input_ids.ndim == 1:
             input_ids = input_ids[None]
@@ -360,9 +399,11 @@ class DecoderRunner(DecodesChunks, RunnerCore):
             self._cached = start + length
             return logits[None], KVCache(self._cached, self._sequence, id(self))
 
-        result = self.run_call(compute, trace)
-        self.last_stats["kv_cache_bytes"] = self.kv_cache_bytes
-        return result
+        return self.run_call(compute, trace)
+
+    def publish_stats(self, stats: dict) -> None:
+        stats["kv_cache_bytes"] = self.kv_cache_bytes
+        super().publish_stats(stats)
 
     def schedule(self, x: torch.Tensor, call, step: Step, all_logits: bool) -> torch.Tensor:
         raise NotImplementedError("generated runners define the schedule")
@@ -409,10 +450,20 @@ class DecoderRunner(DecodesChunks, RunnerCore):
 
     # -- generation ----------------------------------------------------------------------------
 
+    @property
+    def generation_stats(self):
+        """The stats of the calling thread's last generation on this runner (`generate_ids`), else
+        of the runner's last generation from any thread; None before any. Kept per thread beside
+        `last_stats`, in the core's thread-local `_stats`."""
+        mine = getattr(self._stats, "generation", None)
+        return mine if mine is not None else self._latest_generation
+
     def generate_ids(self, input_ids, max_new_tokens: int, temperature: float = 0.0, top_k=None, seed: int = 0):
         """Yield up to `max_new_tokens` token ids after the prompt `input_ids` (a list or [1, L]):
         a prefill call, then one call per token; stops after an end-of-sequence id (not yielded).
-        `generation_stats` then holds the time to first token, each token's latency and IO."""
+        `generation_stats` then holds the time to first token, each token's latency and IO.
+        The generation holds the runner from its prefill until it ends or is closed: calls from
+        other threads wait for it (`SequenceHold`)."""
         sampler = Sampler(temperature, top_k, seed)
         if max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
@@ -422,29 +473,30 @@ class DecoderRunner(DecodesChunks, RunnerCore):
                 f"a prompt of {ids.shape[1]} tokens and {max_new_tokens} new ones exceed the context of {self.CONTEXT} "
                 f"this runner was compiled for (`sticc compile --context`)"
             )
-        stats = {"prompt_tokens": ids.shape[1], "tokens": 0, "time_to_first_token_s": None, "token_latency_s": [], "io_bytes_per_token": [],
-                 "prefill_io_bytes": None, "peak_weight_bytes": self.pool.layout.nbytes, "kv_cache_bytes": self.kv_cache_bytes}
-        self.generation_stats = stats
-        if max_new_tokens == 0:
-            return
-        start_s = time.perf_counter()
-        logits, past = self.forward(ids, all_logits=False)
-        stats["prefill_io_bytes"] = self.last_stats["io_bytes"]
-        stats["peak_weight_bytes"] = max(stats["peak_weight_bytes"], self.last_stats["peak_weight_bytes"])
-        for produced in range(max_new_tokens):
-            token = sampler(logits[0, -1])
-            if produced == 0:
-                stats["time_to_first_token_s"] = time.perf_counter() - start_s
-            if token in self.SHAPE.eos_token_ids:
+        with self._hold:
+            stats = {"prompt_tokens": ids.shape[1], "tokens": 0, "time_to_first_token_s": None, "token_latency_s": [], "io_bytes_per_token": [],
+                     "prefill_io_bytes": None, "peak_weight_bytes": self.pool.layout.nbytes, "kv_cache_bytes": self.kv_cache_bytes}
+            self._stats.generation = self._latest_generation = stats
+            if max_new_tokens == 0:
                 return
-            stats["tokens"] += 1
-            yield token
-            if produced + 1 == max_new_tokens:
-                return
-            logits, past = self.forward([[token]], past, all_logits=False)
-            stats["token_latency_s"].append(self.last_stats["latency_s"])
-            stats["io_bytes_per_token"].append(self.last_stats["io_bytes"])
+            start_s = time.perf_counter()
+            logits, past = self._forward(ids, None, False)
+            stats["prefill_io_bytes"] = self.last_stats["io_bytes"]
             stats["peak_weight_bytes"] = max(stats["peak_weight_bytes"], self.last_stats["peak_weight_bytes"])
+            for produced in range(max_new_tokens):
+                token = sampler(logits[0, -1])
+                if produced == 0:
+                    stats["time_to_first_token_s"] = time.perf_counter() - start_s
+                if token in self.SHAPE.eos_token_ids:
+                    return
+                stats["tokens"] += 1
+                yield token
+                if produced + 1 == max_new_tokens:
+                    return
+                logits, past = self._forward([[token]], past, False)
+                stats["token_latency_s"].append(self.last_stats["latency_s"])
+                stats["io_bytes_per_token"].append(self.last_stats["io_bytes"])
+                stats["peak_weight_bytes"] = max(stats["peak_weight_bytes"], self.last_stats["peak_weight_bytes"])
 
     def generate(self, prompt: str, max_new_tokens: int, temperature: float = 0.0, top_k=None, seed: int = 0):
         """Yield the text of up to `max_new_tokens` tokens generated after `prompt`, piece by piece
