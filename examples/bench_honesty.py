@@ -24,7 +24,7 @@ from sticc.base.progress import progress_bar
 from sticc.bench.lane_fit import cached_device
 from sticc.bench.measure import time_forward_process
 from sticc.cli.main import main as sticc_main
-from sticc.compile.report import read_plan_json
+from sticc.compile.plan_view import read_plan_json
 from sticc.model.default_model import minilm_store
 from sticc.profile.measure_importance import cached_importance
 from sticc.runtime.core import parse_quantity

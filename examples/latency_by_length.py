@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sticc.base.progress import progress_bar
 from sticc.bench.measure import time_forward_process
-from sticc.compile.report import read_plan_json
+from sticc.compile.plan_view import read_plan_json
 
 
 def main() -> None:

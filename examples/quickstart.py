@@ -32,8 +32,8 @@ from sticc.base.progress import progress_bar
 from sticc.bench.lane_fit import cached_device
 from sticc.bench.measure import encode_in_process, time_forward_process
 from sticc.cli.main import main as sticc_main
+from sticc.compile.plan_view import read_plan_json
 from sticc.compile.planner import PLANNED_PERCENTILE
-from sticc.compile.report import read_plan_json
 from sticc.ir.lower import lower
 from sticc.ir.simulate import simulate
 from sticc.model.default_model import minilm_store

@@ -24,7 +24,7 @@ from sticc.bench.decoder_suite import (
     write_decoder_results,
 )
 from sticc.bench.suite import Settings
-from sticc.compile.report import read_plan_json
+from sticc.compile.plan_view import read_plan_json
 from sticc.model.store import Store, write_store
 
 SEQ_LEN, CONTEXT, NEW = 8, 40, 4

@@ -18,20 +18,12 @@ from rich.console import Console
 from solvers.uniform import uniform_plan
 from sticc.base.errors import UserError
 from sticc.base.schema import Part
+from sticc.compile.deadlines import deadline_line, deadline_ranges
+from sticc.compile.plan_view import NO_TIMELINE, read_plan_json, runner_plans, timeline_summary
 from sticc.compile.planner import plan_for_targets, predict_given_plan, report_lengths
-from sticc.compile.report import (
-    NO_TIMELINE,
-    deadline_line,
-    deadline_ranges,
-    lane_bars,
-    print_report,
-    read_plan_json,
-    render_markdown,
-    render_svg,
-    runner_plans,
-    timeline_summary,
-    write_reports,
-)
+from sticc.compile.report import print_report, render_markdown, write_reports
+from sticc.compile.timeline_svg import render_svg
+from sticc.compile.timeline_text import lane_bars
 from sticc.ir.graph import by_position
 from sticc.ir.lower import lower
 from sticc.ir.plan import Event

@@ -42,8 +42,8 @@ from sticc.base.progress import Progress
 from sticc.base.schema import OPEN, read_bytes, read_file, with_config
 from sticc.bench.cases import proc_status_bytes
 from sticc.bench.ort import export_fp32, ort_spec, quantize_int8
+from sticc.compile.plan_view import read_plan_json
 from sticc.compile.planner import plan_for_targets
-from sticc.compile.report import read_plan_json
 from sticc.ir.graph import ShardChoice
 from sticc.ir.plan import Plan, RuntimeSettings, SolverInfo, make_plan, memory_model
 from sticc.model.store import Store

@@ -131,7 +131,8 @@ def compile_(
     from solvers.uniform import uniform_plan
     from sticc.compile.elastic import plan_elastic
     from sticc.compile.planner import SOLVERS, plan_for_targets, predict_given_plan
-    from sticc.compile.report import render_markdown, render_svg
+    from sticc.compile.report import render_markdown
+    from sticc.compile.timeline_svg import render_svg
     from sticc.ir.plan import DEFAULT_CONTEXT, DEFAULT_PROMPT_LEN, DEFAULT_SEQ_LEN, check_kv_budget, read_plan
     from sticc.model.store import Store
 
@@ -432,7 +433,8 @@ def report(plan_path: Annotated[Path, typer.Argument(help="a plan.json written b
     """Show a compiled plan's report in the terminal."""
     from rich.console import Console
 
-    from sticc.compile.report import print_report, read_plan_json
+    from sticc.compile.plan_view import read_plan_json
+    from sticc.compile.report import print_report
 
     print_report(read_plan_json(plan_path), Console())
 
