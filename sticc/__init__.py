@@ -6,7 +6,8 @@ HF checkpoint -> `sticc.model.store.write_store` (sharded; quantized by `sticc.m
 `sticc.profile.measure_importance` (importance.json)
 -> `sticc.ir.lower` (the shard graph with costs) -> `solvers` -> `sticc.ir.plan.Plan`, planned by
 `sticc.compile.planner` and predicted by `sticc.ir.simulate`
--> `codegen` (runner.py, inlining `sticc.runtime`) and `sticc.compile.report` (report.md, timeline.svg);
+-> `codegen` (runner.py, inlining `sticc.runtime`) and `sticc.compile.report` (report.md, timeline.svg, drawn
+from plan.json by `sticc.compile.plan_view` and `sticc.compile.timeline_svg`);
 `sticc.bench` runs compiled runners; `sticc.cli` is the command line.
 """
 
