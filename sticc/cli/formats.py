@@ -13,8 +13,17 @@ from pathlib import Path
 
 from sticc.base.schema import json_schema
 from sticc.ir.plan import PlanFile
-from sticc.model.checkpoint import SafetensorsIndex
+from sticc.model.checkpoint import GenerationConfig, SafetensorsIndex
 from sticc.model.families import BertConfig, ConfigHead, DistilBertConfig, Gpt2Config, LlamaConfig
+from sticc.model.gguf_file import LlamaMetadata
+from sticc.model.sentence import (
+    ModelConfig,
+    ModuleEntry,
+    NormalizeConfig,
+    PoolingConfig,
+    TokenizerConfig,
+    TransformerConfig,
+)
 from sticc.model.store import Manifest
 from sticc.profile.device import DeviceProfile
 from sticc.profile.importance import ImportanceFile
@@ -27,6 +36,14 @@ FORMATS = {
     "config-llama": (LlamaConfig, "config.json of a Llama, Mistral or Qwen2 checkpoint: the keys sticc uses"),
     "config-gpt2": (Gpt2Config, "config.json of a GPT-2 checkpoint: the keys sticc uses"),
     "safetensors-index": (SafetensorsIndex, "model.safetensors.index.json of a sharded checkpoint"),
+    "generation-config": (GenerationConfig, "generation_config.json of a decoder checkpoint: the keys sticc uses"),
+    "gguf-llama-metadata": (LlamaMetadata, "the metadata of a llama GGUF file that sticc uses (keys as in the file)"),
+    "st-modules": (list[ModuleEntry], "modules.json of a sentence-transformers checkpoint"),
+    "st-sentence-bert-config": (TransformerConfig, "sentence_bert_config.json: the Transformer module's settings"),
+    "st-pooling": (PoolingConfig, "a Pooling module's config.json (either form)"),
+    "st-normalize": (NormalizeConfig, "a Normalize module's config.json"),
+    "st-model-config": (ModelConfig, "config_sentence_transformers.json: the named prompts"),
+    "tokenizer-config": (TokenizerConfig, "tokenizer_config.json: the length a text is cut at when sentence_bert_config.json names none"),
     "manifest": (Manifest, "manifest.json of a sticc store"),
     "plan": (PlanFile, "plan.json: written by sticc compile, read by --plan and sticc report"),
     "device": (DeviceProfile, "device.json: a device profile"),
