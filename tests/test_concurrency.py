@@ -94,6 +94,16 @@ def call(runner, job: tuple) -> tuple:
 
 
 @pytest.mark.parametrize("plan_name", ["default", "tight", "mixed"])
+
+def _run_to_the_end(threads: list, errors: list) -> None:
+    """Start `threads`, wait for every one (2 minutes at most), and fail on any error they kept."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+
 def test_four_threads_on_one_runner_match_serial_calls(text_store, tmp_path, plan_name):
     store = Store.open(text_store)
     plan = plans(store)[plan_name]
@@ -125,12 +135,7 @@ def test_four_threads_on_one_runner_match_serial_calls(text_store, tmp_path, pla
 
     before = runner.reader.bytes_read
     threads = [threading.Thread(target=serve, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
+    _run_to_the_end(threads, errors)
     assert sorted(k for k, _, _ in results) == sorted(list(range(len(work))) * THREADS)
     for k, output, stats in results:
         assert torch.equal(output, serial[k][0]), (plan_name, work[k][0], k)
@@ -401,12 +406,7 @@ def test_four_threads_generating_on_one_decoder_runner_match_serial_generations(
             errors.append(error)
 
     threads = [threading.Thread(target=generate, args=(t,)) for t in range(THREADS)] + [threading.Thread(target=forward)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
+    _run_to_the_end(threads, errors)
     for t, prompt in enumerate(prompts):
         tokens, stats = results[t]
         assert tokens == serial[t][0], t
