@@ -93,8 +93,6 @@ def call(runner, job: tuple) -> tuple:
     return output, dict(runner.last_stats)
 
 
-@pytest.mark.parametrize("plan_name", ["default", "tight", "mixed"])
-
 def _run_to_the_end(threads: list, errors: list) -> None:
     """Start `threads`, wait for every one (2 minutes at most), and fail on any error they kept."""
     for thread in threads:
@@ -104,6 +102,8 @@ def _run_to_the_end(threads: list, errors: list) -> None:
     assert not any(thread.is_alive() for thread in threads)
     assert not errors, errors
 
+
+@pytest.mark.parametrize("plan_name", ["default", "tight", "mixed"])
 def test_four_threads_on_one_runner_match_serial_calls(text_store, tmp_path, plan_name):
     store = Store.open(text_store)
     plan = plans(store)[plan_name]
