@@ -5,8 +5,11 @@ an injection payload or random unicode; a key deleted or added; the file truncat
 another kind, or garbage) and runs the CLI on it. The property: either a non-zero exit with one
 line on stderr and no traceback (nor the "internal error" line of a bug) and no output written, or
 a success whose runner runs and, where the accepted plan is the clean one, gives the clean
-runner's output. Nothing may ever create the file PWNED. CI runs STICC_FUZZ_EXAMPLES (default
-200) examples per kind, derandomized; `python examples/fuzz_inputs.py` runs many more.
+runner's output. Nothing may ever create the file PWNED. The runner's own command line (its
+flags, the store, the texts) is fuzzed in this process: one line, or the clean runner's embeddings.
+CI runs STICC_FUZZ_EXAMPLES (default 200) examples per kind, derandomized (the runner's command
+line: STICC_FUZZ_SLOW_SCALE of that, 50); `python examples/fuzz_inputs.py` runs many more. The
+helpers are tests/fuzz_helpers.py (shared with tests/test_fuzz_decoders.py).
 """
 
 from __future__ import annotations
@@ -15,109 +18,39 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from fuzz_helpers import (
+    FLAG_VALUES,
+    FUZZ,
+    NESTED,
+    RUNNER_VALUES,
+    SLOW_FUZZ,
+    TEXTS,
+    World,
+    check_cli,
+    flag_sets,
+    json_bytes,
+    mutated,
+    run_runner_main,
+    runner_argv,
+    sandbox,
+    torch_threads_kept,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 from planning_helpers import synthetic_device, synthetic_importance
 
 from codegen import load_runner
-from sticc.cli.main import INTERNAL_ERROR_EXIT, main
+from sticc.cli.main import main
 from sticc.model.store import Store, manifest_id
 
-EXAMPLES = int(os.environ.get("STICC_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("STICC_FUZZ_RANDOM"), database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-CODE = "open('PWNED', 'w')"
-PAYLOADS = (f'"""\n{CODE}\n"""', f"'''\n{CODE}\n'''", f'"); {CODE}; ("', f"\r{CODE}\n#", f"\\{CODE}\\")
-# JSON nested deeper than Python's json module can parse (it raises RecursionError, not ValueError)
-NESTED = (b"[" * 100_000, b'{"a": ' * 100_000, b"[" * 100_000 + b"]" * 100_000)
 INPUT_IDS = torch.tensor([[2, 17, 99, 5, 3, 0]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 0]])
-
-BAD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.sampled_from([0, -1, 1, 2, 3, 7, 8, 32, 4096, 2**31, 2**53 + 1, 2**63, 2**64, 1e308, -0.0, 0.5, 1e-300]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=16), st.sampled_from(PAYLOADS),
-    st.lists(st.integers(min_value=-3, max_value=40), max_size=4),
-    st.dictionaries(st.text(max_size=4), st.integers(min_value=-3, max_value=40), max_size=2),
-)
-
-
-# ----------------------------------------------------------------------------------------------
-# Mutations of a JSON document
-# ----------------------------------------------------------------------------------------------
-
-
-def _paths(node, prefix=(), limit=3) -> list[tuple]:
-    """Every JSON path into `node` (lists: their first `limit` items)."""
-    out = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += _paths(value, (*prefix, key), limit)
-    elif isinstance(node, list):
-        for index, value in enumerate(node[:limit]):
-            out += _paths(value, (*prefix, index), limit)
-    return out
-
-
-def _at(doc, path):
-    for key in path:
-        doc = doc[key]
-    return doc
-
-
-def _json_bytes(doc) -> bytes:
-    return json.dumps(doc).encode()
-
-
-def mutated(doc: dict, others: tuple[bytes, ...]) -> st.SearchStrategy[bytes]:
-    """A strategy of mutated serializations of `doc` (`others`: other kinds' files, for swaps)."""
-    paths = _paths(doc)
-    raw = _json_bytes(doc)
-
-    def set_value(args):
-        path, value = args
-        copy = json.loads(raw)
-        if not path:
-            return _json_bytes(value)
-        _at(copy, path[:-1])[path[-1]] = value
-        return _json_bytes(copy)
-
-    def delete(path):
-        copy = json.loads(raw)
-        parent = _at(copy, path[:-1])
-        del parent[path[-1]]
-        return _json_bytes(copy)
-
-    def add(args):
-        path, key, value = args
-        copy = json.loads(raw)
-        target = _at(copy, path)
-        if isinstance(target, dict):
-            target[key] = value
-        elif isinstance(target, list):
-            target.append(value)
-        return _json_bytes(copy)
-
-    deletable = [p for p in paths if p]
-    return st.one_of(
-        st.tuples(st.sampled_from(paths), BAD_VALUES).map(set_value),
-        st.sampled_from(deletable).map(delete),
-        st.tuples(st.sampled_from(paths), st.one_of(st.text(max_size=8), st.sampled_from(PAYLOADS)), BAD_VALUES).map(add),
-        st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(lambda n: raw[:n]),
-        st.sampled_from(others) if others else st.just(b"{}"),
-        st.binary(max_size=64),
-        st.sampled_from([b"", b"null", b"[]", b"\xff\xfe{}", b"{" * 10_000, b'{"a": NaN}', *NESTED]),
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,43 +86,9 @@ def world(tmp_path_factory, tiny_bert):
     return world
 
 
-class World(dict):
-    """The fixture's facts; shown briefly in hypothesis' reports."""
-
-    def __repr__(self) -> str:
-        return "<world>"
-
-
-@contextlib.contextmanager
-def _sandbox():
-    """A fresh working directory (where a payload would create PWNED), removed afterwards."""
-    before = Path.cwd()
-    work = Path(tempfile.mkdtemp(prefix="sticc-fuzz-"))
-    os.chdir(work)
-    try:
-        yield work
-    finally:
-        os.chdir(before)
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _check(argv: list, work: Path, world, out: Path | None, store: Path | None = None) -> int:
-    """Run the CLI on `argv` and check the property; the exit code."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main([str(a) for a in argv])
-    err = stderr.getvalue()
-    assert code != INTERNAL_ERROR_EXIT, f"{argv}: {err}"
-    assert "Traceback" not in err, err
-    if code:
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: "), f"{argv}: {err!r}"
-        if out is not None:
-            assert not out.exists(), f"{argv} failed but wrote {out}"
-    elif out is not None and (out / "runner.py").exists():
-        _check_runner(out, world, store or world["store"])
-    assert not (work / "PWNED").exists(), f"{argv} ran an input"
-    return code
+    """Run the CLI on `argv` and check the property (a compiled runner against the clean one's output); the exit code."""
+    return check_cli(argv, work, out, lambda out: _check_runner(out, world, store or world["store"]))
 
 
 def _check_runner(out: Path, world, store: Path) -> None:
@@ -215,7 +114,7 @@ def _check_runner(out: Path, world, store: Path) -> None:
 
 
 def _others(world, kind: str) -> tuple[bytes, ...]:
-    return tuple(_json_bytes(doc) for name, doc in world["files"].items() if name != kind)
+    return tuple(json_bytes(doc) for name, doc in world["files"].items() if name != kind)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,7 +126,7 @@ def _others(world, kind: str) -> tuple[bytes, ...]:
 @given(data=st.data())
 def test_fuzzed_plan_files(world, data):
     raw = data.draw(world["mutations"]["plan"])
-    with _sandbox() as work:
+    with sandbox() as work:
         (work / "plan.json").write_bytes(raw)
         _check(["compile", world["store"], "-o", work / "out", "--plan", work / "plan.json"], work, world, work / "out")
         _check(["report", work / "plan.json"], work, world, None)
@@ -238,7 +137,7 @@ def test_fuzzed_plan_files(world, data):
 def test_fuzzed_device_profiles(world, data):
     raw = data.draw(world["mutations"]["device"])
     plans = data.draw(st.booleans())
-    with _sandbox() as work:
+    with sandbox() as work:
         (work / "device.json").write_bytes(raw)
         how = ["--latency", "50ms", "--importance", world["root"] / "importance.json"] if plans else ["--bits", "4"]
         _check(["compile", world["store"], "-o", work / "out", "--device", work / "device.json", *how], work, world, work / "out")
@@ -248,7 +147,7 @@ def test_fuzzed_device_profiles(world, data):
 @given(data=st.data())
 def test_fuzzed_importance_profiles(world, data):
     raw = data.draw(world["mutations"]["importance"])
-    with _sandbox() as work:
+    with sandbox() as work:
         (work / "importance.json").write_bytes(raw)
         argv = ["compile", world["store"], "-o", work / "out", "--latency", "50ms", "--memory", "1MB",
                 "--device", world["root"] / "device.json", "--importance", work / "importance.json"]
@@ -260,7 +159,7 @@ def test_fuzzed_importance_profiles(world, data):
 def test_fuzzed_store_manifests(world, data):
     raw = data.draw(world["mutations"]["manifest"])
     resign = data.draw(st.booleans())  # anyone can recompute the store id
-    with _sandbox() as work:
+    with sandbox() as work:
         store = work / "store"
         store.mkdir()
         for name in os.listdir(world["store"]):
@@ -270,7 +169,7 @@ def test_fuzzed_store_manifests(world, data):
             with contextlib.suppress(ValueError, TypeError, AttributeError, RecursionError):
                 manifest = json.loads(raw)
                 manifest["store_id"] = manifest_id(manifest)
-                raw = _json_bytes(manifest)
+                raw = json_bytes(manifest)
         (store / "manifest.json").write_bytes(raw)
         _check(["compile", store, "-o", work / "out", "--bits", "8"], work, world, work / "out", store)
         _check(["verify", store], work, world, None)
@@ -283,7 +182,7 @@ def _store_copy(world, work: Path, manifest: bytes | None = None) -> Path:
     for name in os.listdir(world["store"]):
         if name != "manifest.json":
             os.symlink(world["store"] / name, store / name)
-    (store / "manifest.json").write_bytes(manifest if manifest is not None else _json_bytes(world["files"]["manifest"]))
+    (store / "manifest.json").write_bytes(manifest if manifest is not None else json_bytes(world["files"]["manifest"]))
     return store
 
 
@@ -301,7 +200,7 @@ def _run_runner_cli(runner: Path, store: Path, work: Path) -> str:
 
 @pytest.mark.parametrize("nested", NESTED, ids=["arrays", "objects", "closed"])
 def test_a_deeply_nested_manifest_is_one_line_in_sticc_and_in_the_runner(world, nested):
-    with _sandbox() as work:
+    with sandbox() as work:
         store = _store_copy(world, work, nested)
         assert _check(["compile", store, "-o", work / "out", "--bits", "8"], work, world, work / "out", store) != 0
         assert _check(["verify", store], work, world, None) != 0
@@ -315,7 +214,7 @@ BAD_TOKENIZERS = (b"", b"garbage", b"{}", b"[" * 100_000, b"\xff\xfe{}", b'{"mod
 
 @pytest.mark.parametrize("tokenizer", BAD_TOKENIZERS, ids=["empty", "text", "object", "nested", "binary", "bad-vocab"])
 def test_a_bad_tokenizer_is_one_line_in_shard_compile_profile_and_the_runner(world, tokenizer, monkeypatch):
-    with _sandbox() as work:
+    with sandbox() as work:
         monkeypatch.setenv("STICC_CACHE_DIR", str(work / "cache"))
         checkpoint = work / "ckpt"
         checkpoint.mkdir()
@@ -326,7 +225,7 @@ def test_a_bad_tokenizer_is_one_line_in_shard_compile_profile_and_the_runner(wor
             assert _check(["shard", checkpoint, "-o", work / "new", "--bits", bits], work, world, work / "new") != 0
         manifest = {**world["files"]["manifest"], "tokenizer": "tokenizer.json"}  # a store said to have one
         manifest["store_id"] = manifest_id(manifest)
-        store = _store_copy(world, work, _json_bytes(manifest))
+        store = _store_copy(world, work, json_bytes(manifest))
         (store / "tokenizer.json").write_bytes(tokenizer)
         argv = ["compile", store, "-o", work / "out", "--latency", "50ms", "--device", world["root"] / "device.json"]
         assert _check(argv, work, world, work / "out", store) != 0  # the importance profile tokenizes
@@ -341,7 +240,7 @@ def test_a_bad_tokenizer_is_one_line_in_shard_compile_profile_and_the_runner(wor
 @given(data=st.data())
 def test_fuzzed_checkpoint_configs(world, data):
     raw = data.draw(world["mutations"]["config"])
-    with _sandbox() as work:
+    with sandbox() as work:
         checkpoint = work / "ckpt"
         checkpoint.mkdir()
         for name in os.listdir(world["checkpoint"]):
@@ -351,11 +250,6 @@ def test_fuzzed_checkpoint_configs(world, data):
         _check(["shard", checkpoint, "-o", work / "store", "--bits", "8", "--shards-per-layer", "2"], work, world, work / "store")
 
 
-FLAG_VALUES = st.one_of(
-    st.sampled_from(["4", "8", "0", "-1", "33", "1e3", "nan", "inf", "-inf", "40ms", "2MB", "200MB/s", "1e999s",
-                     "0.0001ms", "2MiB", "", " ", "4,8", "x", "9" * 30, "1_0", "0x10", *PAYLOADS]),
-    st.text(max_size=12),
-)
 COMPILE_FLAGS = ("--bits", "--latency", "--memory", "--seq-len", "--shards-per-chunk", "--time-limit", "--solver")
 
 
@@ -363,7 +257,7 @@ COMPILE_FLAGS = ("--bits", "--latency", "--memory", "--seq-len", "--shards-per-c
 @given(data=st.data())
 def test_fuzzed_compile_flags(world, data):
     flags = data.draw(st.lists(st.tuples(st.sampled_from(COMPILE_FLAGS), FLAG_VALUES), max_size=3))
-    with _sandbox() as work:
+    with sandbox() as work:
         argv = ["compile", world["store"], "-o", work / "out", "--device", world["root"] / "device.json",
                 "--importance", world["root"] / "importance.json", "--time-limit", "2s"]
         for flag, value in flags:
@@ -378,10 +272,95 @@ SHARD_FLAGS = ("--bits", "--shards-per-layer", "--group-size")
 @given(data=st.data())
 def test_fuzzed_shard_flags(world, data):
     flags = data.draw(st.lists(st.tuples(st.sampled_from(SHARD_FLAGS), FLAG_VALUES), min_size=1, max_size=3))
-    with _sandbox() as work:
+    with sandbox() as work:
         argv = ["shard", world["checkpoint"], "-o", work / "store"]
         for flag, value in flags:
             argv += [flag, value]
         if "--bits" not in argv:
             argv += ["--bits", "8"]  # keep successful shards fast
         _check(argv, work, world, work / "store")
+
+
+# ----------------------------------------------------------------------------------------------
+# The runner's own command line, in this process (the world's store, with a tokenizer and prompts)
+# ----------------------------------------------------------------------------------------------
+
+
+def _wordpiece_tokenizer() -> str:
+    """A BERT-style tokenizer whose ids fit the tiny BERT's 128-token vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-()",
+             *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"), "the", "quick", "fox", "query", "hello", "doc"]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer.to_str()
+
+
+@pytest.fixture(scope="module")
+def text_world(world):
+    """The world's store said to have a tokenizer and a sentence pipeline with named prompts, its
+    runner (compiled with the world's device profile: a deadline picks and sheds), one open."""
+    root = world["root"] / "text"
+    store = root / "store"
+    store.mkdir(parents=True)
+    for name in os.listdir(world["store"]):
+        if name != "manifest.json":
+            os.symlink(world["store"] / name, store / name)
+    manifest = dict(world["files"]["manifest"], tokenizer="tokenizer.json", sentence_pipeline={
+        "max_seq_length": 16, "do_lower_case": True, "pooling": ["mean"], "include_prompt": True, "normalize": False,
+        "prompts": {"query": "query: ", "doc": ""}, "default_prompt_name": None,
+    })
+    manifest["store_id"] = manifest_id(manifest)
+    (store / "manifest.json").write_bytes(json_bytes(manifest))
+    (store / "tokenizer.json").write_text(_wordpiece_tokenizer())
+    argv = ["compile", str(store), "-o", str(root / "clean"), "--bits", "8", "--device", str(world["root"] / "device.json")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0
+    module = load_runner(root / "clean" / "runner.py")
+    runner = module.Runner(str(store), warm_up=False)
+    yield World({"root": root, "store": store, "module": module, "runner": runner})
+    runner.close()
+
+
+# each flag of an encoder runner with values it takes
+RUNNER_FLAGS = {
+    "--deadline": st.sampled_from(["10s", "1ms", "1e-300s"]), "--batch-size": st.sampled_from(["1", "2", "32"]),
+    "--prompt-name": st.sampled_from(["query", "doc"]), "--threads": st.sampled_from(["1", "2"]),
+    "--io-bandwidth": st.sampled_from(["10GB/s", "200MB/s"]),
+}
+RUNNER_SWITCHES = ("--no-shedding", "--normalize", "--stats")
+
+
+@SLOW_FUZZ
+@given(data=st.data())
+def test_fuzzed_runner_command_lines(world, text_world, data):
+    stores = {"--store": st.sampled_from([str(text_world["store"]), ""])}
+    others = st.sampled_from([str(world["store"]), str(world["root"] / "missing"), str(world["root"] / "device.json"), "passage"])
+    flags = data.draw(flag_sets({**RUNNER_FLAGS, **stores}, st.one_of(RUNNER_VALUES, others)))
+    switches = tuple(sorted(data.draw(st.sets(st.sampled_from(RUNNER_SWITCHES)))))
+    texts = data.draw(st.lists(TEXTS, max_size=3))
+    stdin = data.draw(st.one_of(st.just("one line\nand another\n"), st.text(max_size=30)))
+    argv = runner_argv(flags, switches, texts)
+    module = text_world["module"]
+    with sandbox() as work, torch_threads_kept():
+        code, out, _ = run_runner_main(module.runner_main, module.Runner, argv, stdin, work)
+    if code:
+        assert out == "", argv  # nothing printed before the error
+        return
+    texts = texts or [line.rstrip("\n") for line in io.StringIO(stdin) if line.strip()]
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [record["text"] for record in records[: len(texts)]] == texts
+    assert len(records) == len(texts) + ("--stats" in switches) and ("--stats" not in switches or "stats" in records[-1])
+    embeddings = torch.tensor([record["embedding"] for record in records[: len(texts)]], dtype=torch.float64)
+    assert embeddings.shape == (len(texts), world["output"].shape[-1]) and torch.isfinite(embeddings).all()
+    if "--deadline" not in flags or "--no-shedding" in switches:  # no chunk shed: the clean runner's embeddings
+        expected = text_world["runner"].encode(
+            texts, normalize_embeddings="--normalize" in switches, prompt_name=flags.get("--prompt-name"), convert_to_tensor=True,
+        )
+        torch.testing.assert_close(embeddings, expected.double(), rtol=0, atol=1e-5)

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sticc.base.errors import UserError
 from sticc.base.schema import Part, parse_tokenizer
 from sticc.model.checkpoint import Checkpoint
 from sticc.model.sharding import (
@@ -223,7 +224,11 @@ def _input_statistics(x: torch.Tensor, keep: torch.Tensor) -> InputStatistics:
     """The mean and second moments of the last dimension of `x` [batch, length, n] over the kept tokens."""
     flat = x.reshape(keep.numel(), -1)[keep].to(torch.float64)
     gram = flat.T @ flat / flat.shape[0]
-    return InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+    stats = InputStatistics(flat.mean(0).to(torch.float32), gram.to(torch.float32))
+    if not (bool(torch.isfinite(stats.mean).all()) and bool(torch.isfinite(stats.gram).all())):
+        # finite weights can still be too large: the quantizer would get NaN or infinite importance
+        raise UserError("the checkpoint's activations on the calibration texts overflow (not finite): its weights are out of range")
+    return stats
 
 
 def piece_importance(

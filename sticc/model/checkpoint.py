@@ -64,6 +64,8 @@ class Checkpoint:
                 tensor = handle.get_tensor(name).to(torch.float32)
         except (SafetensorError, OSError) as error:  # corrupt data
             raise UserError(f"cannot read tensor {name!r} from {self.files[name].name}: {error}") from None
+        if not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"tensor {name!r} in {self.files[name].name} holds NaN or infinite values")
         if ref.transpose:
             tensor = tensor.T
         if ref.rows is not None:

@@ -156,6 +156,8 @@ class GgufCheckpoint:
             tensor = torch.from_numpy(array.reshape(shape))
         except (ValueError, TypeError, NotImplementedError) as error:
             raise UserError(f"{self.path.name}: cannot dequantize tensor {name!r} ({stored.tensor_type.name}): {error}") from None
+        if not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{self.path.name}: tensor {name!r} holds NaN or infinite values")
         if role in ("q.weight", "k.weight"):
             heads = self.spec.heads if role == "q.weight" else self.spec.kv_heads
             tensor = _unpermute_rotary(tensor, heads)
@@ -219,6 +221,15 @@ class _Reader(GGUFReader):
             if end > len(self.data):
                 raise _BadTensor(f"tensor {name!r} ends at byte {end}, past the end of the file ({len(self.data)} bytes): truncated")
         super()._build_tensors(start_offs, fields)
+
+    def _get_field_parts(self, orig_offs: int, raw_type: int) -> tuple:
+        # the plain reader loops once per item an array says it has, on past the end of the file
+        # (where it reads nothing): a count of 2**40 holds it for days, its memory growing
+        if raw_type == GGUFValueType.ARRAY:
+            count = self._get(orig_offs + 4, np.uint64)
+            if len(count) and int(count[0]) > len(self.data) - orig_offs:
+                raise ValueError(f"an array at byte {orig_offs} says it has {int(count[0])} items, more than the file holds")
+        return super()._get_field_parts(orig_offs, raw_type)
 
 
 def _reader(path: Path) -> GGUFReader:
@@ -421,18 +432,23 @@ def _tokenizer_json(meta: LlamaMetadata, tokens: list[str] | None, arrays: dict[
             [pre_tokenizers.Split(Regex(split), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
         )
     tokenizer.decoder = decoders.ByteLevel()
-    # control tokens (and the special ids) stay whole and are special; user-defined ones stay whole
+    # control tokens (and the special ids) stay whole and are special; user-defined ones stay whole.
+    # Only tokens the vocabulary spells as they are: another (a special id's " 1") would be added
+    # with a new id, past the model's vocabulary
     special_ids = {getattr(meta, key) for key in ("bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id")} - {None}
     special = [
         token for index, (token, kind) in enumerate(zip(tokens, types or [0] * len(tokens), strict=True))
-        if (kind == _TOKEN_CONTROL and set(token) <= alphabet) or index in special_ids
+        if (kind == _TOKEN_CONTROL or index in special_ids) and set(token) <= alphabet
     ]
     tokenizer.add_special_tokens([AddedToken(token, normalized=False, special=True) for token in dict.fromkeys(special)])
     known = tokenizer.get_vocab()
     user_defined = [token for token, kind in zip(tokens, types, strict=False) if kind == _TOKEN_USER_DEFINED and token in known]
     if user_defined:
         tokenizer.add_tokens([AddedToken(token, normalized=False, special=False) for token in user_defined])
-    tokenizer.post_processor = _post_processor(meta, tokens)
+    try:
+        tokenizer.post_processor = _post_processor(meta, tokens)
+    except ValueError as error:  # a BOS/EOS token the template cannot hold (a space, a colon in it)
+        raise UserError(f"{path.name}: the BOS/EOS tokens cannot be put around a sequence: {error}") from None
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer.to_str().encode()

@@ -99,6 +99,8 @@ class ModelSpec:
             raise UserError(f"model config: {self.kv_heads} key/value heads do not divide {self.heads} heads")
         if self.position_kind == "rope" and self.head_dim % 2:
             raise UserError(f"model config: rotary positions need an even head_dim, not {self.head_dim}")
+        if self.rope_theta < 1:  # far below any model's; a tiny one makes the rotary tables NaN (1e-300: 0 x inf)
+            raise UserError(f"model config: rope_theta {self.rope_theta!r} must be at least 1")
         for token in (self.pad_token_id, self.bos_token_id, *self.eos_token_ids):
             if token is not None and token >= self.vocab:
                 raise UserError(f"model config: token id {token} is outside the vocabulary of {self.vocab}")

@@ -920,11 +920,27 @@ def read_manifest(store_dir: str, store_id: str) -> dict:
     return manifest
 
 
+# the ranges of a runner's --threads and --io-bandwidth: sticc's own (a plan's compute threads, its
+# --io-bandwidth flag); more threads than this abort in OpenMP, a slower emulated read takes hours
+MAX_THREADS = 1024
+EMULATED_BANDWIDTH_BPS = (1e6, 1e13)
+
+
+def error_line(error) -> str:
+    """`error` as a runner's one `error: ` line: its line breaks and other unprintable characters
+    (which may come from an input: a path, a flag's value) escaped."""
+    return "error: " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(error))
+
+
 def runner_arguments(runner_class, stats_help: str):
     """The command-line parser every runner starts from: --store, --stats, --io-bandwidth, --threads."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # a usage error is one line too (argparse's would print the usage first)
+            self.exit(2, error_line(message) + "\n")
+
+    parser = Parser(description=f"sticc runner for {runner_class.MODEL_NAME} (plan {runner_class.PLAN_HASH[:12]})")
     parser.add_argument("--store", help=f"the shard store (default: {runner_class.DEFAULT_STORE})")
     parser.add_argument("--stats", action="store_true", help=stats_help)
     parser.add_argument("--io-bandwidth", help="emulate slower flash, e.g. 200MB/s (an emulation: reads are delayed)")
@@ -935,8 +951,10 @@ def runner_arguments(runner_class, stats_help: str):
 def open_runner(runner_class, args):
     """The runner the parsed common arguments (`runner_arguments`) ask for; ValueError for bad ones."""
     cap = parse_quantity(args.io_bandwidth, "B/s") if args.io_bandwidth else None
-    if args.threads is not None and args.threads < 1:
-        raise ValueError("--threads must be at least 1")
+    if cap is not None and not EMULATED_BANDWIDTH_BPS[0] <= cap <= EMULATED_BANDWIDTH_BPS[1]:
+        raise ValueError(f"--io-bandwidth {args.io_bandwidth!r} must lie in [1MB/s, 10TB/s]")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads must lie in [1, {MAX_THREADS}]")
     return runner_class(args.store, io_bandwidth_Bps=cap, threads=args.threads)
 
 

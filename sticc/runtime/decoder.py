@@ -32,6 +32,7 @@ from sticc.runtime.core import (
     RunnerCore,
     StoreError,
     TraceEvent,
+    error_line,
     load_tokenizer,
     open_runner,
     piece_blocks,
@@ -552,7 +553,7 @@ def decoder_main(runner_class, argv=None) -> int:
                     stats["emulated_io_bandwidth_Bps"] = runner.io_bandwidth_cap_Bps
                 print(json.dumps({"stats": stats}))
     except (StoreError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 1
     finally:
         if runner is not None:

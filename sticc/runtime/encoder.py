@@ -23,6 +23,7 @@ from sticc.runtime.core import (
     RunnerCore,
     StoreError,
     TraceEvent,
+    error_line,
     load_tokenizer,
     open_runner,
     parse_quantity,
@@ -464,6 +465,7 @@ def runner_main(runner_class, argv=None) -> int:
     parser.add_argument("texts", nargs="*", help="input texts (default: one per line of stdin)")
     args = parser.parse_args(argv)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    runner = None
     try:
         if not texts:
             raise ValueError("no input texts (give them as arguments or on stdin)")
@@ -476,7 +478,9 @@ def runner_main(runner_class, argv=None) -> int:
             deadline_s=deadline_s, keep_deadline=not args.no_shedding,
         )
     except (StoreError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        if runner is not None:  # refused after it opened (a bad --batch-size, --prompt-name): closed all the same
+            runner.close()
+        print(error_line(error), file=sys.stderr)
         return 1
     for text, embedding in zip(texts, embeddings.tolist(), strict=True):
         print(json.dumps({"text": text, "embedding": embedding}))
