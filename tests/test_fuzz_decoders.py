@@ -192,7 +192,8 @@ def test_fuzzed_generation_configs(decoder_world, data):
 # gave NaN rotary tables, and `sticc shard` an internal error)
 EDGE_VALUES = [("rope_theta", 1e-300), ("rope_theta", 0.5), ("rope_theta", 1e11), ("rms_norm_eps", 1e-300), ("rms_norm_eps", 0.999),
                ("max_position_embeddings", 1), ("max_position_embeddings", 2**20), ("eos_token_id", [2, 299]), ("bos_token_id", 299),
-               ("rope_scaling", {"rope_type": "linear", "factor": 1024.0})]
+               ("rope_scaling", {"rope_type": "linear", "factor": 1024.0}),
+               ("num_hidden_layers", 2**20)]  # the most layers a config may say: ~10M tensors were listed (23 s, 1.7 GB)
 
 
 @pytest.mark.parametrize(("key", "value"), EDGE_VALUES, ids=[f"{k}={v}" for k, v in EDGE_VALUES])
@@ -428,10 +429,12 @@ def _gguf_edited(doc: GgufDoc, fields: dict, tokens: dict[int, str]) -> bytes:
 
 
 ADD_BOS, ADD_EOS = "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"
-# a GGUF's tokenizer metadata that takes two changes at once (the fuzzer makes one): special tokens
+# GGUF metadata the fuzzer rarely makes (two changes at once, or one value of many): special tokens
 # spelled outside the byte-level alphabet (" 1" was added with id 300, past the vocabulary, and the
-# calibration pass failed on it), BOS/EOS tokens the template cannot hold ("a b": an internal error)
-EDGE_TOKENIZERS = {
+# calibration pass failed on it), BOS/EOS tokens the template cannot hold ("a b": an internal error),
+# the most layers the metadata may say (every tensor name of 2**20 layers was listed: 39 s, 2.7 GB)
+EDGE_GGUFS = {
+    "layers-2**20": ({"llama.block_count": (V.UINT32, 2**20)}, {}),
     "unk-with-a-space": ({}, {0: " 1"}),
     "bos-with-a-space": ({ADD_BOS: (V.BOOL, True)}, {1: "a b"}),
     "eos-with-a-colon": ({ADD_EOS: (V.BOOL, True)}, {2: "x:0"}),
@@ -442,8 +445,8 @@ EDGE_TOKENIZERS = {
 }
 
 
-@pytest.mark.parametrize("edit", EDGE_TOKENIZERS.values(), ids=EDGE_TOKENIZERS.keys())
-def test_edge_tokenizers_of_a_gguf_file(decoder_world, edit):
+@pytest.mark.parametrize("edit", EDGE_GGUFS.values(), ids=EDGE_GGUFS.keys())
+def test_edge_metadata_of_a_gguf_file(decoder_world, edit):
     fields, tokens = edit
     with sandbox() as work:
         path = work / "model.gguf"

@@ -86,7 +86,7 @@ class Checkpoint:
 
     def _check_shapes(self) -> None:
         with_shapes = self._shapes()
-        for (role, layer), shape in role_shapes(self.spec).items():
+        for (role, layer), shape in role_shapes(self.spec):
             ref = self._ref(role, layer)
             name = self.prefix + ref.name
             if name not in with_shapes:

@@ -12,7 +12,7 @@ GGUF files are read by `sticc.model.gguf_file`, which maps its tensor names to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -67,13 +67,15 @@ def role_shape(spec: ModelSpec, role: str) -> tuple[int, ...]:
     return (h,)  # norms
 
 
-def role_shapes(spec: ModelSpec) -> dict[tuple[str, int | None], tuple[int, ...]]:
-    """{(role, layer or None): shape} of every tensor a model of `spec` is read from (each source
-    checks its tensors against it)."""
-    shapes = {(role, None): role_shape(spec, role) for role in embed_roles(spec)}
+def role_shapes(spec: ModelSpec) -> Iterator[tuple[tuple[str, int | None], tuple[int, ...]]]:
+    """((role, layer or None), shape) of every tensor a model of `spec` is read from (each source
+    checks its tensors against them), one at a time: a source stops at its first missing tensor,
+    where a config's layer count (up to 2**20) is not what its file holds."""
+    for role in embed_roles(spec):
+        yield (role, None), role_shape(spec, role)
     for layer in range(spec.layers):
-        shapes.update({(role, layer): role_shape(spec, role) for role in layer_roles(spec)})
-    return shapes
+        for role in layer_roles(spec):
+            yield (role, layer), role_shape(spec, role)
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,10 @@ class GgufCheckpoint:
         return files
 
     def _check_tensors(self) -> None:
-        expected = {self._name(role, layer): shape for (role, layer), shape in role_shapes(self.spec).items()}
-        for name, shape in expected.items():
+        expected = set()
+        for (role, layer), shape in role_shapes(self.spec):
+            name = self._name(role, layer)
+            expected.add(name)
             if name not in self.tensors:
                 raise UserError(f"{self.path.name} is missing tensor {name!r}")
             stored = self.reader.tensors[self.tensors[name]]
@@ -188,7 +190,7 @@ class GgufCheckpoint:
                 raise UserError(f"{self.path.name}: tensor {name!r} has type {stored.tensor_type.name}, which the gguf package cannot dequantize")
         if "rope_freqs.weight" in self.tensors:
             raise UserError(f"{self.path.name}: per-dimension RoPE frequency factors (rope_freqs.weight) are not supported")
-        extra = sorted(set(self.tensors) - set(expected))
+        extra = sorted(set(self.tensors) - expected)
         if extra:
             more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
             raise UserError(f"{self.path.name}: tensor {extra[0]!r} is not part of a llama model sticc reads{more}")
