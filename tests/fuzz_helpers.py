@@ -148,6 +148,18 @@ class World(dict):
         return "<world>"
 
 
+def checkpoint_with(source: Path, work: Path, replaced: str, raw: bytes) -> Path:
+    """The checkpoint directory `source` in `work` (its files linked), with the file `replaced`
+    holding `raw`."""
+    checkpoint = work / "ckpt"
+    checkpoint.mkdir()
+    for name in os.listdir(source):
+        if name != replaced:
+            os.symlink(source / name, checkpoint / name)
+    (checkpoint / replaced).write_bytes(raw)
+    return checkpoint
+
+
 @contextlib.contextmanager
 def sandbox():
     """A fresh working directory (where a payload would create PWNED), removed afterwards."""

@@ -33,6 +33,7 @@ from fuzz_helpers import (
     TEXTS,
     World,
     check_cli,
+    checkpoint_with,
     flag_sets,
     json_bytes,
     mutated,
@@ -241,12 +242,7 @@ def test_a_bad_tokenizer_is_one_line_in_shard_compile_profile_and_the_runner(wor
 def test_fuzzed_checkpoint_configs(world, data):
     raw = data.draw(world["mutations"]["config"])
     with sandbox() as work:
-        checkpoint = work / "ckpt"
-        checkpoint.mkdir()
-        for name in os.listdir(world["checkpoint"]):
-            if name != "config.json":
-                os.symlink(world["checkpoint"] / name, checkpoint / name)
-        (checkpoint / "config.json").write_bytes(raw)
+        checkpoint = checkpoint_with(world["checkpoint"], work, "config.json", raw)
         _check(["shard", checkpoint, "-o", work / "store", "--bits", "8", "--shards-per-layer", "2"], work, world, work / "store")
 
 

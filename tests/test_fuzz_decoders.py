@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import signal
 import struct
 import warnings
@@ -40,6 +39,7 @@ from fuzz_helpers import (
     TEXTS,
     World,
     check_cli,
+    checkpoint_with,
     flag_sets,
     json_bytes,
     mutated,
@@ -151,38 +151,18 @@ def _check_store(work: Path, store: Path, clean: Path, clean_logits: torch.Tenso
     check_cli(["compile", store, "-o", work / "out", "--bits", "8"], work, work / "out", runs)
 
 
-def _checkpoint_copy(world, work: Path, replaced: str, raw: bytes) -> Path:
-    """The tiny llama checkpoint in `work`, linked, with the file `replaced` holding `raw`."""
-    checkpoint = work / "ckpt"
-    checkpoint.mkdir()
-    for name in os.listdir(world["checkpoint"]):
-        if name != replaced:
-            os.symlink(world["checkpoint"] / name, checkpoint / name)
-    (checkpoint / replaced).write_bytes(raw)
-    return checkpoint
-
-
 # ----------------------------------------------------------------------------------------------
 # A decoder checkpoint's config.json and generation_config.json
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("mutation", "replaced"), [("config", "config.json"), ("generation", "generation_config.json")])
 @SLOW_FUZZ
 @given(data=st.data())
-def test_fuzzed_decoder_configs(decoder_world, data):
-    raw = data.draw(decoder_world["mutations"]["config"])
+def test_fuzzed_decoder_checkpoint_files(decoder_world, mutation, replaced, data):
+    raw = data.draw(decoder_world["mutations"][mutation])
     with sandbox() as work:
-        checkpoint = _checkpoint_copy(decoder_world, work, "config.json", raw)
-        if check_cli(["shard", checkpoint, "-o", work / "store", "--bits", "8"], work, work / "store") == 0:
-            _check_store(work, work / "store", decoder_world["root"] / "llama8", decoder_world["llama8_logits"])
-
-
-@SLOW_FUZZ
-@given(data=st.data())
-def test_fuzzed_generation_configs(decoder_world, data):
-    raw = data.draw(decoder_world["mutations"]["generation"])
-    with sandbox() as work:
-        checkpoint = _checkpoint_copy(decoder_world, work, "generation_config.json", raw)
+        checkpoint = checkpoint_with(decoder_world["checkpoint"], work, replaced, raw)
         if check_cli(["shard", checkpoint, "-o", work / "store", "--bits", "8"], work, work / "store") == 0:
             _check_store(work, work / "store", decoder_world["root"] / "llama8", decoder_world["llama8_logits"])
 
@@ -200,7 +180,7 @@ EDGE_VALUES = [("rope_theta", 1e-300), ("rope_theta", 0.5), ("rope_theta", 1e11)
 def test_edge_values_of_a_decoder_config(decoder_world, key, value):
     with sandbox() as work:
         raw = json_bytes({**decoder_world["files"]["config"], key: value})
-        checkpoint = _checkpoint_copy(decoder_world, work, "config.json", raw)
+        checkpoint = checkpoint_with(decoder_world["checkpoint"], work, "config.json", raw)
         if check_cli(["shard", checkpoint, "-o", work / "store", "--bits", "8"], work, work / "store") == 0:
             _check_store(work, work / "store", decoder_world["root"] / "llama8", decoder_world["llama8_logits"])
             assert (work / "out" / "runner.py").exists()
